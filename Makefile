@@ -1,0 +1,38 @@
+# Two entry points on a fresh machine: `make demo` and `make test`.
+# Both create .venv in the repo root if it is missing. torch is installed first,
+# pinned to the CPU wheel, so nothing later can pull a CUDA build.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+export HF_HUB_OFFLINE := 1
+export TOKENIZERS_PARALLELISM := false
+
+.PHONY: demo test venv browser clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+
+$(VENV)/.installed: $(BIN)/python pyproject.toml
+	$(BIN)/pip install --quiet torch==2.13.0
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $@
+
+venv: $(VENV)/.installed
+
+# headless Chromium for the HTML report test (Debian package; needs root or sudo)
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	  elif command -v sudo >/dev/null 2>&1; then sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	  else echo "chromium not installed: the HTML browser test will be skipped"; fi; }
+
+demo: venv
+	rm -rf runs/demo
+	$(BIN)/trustfm demo --output-dir runs/demo
+
+test: venv browser
+	$(BIN)/python -m pytest
+
+clean:
+	rm -rf runs .pytest_cache

@@ -1,0 +1,60 @@
+"""The ``trustfm`` command line: one module per command, each a thin wrapper.
+
+Exit codes: 0 ok, 1 internal error, 2 usage or config error, 3 data error.
+User errors print one clear message and no traceback.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import typer
+
+app = typer.Typer(
+    name="trustfm",
+    help="Fine-tune a pretrained foundation model on your data, then audit its risks.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+data_app = typer.Typer(help="Inspect and validate datasets.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+
+
+def _register() -> None:
+    # importing a command module registers its command on ``app`` / ``data_app``
+    from trustfm.cli import data_check, demo, evaluate, predict, report, train  # noqa: F401
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point; returns (and, from the console script, exits with) the exit code."""
+    import click
+
+    from rich.markup import escape
+
+    from trustfm.errors import TrustfmError
+
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    _register()
+    from trustfm.cli._output import configure_logging, error_console
+
+    configure_logging()
+    try:
+        result = app(args=argv, standalone_mode=False)
+        code = result if isinstance(result, int) else 0
+    except TrustfmError as exc:
+        error_console().print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
+        code = exc.exit_code
+    except click.exceptions.Exit as exc:
+        code = exc.exit_code
+    except click.ClickException as exc:
+        exc.show()
+        code = exc.exit_code  # UsageError: 2
+    except click.exceptions.Abort:
+        error_console().print("aborted")
+        code = 1
+    if argv is None:
+        sys.exit(code)
+    return code

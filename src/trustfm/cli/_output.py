@@ -1,0 +1,74 @@
+"""Output helpers shared by the commands: JSON or Rich tables, logging to stderr."""
+
+from __future__ import annotations
+
+import json
+import logging
+from enum import Enum
+from typing import Any
+
+import typer
+
+
+class OutputFormat(str, Enum):
+    table = "table"
+    json = "json"
+
+
+FORMAT_OPTION = typer.Option(OutputFormat.table, "--format", help="table for people, json for programs")
+
+
+def error_console():
+    from rich.console import Console
+
+    return Console(stderr=True)
+
+
+def configure_logging() -> None:
+    from rich.logging import RichHandler
+
+    handler = RichHandler(console=error_console(), show_path=False, show_time=False)
+    logging.basicConfig(level=logging.INFO, format="%(message)s", handlers=[handler], force=True)
+    logging.getLogger("trustfm").setLevel(logging.INFO)
+    for noisy in ("transformers", "httpx", "urllib3", "matplotlib"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def emit_json(data: Any) -> None:
+    typer.echo(json.dumps(data, indent=2, default=str))
+
+
+def metrics_table(title: str, rows: list[tuple[str, str]]):
+    from rich.table import Table
+
+    table = Table(title=title, show_header=True)
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for name, value in rows:
+        table.add_row(name, value)
+    return table
+
+
+def print_rich(renderable) -> None:
+    from rich.console import Console
+
+    Console().print(renderable)
+
+
+def fmt_interval(item: dict) -> str:
+    if item.get("low") is None:
+        return f"{item['value']:.4f}"
+    return f"{item['value']:.4f} [{item['low']:.4f}, {item['high']:.4f}]"
+
+
+def performance_rows(result: dict) -> list[tuple[str, str]]:
+    auc = result.get("roc_auc")
+    return [
+        ("rows", str(result["n"])),
+        ("accuracy (95% CI)", fmt_interval(result["accuracy"])),
+        ("macro F1 (95% CI)", fmt_interval(result["macro_f1"])),
+        ("macro precision", f"{result['macro_precision']:.4f}"),
+        ("macro recall", f"{result['macro_recall']:.4f}"),
+        ("ROC-AUC", "n/a" if auc is None else f"{auc:.4f}"),
+        ("expected calibration error", f"{result['expected_calibration_error']:.4f}"),
+    ]

@@ -1,0 +1,58 @@
+"""``trustfm predict``: labels and probabilities for texts or a file."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from trustfm.cli import app
+from trustfm.cli._output import FORMAT_OPTION, OutputFormat, emit_json, print_rich
+
+
+@app.command()
+def predict(
+    run_dir: Path = typer.Argument(..., help="run folder written by trustfm train"),
+    text: Optional[list[str]] = typer.Option(None, "--text", help="a text to classify (repeatable)"),
+    data: Optional[Path] = typer.Option(None, "--data", help="file with a text column to classify"),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="write predictions as JSONL here"),
+    output_format: OutputFormat = FORMAT_OPTION,
+) -> None:
+    """Predict with the run's best model. Texts longer than max_length are truncated (flagged)."""
+    from trustfm.config import load_config
+    from trustfm.data.prepare import load_labelled
+    from trustfm.errors import ConfigError
+    from trustfm.pipeline import predict_texts
+    from trustfm.runs import existing_run
+
+    if not text and data is None:
+        raise ConfigError("give --text or --data")
+    texts = list(text or [])
+    rows: list[int | None] = [None] * len(texts)
+    if data is not None:
+        config = load_config(existing_run(run_dir).config)
+        part = load_labelled(data, config.data, labelled=False)
+        texts += part.texts
+        rows += [int(r) for r in part.rows]
+    predictions = predict_texts(run_dir, texts)
+    for prediction, row in zip(predictions, rows):
+        if row is not None:
+            prediction["row"] = row
+    if output is not None:
+        with output.open("w", encoding="utf-8") as handle:
+            for prediction in predictions:
+                handle.write(json.dumps(prediction) + "\n")
+    if output_format is OutputFormat.json:
+        emit_json(predictions)
+        return
+    from rich.table import Table
+
+    table = Table(title=f"predictions — {run_dir}")
+    for column in ("#", "label", "confidence", "text"):
+        table.add_column(column)
+    for i, (prediction, item) in enumerate(zip(predictions, texts), start=1):
+        snippet = item if len(item) <= 60 else item[:57] + "..."
+        table.add_row(str(i), prediction["label"], f"{prediction['confidence']:.3f}", snippet)
+    print_rich(table)

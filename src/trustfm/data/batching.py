@@ -1,0 +1,121 @@
+"""Tokenise once, then serve length-bucketed, dynamically padded batches.
+
+Sorting texts of similar length into the same batch means each batch is padded
+only to its own longest text, which on short-text data (reviews, tweets) removes
+most of the padding a random batch carries. The batch order is still shuffled,
+and everything depends only on ``(seed, epoch)`` so a resumed run sees the same
+batches as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterator, Sequence
+
+import numpy as np
+import torch
+
+
+@dataclass
+class EncodedTexts:
+    """Token ids per text (no padding). ``truncated`` counts texts cut to ``max_length``."""
+
+    input_ids: list[np.ndarray]
+    max_length: int
+    truncated: np.ndarray  # bool, shape (n,)
+
+    @property
+    def lengths(self) -> np.ndarray:
+        return np.fromiter((len(x) for x in self.input_ids), dtype=np.int64, count=len(self.input_ids))
+
+    def __len__(self) -> int:
+        return len(self.input_ids)
+
+
+def encode_texts(tokenizer, texts: Sequence[str], max_length: int, chunk: int = 4096) -> EncodedTexts:
+    """Tokenise ``texts`` with special tokens, truncating to ``max_length`` tokens.
+
+    Truncation is detected in the same pass through the fast tokenizer's overflow
+    mapping, so it costs no second tokenisation.
+    """
+    ids: list[np.ndarray] = []
+    truncated = np.zeros(len(texts), dtype=bool)
+    for start in range(0, len(texts), chunk):
+        part = list(texts[start : start + chunk])
+        enc = tokenizer(
+            part,
+            truncation=True,
+            max_length=max_length,
+            return_overflowing_tokens=True,
+            return_attention_mask=False,
+            return_token_type_ids=False,
+        )
+        mapping = enc.get("overflow_to_sample_mapping")
+        if mapping is None:  # slow tokenizers: no overflow mapping; one row per text
+            ids.extend(np.asarray(x, dtype=np.int64) for x in enc["input_ids"])
+            continue
+        previous = -1
+        for row, sample in enumerate(mapping):
+            if sample == previous:
+                truncated[start + sample] = True
+                continue
+            ids.append(np.asarray(enc["input_ids"][row], dtype=np.int64))
+            previous = sample
+    return EncodedTexts(input_ids=ids, max_length=max_length, truncated=truncated)
+
+
+def bucketed_batches(
+    lengths: np.ndarray,
+    *,
+    batch_size: int,
+    bucket_size: int,
+    seed: int,
+    epoch: int,
+    shuffle: bool = True,
+) -> list[np.ndarray]:
+    """Index batches for one epoch.
+
+    With ``shuffle``: permute all rows with ``(seed, epoch)``, cut into buckets of
+    ``bucket_size * batch_size`` rows, sort each bucket by length, cut into
+    batches and shuffle the batch order. Without: sort all rows by length (for
+    evaluation, where order does not matter and padding does).
+    """
+    n = len(lengths)
+    if not shuffle:
+        order = np.argsort(lengths, kind="stable")
+        return [order[i : i + batch_size] for i in range(0, n, batch_size)]
+    rng = np.random.default_rng([seed, epoch])
+    order = rng.permutation(n)
+    span = max(1, bucket_size) * batch_size
+    batches: list[np.ndarray] = []
+    for start in range(0, n, span):
+        bucket = order[start : start + span]
+        if bucket_size > 1:
+            bucket = bucket[np.argsort(lengths[bucket], kind="stable")]
+        batches.extend(bucket[i : i + batch_size] for i in range(0, len(bucket), batch_size))
+    return [batches[i] for i in rng.permutation(len(batches))]
+
+
+def pad_batch(input_ids: Sequence[np.ndarray], pad_id: int) -> dict[str, torch.Tensor]:
+    """Pad a list of id arrays to the longest: ``input_ids`` and ``attention_mask``, shape (b, t)."""
+    width = max(len(x) for x in input_ids)
+    ids = np.full((len(input_ids), width), pad_id, dtype=np.int64)
+    mask = np.zeros((len(input_ids), width), dtype=np.int64)
+    for row, seq in enumerate(input_ids):
+        ids[row, : len(seq)] = seq
+        mask[row, : len(seq)] = 1
+    return {"input_ids": torch.from_numpy(ids), "attention_mask": torch.from_numpy(mask)}
+
+
+def iterate_batches(
+    encoded: EncodedTexts,
+    batches: list[np.ndarray],
+    pad_id: int,
+    labels: np.ndarray | None = None,
+) -> Iterator[tuple[np.ndarray, dict[str, torch.Tensor]]]:
+    """Yield ``(row_index, batch)``; the batch has ``labels`` when labels are given."""
+    for index in batches:
+        batch = pad_batch([encoded.input_ids[i] for i in index], pad_id)
+        if labels is not None:
+            batch["labels"] = torch.from_numpy(labels[index])
+        yield index, batch

@@ -1,0 +1,136 @@
+"""Read a labelled table from CSV, TSV, JSONL, Parquet or a saved Hugging Face dataset.
+
+Every reader returns a :class:`pandas.DataFrame` of the file's columns in file
+order; row ``i`` of the frame is data row ``i + 1`` of the file (header
+excluded), which is the row number used in every error message. Text that is not
+valid UTF-8 is kept with its bad bytes as lone surrogates (``surrogateescape``)
+so validation can report the exact rows instead of the reader failing on the
+first one.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pandas as pd
+
+from trustfm.errors import ConfigError, DataError
+
+FORMATS = ("csv", "tsv", "jsonl", "parquet", "hf")
+
+_SUFFIXES = {
+    ".csv": "csv",
+    ".tsv": "tsv",
+    ".tab": "tsv",
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+    ".json": "jsonl",
+    ".parquet": "parquet",
+    ".pq": "parquet",
+}
+
+
+def detect_format(path: Path) -> str:
+    """Guess the format from the suffix, or ``hf`` for a ``datasets.save_to_disk`` folder."""
+    if path.is_dir():
+        if (path / "dataset_info.json").exists() or (path / "state.json").exists():
+            return "hf"
+        if (path / "dataset_dict.json").exists():
+            raise DataError(
+                "this is a DatasetDict folder; point at one split's sub-folder (e.g. .../train)",
+                file=str(path),
+            )
+        raise DataError("folder is not a saved Hugging Face dataset", file=str(path))
+    fmt = _SUFFIXES.get(path.suffix.lower())
+    if fmt is None:
+        raise DataError(
+            f"cannot tell the format from suffix '{path.suffix}'; set data.format to one of {FORMATS}",
+            file=str(path),
+        )
+    return fmt
+
+
+def read_table(path: str | Path, fmt: str = "auto") -> pd.DataFrame:
+    """Read ``path`` into a frame of object columns; empty CSV/TSV fields are null."""
+    path = Path(path)
+    if not path.exists():
+        raise DataError("file does not exist", file=str(path))
+    if fmt == "auto":
+        fmt = detect_format(path)
+    if fmt not in FORMATS:
+        raise ConfigError(f"unknown data format '{fmt}'; choose one of {FORMATS}")
+    reader = {
+        "csv": _read_delimited,
+        "tsv": _read_delimited,
+        "jsonl": _read_jsonl,
+        "parquet": _read_parquet,
+        "hf": _read_hf,
+    }[fmt]
+    frame = reader(path, fmt) if fmt in ("csv", "tsv") else reader(path)
+    return frame.reset_index(drop=True)
+
+
+def _read_delimited(path: Path, fmt: str) -> pd.DataFrame:
+    # TSV follows the GLUE convention: no quoting at all, so a stray quote
+    # character is text, not the start of a multi-line field.
+    options = (
+        {"sep": "\t", "quoting": csv.QUOTE_NONE}
+        if fmt == "tsv"
+        else {"sep": ",", "quoting": csv.QUOTE_MINIMAL}
+    )
+    try:
+        return pd.read_csv(
+            path,
+            dtype=object,
+            keep_default_na=False,
+            na_values=[""],
+            encoding="utf-8",
+            encoding_errors="surrogateescape",
+            **options,
+        )
+    except pd.errors.EmptyDataError:
+        raise DataError("file is empty (no header row)", file=str(path)) from None
+    except pd.errors.ParserError as exc:
+        raise DataError(f"malformed {fmt.upper()}: {exc}", file=str(path)) from None
+
+
+def _read_jsonl(path: Path) -> pd.DataFrame:
+    records: list[dict] = []
+    with path.open("rb") as handle:
+        for row, raw in enumerate(handle, start=1):
+            line = raw.decode("utf-8", errors="surrogateescape").strip()
+            if not line:
+                raise DataError("blank line in JSONL", file=str(path), row=row)
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise DataError(f"not valid JSON ({exc.msg})", file=str(path), row=row) from None
+            if not isinstance(record, dict):
+                raise DataError("each JSONL line must be an object", file=str(path), row=row)
+            records.append(record)
+    if not records:
+        raise DataError("file has no rows", file=str(path))
+    return pd.DataFrame.from_records(records).astype(object)
+
+
+def _read_parquet(path: Path) -> pd.DataFrame:
+    try:
+        return pd.read_parquet(path).astype(object)
+    except ImportError:
+        raise ConfigError("reading Parquet needs pyarrow: pip install 'trustfm[parquet]'") from None
+
+
+def _read_hf(path: Path) -> pd.DataFrame:
+    try:
+        import datasets
+    except ImportError:
+        raise ConfigError("reading a saved dataset needs datasets: pip install 'trustfm[hf]'") from None
+    loaded = datasets.load_from_disk(str(path))
+    if isinstance(loaded, datasets.DatasetDict):
+        raise DataError(
+            f"this is a DatasetDict with splits {list(loaded)}; point at one split's folder",
+            file=str(path),
+        )
+    return loaded.to_pandas().astype(object)

@@ -1,0 +1,149 @@
+"""From the data section of a run config to validated, split, labelled data.
+
+The result is deterministic in (config, seed, file contents): ``trustfm
+evaluate`` and ``trustfm report`` call :func:`prepare_data` again and check the
+file hashes recorded at training time instead of storing copies of the data.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from trustfm.config.schema import DataConfig
+from trustfm.data.batching import EncodedTexts
+from trustfm.data.io import read_table
+from trustfm.data.split import stratified_split
+from trustfm.data.validate import LabelledTexts, Rejection, label_order, validate_table
+from trustfm.errors import ConfigError, DataError
+
+log = logging.getLogger("trustfm.data")
+
+
+def file_sha256(path: str | Path) -> str:
+    """sha256 of a file, or of all files in a folder (sorted by relative path)."""
+    path = Path(path)
+    digest = hashlib.sha256()
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    for file in files:
+        if path.is_dir():
+            digest.update(str(file.relative_to(path)).encode())
+        with file.open("rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()
+
+
+@dataclass
+class PreparedData:
+    """Train/validation/test rows, the class names (index = label id) and provenance."""
+
+    train: LabelledTexts
+    validation: LabelledTexts
+    test: LabelledTexts
+    label_names: list[str]
+    file_hashes: dict[str, str] = field(default_factory=dict)
+    rejected: list[Rejection] = field(default_factory=list)
+
+    def label_ids(self, part: LabelledTexts) -> np.ndarray:
+        index = {name: i for i, name in enumerate(self.label_names)}
+        return np.fromiter((index[x] for x in part.labels), dtype=np.int64, count=len(part))
+
+    def counts(self) -> dict[str, int]:
+        return {"train": len(self.train), "validation": len(self.validation), "test": len(self.test)}
+
+
+def load_labelled(
+    path: Path, config: DataConfig, *, known_labels: list[str] | None = None, labelled: bool = True
+) -> LabelledTexts:
+    """Read and validate one file with the config's column mapping and policies."""
+    frame = read_table(path, config.format)
+    part = validate_table(
+        frame,
+        file=str(path),
+        text_column=config.text_column,
+        label_column=config.label_column if labelled else None,
+        id_column=config.id_column,
+        group_columns=config.group_columns,
+        policies=config.on_problem,
+        known_labels=known_labels,
+    )
+    log.info(
+        "%s: %d rows in, %d kept, %d dropped", path, part.rows_in, len(part), len(part.rejected)
+    )
+    return part
+
+
+def prepare_data(config: DataConfig, *, seed: int) -> PreparedData:
+    """Load the configured files, validate them, and split what is not given."""
+    if config.train is None:
+        raise ConfigError("data.train is not set: give a training file (--data PATH)")
+    train_all = load_labelled(config.train, config)
+    if len(train_all) == 0:
+        raise DataError("no usable rows after validation", file=str(config.train))
+    names = label_order(train_all.labels)
+    if len(names) < 2:
+        raise DataError(
+            f"needs at least two classes, found {names}", file=str(config.train), column=config.label_column
+        )
+    hashes = {str(config.train): file_sha256(config.train)}
+    rejected = list(train_all.rejected)
+
+    loaded: dict[str, LabelledTexts] = {}
+    for role in ("validation", "test"):
+        path = getattr(config, role)
+        if path is not None:
+            loaded[role] = load_labelled(path, config, known_labels=names)
+            hashes[str(path)] = file_sha256(path)
+            rejected += loaded[role].rejected
+
+    want_val = "validation" not in loaded
+    want_test = "test" not in loaded
+    train_idx, val_idx, test_idx = stratified_split(
+        train_all.labels,
+        validation=config.split.validation if want_val else 0.0,
+        test=config.split.test if want_test else 0.0,
+        seed=seed,
+    )
+    train = train_all.subset(train_idx)
+    validation = loaded.get("validation") or train_all.subset(val_idx)
+    test = loaded.get("test") or train_all.subset(test_idx)
+    if len(validation) == 0:
+        raise DataError(
+            "validation split is empty: give data.validation or raise data.split.validation",
+            file=str(config.train),
+        )
+    return PreparedData(train, validation, test, names, hashes, rejected)
+
+
+def apply_length_policy(
+    part: LabelledTexts, encoded: EncodedTexts, policy: str, column: str
+) -> tuple[LabelledTexts, EncodedTexts, list[Rejection]]:
+    """Act on texts longer than ``encoded.max_length`` tokens.
+
+    ``truncate`` keeps them cut (the count is logged), ``error`` stops at the
+    first, ``drop`` removes them and returns their rejections.
+    """
+    over = np.flatnonzero(encoded.truncated)
+    if len(over) == 0 or policy == "truncate":
+        if len(over):
+            log.info("%s: %d texts truncated to %d tokens", part.file, len(over), encoded.max_length)
+        return part, encoded, []
+    if policy == "error":
+        raise DataError(
+            f"text longer than {encoded.max_length} tokens (data.on_problem.too_long: truncate or drop)",
+            file=part.file,
+            row=int(part.rows[over[0]]),
+            column=column,
+        )
+    keep = np.flatnonzero(~encoded.truncated)
+    rejections = [
+        Rejection(part.file, int(part.rows[i]), column, "too_long", f"longer than {encoded.max_length} tokens")
+        for i in over
+    ]
+    kept = EncodedTexts([encoded.input_ids[i] for i in keep], encoded.max_length, encoded.truncated[keep])
+    return part.subset(keep), kept, rejections

@@ -1,0 +1,192 @@
+"""Validate a raw table against the column mapping and the per-problem policies.
+
+Each problem has a policy (``error`` stops with a message naming file, row and
+column; ``drop`` removes the row and records it). Rejected rows are recorded by
+row number, column and reason only: the text itself never goes to the rejection
+file, because it may hold personal data.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+
+from trustfm.config.schema import ProblemPolicies
+from trustfm.errors import DataError
+
+
+@dataclass(frozen=True)
+class Rejection:
+    """One dropped row: ``row`` is the 1-based data row in ``file`` (header excluded)."""
+
+    file: str
+    row: int
+    column: str
+    kind: str  # the data.on_problem key: empty_text, null_label, ..., too_long
+    reason: str
+
+    def as_dict(self) -> dict:
+        return {"file": self.file, "row": self.row, "column": self.column, "kind": self.kind, "reason": self.reason}
+
+
+@dataclass
+class LabelledTexts:
+    """Validated rows of one file.
+
+    ``texts[i]`` has label ``labels[i]`` (raw string form), source row ``rows[i]``
+    and optional ``ids[i]``; ``groups[col][i]`` holds sensitive attributes kept
+    for the fairness audit.
+    """
+
+    file: str
+    texts: list[str]
+    labels: list[str]
+    rows: np.ndarray
+    ids: list[str] | None = None
+    groups: dict[str, list[str]] = field(default_factory=dict)
+    rejected: list[Rejection] = field(default_factory=list)
+    rows_in: int = 0
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+    def subset(self, index: Sequence[int] | np.ndarray) -> "LabelledTexts":
+        """Rows at positions ``index`` (rejections stay with the parent)."""
+        index = np.asarray(index, dtype=np.int64)
+        pick = lambda values: [values[i] for i in index]  # noqa: E731
+        return LabelledTexts(
+            file=self.file,
+            texts=pick(self.texts),
+            labels=pick(self.labels),
+            rows=self.rows[index],
+            ids=pick(self.ids) if self.ids is not None else None,
+            groups={k: pick(v) for k, v in self.groups.items()},
+            rows_in=len(index),
+        )
+
+
+def _is_null(value: object) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value)) or value is pd.NA
+
+
+def _has_surrogates(value: object) -> bool:
+    # read_table keeps undecodable bytes as lone surrogates (surrogateescape)
+    if not isinstance(value, str):
+        return False
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
+def _label_text(value: object) -> str:
+    # JSONL / Parquet may hold numeric labels; 1 and 1.0 must be the same class
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value).strip()
+
+
+def validate_table(
+    frame: pd.DataFrame,
+    *,
+    file: str,
+    text_column: str,
+    label_column: str | None,
+    id_column: str | None = None,
+    group_columns: Sequence[str] = (),
+    policies: ProblemPolicies | None = None,
+    known_labels: Sequence[str] | None = None,
+) -> LabelledTexts:
+    """Check ``frame`` and return the rows that pass, plus the rejections.
+
+    ``label_column=None`` validates unlabelled data (for prediction). With
+    ``known_labels`` given (evaluation data), labels outside it are problems of
+    kind ``unseen_label``.
+    """
+    policies = policies or ProblemPolicies()
+    required = [text_column] + ([label_column] if label_column else [])
+    required += ([id_column] if id_column else []) + list(group_columns)
+    for column in required:
+        if column not in frame.columns:
+            available = ", ".join(map(str, frame.columns))
+            raise DataError(
+                f"required column is missing (columns present: {available})",
+                file=file,
+                column=column,
+            )
+
+    n = len(frame)
+    keep = np.ones(n, dtype=bool)
+    rejected: list[Rejection] = []
+
+    def problem(kind: str, row_index: int, column: str, reason: str) -> None:
+        if getattr(policies, kind) == "error":
+            raise DataError(
+                f"{reason} (set data.on_problem.{kind}: drop to drop such rows)",
+                file=file,
+                row=row_index + 1,
+                column=column,
+            )
+        if keep[row_index]:
+            keep[row_index] = False
+            rejected.append(Rejection(file, row_index + 1, column, kind, reason))
+
+    used = [c for c in required]
+    values = {c: frame[c].tolist() for c in used}
+    for column in used:
+        for i, value in enumerate(values[column]):
+            if _has_surrogates(value):
+                problem("undecodable", i, column, "bytes that are not valid UTF-8")
+
+    texts = values[text_column]
+    for i, text in enumerate(texts):
+        if _is_null(text) or not str(text).strip():
+            problem("empty_text", i, text_column, "empty or whitespace-only text")
+
+    labels: list[str] = [""] * n
+    if label_column:
+        known = set(known_labels) if known_labels is not None else None
+        for i, value in enumerate(values[label_column]):
+            if _is_null(value) or not str(value).strip():
+                problem("null_label", i, label_column, "missing label")
+                continue
+            labels[i] = _label_text(value)
+            if known is not None and labels[i] not in known:
+                problem("unseen_label", i, label_column, "label not seen in training data")
+
+    ids: list[str] | None = None
+    if id_column:
+        ids = ["" if _is_null(v) else str(v) for v in values[id_column]]
+        first_seen: dict[str, int] = {}
+        for i, value in enumerate(ids):
+            if value in first_seen:
+                problem("duplicate_id", i, id_column, f"id repeats data row {first_seen[value] + 1}")
+            else:
+                first_seen[value] = i
+
+    index = np.flatnonzero(keep)
+    rejected.sort(key=lambda r: r.row)
+    return LabelledTexts(
+        file=file,
+        texts=[str(texts[i]) for i in index],
+        labels=[labels[i] for i in index],
+        rows=index + 1,
+        ids=[ids[i] for i in index] if ids is not None else None,
+        groups={c: ["" if _is_null(values[c][i]) else str(values[c][i]) for i in index] for c in group_columns},
+        rejected=rejected,
+        rows_in=n,
+    )
+
+
+def label_order(labels: Sequence[str]) -> list[str]:
+    """Class names in id order: numeric labels sort as numbers, others alphabetically."""
+    unique = sorted(set(labels))
+    try:
+        return sorted(unique, key=lambda s: float(s))
+    except ValueError:
+        return unique

@@ -1,0 +1,134 @@
+"""A sequence classifier: pretrained encoder, pooling, dropout, linear head.
+
+Saved as one folder: the encoder in Hugging Face layout (``config.json`` and
+``model.safetensors``), the head in ``head.safetensors``, the tokenizer files,
+and ``trustfm_model.json`` with class names and pooling.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from trustfm.config.schema import ModelConfig
+from trustfm.models.loading import load_encoder, resolve_model_dir
+
+MODEL_META = "trustfm_model.json"
+HEAD_FILE = "head.safetensors"
+
+
+class TextClassifier(nn.Module):
+    """``forward(input_ids, attention_mask) -> logits`` of shape (batch, num_labels).
+
+    ``inputs_embeds`` may replace ``input_ids`` (shape (batch, tokens, hidden)),
+    which is how embedding-space perturbations (adversarial training, gradient
+    attributions) reach the model.
+    """
+
+    def __init__(self, encoder: nn.Module, num_labels: int, *, pooling: str = "mean", dropout: float = 0.1):
+        super().__init__()
+        if pooling not in ("mean", "cls"):
+            raise ValueError(f"pooling must be 'mean' or 'cls', not {pooling!r}")
+        self.encoder = encoder
+        self.pooling = pooling
+        self.dropout = nn.Dropout(dropout)
+        self.head = nn.Linear(encoder.config.hidden_size, num_labels)
+        nn.init.normal_(self.head.weight, std=0.02)
+        nn.init.zeros_(self.head.bias)
+
+    @property
+    def num_labels(self) -> int:
+        return self.head.out_features
+
+    def input_embeddings(self) -> nn.Embedding:
+        return self.encoder.get_input_embeddings()
+
+    def pooled(
+        self,
+        input_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Pooled text representation, shape (batch, hidden)."""
+        out = self.encoder(
+            input_ids=input_ids, attention_mask=attention_mask, inputs_embeds=inputs_embeds
+        ).last_hidden_state
+        if self.pooling == "cls":
+            return out[:, 0]
+        if attention_mask is None:
+            return out.mean(dim=1)
+        mask = attention_mask.unsqueeze(-1).to(out.dtype)
+        return (out * mask).sum(dim=1) / mask.sum(dim=1).clamp_min(1.0)
+
+    def forward(
+        self,
+        input_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        return self.head(self.dropout(self.pooled(input_ids, attention_mask, inputs_embeds)))
+
+
+def build_classifier(config: ModelConfig, label_names: list[str]):
+    """A new classifier on the configured pretrained encoder; returns (model, tokenizer)."""
+    path = resolve_model_dir(config.name_or_path)
+    encoder, tokenizer = load_encoder(path, allow_pickle=config.allow_pickle, dropout=config.dropout)
+    model = TextClassifier(encoder, len(label_names), pooling=config.pooling, dropout=config.dropout)
+    return model, tokenizer
+
+
+def save_classifier(
+    model: TextClassifier, tokenizer, folder: str | Path, *, label_names: list[str], extra: dict | None = None
+) -> Path:
+    """Write the classifier folder atomically: a temporary folder, then a rename."""
+    from safetensors.torch import save_file
+
+    folder = Path(folder)
+    tmp = folder.with_name(folder.name + ".tmp")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir(parents=True)
+    model.encoder.save_pretrained(tmp, safe_serialization=True)
+    save_file({k: v.detach().contiguous() for k, v in model.head.state_dict().items()}, str(tmp / HEAD_FILE))
+    tokenizer.save_pretrained(tmp)
+    meta = {
+        "label_names": list(label_names),
+        "pooling": model.pooling,
+        "dropout": model.dropout.p,
+        **(extra or {}),
+    }
+    (tmp / MODEL_META).write_text(json.dumps(meta, indent=2), encoding="utf-8")
+    old = folder.with_name(folder.name + ".old")
+    if folder.exists():
+        if old.exists():
+            shutil.rmtree(old)
+        os.replace(folder, old)
+    os.replace(tmp, folder)
+    if old.exists():
+        shutil.rmtree(old)
+    return folder
+
+
+def load_classifier(folder: str | Path):
+    """Load a saved classifier folder; returns (model in eval mode, tokenizer, meta dict)."""
+    from safetensors.torch import load_file
+
+    from trustfm.errors import ConfigError
+
+    folder = Path(folder)
+    meta_path = folder / MODEL_META
+    if not meta_path.is_file():
+        raise ConfigError(f"{folder} is not a trustfm model folder (no {MODEL_META})")
+    meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    encoder, tokenizer = load_encoder(folder, allow_pickle=False)
+    model = TextClassifier(
+        encoder, len(meta["label_names"]), pooling=meta["pooling"], dropout=meta.get("dropout", 0.1)
+    )
+    model.head.load_state_dict(load_file(str(folder / HEAD_FILE)))
+    model.eval()
+    return model, tokenizer, meta

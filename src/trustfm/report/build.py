@@ -1,0 +1,95 @@
+"""Build the run report from what the run folder holds: it renders, never recomputes.
+
+``build_report(run_dir)`` writes ``report.json`` (every number, plus the
+provenance block) and ``report.html`` (one self-contained file: CSS and SVG
+figures inline, nothing fetched when it opens).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from trustfm.runs import existing_run, now_iso, read_json, write_json_atomic
+
+
+def _read_log(path: Path) -> tuple[list[dict], list[dict]]:
+    steps, epochs = [], []
+    if path.exists():
+        for line in path.read_text(encoding="utf-8").splitlines():
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            (steps if record.get("kind") == "step" else epochs).append(record)
+    return steps, epochs
+
+
+def collect_report(run_dir: str | Path) -> dict:
+    """The report's content as one JSON-ready dict (what report.json holds)."""
+    import yaml
+
+    paths = existing_run(run_dir)
+    info = read_json(paths.run_info)
+    config = yaml.safe_load(paths.config.read_text(encoding="utf-8"))
+    results = {p.stem: read_json(p) for p in sorted(paths.results.glob("*.json"))}
+    _, epochs = _read_log(paths.metrics_log)
+    rejected_counts: dict[str, int] = {}
+    if paths.rejected.exists():
+        for line in paths.rejected.read_text(encoding="utf-8").splitlines():
+            kind = json.loads(line).get("kind", "other")
+            rejected_counts[kind] = rejected_counts.get(kind, 0) + 1
+    return {
+        "run_dir": str(paths.root.resolve()),
+        "generated": now_iso(),
+        "status": info.get("status"),
+        "provenance": {
+            "seed": info.get("seed"),
+            "started": info.get("started"),
+            "finished": info.get("finished"),
+            "config": config,
+            "data_sha256": info.get("data_hashes", {}),
+            "base_model": info.get("base_model", {}),
+            "model_sha256": info.get("model_sha256", {}),
+            "versions": info.get("versions", {}),
+        },
+        "data": {
+            "label_names": info.get("label_names", []),
+            "rows": info.get("rows", {}),
+            "truncated": info.get("truncated", {}),
+            "rejected_by_kind": rejected_counts,
+        },
+        "training": {**info.get("training", {}), "epochs": epochs},
+        "results": results,
+    }
+
+
+def build_report(run_dir: str | Path) -> tuple[Path, Path]:
+    """Write report.json and report.html into the run folder; return their paths."""
+    from jinja2 import Environment, PackageLoader, select_autoescape
+
+    from trustfm.report import plots
+
+    paths = existing_run(run_dir)
+    content = collect_report(run_dir)
+    write_json_atomic(paths.report_json, content)
+    steps, epochs = _read_log(paths.metrics_log)
+    figures: dict[str, str | None] = {"training": plots.training_curves(steps, epochs)}
+    performance = content["results"].get("performance")
+    if performance:
+        figures["confusion"] = plots.confusion_matrix(performance["confusion_matrix"], performance["label_names"])
+        figures["reliability"] = plots.reliability_diagram(
+            performance["calibration_bins"], performance["expected_calibration_error"]
+        )
+    env = Environment(loader=PackageLoader("trustfm.report", "templates"), autoescape=select_autoescape(["html", "j2"]))
+    html = env.get_template("report.html.j2").render(
+        report=content,
+        performance=performance,
+        extra_results={k: v for k, v in content["results"].items() if k != "performance"},
+        figures=figures,
+        config_yaml=paths.config.read_text(encoding="utf-8"),
+    )
+    tmp = paths.report_html.with_name(paths.report_html.name + ".tmp")
+    tmp.write_text(html, encoding="utf-8")
+    tmp.replace(paths.report_html)
+    return paths.report_html, paths.report_json

