@@ -91,9 +91,9 @@ class TrainConfig(_Strict):
     """Optimisation settings. Defaults were chosen on SST-2 with the default model."""
 
     epochs: int = Field(3, ge=1)
-    batch_size: int = Field(16, ge=1)
+    batch_size: int = Field(32, ge=1)
     eval_batch_size: int = Field(64, ge=1)
-    learning_rate: float = Field(1e-4, gt=0)
+    learning_rate: float = Field(2e-4, gt=0)
     head_learning_rate: float | None = Field(None, gt=0, description="defaults to learning_rate")
     weight_decay: float = Field(0.01, ge=0)
     warmup_ratio: float = Field(0.06, ge=0, lt=1)

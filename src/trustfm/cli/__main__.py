@@ -1,0 +1,3 @@
+from trustfm.cli import main
+
+main()

@@ -1,0 +1,105 @@
+"""Shared fixtures: a tiny randomly initialised BERT and small synthetic datasets.
+
+The tiny model is built from a config written here (2 layers, hidden size 32);
+only its tokenizer files come from the default model package, so texts are
+tokenised exactly as in real runs.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import random
+import shutil
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+REPO = Path(__file__).resolve().parents[1]
+
+POSITIVE_WORDS = ["great", "excellent", "love", "happy", "perfect", "wonderful", "fast", "friendly"]
+NEGATIVE_WORDS = ["awful", "broken", "hate", "slow", "terrible", "rude", "refund", "disappointed"]
+FILLER = ["the", "product", "service", "order", "was", "really", "and", "my", "delivery", "it", "support", "item"]
+
+
+def make_rows(n: int, seed: int = 0) -> list[dict]:
+    """Separable synthetic sentiment rows: id, text, label (pos/neg), group (a/b)."""
+    rng = random.Random(seed)
+    rows = []
+    for i in range(n):
+        label = "pos" if i % 2 == 0 else "neg"
+        words = rng.sample(FILLER, rng.randint(2, 8))
+        cue = rng.choice(POSITIVE_WORDS if label == "pos" else NEGATIVE_WORDS)
+        words.insert(rng.randint(0, len(words)), cue)
+        rows.append({"id": f"id{i}", "text": " ".join(words), "label": label, "group": "a" if rng.random() < 0.6 else "b"})
+    return rows
+
+
+def write_csv(path: Path, rows: list[dict]) -> Path:
+    with path.open("w", encoding="utf-8", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory) -> Path:
+    """A 2-layer, 32-wide BERT with random weights, saved as safetensors."""
+    import torch
+    from transformers import BertConfig, BertModel
+
+    from trustfm.models.loading import default_model_dir
+
+    folder = tmp_path_factory.mktemp("tiny-bert")
+    torch.manual_seed(0)
+    config = BertConfig(
+        vocab_size=30522,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=128,
+    )
+    BertModel(config).save_pretrained(folder)
+    for name in ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json"):
+        source = default_model_dir() / name
+        if source.exists():
+            shutil.copy(source, folder / name)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_data(tmp_path_factory) -> Path:
+    """400 synthetic labelled rows as CSV (id, text, label, group)."""
+    folder = tmp_path_factory.mktemp("data")
+    return write_csv(folder / "train.csv", make_rows(400))
+
+
+@pytest.fixture
+def tiny_config(tiny_model_dir, tiny_data, tmp_path):
+    """Overrides for a fast run on the tiny model and tiny data."""
+    return {
+        "data.train": str(tiny_data),
+        "data.id_column": "id",
+        "data.group_columns": ["group"],
+        "data.max_length": 32,
+        "model.name_or_path": str(tiny_model_dir),
+        "train.epochs": 3,
+        "train.batch_size": 16,
+        "train.learning_rate": 3e-3,
+        "evaluate.bootstrap_samples": 200,
+        "output_dir": str(tmp_path / "run"),
+    }
+
+
+def shared_data(*parts: str) -> Path:
+    """Path under ../shared/data, or skip the test with the reason when it is absent."""
+    path = SHARED_DATA.joinpath(*parts)
+    if not path.exists():
+        pytest.skip(f"{path} is absent (../shared/data is not beside this checkout)")
+    return path

@@ -1,0 +1,55 @@
+from pathlib import Path
+
+import pytest
+
+from trustfm.config import RunConfig, dump_config, load_config, parse_override
+from trustfm.errors import ConfigError
+
+
+def test_unknown_key_names_its_path_and_suggests(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("train:\n  epoch: 3\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    message = str(info.value)
+    assert "train.epoch" in message and "unknown key" in message and "epochs" in message
+
+
+def test_nested_unknown_key_and_bad_value(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("data:\n  on_problem:\n    empty_txt: drop\ntrain:\n  batch_size: 0\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    message = str(info.value)
+    assert "data.on_problem.empty_txt: unknown key" in message
+    assert "train.batch_size" in message
+
+
+def test_overrides_parse_yaml_values_and_set_nested_keys():
+    assert parse_override("train.epochs=2") == ("train.epochs", 2)
+    assert parse_override("data.group_columns=[a, b]") == ("data.group_columns", ["a", "b"])
+    config = load_config(None, {"train.learning_rate": 3e-5, "model.pooling": "cls"})
+    assert config.train.learning_rate == 3e-5 and config.model.pooling == "cls"
+    with pytest.raises(ConfigError):
+        parse_override("no-equals-sign")
+
+
+def test_relative_data_paths_resolve_against_the_config_file(tmp_path):
+    (tmp_path / "sub").mkdir()
+    path = tmp_path / "sub" / "c.yaml"
+    path.write_text("data:\n  train: data.csv\n")
+    config = load_config(path)
+    assert config.data.train == (tmp_path / "sub" / "data.csv").resolve()
+
+
+def test_resolved_config_round_trips(tmp_path):
+    config = load_config(None, {"seed": 7, "data.train": "x.csv"})
+    dump_config(config, tmp_path / "saved.yaml")
+    again = load_config(tmp_path / "saved.yaml")
+    assert again == config
+    assert isinstance(RunConfig().train.epochs, int)
+
+
+def test_split_fractions_must_leave_training_rows():
+    with pytest.raises(ConfigError):
+        load_config(None, {"data.split.validation": 0.5, "data.split.test": 0.45})

@@ -1,0 +1,125 @@
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import make_rows, write_csv
+from trustfm.config import load_config
+from trustfm.pipeline import train_run
+from trustfm.runs import read_json
+from trustfm.train import Callback, FineTuner
+
+
+def _strip_times(records):
+    return [{k: v for k, v in r.items() if "seconds" not in k and "per_second" not in k} for r in records]
+
+
+def _log(run: Path):
+    return [json.loads(line) for line in (run / "logs" / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_same_config_and_seed_give_the_same_metrics(tiny_config, tmp_path):
+    first = train_run(load_config(None, {**tiny_config, "output_dir": str(tmp_path / "a")}), show_progress=False)
+    second = train_run(load_config(None, {**tiny_config, "output_dir": str(tmp_path / "b")}), show_progress=False)
+    a, b = read_json(first.result("performance")), read_json(second.result("performance"))
+    assert a == b
+    assert _strip_times(_log(first.root)) == _strip_times(_log(second.root))
+    info = read_json(first.run_info)
+    assert info["status"] == "complete"
+    assert info["training"]["epochs_completed"] == 3
+    assert a["accuracy"]["value"] > 0.9  # the synthetic task is separable
+
+
+def test_rerun_into_an_existing_run_folder_is_refused(tiny_config):
+    from trustfm.errors import ConfigError
+
+    config = load_config(None, {**tiny_config, "train.epochs": 1})
+    train_run(config, show_progress=False)
+    with pytest.raises(ConfigError, match="--resume"):
+        train_run(config, show_progress=False)
+
+
+def test_callback_hooks_run_in_order_and_sample_weights_apply(tiny_config):
+    from trustfm.data.batching import encode_texts
+    from trustfm.config import ModelConfig
+    from trustfm.models import build_classifier
+
+    calls = []
+
+    class Recorder(Callback):
+        def on_fit_start(self, trainer):
+            calls.append("fit_start")
+
+        def on_batch(self, trainer, batch):
+            calls.append("batch")
+            batch["weight"] = torch.zeros(len(batch["labels"]))
+            batch["weight"][0] = 1.0
+            return batch
+
+        def on_after_backward(self, trainer, batch):
+            calls.append("after_backward")
+            assert any(p.grad is not None for p in trainer.model.parameters())
+
+        def on_epoch_end(self, trainer, record):
+            calls.append("epoch_end")
+
+    config = load_config(None, {**tiny_config, "train.epochs": 1})
+    model, tokenizer = build_classifier(ModelConfig(name_or_path=tiny_config["model.name_or_path"]), ["neg", "pos"])
+    texts = [r["text"] for r in make_rows(64)]
+    labels = np.array([0 if r["label"] == "neg" else 1 for r in make_rows(64)])
+    encoded = encode_texts(tokenizer, texts, 32)
+    FineTuner(config.train, seed=0, callbacks=[Recorder()], show_progress=False).fit(
+        model, encoded, labels, encoded, labels, pad_id=0, checkpoint_dir=Path(tiny_config["output_dir"]) / "ck",
+        validation_metrics=lambda y, p: {"macro_f1": 0.0}, save_best=lambda m: None,
+    )
+    assert calls[0] == "fit_start" and calls[-1] == "epoch_end"
+    assert calls.count("batch") == 4 and calls.count("after_backward") == 4
+
+
+def test_early_stopping_stops_and_keeps_the_best_epoch(tiny_config):
+    overrides = {**tiny_config, "train.epochs": 6, "train.learning_rate": 1e-9,
+                 "train.early_stopping.patience": 1, "train.early_stopping.metric": "loss",
+                 "train.early_stopping.mode": "min"}
+    paths = train_run(load_config(None, overrides), show_progress=False)
+    training = read_json(paths.run_info)["training"]
+    # with a vanishing learning rate validation loss stops improving almost at once
+    assert training["stopped_early"] and training["epochs_completed"] < 6
+    assert training["best_epoch"] <= training["epochs_completed"]
+
+
+def test_resume_after_sigkill_finishes_with_the_same_metrics(tiny_model_dir, tmp_path):
+    data = write_csv(tmp_path / "train.csv", make_rows(3000, seed=2))
+    common = [
+        "--data", str(data), "--model", str(tiny_model_dir), "--epochs", "3", "--batch-size", "8",
+        "--max-length", "32", "--learning-rate", "1e-3", "--set", "evaluate.bootstrap_samples=100", "--quiet",
+    ]
+    cli = [sys.executable, "-m", "trustfm.cli"]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    straight = tmp_path / "straight"
+    subprocess.run(cli + ["train", *common, "-o", str(straight)], check=True, env=env, capture_output=True)
+
+    killed = tmp_path / "killed"
+    process = subprocess.Popen(cli + ["train", *common, "-o", str(killed)], env=env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    checkpoint = killed / "checkpoints" / "last.pt"
+    deadline = time.time() + 300
+    while not checkpoint.exists() and time.time() < deadline and process.poll() is None:
+        time.sleep(0.02)
+    time.sleep(0.3)  # let epoch 2 get under way
+    process.send_signal(signal.SIGKILL)
+    assert process.wait() == -signal.SIGKILL, "training finished before it could be killed"
+    assert not (killed / "results" / "performance.json").exists()
+    assert read_json(killed / "run.json")["status"] == "running"
+
+    resumed = subprocess.run(cli + ["train", "--resume", str(killed), "--quiet"], env=env, capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr
+    assert read_json(killed / "results" / "performance.json") == read_json(straight / "results" / "performance.json")
+    assert _strip_times(_log(killed)) == _strip_times(_log(straight))
+    assert read_json(killed / "run.json")["model_sha256"] == read_json(straight / "run.json")["model_sha256"]
