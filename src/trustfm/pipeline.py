@@ -183,7 +183,10 @@ def evaluate_run(
         raise DataError("no rows to evaluate", file=part.file)
     encoded = encode_texts(tokenizer, part.texts, config.data.max_length)
     started = time.perf_counter()
-    proba = predict_proba(model, encoded, pad_id=tokenizer.pad_token_id, batch_size=config.train.eval_batch_size)
+    proba = predict_proba(
+        model, encoded, pad_id=tokenizer.pad_token_id, batch_size=config.train.eval_batch_size,
+        show_progress=show_progress,
+    )
     index = {n: i for i, n in enumerate(names)}
     y_true = np.fromiter((index[x] for x in part.labels), dtype=np.int64, count=len(part))
     result = evaluate_predictions(
@@ -201,7 +204,7 @@ def evaluate_run(
     return result
 
 
-def predict_texts(run_dir: str | Path, texts: Sequence[str]) -> list[dict]:
+def predict_texts(run_dir: str | Path, texts: Sequence[str], *, show_progress: bool = False) -> list[dict]:
     """Predicted label and class probabilities for each text, in input order."""
     from trustfm.data.batching import encode_texts
     from trustfm.models import load_classifier
@@ -213,7 +216,10 @@ def predict_texts(run_dir: str | Path, texts: Sequence[str]) -> list[dict]:
     model, tokenizer, meta = load_classifier(paths.model)
     names = meta["label_names"]
     encoded = encode_texts(tokenizer, list(texts), config.data.max_length)
-    proba = predict_proba(model, encoded, pad_id=tokenizer.pad_token_id, batch_size=config.train.eval_batch_size)
+    proba = predict_proba(
+        model, encoded, pad_id=tokenizer.pad_token_id, batch_size=config.train.eval_batch_size,
+        show_progress=show_progress,
+    )
     return [
         {
             "label": names[int(p.argmax())],

@@ -29,8 +29,6 @@ def _register() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns (and, from the console script, exits with) the exit code."""
-    import click
-
     from rich.markup import escape
 
     from trustfm.errors import TrustfmError
@@ -47,14 +45,19 @@ def main(argv: list[str] | None = None) -> int:
     except TrustfmError as exc:
         error_console().print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
         code = exc.exit_code
-    except click.exceptions.Exit as exc:
+    except typer.Exit as exc:
         code = exc.exit_code
-    except click.ClickException as exc:
-        exc.show()
-        code = exc.exit_code  # UsageError: 2
-    except click.exceptions.Abort:
+    except typer.Abort:
         error_console().print("aborted")
         code = 1
+    except typer.TyperException as exc:
+        # usage errors (unknown flag, bad value): click's own message, exit code 2
+        show = getattr(exc, "show", None)
+        if show is not None:
+            show()
+        else:
+            error_console().print(f"error: {escape(str(exc))}", soft_wrap=True)
+        code = getattr(exc, "exit_code", 2)
     if argv is None:
         sys.exit(code)
     return code

@@ -20,7 +20,7 @@ def evaluate(
     """Accuracy, F1, ROC-AUC, calibration and the confusion matrix, with intervals."""
     from trustfm.pipeline import evaluate_run
 
-    result = evaluate_run(run_dir, data_path=data).model_dump(mode="json")
+    result = evaluate_run(run_dir, data_path=data, show_progress=True).model_dump(mode="json")
     if output_format is OutputFormat.json:
         emit_json(result)
         return

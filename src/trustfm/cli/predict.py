@@ -36,7 +36,7 @@ def predict(
         part = load_labelled(data, config.data, labelled=False)
         texts += part.texts
         rows += [int(r) for r in part.rows]
-    predictions = predict_texts(run_dir, texts)
+    predictions = predict_texts(run_dir, texts, show_progress=True)
     for prediction, row in zip(predictions, rows):
         if row is not None:
             prediction["row"] = row

