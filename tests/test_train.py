@@ -123,3 +123,17 @@ def test_resume_after_sigkill_finishes_with_the_same_metrics(tiny_model_dir, tmp
     assert read_json(killed / "results" / "performance.json") == read_json(straight / "results" / "performance.json")
     assert _strip_times(_log(killed)) == _strip_times(_log(straight))
     assert read_json(killed / "run.json")["model_sha256"] == read_json(straight / "run.json")["model_sha256"]
+
+
+def test_tensorboard_logging_writes_event_files(tiny_config):
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    config = load_config(None, {**tiny_config, "train.epochs": 1, "train.tracking.tensorboard": True})
+    paths = train_run(config, show_progress=False)
+    events = EventAccumulator(str(paths.root / "logs" / "tensorboard"))
+    events.Reload()
+    scalars = events.Tags()["scalars"]
+    assert "train/loss" in scalars and "validation/accuracy" in scalars
+    steps = [e.step for e in events.Scalars("train/loss")]
+    assert steps == list(range(1, len(steps) + 1)) and len(steps) == read_json(paths.run_info)["training"]["steps"]

@@ -51,7 +51,7 @@ def train(
 
     flags = dict(locals())
     if resume is not None:
-        if config is not None or any(v for k, v in flags.items() if k in ("data", "epochs", "model", "set_")):
+        if config is not None or overrides_from_flags(flags, set_):
             raise ConfigError("--resume takes no config or settings: the run continues with its saved config")
         from trustfm.runs import existing_run
 

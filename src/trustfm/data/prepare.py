@@ -60,15 +60,18 @@ class PreparedData:
 def load_labelled(
     path: Path, config: DataConfig, *, known_labels: list[str] | None = None, labelled: bool = True
 ) -> LabelledTexts:
-    """Read and validate one file with the config's column mapping and policies."""
+    """Read and validate one file with the config's column mapping and policies.
+
+    Unlabelled data (``labelled=False``, for prediction) needs only the text column.
+    """
     frame = read_table(path, config.format)
     part = validate_table(
         frame,
         file=str(path),
         text_column=config.text_column,
         label_column=config.label_column if labelled else None,
-        id_column=config.id_column,
-        group_columns=config.group_columns,
+        id_column=config.id_column if labelled else None,
+        group_columns=config.group_columns if labelled else (),
         policies=config.on_problem,
         known_labels=known_labels,
     )
