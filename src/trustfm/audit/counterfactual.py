@@ -1,0 +1,262 @@
+"""Counterfactual fairness for text: swap identity terms, see whether the prediction moves.
+
+:class:`IdentityTerms` rewrites a text along one axis (gender, race/ethnicity,
+religion, ...) using the term lists shipped in ``resources/identity_terms.yaml``
+or the user's own file in the same format. :func:`counterfactual_audit` scores
+original and rewritten texts with any ``predict_proba(texts) -> (n, k)``
+function and reports, per axis, the flip rate and the mean absolute change in
+the positive-class probability, with bootstrap intervals over source texts.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+from pydantic import BaseModel
+
+from trustfm.audit.metrics import percentile_interval
+from trustfm.audit.performance import Interval
+
+# words after which possessive "her" cannot stand (so "her" is an object: him)
+_NOT_A_NOUN_NEXT = {
+    "and", "or", "but", "to", "for", "with", "at", "in", "on", "by", "from", "about", "as", "that", "than",
+    "the", "a", "an", "is", "was", "are", "were", "be", "if", "when", "so", "too", "very", "again", "up",
+    "down", "out", "off", "over", "because", "then", "now", "here", "there", "yet", "still",
+}
+
+
+def _match_case(replacement: str, original: str) -> str:
+    if original.isupper() and len(original) > 1:
+        return replacement.upper()
+    if original[:1].isupper():
+        return replacement[:1].upper() + replacement[1:]
+    return replacement
+
+
+def _with_article(article: str | None, space: str, word: str) -> str:
+    """``word`` preceded by 'a'/'an' agreeing with its first letter (when there was an article)."""
+    if not article:
+        return word
+    want = "an" if word[:1].lower() in "aeiou" else "a"
+    return _match_case(want, article) + space + word
+
+
+@dataclass(frozen=True)
+class Axis:
+    name: str
+    kind: str  # "pairs" or "groups"
+    terms: tuple[str, ...]
+    counterpart: dict[str, tuple[str, ...]]  # lower-case term -> replacements
+    pattern: re.Pattern
+
+
+class IdentityTerms:
+    """Term lists per axis and the rewriting they allow.
+
+    ``IdentityTerms.default()`` loads the shipped lists; ``from_file(path)``
+    loads a YAML file in the same format.
+    """
+
+    def __init__(self, spec: dict):
+        self.axes: dict[str, Axis] = {}
+        for name, body in spec.items():
+            kind = body.get("kind")
+            counterpart: dict[str, list[str]] = {}
+            if kind == "pairs":
+                for a, b in body["pairs"]:
+                    counterpart.setdefault(a.lower(), []).append(b.lower())
+                    counterpart.setdefault(b.lower(), []).append(a.lower())
+            elif kind == "groups":
+                terms = [t.lower() for t in body["terms"]]
+                for t in terms:
+                    counterpart[t] = [u for u in terms if u != t]
+            else:
+                raise ValueError(f"axis {name!r}: kind must be 'pairs' or 'groups', not {kind!r}")
+            terms = tuple(sorted(counterpart, key=len, reverse=True))  # longest match first
+            # an optional article before the term is captured so it can agree with the replacement
+            pattern = re.compile(
+                r"(?:\b(an?)(\s+))?(?<![\w-])(" + "|".join(re.escape(t) for t in terms) + r")(?![\w-])", re.I
+            )
+            self.axes[name] = Axis(name, kind, terms, {k: tuple(dict.fromkeys(v)) for k, v in counterpart.items()}, pattern)
+
+    @classmethod
+    def default(cls) -> "IdentityTerms":
+        import yaml
+
+        text = (resources.files("trustfm.audit") / "resources" / "identity_terms.yaml").read_text(encoding="utf-8")
+        return cls(yaml.safe_load(text))
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> "IdentityTerms":
+        import yaml
+
+        return cls(yaml.safe_load(Path(path).read_text(encoding="utf-8")))
+
+    def find(self, text: str, axis: str) -> list[str]:
+        """Identity terms of ``axis`` in ``text`` (lower case, in order of appearance)."""
+        return [m.group(3).lower() for m in self.axes[axis].pattern.finditer(text)]
+
+    def counterfactuals(self, text: str, axis: str, max_variants: int = 4) -> list[tuple[str, str]]:
+        """Rewritten texts as ``(target_term, text)``; ``[]`` when the text has no term of the axis.
+
+        Pairs axes swap every term at once (he→she and his→her together), so the
+        text stays consistent. Groups axes replace every occurrence of the first
+        term found with each other term, up to ``max_variants`` of them.
+        """
+        spec = self.axes[axis]
+        found = list(spec.pattern.finditer(text))
+        if not found:
+            return []
+        if spec.kind == "pairs":
+
+            def swap(m: re.Match) -> str:
+                word = m.group(3)
+                choice = spec.counterpart[word.lower()][0]
+                if word.lower() == "her":
+                    nxt = re.match(r"\s+([A-Za-z']+)", text[m.end() :])
+                    choice = "his" if nxt and nxt.group(1).lower() not in _NOT_A_NOUN_NEXT else "him"
+                elif word.lower() in ("his", "him"):
+                    choice = "her"
+                return _with_article(m.group(1), m.group(2) or "", _match_case(choice, word))
+
+            rewritten = spec.pattern.sub(swap, text)
+            return [(found[0].group(3).lower(), rewritten)] if rewritten != text else []
+        source = found[0].group(3).lower()
+        variants = []
+        for target in spec.counterpart[source][:max_variants]:
+            rewritten = spec.pattern.sub(
+                lambda m: _with_article(m.group(1), m.group(2) or "", _match_case(target, m.group(3)))
+                if m.group(3).lower() == source
+                else m.group(0),
+                text,
+            )
+            variants.append((target, rewritten))
+        return variants
+
+
+class CounterfactualPair(BaseModel):
+    original: str
+    counterfactual: str
+    source_term: str
+    target_term: str
+    original_positive: float
+    counterfactual_positive: float
+    flipped: bool
+
+
+class AxisResult(BaseModel):
+    axis: str
+    texts: int  # source texts that contain a term of this axis
+    pairs: int
+    flip_rate: Interval  # share of pairs whose predicted label changes
+    mean_abs_change: Interval  # mean |p(positive | original) - p(positive | counterfactual)|
+    mean_change_by_target: dict[str, float]  # mean signed change when the term becomes this one
+    worst_pairs: list[CounterfactualPair]
+
+
+class CounterfactualResult(BaseModel):
+    dataset: str
+    positive_label: str
+    label_names: list[str]
+    axes: list[AxisResult]
+    skipped_axes: dict[str, str]  # axis -> why it has no result
+
+
+def counterfactual_audit(
+    texts: Sequence[str],
+    predict_proba: Callable[[list[str]], np.ndarray],
+    label_names: Sequence[str],
+    *,
+    positive_label: str | None = None,
+    terms: IdentityTerms | None = None,
+    axes: Sequence[str] | None = None,
+    dataset: str = "",
+    max_texts_per_axis: int = 2000,
+    max_variants: int = 4,
+    bootstrap_samples: int = 1000,
+    confidence: float = 0.95,
+    worst: int = 10,
+    seed: int = 0,
+) -> CounterfactualResult:
+    """Score identity-term rewrites of ``texts`` with ``predict_proba`` (texts -> (n, k) probabilities)."""
+    terms = terms or IdentityTerms.default()
+    positive_label = positive_label if positive_label is not None else label_names[-1]
+    pos = list(label_names).index(positive_label)
+    rng = np.random.default_rng(seed)
+    results, skipped = [], {}
+    for axis in axes or list(terms.axes):
+        if axis not in terms.axes:
+            raise ValueError(f"unknown axis {axis!r}; have {sorted(terms.axes)}")
+        sources: list[int] = []
+        pairs: list[tuple[int, str, str, str]] = []  # (source index, source term, target term, text)
+        for i, text in enumerate(texts):
+            variants = terms.counterfactuals(text, axis, max_variants)
+            if not variants:
+                continue
+            sources.append(i)
+            if len(sources) > max_texts_per_axis:
+                break
+            source_term = terms.find(text, axis)[0]
+            pairs.extend((i, source_term, target, rewritten) for target, rewritten in variants)
+        if not pairs:
+            skipped[axis] = "no text contains a term of this axis"
+            continue
+        unique_sources = sorted({p[0] for p in pairs})
+        originals = [texts[i] for i in unique_sources]
+        proba = predict_proba(originals + [p[3] for p in pairs])
+        proba_orig = dict(zip(unique_sources, proba[: len(originals)]))
+        proba_cf = proba[len(originals) :]
+        p_orig = np.array([proba_orig[p[0]][pos] for p in pairs])
+        p_cf = proba_cf[:, pos]
+        flipped = np.array([proba_orig[p[0]].argmax() != q.argmax() for p, q in zip(pairs, proba_cf)])
+        change = np.abs(p_cf - p_orig)
+        # cluster bootstrap over source texts: pairs from one text are not independent
+        owner = np.searchsorted(unique_sources, [p[0] for p in pairs])
+        flip_iv, change_iv = _cluster_intervals(owner, len(unique_sources), flipped, change,
+                                                bootstrap_samples, confidence, rng)
+        by_target: dict[str, list[float]] = {}
+        for (_, _, target, _), delta in zip(pairs, p_cf - p_orig):
+            by_target.setdefault(target, []).append(float(delta))
+        order = np.argsort(-change)[:worst]
+        results.append(
+            AxisResult(
+                axis=axis,
+                texts=len(unique_sources),
+                pairs=len(pairs),
+                flip_rate=flip_iv,
+                mean_abs_change=change_iv,
+                mean_change_by_target={t: float(np.mean(v)) for t, v in sorted(by_target.items())},
+                worst_pairs=[
+                    CounterfactualPair(
+                        original=texts[pairs[j][0]], counterfactual=pairs[j][3], source_term=pairs[j][1],
+                        target_term=pairs[j][2], original_positive=float(p_orig[j]),
+                        counterfactual_positive=float(p_cf[j]), flipped=bool(flipped[j]),
+                    )
+                    for j in order
+                ],
+            )
+        )
+    return CounterfactualResult(dataset=dataset, positive_label=positive_label, label_names=list(label_names),
+                                axes=results, skipped_axes=skipped)
+
+
+def _cluster_intervals(owner, clusters, flipped, change, samples, confidence, rng) -> tuple[Interval, Interval]:
+    flip_value, change_value = float(flipped.mean()), float(change.mean())
+    if samples <= 0 or clusters < 2:
+        return Interval(value=flip_value), Interval(value=change_value)
+    pair_count = np.bincount(owner, minlength=clusters).astype(np.float64)
+    flip_sum = np.bincount(owner, weights=flipped.astype(np.float64), minlength=clusters)
+    change_sum = np.bincount(owner, weights=change, minlength=clusters)
+    draws = rng.integers(0, clusters, size=(samples, clusters))
+    weight = pair_count[draws].sum(axis=1)
+    flips = flip_sum[draws].sum(axis=1) / weight
+    changes = change_sum[draws].sum(axis=1) / weight
+    f_low, f_high = percentile_interval(flips, confidence)
+    c_low, c_high = percentile_interval(changes, confidence)
+    return (Interval(value=flip_value, low=f_low, high=f_high, confidence=confidence),
+            Interval(value=change_value, low=c_low, high=c_high, confidence=confidence))
