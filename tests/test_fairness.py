@@ -87,3 +87,120 @@ def test_intersections_and_small_group_warnings():
     assert {gm.group for gm in inter.groups} == {f"{a} & {b}" for a in "abc" for b in "xy"}
     assert any(gm.too_small for gm in inter.groups) and inter.warnings
     assert sum(gm.n for gm in inter.groups) == 300
+
+
+# --- counterfactual rewriting and audit ---------------------------------------------------------
+
+from trustfm.audit.counterfactual import counterfactual_audit  # noqa: E402
+from trustfm.data.identity_terms import IdentityTerms  # noqa: E402
+
+
+@pytest.mark.parametrize("text,axis,expected", [
+    ("She gave her book to him and thanked her.", "gender", "He gave his book to her and thanked him."),
+    ("A man and his wife", "gender", "A woman and her husband"),
+    ("He is an Asian man.", "race_ethnicity", "He is a Black man."),
+    ("An old friend of my Muslim neighbour", "religion", "An old friend of my Christian neighbour"),
+    ("MY GAY FRIEND", "sexual_orientation", "MY STRAIGHT FRIEND"),
+])
+def test_identity_rewrites_keep_grammar_and_case(text, axis, expected):
+    assert IdentityTerms.default().counterfactuals(text, axis, max_variants=1)[0][1] == expected
+
+
+def test_terms_inside_other_words_are_not_rewritten():
+    terms = IdentityTerms.default()
+    assert terms.counterfactuals("a white-collar job in Manhattan", "race_ethnicity") == []
+    assert terms.counterfactuals("the shepherd said hello", "gender") == []
+
+
+def test_counterfactual_audit_finds_the_term_the_model_reacts_to():
+    texts = ["my muslim neighbour is kind", "my christian neighbour is kind", "he is kind", "a sunny day"]
+
+    def predict(batch):  # a model that is biased against one religion term only
+        p = np.array([0.2 if "muslim" in t.lower() else 0.8 for t in batch])
+        return np.column_stack([1 - p, p])
+
+    result = counterfactual_audit(texts, predict, ["neg", "pos"], axes=["religion", "gender"],
+                                  max_variants=9, bootstrap_samples=200)
+    religion = {a.axis: a for a in result.axes}["religion"]
+    assert religion.texts == 2 and religion.pairs == 18
+    # swapping 'muslim' away always flips; swapping 'christian' flips only when it becomes 'muslim'
+    assert religion.flip_rate.value == pytest.approx(10 / 18)
+    assert religion.mean_change_by_target["muslim"] == pytest.approx(-0.6)
+    assert religion.worst_pairs[0].flipped
+    gender = {a.axis: a for a in result.axes}["gender"]
+    assert gender.flip_rate.value == 0.0 and gender.mean_abs_change.value == 0.0
+
+
+# --- mitigations ---------------------------------------------------------------------------------
+
+from trustfm.train.fairness import BalancedSampling, reweighing_weights  # noqa: E402
+
+
+def test_reweighing_makes_label_independent_of_group():
+    rng = np.random.default_rng(0)
+    groups = rng.choice([0, 1, 2], size=5000, p=[0.6, 0.3, 0.1])
+    labels = (rng.random(5000) < np.array([0.7, 0.4, 0.2])[groups]).astype(int)
+    w = reweighing_weights(groups, labels)
+    assert w.sum() == pytest.approx(5000)
+    overall = np.average(labels, weights=w)
+    for g in range(3):
+        assert np.average(labels[groups == g], weights=w[groups == g]) == pytest.approx(overall)
+
+
+def test_balanced_sampling_draws_every_cell_equally():
+    groups = np.array([0] * 900 + [1] * 100)
+    labels = np.array([0, 1] * 450 + [0] * 90 + [1] * 10)
+    sampler = BalancedSampling(groups, labels, seed=1)
+    rows = sampler.on_epoch_rows(None, 1, np.arange(1000))
+    assert len(rows) == 1000
+    cells = np.bincount(groups[rows] * 2 + labels[rows], minlength=4)
+    assert np.all(np.abs(cells - 250) < 60)
+    assert np.array_equal(rows, sampler.on_epoch_rows(None, 1, np.arange(1000)))  # same (seed, epoch), same rows
+
+
+def test_counterfactual_augmentation_adds_labelled_copies():
+    from trustfm.data.augment import counterfactual_augment
+    from trustfm.data.validate import LabelledTexts
+
+    part = LabelledTexts(file="f", texts=["she is great", "the food was cold", "my muslim friend"],
+                         labels=["pos", "neg", "pos"], rows=np.array([1, 2, 3]), groups={"g": ["a", "b", "a"]})
+    augmented, added = counterfactual_augment(part, axes=["gender", "religion"], variants=1)
+    assert added == 2 and len(augmented) == 5
+    assert augmented.texts[3] == "he is great" and augmented.labels[3] == "pos" and augmented.rows[3] == 1
+    assert augmented.labels[4] == "pos" and "muslim" not in augmented.texts[4]
+
+
+def test_representation_check_flags_small_and_skewed_groups():
+    from trustfm.audit.representation import representation_check
+
+    labels = ["pos"] * 500 + ["neg"] * 500 + ["pos"] * 20
+    groups = {"g": ["a"] * 1000 + ["b"] * 20}
+    result = representation_check(labels, groups, ["neg", "pos"], min_count=30, min_share=0.05)
+    by_group = {g.group: g for g in result.columns["g"]}
+    assert by_group["a"].flags == []
+    assert any("only 20 rows" in f for f in by_group["b"].flags)
+    assert any("no rows labelled neg" in f for f in by_group["b"].flags)
+    assert result.flagged == 1
+
+
+# --- probe sets from ../shared/data ----------------------------------------------------------------
+
+def test_probe_sets_load_with_their_groups():
+    from collections import Counter
+
+    from conftest import shared_data
+    from trustfm.data.probes import load_eec_style, load_hatecheck, load_jigsaw_templates
+
+    hatecheck = load_hatecheck(shared_data("hatecheck"))
+    assert len(hatecheck) == 3728 and Counter(hatecheck.labels)["hateful"] == 2563
+    assert Counter(hatecheck.groups["target_ident"])["none"] == 292
+    assert not any(t.endswith(" ") for t in hatecheck.texts)
+    jigsaw = load_jigsaw_templates(shared_data("jigsaw_sentence_templates"))
+    identities = Counter(jigsaw.groups["identity"])
+    assert len(jigsaw) == 76564 and identities["none"] == 864 and len(identities) == 51
+    assert "cis" not in identities
+    template_rows = [i for i, t in enumerate(jigsaw.groups["template"]) if t == "you_occupation"]
+    assert {jigsaw.groups["identity"][i] for i in template_rows} == {"none"}
+    eec = load_eec_style()
+    assert set(eec.groups) == {"gender", "race", "emotion"}
+    assert Counter(eec.groups["gender"])["female"] == Counter(eec.groups["gender"])["male"]

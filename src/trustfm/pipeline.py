@@ -52,6 +52,7 @@ def train_run(config: RunConfig, *, resume: bool = False, show_progress: bool = 
     from trustfm.audit.performance import quick_metrics
     from trustfm.train import FineTuner, JsonlLogger
     from trustfm.train.callbacks import MlflowLogger, TensorBoardLogger
+    from trustfm.train.fairness import mitigation_callbacks
     from trustfm.train.loop import seed_everything
 
     _quiet_transformers()
@@ -76,7 +77,15 @@ def train_run(config: RunConfig, *, resume: bool = False, show_progress: bool = 
     seed_everything(config.seed)
     model, tokenizer = build_classifier(config.model, data.label_names)
     rejected = list(data.rejected)
-    train, train_enc = _encode_part(data.train, tokenizer, config, rejected)
+    train_part, augmented = data.train, 0
+    if config.fairness.mitigation == "counterfactual_augmentation":
+        from trustfm.data.augment import counterfactual_augment
+
+        train_part, augmented = counterfactual_augment(
+            data.train, axes=config.fairness.counterfactual_axes,
+            variants=config.fairness.counterfactual_variants, seed=config.seed,
+        )
+    train, train_enc = _encode_part(train_part, tokenizer, config, rejected)
     validation, val_enc = _encode_part(data.validation, tokenizer, config, rejected)
     write_rejections(paths.rejected, rejected)
     base_dir = resolve_model_dir(config.model.name_or_path)
@@ -88,7 +97,8 @@ def train_run(config: RunConfig, *, resume: bool = False, show_progress: bool = 
             "weights_sha256": {p.name: file_sha256(p) for p in weight_files(base_dir)},
         },
         label_names=data.label_names,
-        rows={**data.counts(), "rejected": len(rejected)},
+        rows={**data.counts(), "rejected": len(rejected), "augmented": augmented},
+        fairness_mitigation=config.fairness.mitigation,
         truncated={"train": int(train_enc.truncated.sum()), "validation": int(val_enc.truncated.sum())},
     )
     write_json_atomic(paths.run_info, info)
@@ -98,6 +108,7 @@ def train_run(config: RunConfig, *, resume: bool = False, show_progress: bool = 
         callbacks.append(TensorBoardLogger(paths.root / "logs" / "tensorboard"))
     if config.train.tracking.mlflow:
         callbacks.append(MlflowLogger({"seed": config.seed, **config.train.model_dump(exclude={"tracking", "early_stopping"})}))
+    callbacks += mitigation_callbacks(config.fairness, train.groups, data.label_ids(train), seed=config.seed)
     trainer = FineTuner(config.train, seed=config.seed, callbacks=callbacks, show_progress=show_progress)
     extra = {"max_length": config.data.max_length, "base_model": config.model.name_or_path}
     state = trainer.fit(
@@ -146,6 +157,21 @@ def load_run_config(run_dir: str | Path) -> RunConfig:
     return load_config(existing_run(run_dir).config)
 
 
+def prepare_run_data(runner: "RunModel", *, extra_group_columns: Sequence[str] = ()):
+    """The run's train/validation/test rows again, checked against the hashes recorded at training."""
+    from trustfm.data.prepare import prepare_data
+
+    data_config = runner.config.data
+    if extra_group_columns:
+        columns = list(dict.fromkeys([*data_config.group_columns, *extra_group_columns]))
+        data_config = data_config.model_copy(update={"group_columns": columns})
+    data = prepare_data(data_config, seed=runner.config.seed)
+    info = read_json(runner.paths.run_info)
+    if info.get("data_hashes") and info["data_hashes"] != data.file_hashes:
+        raise DataError(f"data files changed since training (hashes differ from {runner.paths.run_info})")
+    return data
+
+
 def evaluate_run(
     run_dir: str | Path, *, data_path: str | Path | None = None, show_progress: bool = False
 ):
@@ -156,23 +182,12 @@ def evaluate_run(
     :class:`~trustfm.audit.performance.PerformanceResult`.
     """
     from trustfm.audit.performance import evaluate_predictions
-    from trustfm.data.batching import encode_texts
-    from trustfm.data.prepare import load_labelled, prepare_data
-    from trustfm.models import load_classifier
-    from trustfm.models.inference import predict_proba
+    from trustfm.data.prepare import load_labelled
 
-    _quiet_transformers()
-    paths = existing_run(run_dir)
-    config = load_config(paths.config)
-    if not (paths.model / "trustfm_model.json").exists():
-        raise ConfigError(f"{paths.root} has no trained model yet (train it, or resume it with --resume)")
-    model, tokenizer, meta = load_classifier(paths.model)
-    names = meta["label_names"]
+    runner = RunModel(run_dir)
+    paths, config, names = runner.paths, runner.config, runner.label_names
     if data_path is None:
-        info = read_json(paths.run_info)
-        data = prepare_data(config.data, seed=config.seed)
-        if info.get("data_hashes") and info["data_hashes"] != data.file_hashes:
-            raise DataError(f"data files changed since training (hashes differ from {paths.run_info})")
+        data = prepare_run_data(runner)
         part, split, name = data.test, "test", "performance"
         if len(part) == 0:
             part, split = data.validation, "validation"
@@ -181,12 +196,8 @@ def evaluate_run(
         split, name = str(data_path), f"performance-{Path(data_path).stem}"
     if len(part) == 0:
         raise DataError("no rows to evaluate", file=part.file)
-    encoded = encode_texts(tokenizer, part.texts, config.data.max_length)
     started = time.perf_counter()
-    proba = predict_proba(
-        model, encoded, pad_id=tokenizer.pad_token_id, batch_size=config.train.eval_batch_size,
-        show_progress=show_progress,
-    )
+    proba = runner.predict_proba(part.texts, show_progress=show_progress)
     index = {n: i for i, n in enumerate(names)}
     y_true = np.fromiter((index[x] for x in part.labels), dtype=np.int64, count=len(part))
     result = evaluate_predictions(
@@ -204,22 +215,39 @@ def evaluate_run(
     return result
 
 
+class RunModel:
+    """A run's best model, loaded once. ``predict_proba(texts)`` -> array (n, num_labels)."""
+
+    def __init__(self, run_dir: str | Path):
+        from trustfm.models import load_classifier
+
+        _quiet_transformers()
+        self.paths = existing_run(run_dir)
+        self.config = load_config(self.paths.config)
+        if not (self.paths.model / "trustfm_model.json").exists():
+            raise ConfigError(f"{self.paths.root} has no trained model yet (train it, or resume it with --resume)")
+        self.model, self.tokenizer, meta = load_classifier(self.paths.model)
+        self.label_names: list[str] = meta["label_names"]
+        self.last_truncated = np.zeros(0, dtype=bool)
+
+    def predict_proba(self, texts: Sequence[str], *, show_progress: bool = False) -> np.ndarray:
+        from trustfm.data.batching import encode_texts
+        from trustfm.models.inference import predict_proba
+
+        encoded = encode_texts(self.tokenizer, list(texts), self.config.data.max_length)
+        self.last_truncated = encoded.truncated
+        return predict_proba(
+            self.model, encoded, pad_id=self.tokenizer.pad_token_id,
+            batch_size=self.config.train.eval_batch_size, show_progress=show_progress,
+        )
+
+
 def predict_texts(run_dir: str | Path, texts: Sequence[str], *, show_progress: bool = False) -> list[dict]:
     """Predicted label and class probabilities for each text, in input order."""
-    from trustfm.data.batching import encode_texts
-    from trustfm.models import load_classifier
-    from trustfm.models.inference import predict_proba
-
-    _quiet_transformers()
-    paths = existing_run(run_dir)
-    config = load_config(paths.config)
-    model, tokenizer, meta = load_classifier(paths.model)
-    names = meta["label_names"]
-    encoded = encode_texts(tokenizer, list(texts), config.data.max_length)
-    proba = predict_proba(
-        model, encoded, pad_id=tokenizer.pad_token_id, batch_size=config.train.eval_batch_size,
-        show_progress=show_progress,
-    )
+    runner = RunModel(run_dir)
+    names = runner.label_names
+    proba = runner.predict_proba(texts, show_progress=show_progress)
+    encoded_truncated = runner.last_truncated
     return [
         {
             "label": names[int(p.argmax())],
@@ -227,5 +255,5 @@ def predict_texts(run_dir: str | Path, texts: Sequence[str], *, show_progress: b
             "probabilities": {n: float(v) for n, v in zip(names, p)},
             "truncated": bool(t),
         }
-        for p, t in zip(proba, encoded.truncated)
+        for p, t in zip(proba, encoded_truncated)
     ]

@@ -259,6 +259,13 @@ def _audit_slice(name, values, y_true, y_pred, pos, k, draws, min_group_size, co
         small = bool(counts[i] < min_group_size)
         if small:
             warnings_out.append(f"group '{group}' has {counts[i]} rows (< {min_group_size}): too small to judge")
+        if positives[i] == 0 or positives[i] == counts[i]:
+            missing = "positive" if positives[i] == 0 else "negative"
+            rates = "TPR/FNR" if missing == "positive" else "FPR"
+            warnings_out.append(
+                f"group '{group}' has no {missing} rows: its {rates} is undefined (Fairlearn reports 0, "
+                "which enters the equalized-odds difference)"
+            )
         groups.append(
             GroupMetrics(
                 group=str(group),

@@ -20,11 +20,13 @@ app = typer.Typer(
 )
 data_app = typer.Typer(help="Inspect and validate datasets.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
+audit_app = typer.Typer(help="Audit a trained run's risks.", no_args_is_help=True)
+app.add_typer(audit_app, name="audit")
 
 
 def _register() -> None:
     # importing a command module registers its command on ``app`` / ``data_app``
-    from trustfm.cli import data_check, demo, evaluate, predict, report, train  # noqa: F401
+    from trustfm.cli import audit_fairness, data_check, demo, evaluate, predict, report, train  # noqa: F401
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -113,6 +113,35 @@ class EvaluateConfig(_Strict):
     calibration_bins: int = Field(15, ge=2)
 
 
+class FairnessConfig(_Strict):
+    """Which attribute to protect and how to mitigate bias during training.
+
+    ``sensitive`` columns must also be listed in ``data.group_columns``.
+    ``positive_label`` is the class whose prediction counts as "selected"
+    (default: the last class in label order).
+    """
+
+    sensitive: list[str] = Field(default_factory=list)
+    positive_label: str | None = None
+    mitigation: Literal["none", "reweigh", "balanced_sampling", "counterfactual_augmentation"] = "none"
+    counterfactual_axes: list[str] = Field(
+        default_factory=lambda: ["gender", "race_ethnicity", "religion", "nationality", "sexual_orientation",
+                                 "disability", "age"],
+        description="axes whose identity terms are swapped for counterfactual augmentation",
+    )
+    counterfactual_variants: int = Field(1, ge=1, description="augmented copies per training text and axis")
+    min_group_size: int = Field(30, ge=1, description="groups smaller than this are flagged as too small to judge")
+    min_group_share: float = Field(
+        0.05, ge=0, lt=1, description="representation check: groups below this share of training rows are flagged"
+    )
+
+    @model_validator(mode="after")
+    def _sensitive_needed(self) -> "FairnessConfig":
+        if self.mitigation in ("reweigh", "balanced_sampling") and not self.sensitive:
+            raise ValueError(f"mitigation '{self.mitigation}' needs fairness.sensitive columns")
+        return self
+
+
 class RunConfig(_Strict):
     """The whole run, as written in one YAML file."""
 
@@ -122,3 +151,11 @@ class RunConfig(_Strict):
     model: ModelConfig = Field(default_factory=ModelConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
     evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig)
+    fairness: FairnessConfig = Field(default_factory=FairnessConfig)
+
+    @model_validator(mode="after")
+    def _sensitive_columns_are_loaded(self) -> "RunConfig":
+        missing = [c for c in self.fairness.sensitive if c not in self.data.group_columns]
+        if missing:
+            raise ValueError(f"fairness.sensitive columns {missing} must also be in data.group_columns")
+        return self

@@ -113,9 +113,14 @@ def iterate_batches(
     pad_id: int,
     labels: np.ndarray | None = None,
 ) -> Iterator[tuple[np.ndarray, dict[str, torch.Tensor]]]:
-    """Yield ``(row_index, batch)``; the batch has ``labels`` when labels are given."""
+    """Yield ``(row_index, batch)``; the batch has ``labels`` when labels are given.
+
+    ``batch["index"]`` holds the rows' positions in ``encoded`` (shape (b,)), so
+    callbacks can look up per-row data such as groups or weights.
+    """
     for index in batches:
         batch = pad_batch([encoded.input_ids[i] for i in index], pad_id)
+        batch["index"] = torch.from_numpy(np.asarray(index, dtype=np.int64))
         if labels is not None:
             batch["labels"] = torch.from_numpy(labels[index])
         yield index, batch

@@ -108,7 +108,7 @@ def load_eec_style() -> ProbeSet:
     import yaml
 
     spec = yaml.safe_load(
-        (resources.files("trustfm.audit") / "resources" / "eec_style_probe.yaml").read_text(encoding="utf-8")
+        (resources.files("trustfm.data") / "resources" / "eec_style_probe.yaml").read_text(encoding="utf-8")
     )
     persons: list[tuple[str, str, str]] = []  # (words, gender, race)
     for entry in spec["persons"]["names"]:
@@ -134,7 +134,7 @@ def load_eec_style() -> ProbeSet:
         labels=labels,
         positive_label="positive",
         groups={"gender": gender, "race": race, "emotion": emotion},
-        source="trustfm/audit/resources/eec_style_probe.yaml",
+        source="trustfm/data/resources/eec_style_probe.yaml",
     )
 
 

@@ -64,6 +64,27 @@ def collect_report(run_dir: str | Path) -> dict:
     }
 
 
+def classify_results(results: dict[str, dict]) -> dict[str, dict[str, dict]]:
+    """Group result files by kind, from their shape (the report renders each kind its own way)."""
+    kinds: dict[str, dict[str, dict]] = {
+        "performance": {}, "fairness": {}, "comparison": {}, "counterfactual": {}, "representation": {}, "other": {}
+    }
+    for name, result in results.items():
+        if "slices" in result:
+            kinds["fairness"][name] = result
+        elif "worst_gap_metric" in result:
+            kinds["comparison"][name] = result
+        elif "skipped_axes" in result:
+            kinds["counterfactual"][name] = result
+        elif "overall_label_share" in result:
+            kinds["representation"][name] = result
+        elif "confusion_matrix" in result:
+            kinds["performance"][name] = result
+        else:
+            kinds["other"][name] = result
+    return kinds
+
+
 def build_report(run_dir: str | Path) -> tuple[Path, Path]:
     """Write report.json and report.html into the run folder; return their paths."""
     from jinja2 import Environment, PackageLoader, select_autoescape
@@ -81,11 +102,17 @@ def build_report(run_dir: str | Path) -> tuple[Path, Path]:
         figures["reliability"] = plots.reliability_diagram(
             performance["calibration_bins"], performance["expected_calibration_error"]
         )
+    sections = classify_results(content["results"])
+    for name, result in sections["fairness"].items():
+        for sl in result["slices"]:
+            figures[f"{name}:{sl['name']}"] = plots.group_intervals(
+                sl["groups"], "selection_rate", f"{sl['name']}: selection rate of '{result['positive_label']}'"
+            )
     env = Environment(loader=PackageLoader("trustfm.report", "templates"), autoescape=select_autoescape(["html", "j2"]))
     html = env.get_template("report.html.j2").render(
         report=content,
         performance=performance,
-        extra_results={k: v for k, v in content["results"].items() if k != "performance"},
+        sections=sections,
         figures=figures,
         config_yaml=paths.config.read_text(encoding="utf-8"),
     )

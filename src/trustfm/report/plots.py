@@ -100,3 +100,23 @@ def reliability_diagram(bins: list[dict], ece: float) -> str:
     ax.legend(frameon=False, fontsize=8, loc="upper left")
     ax.spines[["top", "right"]].set_visible(False)
     return _svg(fig)
+
+
+def group_intervals(groups: list[dict], metric: str, title: str) -> str:
+    """One row per group: the metric's point value with its interval as a whisker."""
+    plt = _pyplot()
+    rows = [g for g in groups if g["metrics"][metric]["value"] == g["metrics"][metric]["value"]]  # drop NaN
+    fig, ax = plt.subplots(figsize=(5.5, 0.9 + 0.32 * max(len(rows), 1)))
+    for i, g in enumerate(rows):
+        m = g["metrics"][metric]
+        colour = "#c0504d" if g.get("too_small") else "#1f4e8c"
+        if m.get("low") is not None:
+            ax.plot([m["low"], m["high"]], [i, i], color=colour, linewidth=2, alpha=0.6)
+        ax.plot([m["value"]], [i], "o", color=colour)
+    ax.set_yticks(range(len(rows)), [f"{g['group']} (n={g['n']})" for g in rows], fontsize=8)
+    ax.set_xlim(0, 1)
+    ax.invert_yaxis()
+    ax.set_xlabel(f"{metric} (95% interval; red: group too small to judge)", fontsize=8)
+    ax.set_title(title, fontsize=9)
+    ax.spines[["top", "right"]].set_visible(False)
+    return _svg(fig)

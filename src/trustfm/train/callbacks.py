@@ -6,6 +6,9 @@ callbacks, not forks of the loop. The hooks, in call order:
 - ``on_fit_start(trainer)``: may wrap ``trainer.model`` / ``trainer.optimizer``
   (a DP engine wraps both here) before the first step.
 - ``on_epoch_start(trainer, epoch)``
+- ``on_epoch_rows(trainer, epoch, rows) -> rows``: the training rows (positions,
+  repeats allowed, shape (n,)) this epoch draws its batches from; a sampler such
+  as balanced sampling replaces them. Keep the count so the LR schedule holds.
 - ``on_batch(trainer, batch) -> batch``: may change the batch, e.g. add a
   ``weight`` tensor (shape (b,)) that scales each example's loss (re-weighting).
 - ``on_after_backward(trainer, batch)``: gradients of the clean loss exist; an
@@ -25,6 +28,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 
 class Callback:
     """Base class with no-op hooks; override the ones you need."""
@@ -32,6 +37,9 @@ class Callback:
     def on_fit_start(self, trainer) -> None: ...
 
     def on_epoch_start(self, trainer, epoch: int) -> None: ...
+
+    def on_epoch_rows(self, trainer, epoch: int, rows: np.ndarray) -> np.ndarray:
+        return rows
 
     def on_batch(self, trainer, batch: dict) -> dict:
         return batch

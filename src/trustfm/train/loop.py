@@ -198,9 +198,15 @@ class FineTuner:
                 epoch = self.state.epoch + 1
                 self._call("on_epoch_start", epoch)
                 model.train()
-                batches = bucketed_batches(
-                    lengths, batch_size=cfg.batch_size, bucket_size=cfg.bucket_size, seed=self.seed, epoch=epoch
-                )
+                rows = np.arange(len(train))
+                for callback in self.callbacks:
+                    rows = callback.on_epoch_rows(self, epoch, rows)
+                batches = [
+                    rows[b]
+                    for b in bucketed_batches(
+                        lengths[rows], batch_size=cfg.batch_size, bucket_size=cfg.bucket_size, seed=self.seed, epoch=epoch
+                    )
+                ]
                 task = progress.add_task(f"epoch {epoch}/{cfg.epochs}", total=len(batches), loss=float("nan"))
                 started = time.perf_counter()
                 loss_sum, seen = 0.0, 0

@@ -1,0 +1,75 @@
+"""Before/after tables for a mitigation: accuracy and every fairness number, with intervals."""
+
+from __future__ import annotations
+
+import numpy as np
+from pydantic import BaseModel
+
+from trustfm.audit.fairness import DISPARITIES, FairnessResult
+from trustfm.audit.performance import Interval
+
+# for these disparities smaller is fairer; for the ratio, closer to 1 is fairer
+_GAP_METRICS = ("demographic_parity_difference", "equalized_odds_difference", "accuracy_difference",
+                "balanced_accuracy_difference")
+
+
+class ComparisonRow(BaseModel):
+    slice: str
+    metric: str
+    before: Interval
+    after: Interval
+    change: float  # after - before
+
+
+class MitigationComparison(BaseModel):
+    """One mitigation against its baseline on the same audit set."""
+
+    name: str
+    audit_set: str
+    before: str  # what the baseline is (run folder, or "argmax predictions")
+    after: str
+    accuracy_before: Interval | None
+    accuracy_after: Interval | None
+    rows: list[ComparisonRow]
+    worst_gap_metric: str
+    worst_gap_slice: str
+    worst_gap_before: float
+    worst_gap_after: float
+
+
+def compare_fairness(
+    before: FairnessResult,
+    after: FairnessResult,
+    *,
+    name: str,
+    before_label: str,
+    after_label: str,
+    accuracy_before: Interval | None = None,
+    accuracy_after: Interval | None = None,
+) -> MitigationComparison:
+    """Row per (slice, disparity) present in both results; the worst gap is the largest 'before' gap."""
+    rows = []
+    for slice_before in before.slices:
+        try:
+            slice_after = after.slice(slice_before.name)
+        except KeyError:
+            continue
+        for metric in DISPARITIES:
+            b, a = slice_before.disparities[metric], slice_after.disparities[metric]
+            rows.append(ComparisonRow(slice=slice_before.name, metric=metric, before=b, after=a,
+                                      change=float(a.value - b.value)))
+    gaps = [r for r in rows if r.metric in _GAP_METRICS and not np.isnan(r.before.value)]
+    worst = max(gaps, key=lambda r: r.before.value) if gaps else None
+    return MitigationComparison(
+        name=name,
+        audit_set=after.dataset,
+        before=before_label,
+        after=after_label,
+        accuracy_before=accuracy_before,
+        accuracy_after=accuracy_after,
+        rows=rows,
+        worst_gap_metric=worst.metric if worst else "",
+        worst_gap_slice=worst.slice if worst else "",
+        worst_gap_before=worst.before.value if worst else float("nan"),
+        worst_gap_after=worst.after.value if worst else float("nan"),
+    )

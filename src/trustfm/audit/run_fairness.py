@@ -1,0 +1,218 @@
+"""``trustfm audit fairness``: the fairness audits on a run folder.
+
+Glue only: load the run's model once, predict, hand labels/probabilities/groups
+to the pure audit functions, write their typed results to ``results/``.
+
+Writes, as applicable:
+- ``fairness.json``: group audit of the test split on the sensitive columns;
+- ``representation.json``: groups and label balance in the training split;
+- ``counterfactual.json``: identity-term substitution on the test texts;
+- ``fairness-<probe>.json``: group audit on a probe set, per probe group column;
+- ``fairness-threshold_optimizer.json``: Fairlearn ThresholdOptimizer fitted on
+  the validation split, before/after on the test split;
+- ``fairness-comparison.json``: this run against a baseline run (``compare``).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from trustfm.audit.registry import register_audit
+from trustfm.errors import ConfigError
+from trustfm.runs import read_json, write_json_atomic
+
+log = logging.getLogger("trustfm.audit")
+
+
+def _positive_ids(label_names: Sequence[str], positive: str | None) -> list[int]:
+    """Model classes that count as positive: a name, a comma list of names, or the last class."""
+    if positive is None:
+        return [len(label_names) - 1]
+    wanted = [p.strip() for p in str(positive).split(",") if p.strip()]
+    unknown = [p for p in wanted if p not in label_names]
+    if unknown:
+        raise ConfigError(f"positive label(s) {unknown} are not classes of this model: {list(label_names)}")
+    return [list(label_names).index(p) for p in wanted]
+
+
+def _binary(proba: np.ndarray, positive_ids: list[int]) -> tuple[np.ndarray, np.ndarray]:
+    """(predicted positive (n,) bool, P(positive) (n,)) for a model whose positive class may be several."""
+    predicted = np.isin(proba.argmax(axis=1), positive_ids)
+    return predicted, proba[:, positive_ids].sum(axis=1)
+
+
+@register_audit("fairness", "group, counterfactual and probe-set fairness with intervals")
+def audit_fairness_run(
+    run_dir: str | Path,
+    *,
+    sensitive: Sequence[str] = (),
+    probe: str | None = None,
+    probe_data: Path | None = None,
+    probe_positive: str | None = None,
+    positive_label: str | None = None,
+    postprocess: str | None = None,
+    constraint: str = "demographic_parity",
+    compare: Path | None = None,
+    show_progress: bool = False,
+) -> dict[str, object]:
+    """Run the fairness audits that apply and write their results; returns them by file name."""
+    from trustfm.audit.counterfactual import counterfactual_audit
+    from trustfm.audit.fairness import group_fairness
+    from trustfm.audit.representation import representation_check
+    from trustfm.pipeline import RunModel, prepare_run_data
+
+    runner = RunModel(run_dir)
+    config, names, paths = runner.config, runner.label_names, runner.paths
+    fair = config.fairness
+    positive = positive_label or fair.positive_label
+    positive_ids = _positive_ids(names, positive)
+    positive_name = ",".join(names[i] for i in positive_ids)
+    boot = config.evaluate.bootstrap_samples
+    written: dict[str, object] = {}
+
+    def save(name: str, result) -> None:
+        write_json_atomic(paths.result(name), result.model_dump(mode="json"))
+        written[name] = result
+
+    if probe is not None:
+        from trustfm.data.probes import load_probe
+
+        probe_set = load_probe(probe, data_dir=probe_data, positive_label=probe_positive)
+        proba = runner.predict_proba(probe_set.texts, show_progress=show_progress)
+        predicted, _ = _binary(proba, positive_ids)
+        truth = np.array([label == probe_set.positive_label for label in probe_set.labels])
+        binary_names = [f"not {probe_set.positive_label}", probe_set.positive_label]
+        result = group_fairness(
+            truth.astype(int), predicted.astype(int), probe_set.groups, binary_names,
+            positive_label=probe_set.positive_label, dataset=f"probe {probe_set.name} ({len(probe_set)} texts; "
+            f"model positive = {positive_name})", intersections=False, min_group_size=fair.min_group_size,
+            bootstrap_samples=boot, confidence=config.evaluate.confidence, seed=config.seed,
+        )
+        save(f"fairness-{probe_set.name}", result)
+        if compare is not None:
+            _compare_with_baseline(compare, result, f"fairness-{probe_set.name}", paths, save)
+        return written
+
+    columns = list(dict.fromkeys([*sensitive, *fair.sensitive])) or list(config.data.group_columns)
+    data = prepare_run_data(runner, extra_group_columns=columns)
+    test = data.test if len(data.test) else data.validation
+    proba = runner.predict_proba(test.texts, show_progress=show_progress)
+    y_true = data.label_ids(test)
+    y_pred = proba.argmax(axis=1)
+    if len(positive_ids) > 1:
+        raise ConfigError("the test-split group audit needs a single positive class; use --probe for grouped classes")
+    if columns:
+        result = group_fairness(
+            y_true, y_pred, {c: test.groups[c] for c in columns}, names, positive_label=positive_name,
+            dataset=f"{test.file} (test split)", min_group_size=fair.min_group_size, bootstrap_samples=boot,
+            confidence=config.evaluate.confidence, seed=config.seed,
+        )
+        save("fairness", result)
+        save("representation", representation_check(
+            data.train.labels, {c: data.train.groups[c] for c in columns}, names, dataset=f"{data.train.file} (train split)",
+            min_count=fair.min_group_size, min_share=fair.min_group_share,
+        ))
+        if postprocess == "threshold_optimizer":
+            save("fairness-threshold_optimizer", _threshold_optimizer(runner, data, columns, result, proba, positive_ids,
+                                                                       constraint, show_progress))
+        if compare is not None:
+            _compare_with_baseline(compare, result, "fairness", paths, save)
+    else:
+        log.info("no sensitive columns: group audit skipped (give --sensitive COL or data.group_columns)")
+    save("counterfactual", counterfactual_audit(
+        test.texts, runner.predict_proba, names, positive_label=positive_name, dataset=f"{test.file} (test split)",
+        bootstrap_samples=boot, confidence=config.evaluate.confidence, seed=config.seed,
+    ))
+    return written
+
+
+def _threshold_optimizer(runner, data, columns, before, test_proba, positive_ids, constraint, show_progress):
+    """Fairlearn ThresholdOptimizer fitted on validation scores, applied to the test split."""
+    from fairlearn.postprocessing import ThresholdOptimizer
+
+    from trustfm.audit.comparison import compare_fairness
+    from trustfm.audit.fairness import group_fairness
+    from trustfm.audit.performance import Interval
+    from trustfm.audit.metrics import percentile_interval
+
+    if len(runner.label_names) != 2:
+        raise ConfigError("threshold_optimizer post-processing needs a binary classifier")
+    config = runner.config
+    pos = positive_ids[0]
+    key = lambda part: [" & ".join(v) for v in zip(*(part.groups[c] for c in columns))]  # noqa: E731
+    val_proba = runner.predict_proba(data.validation.texts, show_progress=show_progress)
+    val_y = (data.label_ids(data.validation) == pos).astype(int)
+    optimizer = ThresholdOptimizer(
+        estimator=_score_column(), constraints=constraint, predict_method="predict_proba",
+        objective="balanced_accuracy_score", prefit=True,
+    )
+    optimizer.fit(val_proba[:, [pos]], val_y, sensitive_features=key(data.validation))
+    test = data.test if len(data.test) else data.validation
+    adjusted = optimizer.predict(test_proba[:, [pos]], sensitive_features=key(test), random_state=config.seed)
+    y_pred = np.where(adjusted == 1, pos, 1 - pos)
+    y_true = data.label_ids(test)
+    after = group_fairness(
+        y_true, y_pred, {c: test.groups[c] for c in columns}, runner.label_names,
+        positive_label=runner.label_names[pos], dataset=before.dataset, min_group_size=config.fairness.min_group_size,
+        bootstrap_samples=config.evaluate.bootstrap_samples, confidence=config.evaluate.confidence, seed=config.seed,
+    )
+
+    def accuracy(pred):
+        correct = (pred == y_true).astype(float)
+        draws = np.random.default_rng(config.seed).integers(0, len(correct), size=(config.evaluate.bootstrap_samples, len(correct)))
+        low, high = percentile_interval(correct[draws].mean(axis=1), config.evaluate.confidence)
+        return Interval(value=float(correct.mean()), low=low, high=high, confidence=config.evaluate.confidence)
+
+    return compare_fairness(
+        before, after, name=f"threshold_optimizer ({constraint})", before_label="argmax predictions",
+        after_label="group thresholds fitted on the validation split",
+        accuracy_before=accuracy(test_proba.argmax(axis=1)), accuracy_after=accuracy(y_pred),
+    )
+
+
+def _score_column():
+    """A pre-fitted sklearn classifier whose input already is the positive-class score (one column)."""
+    from sklearn.base import BaseEstimator, ClassifierMixin
+
+    class ScoreColumn(ClassifierMixin, BaseEstimator):
+        def __init__(self):
+            self.classes_ = np.array([0, 1])  # fitted by construction
+
+        def fit(self, X, y=None, **kwargs):
+            return self
+
+        def predict_proba(self, X):
+            score = np.asarray(X, dtype=float)[:, 0]
+            return np.column_stack([1 - score, score])
+
+        def predict(self, X):
+            return (np.asarray(X, dtype=float)[:, 0] >= 0.5).astype(int)
+
+    return ScoreColumn()
+
+
+def _compare_with_baseline(baseline_dir: Path, after_result, name: str, paths, save) -> None:
+    from trustfm.audit.comparison import compare_fairness
+    from trustfm.audit.fairness import FairnessResult
+    from trustfm.audit.performance import Interval
+    from trustfm.runs import existing_run
+
+    baseline = existing_run(baseline_dir)
+    before_path = baseline.result(name)
+    if not before_path.exists():
+        raise ConfigError(f"baseline {baseline.root} has no {before_path.name}: audit it the same way first")
+    before = FairnessResult.model_validate(read_json(before_path))
+
+    def accuracy(run_paths):
+        path = run_paths.result("performance")
+        return Interval.model_validate(read_json(path)["accuracy"]) if path.exists() else None
+
+    save(f"{name}-comparison", compare_fairness(
+        before, after_result, name=f"{read_json(paths.run_info).get('fairness_mitigation', 'none')} vs baseline",
+        before_label=str(baseline.root), after_label=str(paths.root),
+        accuracy_before=accuracy(baseline), accuracy_after=accuracy(paths),
+    ))
