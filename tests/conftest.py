@@ -18,6 +18,19 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+
+def _session_signing_key() -> str:
+    # reports are signed; tests sign with a throw-away key instead of creating ~/.trustfm
+    import tempfile
+
+    from trustfm.report.provenance import generate_keypair
+
+    private, _ = generate_keypair(tempfile.mkdtemp(prefix="trustfm-keys-"))
+    return str(private)
+
+
+os.environ["TRUSTFM_SIGNING_KEY"] = _session_signing_key()
+
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 REPO = Path(__file__).resolve().parents[1]
 

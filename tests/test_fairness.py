@@ -204,3 +204,16 @@ def test_probe_sets_load_with_their_groups():
     eec = load_eec_style()
     assert set(eec.groups) == {"gender", "race", "emotion"}
     assert Counter(eec.groups["gender"])["female"] == Counter(eec.groups["gender"])["male"]
+
+
+def test_a_users_probe_file_uses_every_other_column_as_a_group(tmp_path):
+    from trustfm.data.probes import load_probe
+    from trustfm.errors import ConfigError
+
+    path = tmp_path / "probe.csv"
+    path.write_text("text,label,dialect,age\nhi there,ok,aae,young\nyou idiot,abusive,sae,old\n")
+    probe = load_probe(str(path), positive_label="abusive")
+    assert probe.positive_label == "abusive" and set(probe.groups) == {"dialect", "age"}
+    assert load_probe(str(path)).positive_label == "ok"  # two labels: the last in sort order
+    with pytest.raises(ConfigError):
+        load_probe("no-such-probe")

@@ -1,7 +1,13 @@
 """Registry of audits: new audits plug in here instead of editing a dispatcher.
 
-An audit registers a name, a one-line description and the function that runs
-it on a run folder. ``trustfm audit`` and the report list what is registered.
+An audit registers a name, a one-line description, the function that runs it
+on a run folder (writing its results to ``results/`` and returning them by
+file name), and optionally ``applies(run_dir) -> None | reason`` saying why it
+cannot run on a given run. ``trustfm audit RUN_DIR --all`` runs every
+registered audit that applies and records the reasons for the others.
+
+The built-in audits register when :func:`load_builtin_audits` imports their
+modules; an extension registers by being imported before the command runs.
 """
 
 from __future__ import annotations
@@ -9,29 +15,40 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
+BUILTIN_MODULES = ("trustfm.audit.run_performance", "trustfm.audit.run_fairness")
+
 
 @dataclass(frozen=True)
 class AuditSpec:
     name: str
     description: str
-    run: Callable  # (run_dir: Path, **options) -> pydantic result, written by the caller
+    run: Callable  # (run_dir, **options) -> dict[result file name, result]
+    applies: Callable | None = None  # (run_dir) -> None when it can run, else the reason
 
 
 _AUDITS: dict[str, AuditSpec] = {}
 
 
-def register_audit(name: str, description: str) -> Callable[[Callable], Callable]:
-    """Decorator: ``@register_audit("performance", "...")`` on the audit's run function."""
+def register_audit(name: str, description: str, *, applies: Callable | None = None) -> Callable[[Callable], Callable]:
+    """Decorator: ``@register_audit("fairness", "...")`` on the audit's run function."""
 
     def wrap(func: Callable) -> Callable:
         if name in _AUDITS and _AUDITS[name].run is not func:
             raise ValueError(f"audit '{name}' is already registered")
-        _AUDITS[name] = AuditSpec(name, description, func)
+        _AUDITS[name] = AuditSpec(name, description, func, applies)
         return func
 
     return wrap
 
 
+def load_builtin_audits() -> None:
+    import importlib
+
+    for module in BUILTIN_MODULES:
+        importlib.import_module(module)
+
+
 def registered_audits() -> dict[str, AuditSpec]:
-    """All registered audits by name (importing trustfm.audit registers the built-in ones)."""
+    """All registered audits by name, built-in ones included."""
+    load_builtin_audits()
     return dict(_AUDITS)

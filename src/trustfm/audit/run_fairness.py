@@ -28,6 +28,20 @@ from trustfm.runs import read_json, write_json_atomic
 log = logging.getLogger("trustfm.audit")
 
 
+IDENTITY_MENTION = "identity_mention"
+
+
+def identity_mentions(texts: Sequence[str]) -> list[str]:
+    """Per text, the first identity axis (in the term lists' order) it mentions, or 'none'."""
+    from trustfm.data.identity_terms import IdentityTerms
+
+    terms = IdentityTerms.default()
+    out = []
+    for text in texts:
+        out.append(next((axis for axis, spec in terms.axes.items() if spec.pattern.search(text)), "none"))
+    return out
+
+
 def _positive_ids(label_names: Sequence[str], positive: str | None) -> list[int]:
     """Model classes that count as positive: a name, a comma list of names, or the last class."""
     if positive is None:
@@ -45,7 +59,7 @@ def _binary(proba: np.ndarray, positive_ids: list[int]) -> tuple[np.ndarray, np.
     return predicted, proba[:, positive_ids].sum(axis=1)
 
 
-@register_audit("fairness", "group, counterfactual and probe-set fairness with intervals")
+@register_audit("fairness", "group fairness (sensitive columns or identity mentions), counterfactual substitution, representation")
 def audit_fairness_run(
     run_dir: str | Path,
     *,
@@ -99,30 +113,37 @@ def audit_fairness_run(
 
     columns = list(dict.fromkeys([*sensitive, *fair.sensitive])) or list(config.data.group_columns)
     data = prepare_run_data(runner, extra_group_columns=columns)
+    if not columns:
+        # no sensitive column in the data: group texts by the identity axis they mention
+        # (Dixon et al., 2018), which is what identity-term bias in text models hangs on
+        for part in (data.train, data.validation, data.test):
+            part.groups[IDENTITY_MENTION] = identity_mentions(part.texts)
+        columns = [IDENTITY_MENTION]
+        log.info("no sensitive columns: grouping texts by the identity axis they mention (%s)", IDENTITY_MENTION)
     test = data.test if len(data.test) else data.validation
     proba = runner.predict_proba(test.texts, show_progress=show_progress)
     y_true = data.label_ids(test)
     y_pred = proba.argmax(axis=1)
+    audit_names = names
     if len(positive_ids) > 1:
-        raise ConfigError("the test-split group audit needs a single positive class; use --probe for grouped classes")
-    if columns:
-        result = group_fairness(
-            y_true, y_pred, {c: test.groups[c] for c in columns}, names, positive_label=positive_name,
-            dataset=f"{test.file} (test split)", min_group_size=fair.min_group_size, bootstrap_samples=boot,
-            confidence=config.evaluate.confidence, seed=config.seed,
-        )
-        save("fairness", result)
-        save("representation", representation_check(
-            data.train.labels, {c: data.train.groups[c] for c in columns}, names, dataset=f"{data.train.file} (train split)",
-            min_count=fair.min_group_size, min_share=fair.min_group_share,
-        ))
-        if postprocess == "threshold_optimizer":
-            save("fairness-threshold_optimizer", _threshold_optimizer(runner, data, columns, result, proba, positive_ids,
-                                                                       constraint, show_progress))
-        if compare is not None:
-            _compare_with_baseline(compare, result, "fairness", paths, save)
-    else:
-        log.info("no sensitive columns: group audit skipped (give --sensitive COL or data.group_columns)")
+        # several classes count as positive (e.g. hate and offensive): audit the binary framing
+        y_true, y_pred = np.isin(y_true, positive_ids).astype(int), np.isin(y_pred, positive_ids).astype(int)
+        audit_names = [f"not {positive_name}", positive_name]
+    result = group_fairness(
+        y_true, y_pred, {c: test.groups[c] for c in columns}, audit_names, positive_label=positive_name,
+        dataset=f"{test.file} (test split)", min_group_size=fair.min_group_size, bootstrap_samples=boot,
+        confidence=config.evaluate.confidence, seed=config.seed,
+    )
+    save("fairness", result)
+    save("representation", representation_check(
+        data.train.labels, {c: data.train.groups[c] for c in columns}, names, dataset=f"{data.train.file} (train split)",
+        min_count=fair.min_group_size, min_share=fair.min_group_share,
+    ))
+    if postprocess == "threshold_optimizer":
+        save("fairness-threshold_optimizer", _threshold_optimizer(runner, data, columns, result, proba, positive_ids,
+                                                                   constraint, show_progress))
+    if compare is not None:
+        _compare_with_baseline(compare, result, "fairness", paths, save)
     save("counterfactual", counterfactual_audit(
         test.texts, runner.predict_proba, names, positive_label=positive_name, dataset=f"{test.file} (test split)",
         bootstrap_samples=boot, confidence=config.evaluate.confidence, seed=config.seed,

@@ -26,7 +26,9 @@ app.add_typer(audit_app, name="audit")
 
 def _register() -> None:
     # importing a command module registers its command on ``app`` / ``data_app``
-    from trustfm.cli import audit_fairness, data_check, demo, evaluate, predict, report, train  # noqa: F401
+    from trustfm.cli import (  # noqa: F401
+        audit_all, audit_fairness, data_check, demo, evaluate, gate, predict, report, train, verify,
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -41,8 +43,12 @@ def main(argv: list[str] | None = None) -> int:
     from trustfm.cli._output import configure_logging, error_console
 
     configure_logging()
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args[:1] == ["audit"] and "--all" in args:
+        # `trustfm audit RUN_DIR --all` is the documented spelling of `trustfm audit all RUN_DIR`
+        args = ["audit", "all", *[a for a in args[1:] if a != "--all"]]
     try:
-        result = app(args=argv, standalone_mode=False)
+        result = app(args=args, standalone_mode=False)
         code = result if isinstance(result, int) else 0
     except TrustfmError as exc:
         error_console().print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)

@@ -142,6 +142,17 @@ class FairnessConfig(_Strict):
         return self
 
 
+class CardConfig(_Strict):
+    """What only the model's owner can say; the model card fills the rest from recorded results."""
+
+    name: str | None = None
+    owners: str | None = None
+    intended_use: str | None = None
+    out_of_scope_use: str | None = None
+    limitations: str | None = None
+    ethical_considerations: str | None = None
+
+
 class RunConfig(_Strict):
     """The whole run, as written in one YAML file."""
 
@@ -152,6 +163,7 @@ class RunConfig(_Strict):
     train: TrainConfig = Field(default_factory=TrainConfig)
     evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig)
     fairness: FairnessConfig = Field(default_factory=FairnessConfig)
+    card: CardConfig = Field(default_factory=CardConfig)
 
     @model_validator(mode="after")
     def _sensitive_columns_are_loaded(self) -> "RunConfig":

@@ -67,10 +67,15 @@ def collect_report(run_dir: str | Path) -> dict:
 def classify_results(results: dict[str, dict]) -> dict[str, dict[str, dict]]:
     """Group result files by kind, from their shape (the report renders each kind its own way)."""
     kinds: dict[str, dict[str, dict]] = {
-        "performance": {}, "fairness": {}, "comparison": {}, "counterfactual": {}, "representation": {}, "other": {}
+        "performance": {}, "fairness": {}, "comparison": {}, "counterfactual": {}, "representation": {},
+        "audits": {}, "gate": {}, "other": {},
     }
     for name, result in results.items():
-        if "slices" in result:
+        if "audits" in result and "finished" in result:
+            kinds["audits"][name] = result
+        elif "outcomes" in result and "policy" in result:
+            kinds["gate"][name] = result
+        elif "slices" in result:
             kinds["fairness"][name] = result
         elif "worst_gap_metric" in result:
             kinds["comparison"][name] = result
@@ -85,15 +90,25 @@ def classify_results(results: dict[str, dict]) -> dict[str, dict[str, dict]]:
     return kinds
 
 
-def build_report(run_dir: str | Path) -> tuple[Path, Path]:
-    """Write report.json and report.html into the run folder; return their paths."""
+def build_report(run_dir: str | Path, *, signing_key: Path | None = None) -> tuple[Path, Path]:
+    """Write report.json and report.html into the run folder; return their paths.
+
+    The provenance block is signed (see :mod:`trustfm.report.provenance`); the
+    HTML embeds the signed JSON so either file can be verified.
+    """
     from jinja2 import Environment, PackageLoader, select_autoescape
 
     from trustfm.report import plots
 
+    from trustfm.report.model_card import build_model_card, render_markdown
+    from trustfm.report.provenance import sign_provenance
+
     paths = existing_run(run_dir)
     content = collect_report(run_dir)
+    content["signature"] = sign_provenance(content["provenance"], signing_key)
+    content["model_card"] = build_model_card(content)
     write_json_atomic(paths.report_json, content)
+    (paths.root / "model_card.md").write_text(render_markdown(content["model_card"]), encoding="utf-8")
     steps, epochs = _read_log(paths.metrics_log)
     figures: dict[str, str | None] = {"training": plots.training_curves(steps, epochs)}
     performance = content["results"].get("performance")
@@ -115,6 +130,8 @@ def build_report(run_dir: str | Path) -> tuple[Path, Path]:
         sections=sections,
         figures=figures,
         config_yaml=paths.config.read_text(encoding="utf-8"),
+        # "</" would end the script element early; JSON allows the escaped form
+        report_json=json.dumps(content, sort_keys=True).replace("</", "<\\/"),
     )
     tmp = paths.report_html.with_name(paths.report_html.name + ".tmp")
     tmp.write_text(html, encoding="utf-8")

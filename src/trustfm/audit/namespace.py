@@ -1,0 +1,85 @@
+"""One flat namespace of audit numbers, for policies and dashboards.
+
+Every result file of a run contributes dotted names, for example::
+
+    accuracy                                   (alias of performance.accuracy)
+    performance.macro_f1  performance.macro_f1.low
+    fairness.group.demographic_parity_difference
+    fairness.eec-style.gender.demographic_parity_difference
+    fairness.eec-style.gender.female.selection_rate
+    counterfactual.gender.flip_rate
+    representation.flagged
+
+``.low`` / ``.high`` suffixes give a number's interval bounds where it has one.
+Names are derived from the result's shape, so a new audit's results appear
+here without editing this module, as long as they use the same building blocks
+(intervals, slices, groups).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+# short aliases a policy may use for the headline numbers
+ALIASES = {
+    "accuracy": "performance.accuracy",
+    "macro_f1": "performance.macro_f1",
+    "roc_auc": "performance.roc_auc",
+    "expected_calibration_error": "performance.expected_calibration_error",
+}
+# the probe/slice names users write are shorter than the result file names
+_SHORT = {"fairness-eec-style": "fairness.eec-style", "fairness-hatecheck": "fairness.hatecheck",
+          "fairness-jigsaw-templates": "fairness.jigsaw-templates"}
+_DISPARITY_SHORT = {
+    "demographic_parity_difference": "dp_difference",
+    "demographic_parity_ratio": "dp_ratio",
+    "equalized_odds_difference": "eo_difference",
+}
+
+
+def _put(out: dict[str, float], name: str, value: Any) -> None:
+    if isinstance(value, bool):
+        out[name] = float(value)
+    elif isinstance(value, (int, float)) and not (isinstance(value, float) and math.isnan(value)):
+        out[name] = float(value)
+    elif isinstance(value, dict) and "value" in value and set(value) <= {"value", "low", "high", "confidence"}:
+        _put(out, name, value["value"])
+        if value.get("low") is not None:
+            out[f"{name}.low"] = float(value["low"])
+            out[f"{name}.high"] = float(value["high"])
+
+
+def flatten_results(results: dict[str, dict]) -> dict[str, float]:
+    """Dotted metric names -> numbers, from a run's result files (name -> JSON)."""
+    out: dict[str, float] = {}
+    for file_name, result in results.items():
+        prefix = _SHORT.get(file_name, file_name.replace("-", ".", 1) if file_name.startswith("fairness-") else file_name)
+        if "slices" in result:  # group fairness
+            for sl in result["slices"]:
+                base = f"{prefix}.{sl['name']}"
+                for metric, value in sl["disparities"].items():
+                    _put(out, f"{base}.{metric}", value)
+                    if metric in _DISPARITY_SHORT:
+                        _put(out, f"{base}.{_DISPARITY_SHORT[metric]}", value)
+                for group in sl["groups"]:
+                    for metric, value in group["metrics"].items():
+                        _put(out, f"{base}.{group['group']}.{metric}", value)
+            continue
+        if "skipped_axes" in result:  # counterfactual
+            for axis in result["axes"]:
+                _put(out, f"{prefix}.{axis['axis']}.flip_rate", axis["flip_rate"])
+                _put(out, f"{prefix}.{axis['axis']}.mean_abs_change", axis["mean_abs_change"])
+            continue
+        if "worst_gap_metric" in result:  # mitigation comparison
+            _put(out, f"{prefix}.worst_gap_before", result["worst_gap_before"])
+            _put(out, f"{prefix}.worst_gap_after", result["worst_gap_after"])
+            continue
+        for key, value in result.items():  # flat results (performance, privacy, ...)
+            if isinstance(value, (dict, int, float, bool)):
+                _put(out, f"{prefix}.{key}", value)
+    for alias, target in ALIASES.items():
+        for suffix in ("", ".low", ".high"):
+            if target + suffix in out:
+                out[alias + suffix] = out[target + suffix]
+    return out

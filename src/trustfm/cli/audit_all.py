@@ -1,0 +1,35 @@
+"""``trustfm audit RUN_DIR --all`` (also ``trustfm audit all RUN_DIR``): every audit that applies, one report."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from trustfm.cli import audit_app
+from trustfm.cli._output import FORMAT_OPTION, OutputFormat, emit_json, print_rich
+
+
+@audit_app.command("all")
+def audit_all(
+    run_dir: Path = typer.Argument(..., help="run folder written by trustfm train"),
+    output_format: OutputFormat = FORMAT_OPTION,
+) -> None:
+    """Run every registered audit that applies, then write the report (audits that cannot run say why)."""
+    from trustfm.audit.run_all import run_all_audits
+    from trustfm.report import build_report
+
+    summary = run_all_audits(run_dir, show_progress=output_format is OutputFormat.table)
+    html, data = build_report(run_dir)
+    if output_format is OutputFormat.json:
+        emit_json({"summary": summary.model_dump(mode="json"), "html": str(html), "json": str(data)})
+        return
+    from rich.table import Table
+
+    table = Table(title=f"audits — {run_dir}")
+    for column in ("audit", "status", "results / reason"):
+        table.add_column(column)
+    for s in summary.audits:
+        table.add_row(s.audit, s.status, ", ".join(s.results) if s.status == "ran" else (s.reason or ""))
+    print_rich(table)
+    typer.echo(f"report: {html.resolve()}")

@@ -1,0 +1,57 @@
+"""``trustfm gate``: check a run's audit numbers against a YAML policy; exit 0 only if all pass."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from trustfm.cli import app
+from trustfm.cli._output import FORMAT_OPTION, OutputFormat, emit_json, print_rich
+
+EXIT_CHECK_FAILED = 4
+
+
+@app.command()
+def gate(
+    run_dir: Path = typer.Argument(..., help="run folder with audit results"),
+    policy: Optional[Path] = typer.Option(None, "--policy", "-p", help="YAML policy of thresholds"),
+    list_metrics: bool = typer.Option(False, "--list", help="print every metric name a policy can use"),
+    output_format: OutputFormat = FORMAT_OPTION,
+) -> None:
+    """Each rule with its value and PASS/FAIL. Exit 0: all pass; 4: a rule failed; 2: bad policy."""
+    from trustfm.audit.namespace import flatten_results
+    from trustfm.errors import ConfigError
+    from trustfm.report.policy import evaluate_policy, load_policy
+    from trustfm.runs import existing_run, read_json, write_json_atomic
+
+    paths = existing_run(run_dir)
+    results = {p.stem: read_json(p) for p in sorted(paths.results.glob("*.json")) if p.stem != "gate"}
+    metrics = flatten_results(results)
+    if list_metrics:
+        if output_format is OutputFormat.json:
+            emit_json(metrics)
+        else:
+            for name, value in sorted(metrics.items()):
+                typer.echo(f"{name} = {value:.6g}")
+        return
+    if policy is None:
+        raise ConfigError("give --policy FILE (or --list to see the metric names)")
+    name, rules = load_policy(policy)
+    result = evaluate_policy(name, rules, metrics)
+    write_json_atomic(paths.result("gate"), result.model_dump(mode="json"))
+    if output_format is OutputFormat.json:
+        emit_json(result.model_dump(mode="json"))
+    else:
+        from rich.table import Table
+
+        table = Table(title=f"policy {result.policy} — {run_dir}")
+        for column in ("rule", "value", "result"):
+            table.add_column(column)
+        for o in result.outcomes:
+            table.add_row(o.rule, f"{o.observed:.4f}", "[green]PASS[/]" if o.passed else "[bold red]FAIL[/]")
+        print_rich(table)
+        typer.echo("PASS" if result.passed else "FAIL")
+    if not result.passed:
+        raise typer.Exit(EXIT_CHECK_FAILED)

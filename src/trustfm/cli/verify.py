@@ -1,0 +1,53 @@
+"""``trustfm verify``: is the report's provenance intact, and do the files still match it?"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from trustfm.cli import app
+from trustfm.cli._output import FORMAT_OPTION, OutputFormat, emit_json, print_rich
+
+
+@app.command()
+def verify(
+    report: Path = typer.Argument(..., help="report.json or report.html"),
+    public_key: Optional[Path] = typer.Option(None, "--public-key", help="the signer's public key (PEM) to trust"),
+    output_format: OutputFormat = FORMAT_OPTION,
+) -> None:
+    """Check the signature and re-hash model and data files. Exit 0: intact; 4: tampered or missing."""
+    from trustfm.cli.gate import EXIT_CHECK_FAILED
+    from trustfm.report.provenance import verify_report
+
+    result = verify_report(report, public_key=public_key)
+    if output_format is OutputFormat.json:
+        emit_json(result.model_dump(mode="json"))
+    else:
+        from rich.table import Table
+
+        table = Table(title=f"verify {report}: signature {'valid' if result.signature_valid else 'INVALID'}")
+        for column in ("role", "file", "status"):
+            table.add_column(column)
+        for f in result.files:
+            style = "green" if f.status == "ok" else "bold red"
+            table.add_row(f.role, f.path, f"[{style}]{f.status}[/]")
+        print_rich(table)
+        for problem in result.problems:
+            typer.echo(f"problem: {problem}", err=True)
+        typer.echo("VERIFIED" if result.passed else "FAILED")
+    if not result.passed:
+        raise typer.Exit(EXIT_CHECK_FAILED)
+
+
+@app.command()
+def keygen(
+    output_dir: Path = typer.Option(Path.home() / ".trustfm", "--output-dir", "-o", help="where to write the key pair"),
+) -> None:
+    """Create an Ed25519 key pair for signing reports (set TRUSTFM_SIGNING_KEY to the private key)."""
+    from trustfm.report.provenance import generate_keypair
+
+    private, public = generate_keypair(output_dir)
+    typer.echo(f"private key: {private}  (keep it secret; export TRUSTFM_SIGNING_KEY={private})")
+    typer.echo(f"public key:  {public}  (give it to whoever verifies your reports)")

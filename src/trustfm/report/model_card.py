@@ -1,0 +1,114 @@
+"""Model card: what the model is for, what it was trained and checked on, and what held.
+
+Built from the report's content (never recomputed): statements only the owner
+can make come from the ``card:`` config section and say plainly when they were
+not given; everything measurable comes from the run's recorded results.
+"""
+
+from __future__ import annotations
+
+NOT_STATED = "Not stated by the model owner (set card.{key} in the run config)."
+
+
+def _fmt(iv: dict | None) -> str:
+    if not iv:
+        return "n/a"
+    if iv.get("low") is None:
+        return f"{iv['value']:.4f}"
+    return f"{iv['value']:.4f} (95% CI {iv['low']:.4f}–{iv['high']:.4f})"
+
+
+def build_model_card(content: dict) -> dict:
+    """The card as a dict of sections; each value is a string or a list of strings/rows."""
+    provenance = content["provenance"]
+    config = provenance.get("config", {})
+    card = config.get("card", {}) or {}
+    data = config.get("data", {})
+    results = content.get("results", {})
+    performance = results.get("performance")
+    stated = lambda key: card.get(key) or NOT_STATED.format(key=key)  # noqa: E731
+
+    metrics = []
+    if performance:
+        metrics = [
+            ["accuracy", _fmt(performance["accuracy"])],
+            ["macro F1", _fmt(performance["macro_f1"])],
+            ["ROC-AUC", "n/a" if performance.get("roc_auc") is None else f"{performance['roc_auc']:.4f}"],
+            ["expected calibration error", f"{performance['expected_calibration_error']:.4f}"],
+        ]
+    per_group = []
+    for name, result in results.items():
+        if "slices" not in result:
+            continue
+        for sl in result["slices"]:
+            d = sl["disparities"]
+            per_group.append([f"{name} / {sl['name']}", _fmt(d["demographic_parity_difference"]),
+                              _fmt(d["equalized_odds_difference"]), ", ".join(sl.get("warnings", [])[:2]) or "—"])
+    privacy = [f"{k}: {v}" for k, v in (results.get("privacy") or {}).items() if not isinstance(v, (dict, list))]
+    robustness = [f"{k}: {v}" for k, v in (results.get("robustness") or {}).items() if not isinstance(v, (dict, list))]
+    gate = results.get("gate")
+    base = provenance.get("base_model", {})
+    return {
+        "name": card.get("name") or f"Text classifier fine-tuned from {base.get('name_or_path', 'a pretrained encoder')}",
+        "owners": stated("owners"),
+        "intended_use": stated("intended_use"),
+        "out_of_scope_use": stated("out_of_scope_use"),
+        "model": [
+            f"Base model: {base.get('name_or_path')} ({base.get('path')})",
+            f"Classes: {', '.join(content['data'].get('label_names', []))}",
+            f"Fine-tuned weights sha256: " + ", ".join(f"{k} {v[:16]}…" for k, v in provenance.get("model_sha256", {}).items()),
+            f"Training: {content['training'].get('epochs_completed')} epoch(s), best epoch "
+            f"{content['training'].get('best_epoch')}, seed {provenance.get('seed')}",
+        ],
+        "training_data": [
+            f"File(s): " + ", ".join(f"{k} (sha256 {v[:16]}…)" for k, v in provenance.get("data_sha256", {}).items()),
+            f"Text column '{data.get('text_column')}', label column '{data.get('label_column')}', "
+            f"group columns {data.get('group_columns') or 'none'}",
+            f"Rows: {content['data'].get('rows')}; dropped by validation: {content['data'].get('rejected_by_kind') or 'none'}",
+            f"Fairness mitigation during training: {config.get('fairness', {}).get('mitigation', 'none')}",
+        ],
+        "evaluation_data": (f"{performance['split']} ({performance['n']} rows)" if performance else "No evaluation recorded."),
+        "metrics": metrics,
+        "per_group": per_group,
+        "privacy": privacy or ["No differential privacy or privacy audit recorded for this run; treat the model as "
+                               "able to memorise its training data."],
+        "robustness": robustness or ["No robustness audit recorded for this run."],
+        "gate": ([f"Policy '{gate['policy']}': {'PASS' if gate['passed'] else 'FAIL'}"] + [
+            f"{o['rule']}: {o['observed']:.4f} {'PASS' if o['passed'] else 'FAIL'}" for o in gate["outcomes"]
+        ]) if gate else ["No policy gate recorded."],
+        "limitations": stated("limitations"),
+        "ethical_considerations": stated("ethical_considerations"),
+    }
+
+
+def render_markdown(card: dict) -> str:
+    lines = [f"# Model card: {card['name']}", "", f"**Owners:** {card['owners']}", ""]
+
+    def section(title: str, body) -> None:
+        lines.extend([f"## {title}", ""])
+        if isinstance(body, str):
+            lines.extend([body, ""])
+        else:
+            lines.extend([f"- {item}" for item in body] + [""])
+
+    section("Intended use", card["intended_use"])
+    section("Out-of-scope use", card["out_of_scope_use"])
+    section("Model", card["model"])
+    section("Training data and provenance", card["training_data"])
+    section("Evaluation data", card["evaluation_data"])
+    lines.extend(["## Metrics", "", "| metric | value |", "| --- | --- |"])
+    lines.extend([f"| {m} | {v} |" for m, v in card["metrics"]] + [""])
+    lines.extend(["## Per-group results", ""])
+    if card["per_group"]:
+        lines.extend(["| audit / slice | demographic parity difference | equalised odds difference | notes |",
+                      "| --- | --- | --- | --- |"])
+        lines.extend([f"| {a} | {b} | {c} | {d} |" for a, b, c, d in card["per_group"]])
+    else:
+        lines.append("No fairness audit recorded for this run.")
+    lines.append("")
+    section("Privacy guarantees", card["privacy"])
+    section("Robustness", card["robustness"])
+    section("Policy gate", card["gate"])
+    section("Limitations", card["limitations"])
+    section("Ethical considerations", card["ethical_considerations"])
+    return "\n".join(lines)

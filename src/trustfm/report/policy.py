@@ -1,0 +1,108 @@
+"""Policy gate: YAML thresholds over any audit number; PASS only when every rule holds.
+
+A policy file::
+
+    name: release-gate
+    rules:
+      - accuracy >= 0.85
+      - fairness.eec-style.gender.dp_difference <= 0.05
+      - metric: performance.expected_calibration_error
+        op: "<="
+        value: 0.05
+        use: high            # judge the interval's upper bound, not the point
+
+Unknown metric names are errors (with the closest known names), so a typo can
+never make a gate pass by checking nothing.
+"""
+
+from __future__ import annotations
+
+import difflib
+import operator
+import re
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from trustfm.errors import ConfigError
+
+_OPS = {">=": operator.ge, "<=": operator.le, ">": operator.gt, "<": operator.lt, "==": operator.eq, "!=": operator.ne}
+_RULE = re.compile(r"^\s*([\w.\-&| ]+?)\s*(>=|<=|==|!=|>|<)\s*(-?[\d.eE+-]+)\s*$")
+
+
+class Rule(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    metric: str
+    op: str
+    value: float
+    use: str = Field("value", pattern="^(value|low|high)$")
+
+    def name(self) -> str:
+        return self.metric if self.use == "value" else f"{self.metric}.{self.use}"
+
+
+class RuleOutcome(BaseModel):
+    rule: str
+    metric: str
+    observed: float
+    passed: bool
+
+
+class GateResult(BaseModel):
+    policy: str
+    passed: bool
+    outcomes: list[RuleOutcome]
+
+
+def load_policy(path: str | Path) -> tuple[str, list[Rule]]:
+    import yaml
+
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"policy file {path} does not exist")
+    try:
+        spec = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    unknown = set(spec) - {"name", "rules"}
+    if unknown:
+        raise ConfigError(f"{path}: unknown key(s) {sorted(unknown)} (a policy has 'name' and 'rules')")
+    rules = []
+    for i, item in enumerate(spec.get("rules") or [], start=1):
+        if isinstance(item, str):
+            match = _RULE.match(item)
+            if not match:
+                raise ConfigError(f"{path}: rule {i} '{item}' is not 'metric OP number' (OP one of {list(_OPS)})")
+            rules.append(Rule(metric=match.group(1).strip(), op=match.group(2), value=float(match.group(3))))
+        elif isinstance(item, dict):
+            try:
+                rules.append(Rule(**item))
+            except Exception as exc:  # pydantic's message names the field
+                raise ConfigError(f"{path}: rule {i}: {exc}") from None
+            if rules[-1].op not in _OPS:
+                raise ConfigError(f"{path}: rule {i}: op must be one of {list(_OPS)}")
+        else:
+            raise ConfigError(f"{path}: rule {i} must be a string or a mapping")
+    if not rules:
+        raise ConfigError(f"{path}: the policy has no rules")
+    return spec.get("name", path.stem), rules
+
+
+def evaluate_policy(name: str, rules: list[Rule], metrics: dict[str, float]) -> GateResult:
+    """Check every rule against ``metrics`` (see :mod:`trustfm.audit.namespace`)."""
+    unknown = [r.name() for r in rules if r.name() not in metrics]
+    if unknown:
+        hints = []
+        for metric in unknown:
+            close = difflib.get_close_matches(metric, list(metrics), n=3, cutoff=0.5)
+            hints.append(f"'{metric}'" + (f" (did you mean {', '.join(close)}?)" if close else ""))
+        raise ConfigError(
+            "policy names metrics this run does not have: " + "; ".join(hints)
+            + ". Run the audit that produces them first, or see `trustfm gate --list`."
+        )
+    outcomes = []
+    for rule in rules:
+        observed = metrics[rule.name()]
+        outcomes.append(RuleOutcome(rule=f"{rule.name()} {rule.op} {rule.value:g}", metric=rule.name(),
+                                    observed=observed, passed=bool(_OPS[rule.op](observed, rule.value))))
+    return GateResult(policy=name, passed=all(o.passed for o in outcomes), outcomes=outcomes)
