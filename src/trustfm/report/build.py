@@ -64,14 +64,33 @@ def collect_report(run_dir: str | Path) -> dict:
     }
 
 
+def highlight_tokens(attribution: dict) -> str:
+    """Tokens as spans shaded by attribution: red pushes towards the target class, blue away."""
+    from markupsafe import Markup, escape
+
+    scores = attribution["scores"]
+    peak = max((abs(s) for s in scores), default=0.0) or 1.0
+    parts = []
+    for token, score in zip(attribution["tokens"], scores):
+        if token.startswith("[") and token.endswith("]"):
+            continue
+        alpha = min(abs(score) / peak, 1.0)
+        rgb = "192,57,43" if score > 0 else "41,98,255"
+        text = token[2:] if token.startswith("##") else " " + token
+        parts.append(f'<span class="tok" title="{score:+.4f}" style="background: rgba({rgb},{alpha:.2f})">{escape(text)}</span>')
+    return Markup("".join(parts))
+
+
 def classify_results(results: dict[str, dict]) -> dict[str, dict[str, dict]]:
     """Group result files by kind, from their shape (the report renders each kind its own way)."""
     kinds: dict[str, dict[str, dict]] = {
         "performance": {}, "fairness": {}, "comparison": {}, "counterfactual": {}, "representation": {},
-        "audits": {}, "gate": {}, "other": {},
+        "audits": {}, "gate": {}, "explanations": {}, "other": {},
     }
     for name, result in results.items():
-        if "audits" in result and "finished" in result:
+        if "faithfulness" in result or "attributions" in result:
+            kinds["explanations"][name] = result
+        elif "audits" in result and "finished" in result:
             kinds["audits"][name] = result
         elif "outcomes" in result and "policy" in result:
             kinds["gate"][name] = result
@@ -123,7 +142,13 @@ def build_report(run_dir: str | Path, *, signing_key: Path | None = None) -> tup
             figures[f"{name}:{sl['name']}"] = plots.group_intervals(
                 sl["groups"], "selection_rate", f"{sl['name']}: selection rate of '{result['positive_label']}'"
             )
+    for name, result in sections["explanations"].items():
+        attention = result.get("attention")
+        if attention:
+            figures[f"{name}:attention-grid"] = plots.attention_grid(attention["tokens"], attention["weights"])
+            figures[f"{name}:attention-last"] = plots.attention_layer_mean(attention["tokens"], attention["weights"])
     env = Environment(loader=PackageLoader("trustfm.report", "templates"), autoescape=select_autoescape(["html", "j2"]))
+    env.filters["highlight"] = highlight_tokens
     html = env.get_template("report.html.j2").render(
         report=content,
         performance=performance,

@@ -120,3 +120,40 @@ def group_intervals(groups: list[dict], metric: str, title: str) -> str:
     ax.set_title(title, fontsize=9)
     ax.spines[["top", "right"]].set_visible(False)
     return _svg(fig)
+
+
+def attention_grid(tokens: list[str], weights: list) -> str:
+    """Layers (rows) x heads (columns) of attention heatmaps, plus tick labels on the first column."""
+    plt = _pyplot()
+    import numpy as np
+
+    w = np.asarray(weights)  # (layers, heads, t, t)
+    layers, heads = w.shape[0], w.shape[1]
+    fig, axes = plt.subplots(layers, heads, figsize=(1.1 * heads + 1, 1.1 * layers + 0.6), squeeze=False)
+    for layer in range(layers):
+        for head in range(heads):
+            ax = axes[layer][head]
+            ax.imshow(w[layer, head], cmap="viridis", vmin=0, vmax=1)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if layer == 0:
+                ax.set_title(f"head {head + 1}", fontsize=7)
+            if head == 0:
+                ax.set_ylabel(f"layer {layer + 1}", fontsize=7)
+    fig.suptitle("attention weights (row token attends to column token): " + " ".join(tokens[:24]), fontsize=8)
+    return _svg(fig)
+
+
+def attention_layer_mean(tokens: list[str], weights: list, layer: int = -1) -> str:
+    """One layer's attention averaged over heads, with token labels."""
+    plt = _pyplot()
+    import numpy as np
+
+    w = np.asarray(weights)[layer].mean(axis=0)
+    size = 1.5 + 0.28 * len(tokens)
+    fig, ax = plt.subplots(figsize=(size, size))
+    ax.imshow(w, cmap="viridis", vmin=0, vmax=float(w.max()))
+    ax.set_xticks(range(len(tokens)), tokens, rotation=90, fontsize=7)
+    ax.set_yticks(range(len(tokens)), tokens, fontsize=7)
+    ax.set_title(f"layer {layer % len(weights) + 1}, mean over heads", fontsize=9)
+    return _svg(fig)
