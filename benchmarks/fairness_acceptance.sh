@@ -14,9 +14,12 @@ export HF_HUB_OFFLINE=1
 
 davidson=(--data "$DATA/davidson2017/labeled_data.csv" --text-column tweet --label-column class
           --max-length 64 --epochs 1 --quiet --set data.split.validation=0.1 --set data.split.test=0.1)
+# a run that finished is kept (delete its folder to retrain); a half-written one is trained again
 for variant in baseline counterfactual_augmentation; do
-  rm -rf "$OUT/davidson-$variant"
-  "$TRUSTFM" train "${davidson[@]}" --set fairness.mitigation=${variant/baseline/none} -o "$OUT/davidson-$variant" --format json > "$OUT/davidson-$variant.train.json"
+  if ! grep -q '"status": "complete"' "$OUT/davidson-$variant/run.json" 2>/dev/null; then
+    rm -rf "$OUT/davidson-$variant"
+    "$TRUSTFM" train "${davidson[@]}" --set fairness.mitigation=${variant/baseline/none} -o "$OUT/davidson-$variant" --format json > "$OUT/davidson-$variant.train.json"
+  fi
 done
 for probe in hatecheck jigsaw-templates; do
   "$TRUSTFM" audit fairness "$OUT/davidson-baseline" --probe $probe --positive-label 0,1 --format json > /dev/null
@@ -35,9 +38,11 @@ with open(f"{out}/sst2-train-8000.tsv", "w", encoding="utf-8", newline="") as f:
     w = csv.writer(f, delimiter="\t", quoting=csv.QUOTE_NONE, lineterminator="\n")
     w.writerow(rows[0]); w.writerows(picked)
 PY
-rm -rf "$OUT/sst2"
-"$TRUSTFM" train --data "$OUT/sst2-train-8000.tsv" --test-data "$DATA/sst2/dev.tsv" --text-column sentence \
-    --max-length 64 --epochs 1 --quiet -o "$OUT/sst2" --format json > "$OUT/sst2.train.json"
+if ! grep -q '"status": "complete"' "$OUT/sst2/run.json" 2>/dev/null; then
+  rm -rf "$OUT/sst2"
+  "$TRUSTFM" train --data "$OUT/sst2-train-8000.tsv" --test-data "$DATA/sst2/dev.tsv" --text-column sentence \
+      --max-length 64 --epochs 1 --quiet -o "$OUT/sst2" --format json > "$OUT/sst2.train.json"
+fi
 "$TRUSTFM" audit fairness "$OUT/sst2" --probe eec-style --positive-label 1 --format json > /dev/null
 "$TRUSTFM" report "$OUT/sst2"
 

@@ -217,3 +217,19 @@ def test_a_users_probe_file_uses_every_other_column_as_a_group(tmp_path):
     assert load_probe(str(path)).positive_label == "ok"  # two labels: the last in sort order
     with pytest.raises(ConfigError):
         load_probe("no-such-probe")
+
+
+def test_rate_gaps_skip_groups_where_the_rate_is_undefined():
+    from fairlearn.metrics import equalized_odds_difference
+
+    # group "none" has no positive rows: its TPR is undefined (Fairlearn scores it 0)
+    y = np.array([1, 1, 0, 0, 1, 1, 0, 0, 0, 0, 0, 0])
+    pred = np.array([1, 1, 0, 1, 1, 0, 0, 0, 1, 0, 0, 0])
+    groups = np.array(["a"] * 4 + ["b"] * 4 + ["none"] * 4)
+    sl = group_fairness(y, pred, {"g": groups}, ["0", "1"], bootstrap_samples=50).slice("g")
+    assert sl.disparities["equalized_odds_difference"].value == pytest.approx(
+        equalized_odds_difference(y, pred, sensitive_features=groups))
+    assert sl.disparities["equalized_odds_difference"].value == pytest.approx(1.0)  # TPR 1.0 (a) vs "0" (none)
+    assert sl.disparities["tpr_gap"].value == pytest.approx(0.5)  # a: 1.0, b: 0.5; none left out
+    assert sl.disparities["fpr_gap"].value == pytest.approx(0.5)  # a: 0.5, b: 0.0, none: 0.25
+    assert any("no positive rows" in w for w in sl.warnings)

@@ -8,8 +8,9 @@ from pydantic import BaseModel
 from trustfm.audit.fairness import DISPARITIES, FairnessResult
 from trustfm.audit.performance import Interval
 
-# for these disparities smaller is fairer; for the ratio, closer to 1 is fairer
-_GAP_METRICS = ("demographic_parity_difference", "equalized_odds_difference", "accuracy_difference",
+# the worst gap is chosen among these (smaller is fairer). Equalized odds is left out on purpose:
+# its Fairlearn value counts undefined rates as 0; its parts, tpr_gap and fpr_gap, are in.
+_GAP_METRICS = ("demographic_parity_difference", "tpr_gap", "fpr_gap", "accuracy_difference",
                 "balanced_accuracy_difference")
 
 
@@ -47,18 +48,25 @@ def compare_fairness(
     accuracy_before: Interval | None = None,
     accuracy_after: Interval | None = None,
 ) -> MitigationComparison:
-    """Row per (slice, disparity) present in both results; the worst gap is the largest 'before' gap."""
+    """Row per (slice, disparity) present in both results.
+
+    The worst gap is the largest 'before' gap over protected slices (see
+    ``FairnessSlice.protected``), so a probe's descriptive columns cannot hide it.
+    """
     rows = []
+    protected = {sl.name for sl in after.slices if sl.protected}
     for slice_before in before.slices:
         try:
             slice_after = after.slice(slice_before.name)
         except KeyError:
             continue
         for metric in DISPARITIES:
+            if metric not in slice_before.disparities or metric not in slice_after.disparities:
+                continue  # a result written by an older trustfm
             b, a = slice_before.disparities[metric], slice_after.disparities[metric]
             rows.append(ComparisonRow(slice=slice_before.name, metric=metric, before=b, after=a,
                                       change=float(a.value - b.value)))
-    gaps = [r for r in rows if r.metric in _GAP_METRICS and not np.isnan(r.before.value)]
+    gaps = [r for r in rows if r.metric in _GAP_METRICS and r.slice in protected and not np.isnan(r.before.value)]
     worst = max(gaps, key=lambda r: r.before.value) if gaps else None
     return MitigationComparison(
         name=name,

@@ -29,7 +29,13 @@ DISPARITIES = (
     "equalized_odds_difference",
     "accuracy_difference",
     "balanced_accuracy_difference",
+    "tpr_gap",
+    "fpr_gap",
 )
+# Fairlearn's own functions give the first five. tpr_gap / fpr_gap are ours: the spread of TPR
+# (FPR) over the groups where it is defined, i.e. that have positive (negative) rows. Fairlearn
+# scores an undefined rate as 0, which is kept in equalized_odds_difference for agreement with
+# Fairlearn but can dominate it (a probe group with no hateful cases "has TPR 0").
 
 
 class GroupMetrics(BaseModel):
@@ -44,6 +50,7 @@ class FairnessSlice(BaseModel):
     """One sensitive column, or the intersection of several (name ``a & b``)."""
 
     name: str
+    protected: bool = True  # False for descriptive slices of a probe (e.g. HateCheck functionality)
     groups: list[GroupMetrics]
     disparities: dict[str, Interval]
     worst_group: dict[str, str]  # metric -> group with the worst value
@@ -104,12 +111,16 @@ def _disparities(stats: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     with np.errstate(divide="ignore", invalid="ignore"):
         sr = stats["selection_rate"]
         ratio = np.nanmin(sr, axis=-1) / np.nanmax(sr, axis=-1)
+        # Fairlearn's convention for equalized odds: an undefined rate counts as 0
+        tpr0, fpr0 = np.nan_to_num(stats["tpr"], nan=0.0), np.nan_to_num(stats["fpr"], nan=0.0)
         return {
             "demographic_parity_difference": spread(sr),
             "demographic_parity_ratio": np.where(np.nanmax(sr, axis=-1) > 0, ratio, np.nan),
-            "equalized_odds_difference": np.maximum(spread(stats["tpr"]), spread(stats["fpr"])),
+            "equalized_odds_difference": np.maximum(spread(tpr0), spread(fpr0)),
             "accuracy_difference": spread(stats["accuracy"]),
             "balanced_accuracy_difference": spread(stats["balanced_accuracy"]),
+            "tpr_gap": spread(stats["tpr"]),
+            "fpr_gap": spread(stats["fpr"]),
         }
 
 
@@ -168,6 +179,7 @@ def group_fairness(
     positive_label: str | None = None,
     dataset: str = "",
     intersections: bool = True,
+    descriptive: Sequence[str] = (),
     min_group_size: int = 30,
     bootstrap_samples: int = 1000,
     confidence: float = 0.95,
@@ -179,6 +191,8 @@ def group_fairness(
     audited on its own and, with ``intersections`` and two or more columns, on
     their intersection. Groups with fewer than ``min_group_size`` rows are
     flagged as too small to judge (their intervals say how little they tell).
+    Columns in ``descriptive`` are audited but marked not protected (they
+    describe the test, like a probe's template), so comparisons skip them.
     """
     y_true = np.asarray(y_true, dtype=np.int64)
     y_pred = np.asarray(y_pred, dtype=np.int64)
@@ -200,9 +214,9 @@ def group_fairness(
     draws = rng.integers(0, n, size=(bootstrap_samples, n)) if bootstrap_samples else None
     slices = []
     for name, values in columns.items():
-        slices.append(
-            _audit_slice(name, values, y_true, y_pred, pos, k, draws, min_group_size, confidence)
-        )
+        audited = _audit_slice(name, values, y_true, y_pred, pos, k, draws, min_group_size, confidence)
+        audited.protected = name not in descriptive
+        slices.append(audited)
     overall_stats = _group_stats(
         np.bincount(y_true * k + y_pred, minlength=k * k).reshape(1, k, k), pos
     )
@@ -223,6 +237,14 @@ def _audit_slice(name, values, y_true, y_pred, pos, k, draws, min_group_size, co
     g = len(group_names)
     points, disparity_points = _fairlearn_points(y_true, y_pred, values, pos, k)
     cell = (group_ids * k * k + y_true * k + y_pred).astype(np.int64)
+    with np.errstate(all="ignore"):
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            full = _disparities(_group_stats(np.bincount(cell, minlength=g * k * k).reshape(g, k, k), pos))
+    disparity_points["tpr_gap"] = float(full["tpr_gap"])
+    disparity_points["fpr_gap"] = float(full["fpr_gap"])
     boot_stats = boot_disp = None
     if draws is not None:
         b = len(draws)

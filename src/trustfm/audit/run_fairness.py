@@ -103,10 +103,15 @@ def audit_fairness_run(
         result = group_fairness(
             truth.astype(int), predicted.astype(int), probe_set.groups, binary_names,
             positive_label=probe_set.positive_label, dataset=f"probe {probe_set.name} ({len(probe_set)} texts; "
-            f"model positive = {positive_name})", intersections=False, min_group_size=fair.min_group_size,
+            f"model positive = {positive_name})", intersections=False, descriptive=probe_set.descriptive,
+            min_group_size=fair.min_group_size,
             bootstrap_samples=boot, confidence=config.evaluate.confidence, seed=config.seed,
         )
         save(f"fairness-{probe_set.name}", result)
+        if postprocess == "threshold_optimizer":
+            _, score = _binary(proba, positive_ids)
+            save(f"fairness-{probe_set.name}-threshold_optimizer",
+                 _probe_threshold_optimizer(probe_set, truth, predicted, score, config, constraint))
         if compare is not None:
             _compare_with_baseline(compare, result, f"fairness-{probe_set.name}", paths, save)
         return written
@@ -151,14 +156,35 @@ def audit_fairness_run(
     return written
 
 
-def _threshold_optimizer(runner, data, columns, before, test_proba, positive_ids, constraint, show_progress):
-    """Fairlearn ThresholdOptimizer fitted on validation scores, applied to the test split."""
+def _fit_thresholds(fit_score, fit_y, fit_groups, apply_score, apply_groups, *, constraint: str, seed: int):
+    """Fairlearn ThresholdOptimizer on positive-class scores: fit on one set, predict 0/1 on another."""
     from fairlearn.postprocessing import ThresholdOptimizer
 
+    optimizer = ThresholdOptimizer(
+        estimator=_score_column(), constraints=constraint, predict_method="predict_proba",
+        objective="balanced_accuracy_score", prefit=True,
+    )
+    try:
+        optimizer.fit(np.asarray(fit_score)[:, None], np.asarray(fit_y), sensitive_features=list(fit_groups))
+    except ValueError as exc:  # e.g. a group with one class only in the fitting data
+        raise ConfigError(f"threshold_optimizer could not be fitted: {exc}") from None
+    return optimizer.predict(np.asarray(apply_score)[:, None], sensitive_features=list(apply_groups), random_state=seed)
+
+
+def _bootstrap_accuracy(correct: np.ndarray, *, samples: int, confidence: float, seed: int):
+    from trustfm.audit.metrics import percentile_interval
+    from trustfm.audit.performance import Interval
+
+    correct = correct.astype(float)
+    draws = np.random.default_rng(seed).integers(0, len(correct), size=(samples, len(correct)))
+    low, high = percentile_interval(correct[draws].mean(axis=1), confidence)
+    return Interval(value=float(correct.mean()), low=low, high=high, confidence=confidence)
+
+
+def _threshold_optimizer(runner, data, columns, before, test_proba, positive_ids, constraint, show_progress):
+    """Group thresholds fitted on the validation split's scores, applied to the test split."""
     from trustfm.audit.comparison import compare_fairness
     from trustfm.audit.fairness import group_fairness
-    from trustfm.audit.performance import Interval
-    from trustfm.audit.metrics import percentile_interval
 
     if len(runner.label_names) != 2:
         raise ConfigError("threshold_optimizer post-processing needs a binary classifier")
@@ -166,14 +192,10 @@ def _threshold_optimizer(runner, data, columns, before, test_proba, positive_ids
     pos = positive_ids[0]
     key = lambda part: [" & ".join(v) for v in zip(*(part.groups[c] for c in columns))]  # noqa: E731
     val_proba = runner.predict_proba(data.validation.texts, show_progress=show_progress)
-    val_y = (data.label_ids(data.validation) == pos).astype(int)
-    optimizer = ThresholdOptimizer(
-        estimator=_score_column(), constraints=constraint, predict_method="predict_proba",
-        objective="balanced_accuracy_score", prefit=True,
-    )
-    optimizer.fit(val_proba[:, [pos]], val_y, sensitive_features=key(data.validation))
     test = data.test if len(data.test) else data.validation
-    adjusted = optimizer.predict(test_proba[:, [pos]], sensitive_features=key(test), random_state=config.seed)
+    adjusted = _fit_thresholds(val_proba[:, pos], (data.label_ids(data.validation) == pos).astype(int),
+                               key(data.validation), test_proba[:, pos], key(test),
+                               constraint=constraint, seed=config.seed)
     y_pred = np.where(adjusted == 1, pos, 1 - pos)
     y_true = data.label_ids(test)
     after = group_fairness(
@@ -181,17 +203,44 @@ def _threshold_optimizer(runner, data, columns, before, test_proba, positive_ids
         positive_label=runner.label_names[pos], dataset=before.dataset, min_group_size=config.fairness.min_group_size,
         bootstrap_samples=config.evaluate.bootstrap_samples, confidence=config.evaluate.confidence, seed=config.seed,
     )
-
-    def accuracy(pred):
-        correct = (pred == y_true).astype(float)
-        draws = np.random.default_rng(config.seed).integers(0, len(correct), size=(config.evaluate.bootstrap_samples, len(correct)))
-        low, high = percentile_interval(correct[draws].mean(axis=1), config.evaluate.confidence)
-        return Interval(value=float(correct.mean()), low=low, high=high, confidence=config.evaluate.confidence)
-
+    accuracy = lambda pred: _bootstrap_accuracy(pred == y_true, samples=config.evaluate.bootstrap_samples,  # noqa: E731
+                                                confidence=config.evaluate.confidence, seed=config.seed)
     return compare_fairness(
         before, after, name=f"threshold_optimizer ({constraint})", before_label="argmax predictions",
         after_label="group thresholds fitted on the validation split",
         accuracy_before=accuracy(test_proba.argmax(axis=1)), accuracy_after=accuracy(y_pred),
+    )
+
+
+def _probe_threshold_optimizer(probe_set, truth, predicted, score, config, constraint):
+    """Per-identity thresholds fitted on a seeded half of the probe, judged on the other half."""
+    from trustfm.audit.comparison import compare_fairness
+    from trustfm.audit.fairness import group_fairness
+
+    protected = [c for c in probe_set.groups if c not in probe_set.descriptive]
+    column = protected[0]
+    groups = np.asarray(probe_set.groups[column])
+    rng = np.random.default_rng(config.seed)
+    fit = np.zeros(len(truth), dtype=bool)
+    for value in np.unique(groups):  # half of every group fits, the other half judges
+        members = rng.permutation(np.flatnonzero(groups == value))
+        fit[members[: len(members) // 2]] = True
+    held = ~fit
+    adjusted = _fit_thresholds(score[fit], truth[fit].astype(int), groups[fit], score[held], groups[held],
+                               constraint=constraint, seed=config.seed)
+    names = [f"not {probe_set.positive_label}", probe_set.positive_label]
+    audit = lambda pred: group_fairness(  # noqa: E731
+        truth[held].astype(int), pred.astype(int), {column: groups[held]}, names,
+        positive_label=probe_set.positive_label, dataset=f"probe {probe_set.name}, held-out half ({held.sum()} texts)",
+        intersections=False, min_group_size=config.fairness.min_group_size,
+        bootstrap_samples=config.evaluate.bootstrap_samples, confidence=config.evaluate.confidence, seed=config.seed,
+    )
+    accuracy = lambda pred: _bootstrap_accuracy(pred == truth[held], samples=config.evaluate.bootstrap_samples,  # noqa: E731
+                                                confidence=config.evaluate.confidence, seed=config.seed)
+    return compare_fairness(
+        audit(predicted[held]), audit(adjusted.astype(bool)), name=f"threshold_optimizer ({constraint}) on {column}",
+        before_label="the model's decisions", after_label=f"per-{column} thresholds fitted on the other half of the probe",
+        accuracy_before=accuracy(predicted[held]), accuracy_after=accuracy(adjusted.astype(bool)),
     )
 
 

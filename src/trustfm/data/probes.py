@@ -37,6 +37,7 @@ class ProbeSet:
     positive_label: str
     groups: dict[str, list[str]] = field(default_factory=dict)
     source: str = ""
+    descriptive: tuple[str, ...] = ()  # group columns that describe the test, not a protected group
 
     def __len__(self) -> int:
         return len(self.texts)
@@ -69,6 +70,7 @@ def load_hatecheck(folder: Path | None = None) -> ProbeSet:
             "functionality": [str(v) for v in frame["functionality"]],
         },
         source=str(path),
+        descriptive=("functionality",),
     )
 
 
@@ -100,6 +102,7 @@ def load_jigsaw_templates(folder: Path | None = None) -> ProbeSet:
         positive_label="toxic",
         groups={"identity": found, "identity_subtype": kinds, "template": [str(v) for v in sentences["template"]]},
         source=str(base),
+        descriptive=("template",),
     )
 
 
@@ -135,6 +138,7 @@ def load_eec_style() -> ProbeSet:
         positive_label="positive",
         groups={"gender": gender, "race": race, "emotion": emotion},
         source="trustfm/data/resources/eec_style_probe.yaml",
+        descriptive=("emotion",),
     )
 
 
