@@ -51,3 +51,10 @@ fi
 "$TRUSTFM" audit fairness "$OUT/davidson-counterfactual_augmentation" --positive-label 0,1 --compare "$OUT/davidson-baseline" --format json > /dev/null
 "$TRUSTFM" audit fairness "$OUT/sst2" --positive-label 1 --format json > /dev/null
 for run in davidson-baseline davidson-counterfactual_augmentation sst2; do "$TRUSTFM" report "$OUT/$run"; done
+
+# post-processing: per-identity thresholds fitted on one half of each probe, judged on the other half
+for probe in jigsaw-templates hatecheck; do
+  "$TRUSTFM" audit fairness "$OUT/davidson-baseline" --probe $probe --positive-label 0,1 \
+      --postprocess threshold_optimizer --constraint false_positive_rate_parity --format json > /dev/null
+done
+"$TRUSTFM" report "$OUT/davidson-baseline"

@@ -59,9 +59,13 @@ def test_reweighed_run_compares_against_its_baseline(runs):
 def test_probe_audit_and_fairness_section_in_the_report(runs):
     base, _ = runs
     out = json.loads(run("audit", "fairness", base, "--probe", "eec-style", "--positive-label", "pos",
-                         "--format", "json").stdout)
+                         "--postprocess", "threshold_optimizer", "--format", "json").stdout)
     probe = out["fairness-eec-style"]
     assert [s["name"] for s in probe["slices"]] == ["gender", "race", "emotion"]
+    assert [s["protected"] for s in probe["slices"]] == [True, True, False]
+    post = out["fairness-eec-style-threshold_optimizer"]
+    assert post["worst_gap_slice"] == "gender" and "held-out half (7400 texts)" in post["audit_set"]
+    assert post["accuracy_before"]["low"] is not None
     assert probe["positive_label"] == "positive" and probe["n"] == 14800
     html_path = Path(json.loads(run("report", base, "--format", "json").stdout)["html"])
     html = html_path.read_text()

@@ -62,10 +62,19 @@ def counterfactual_audit(
     worst: int = 10,
     seed: int = 0,
 ) -> CounterfactualResult:
-    """Score identity-term rewrites of ``texts`` with ``predict_proba`` (texts -> (n, k) probabilities)."""
+    """Score identity-term rewrites of ``texts`` with ``predict_proba`` (texts -> (n, k) probabilities).
+
+    ``positive_label`` is a class name or a comma-separated list of names whose
+    probabilities add up to p(positive); a flip is any change of the argmax class.
+    """
     terms = terms or IdentityTerms.default()
     positive_label = positive_label if positive_label is not None else label_names[-1]
-    pos = list(label_names).index(positive_label)
+    # several classes may count as positive ("0,1": hate or offensive); their probabilities add up
+    wanted = [p.strip() for p in positive_label.split(",")]
+    unknown = [p for p in wanted if p not in label_names]
+    if unknown:
+        raise ValueError(f"positive label(s) {unknown} are not among {list(label_names)}")
+    pos = [list(label_names).index(p) for p in wanted]
     rng = np.random.default_rng(seed)
     results, skipped = [], {}
     for axis in axes or list(terms.axes):
@@ -90,8 +99,8 @@ def counterfactual_audit(
         proba = predict_proba(originals + [p[3] for p in pairs])
         proba_orig = dict(zip(unique_sources, proba[: len(originals)]))
         proba_cf = proba[len(originals) :]
-        p_orig = np.array([proba_orig[p[0]][pos] for p in pairs])
-        p_cf = proba_cf[:, pos]
+        p_orig = np.array([proba_orig[p[0]][pos].sum() for p in pairs])
+        p_cf = proba_cf[:, pos].sum(axis=1)
         flipped = np.array([proba_orig[p[0]].argmax() != q.argmax() for p, q in zip(pairs, proba_cf)])
         change = np.abs(p_cf - p_orig)
         # cluster bootstrap over source texts: pairs from one text are not independent

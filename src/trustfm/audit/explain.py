@@ -30,6 +30,8 @@ import numpy as np
 import torch
 from pydantic import BaseModel
 
+from trustfm.audit.performance import Interval
+
 METHODS = ("integrated_gradients", "occlusion", "kernel_shap", "random")
 ERASER_BINS = (0.1, 0.2, 0.5)
 
@@ -268,12 +270,10 @@ class TermAssociation(BaseModel):
 
 
 class ErrorSlice(BaseModel):
-    slice: str  # e.g. "length", "group"
+    slice: str  # e.g. "length (tokens)", or a group column
     value: str
     n: int
-    error_rate: float
-    low: float | None = None
-    high: float | None = None
+    error_rate: Interval  # share of wrong predictions in the slice, with its 95% bootstrap interval
 
 
 class GlobalExplanation(BaseModel):
@@ -351,5 +351,6 @@ def error_slices(
             continue
         draws = errors[rng.integers(0, len(errors), size=(samples, len(errors)))].mean(axis=1)
         low, high = percentile_interval(draws, 0.95)
-        out.append(ErrorSlice(slice=kind, value=value, n=int(len(errors)), error_rate=float(errors.mean()), low=low, high=high))
-    return sorted(out, key=lambda s: -s.error_rate)
+        rate = Interval(value=float(errors.mean()), low=low, high=high, confidence=0.95)
+        out.append(ErrorSlice(slice=kind, value=value, n=int(len(errors)), error_rate=rate))
+    return sorted(out, key=lambda s: -s.error_rate.value)

@@ -9,6 +9,7 @@ Every result file of a run contributes dotted names, for example::
     fairness.eec-style.gender.female.selection_rate
     counterfactual.gender.flip_rate
     representation.flagged
+    explanations.integrated_gradients.comprehensiveness
 
 ``.low`` / ``.high`` suffixes give a number's interval bounds where it has one.
 Names are derived from the result's shape, so a new audit's results appear
@@ -70,6 +71,13 @@ def flatten_results(results: dict[str, dict]) -> dict[str, float]:
             for axis in result["axes"]:
                 _put(out, f"{prefix}.{axis['axis']}.flip_rate", axis["flip_rate"])
                 _put(out, f"{prefix}.{axis['axis']}.mean_abs_change", axis["mean_abs_change"])
+            continue
+        if "faithfulness" in result:  # explanations
+            for score in result["faithfulness"]["scores"]:
+                _put(out, f"{prefix}.{score['method']}.comprehensiveness", score["comprehensiveness"])
+                _put(out, f"{prefix}.{score['method']}.sufficiency", score["sufficiency"])
+            continue
+        if "attributions" in result or "audits" in result:  # per-text attributions, audit summary
             continue
         if "worst_gap_metric" in result:  # mitigation comparison
             _put(out, f"{prefix}.worst_gap_before", result["worst_gap_before"])

@@ -226,8 +226,15 @@ def _probe_threshold_optimizer(probe_set, truth, predicted, score, config, const
         members = rng.permutation(np.flatnonzero(groups == value))
         fit[members[: len(members) // 2]] = True
     held = ~fit
-    adjusted = _fit_thresholds(score[fit], truth[fit].astype(int), groups[fit], score[held], groups[held],
-                               constraint=constraint, seed=config.seed)
+    # a group with one class only (HateCheck's 'none' has no hateful case) cannot get a threshold
+    # fitted; its rows keep the model's own decisions
+    single = sorted(v for v in np.unique(groups) if len(np.unique(truth[fit & (groups == v)])) < 2)
+    adjustable = ~np.isin(groups, single)
+    adjusted = predicted[held].astype(int).copy()
+    adjusted[adjustable[held]] = _fit_thresholds(
+        score[fit & adjustable], truth[fit & adjustable].astype(int), groups[fit & adjustable],
+        score[held & adjustable], groups[held & adjustable], constraint=constraint, seed=config.seed,
+    )
     names = [f"not {probe_set.positive_label}", probe_set.positive_label]
     audit = lambda pred: group_fairness(  # noqa: E731
         truth[held].astype(int), pred.astype(int), {column: groups[held]}, names,
@@ -238,7 +245,8 @@ def _probe_threshold_optimizer(probe_set, truth, predicted, score, config, const
     accuracy = lambda pred: _bootstrap_accuracy(pred == truth[held], samples=config.evaluate.bootstrap_samples,  # noqa: E731
                                                 confidence=config.evaluate.confidence, seed=config.seed)
     return compare_fairness(
-        audit(predicted[held]), audit(adjusted.astype(bool)), name=f"threshold_optimizer ({constraint}) on {column}",
+        audit(predicted[held]), audit(adjusted.astype(bool)), name=f"threshold_optimizer ({constraint}) on {column}"
+        + (f"; kept the model's decisions for one-class groups: {', '.join(single)}" if single else ""),
         before_label="the model's decisions", after_label=f"per-{column} thresholds fitted on the other half of the probe",
         accuracy_before=accuracy(predicted[held]), accuracy_after=accuracy(adjusted.astype(bool)),
     )

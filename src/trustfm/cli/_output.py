@@ -38,15 +38,21 @@ def emit_json(data: Any) -> None:
     typer.echo(json.dumps(data, indent=2, default=str))
 
 
-def metrics_table(title: str, rows: list[tuple[str, str]]):
+def table(title: str, columns: list[str]):
+    """An empty Rich table with these column headings (rows are added by the caller)."""
     from rich.table import Table
 
-    table = Table(title=title, show_header=True)
-    table.add_column("metric")
-    table.add_column("value", justify="right")
+    out = Table(title=title, show_header=True)
+    for column in columns:
+        out.add_column(column)
+    return out
+
+
+def metrics_table(title: str, rows: list[tuple[str, str]]):
+    out = table(title, ["metric", "value"])
     for name, value in rows:
-        table.add_row(name, value)
-    return table
+        out.add_row(name, value)
+    return out
 
 
 def print_rich(renderable) -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 
 from trustfm.cli import audit_app
-from trustfm.cli._output import FORMAT_OPTION, OutputFormat, emit_json, print_rich
+from trustfm.cli._output import FORMAT_OPTION, OutputFormat, emit_json, print_rich, table
 
 
 @audit_app.command("all")
@@ -24,12 +24,8 @@ def audit_all(
     if output_format is OutputFormat.json:
         emit_json({"summary": summary.model_dump(mode="json"), "html": str(html), "json": str(data)})
         return
-    from rich.table import Table
-
-    table = Table(title=f"audits — {run_dir}")
-    for column in ("audit", "status", "results / reason"):
-        table.add_column(column)
+    rows = table(f"audits — {run_dir}", ["audit", "status", "results / reason"])
     for s in summary.audits:
-        table.add_row(s.audit, s.status, ", ".join(s.results) if s.status == "ran" else (s.reason or ""))
-    print_rich(table)
+        rows.add_row(s.audit, s.status, ", ".join(s.results) if s.status == "ran" else (s.reason or ""))
+    print_rich(rows)
     typer.echo(f"report: {html.resolve()}")

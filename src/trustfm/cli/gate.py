@@ -8,7 +8,7 @@ from typing import Optional
 import typer
 
 from trustfm.cli import app
-from trustfm.cli._output import FORMAT_OPTION, OutputFormat, emit_json, print_rich
+from trustfm.cli._output import FORMAT_OPTION, OutputFormat, emit_json, print_rich, table
 
 EXIT_CHECK_FAILED = 4
 
@@ -44,14 +44,10 @@ def gate(
     if output_format is OutputFormat.json:
         emit_json(result.model_dump(mode="json"))
     else:
-        from rich.table import Table
-
-        table = Table(title=f"policy {result.policy} — {run_dir}")
-        for column in ("rule", "value", "result"):
-            table.add_column(column)
+        rows = table(f"policy {result.policy} — {run_dir}", ["rule", "value", "result"])
         for o in result.outcomes:
-            table.add_row(o.rule, f"{o.observed:.4f}", "[green]PASS[/]" if o.passed else "[bold red]FAIL[/]")
-        print_rich(table)
+            rows.add_row(o.rule, f"{o.observed:.4f}", "[green]PASS[/]" if o.passed else "[bold red]FAIL[/]")
+        print_rich(rows)
         typer.echo("PASS" if result.passed else "FAIL")
     if not result.passed:
         raise typer.Exit(EXIT_CHECK_FAILED)

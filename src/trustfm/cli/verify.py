@@ -8,7 +8,7 @@ from typing import Optional
 import typer
 
 from trustfm.cli import app
-from trustfm.cli._output import FORMAT_OPTION, OutputFormat, emit_json, print_rich
+from trustfm.cli._output import FORMAT_OPTION, OutputFormat, emit_json, print_rich, table
 
 
 @app.command()
@@ -25,15 +25,12 @@ def verify(
     if output_format is OutputFormat.json:
         emit_json(result.model_dump(mode="json"))
     else:
-        from rich.table import Table
-
-        table = Table(title=f"verify {report}: signature {'valid' if result.signature_valid else 'INVALID'}")
-        for column in ("role", "file", "status"):
-            table.add_column(column)
+        rows = table(f"verify {report}: signature {'valid' if result.signature_valid else 'INVALID'}",
+                     ["role", "file", "status"])
         for f in result.files:
             style = "green" if f.status == "ok" else "bold red"
-            table.add_row(f.role, f.path, f"[{style}]{f.status}[/]")
-        print_rich(table)
+            rows.add_row(f.role, f.path, f"[{style}]{f.status}[/]")
+        print_rich(rows)
         for problem in result.problems:
             typer.echo(f"problem: {problem}", err=True)
         typer.echo("VERIFIED" if result.passed else "FAILED")
