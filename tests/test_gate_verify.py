@@ -63,8 +63,10 @@ def test_verify_detects_a_modified_weight_file_and_an_edited_report(reported_run
         weights.write_bytes(original[:-1] + bytes([original[-1] ^ 1]))  # one flipped bit
         result = run("verify", html, "--format", "json")
         assert result.returncode == 4
-        checks = {Path(f["path"]).name: f["status"] for f in json.loads(result.stdout)["files"]}
-        assert checks["model.safetensors"] == "modified" and checks["head.safetensors"] == "ok"
+        checks = {(f["role"], Path(f["path"]).name): f["status"] for f in json.loads(result.stdout)["files"]}
+        assert checks[("fine-tuned model", "model.safetensors")] == "modified"
+        assert checks[("fine-tuned model", "head.safetensors")] == "ok"
+        assert checks[("base model", "model.safetensors")] == "ok"
     finally:
         weights.write_bytes(original)
     assert run("verify", html).returncode == 0

@@ -30,6 +30,7 @@ import numpy as np
 import torch
 from pydantic import BaseModel
 
+from trustfm._deps import optional_import
 from trustfm.audit.performance import Interval
 
 METHODS = ("integrated_gradients", "occlusion", "kernel_shap", "random")
@@ -107,7 +108,7 @@ class IntegratedGradientsExplainer(_Explainer):
     method = "integrated_gradients"
 
     def _attribute(self, ids: torch.Tensor, target: int) -> np.ndarray:
-        from captum.attr import LayerIntegratedGradients
+        LayerIntegratedGradients = optional_import("captum.attr", "explain").LayerIntegratedGradients
 
         def forward(input_ids, attention_mask):
             return torch.softmax(self.model(input_ids, attention_mask), dim=-1)
@@ -125,7 +126,7 @@ class OcclusionExplainer(_Explainer):
     method = "occlusion"
 
     def _attribute(self, ids: torch.Tensor, target: int) -> np.ndarray:
-        from captum.attr import Occlusion
+        Occlusion = optional_import("captum.attr", "explain").Occlusion
 
         presence = torch.ones(ids.shape, dtype=torch.float32)
         occlusion = Occlusion(self._masked_forward(ids))
@@ -138,7 +139,7 @@ class KernelShapExplainer(_Explainer):
     method = "kernel_shap"
 
     def _attribute(self, ids: torch.Tensor, target: int) -> np.ndarray:
-        from captum.attr import KernelShap
+        KernelShap = optional_import("captum.attr", "explain").KernelShap
 
         torch.manual_seed(self.seed)
         presence = torch.ones(ids.shape, dtype=torch.float32)

@@ -19,6 +19,7 @@ from typing import Mapping, Sequence
 import numpy as np
 from pydantic import BaseModel
 
+from trustfm._deps import optional_import
 from trustfm.audit.metrics import percentile_interval
 from trustfm.audit.performance import Interval
 
@@ -126,6 +127,7 @@ def _disparities(stats: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
 
 def _fairlearn_points(y_true, y_pred, groups, pos: int, k: int) -> tuple[dict, dict]:
     """Per-group metrics and disparities from Fairlearn itself (the reference values)."""
+    optional_import("fairlearn", "fairness")
     from fairlearn.metrics import (
         MetricFrame,
         demographic_parity_difference,

@@ -21,6 +21,7 @@ from typing import Sequence
 
 import numpy as np
 
+from trustfm._deps import optional_import
 from trustfm.audit.registry import register_audit
 from trustfm.errors import ConfigError
 from trustfm.runs import read_json, write_json_atomic
@@ -158,7 +159,7 @@ def audit_fairness_run(
 
 def _fit_thresholds(fit_score, fit_y, fit_groups, apply_score, apply_groups, *, constraint: str, seed: int):
     """Fairlearn ThresholdOptimizer on positive-class scores: fit on one set, predict 0/1 on another."""
-    from fairlearn.postprocessing import ThresholdOptimizer
+    ThresholdOptimizer = optional_import("fairlearn.postprocessing", "fairness").ThresholdOptimizer
 
     optimizer = ThresholdOptimizer(
         estimator=_score_column(), constraints=constraint, predict_method="predict_proba",
