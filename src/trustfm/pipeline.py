@@ -230,6 +230,15 @@ class RunModel:
         self.label_names: list[str] = meta["label_names"]
         self.last_truncated = np.zeros(0, dtype=bool)
 
+    def logits_and_features(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        """Logits (n, num_labels) and pooled encoder features (n, hidden) for ``texts``."""
+        from trustfm.data.batching import encode_texts
+        from trustfm.models.inference import predict_logits_and_features
+
+        encoded = encode_texts(self.tokenizer, list(texts), self.config.data.max_length)
+        return predict_logits_and_features(self.model, encoded, pad_id=self.tokenizer.pad_token_id,
+                                           batch_size=self.config.train.eval_batch_size)
+
     def predict_proba(self, texts: Sequence[str], *, show_progress: bool = False) -> np.ndarray:
         from trustfm.data.batching import encode_texts
         from trustfm.models.inference import predict_proba

@@ -77,6 +77,11 @@ def flatten_results(results: dict[str, dict]) -> dict[str, float]:
                 _put(out, f"{prefix}.{score['method']}.comprehensiveness", score["comprehensiveness"])
                 _put(out, f"{prefix}.{score['method']}.sufficiency", score["sufficiency"])
             continue
+        if "detectors" in result:  # out-of-distribution detection
+            for d in result["detectors"]:
+                _put(out, f"{prefix}.{d['detector']}.auroc", d["auroc"])
+                _put(out, f"{prefix}.{d['detector']}.fpr_at_95_tpr", d["fpr_at_95_tpr"])
+            continue
         if "attributions" in result or "audits" in result:  # per-text attributions, audit summary
             continue
         if "worst_gap_metric" in result:  # mitigation comparison

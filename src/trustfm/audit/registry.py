@@ -15,7 +15,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
-BUILTIN_MODULES = ("trustfm.audit.run_performance", "trustfm.audit.run_fairness", "trustfm.audit.run_explain")
+BUILTIN_MODULES = (
+    "trustfm.audit.run_performance", "trustfm.audit.run_fairness", "trustfm.audit.run_explain", "trustfm.audit.run_ood",
+)
 
 
 @dataclass(frozen=True)
