@@ -106,7 +106,8 @@ def test_audit_all_gate_and_report_show_everything_in_chromium(trained, tmp_path
     assert done.returncode == 0, done.stderr
     summary = json.loads(done.stdout)["summary"]
     statuses = {a["audit"]: a["status"] for a in summary["audits"]}
-    assert statuses == {"performance": "ran", "fairness": "ran", "explanations": "ran", "ood": "not applicable"}
+    assert statuses == {"performance": "ran", "fairness": "ran", "explanations": "ran", "robustness": "ran",
+                        "ood": "not applicable"}
     policy = tmp_path / "policy.yaml"
     policy.write_text("name: release\nrules:\n  - accuracy >= 0.5\n  - fairness.group.dp_difference <= 1.0\n")
     assert subprocess.run(CLI + ["gate", str(run_dir), "--policy", str(policy)], env=env).returncode == 0

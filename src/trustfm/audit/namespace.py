@@ -77,6 +77,12 @@ def flatten_results(results: dict[str, dict]) -> dict[str, float]:
                 _put(out, f"{prefix}.{score['method']}.comprehensiveness", score["comprehensiveness"])
                 _put(out, f"{prefix}.{score['method']}.sufficiency", score["sufficiency"])
             continue
+        if "tests" in result and "clean_accuracy" in result:  # perturbation suite
+            for test in result["tests"]:
+                _put(out, f"{prefix}.{test['name']}.flip_rate", test["flip_rate"])
+                if test.get("accuracy"):
+                    _put(out, f"{prefix}.{test['name']}.accuracy", test["accuracy"])
+            continue
         if "detectors" in result:  # out-of-distribution detection
             for d in result["detectors"]:
                 _put(out, f"{prefix}.{d['detector']}.auroc", d["auroc"])

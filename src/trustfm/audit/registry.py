@@ -16,7 +16,8 @@ from dataclasses import dataclass
 from typing import Callable
 
 BUILTIN_MODULES = (
-    "trustfm.audit.run_performance", "trustfm.audit.run_fairness", "trustfm.audit.run_explain", "trustfm.audit.run_ood",
+    "trustfm.audit.run_performance", "trustfm.audit.run_fairness", "trustfm.audit.run_explain",
+    "trustfm.audit.run_robustness", "trustfm.audit.run_ood",
 )
 
 

@@ -85,10 +85,12 @@ def classify_results(results: dict[str, dict]) -> dict[str, dict[str, dict]]:
     """Group result files by kind, from their shape (the report renders each kind its own way)."""
     kinds: dict[str, dict[str, dict]] = {
         "performance": {}, "fairness": {}, "comparison": {}, "counterfactual": {}, "representation": {},
-        "audits": {}, "gate": {}, "explanations": {}, "ood": {}, "other": {},
+        "audits": {}, "gate": {}, "explanations": {}, "ood": {}, "robustness": {}, "other": {},
     }
     for name, result in results.items():
-        if "detectors" in result and "best" in result:
+        if "tests" in result and "clean_accuracy" in result:
+            kinds["robustness"][name] = result
+        elif "detectors" in result and "best" in result:
             kinds["ood"][name] = result
         elif "faithfulness" in result or "attributions" in result:
             kinds["explanations"][name] = result

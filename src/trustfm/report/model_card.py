@@ -45,7 +45,13 @@ def build_model_card(content: dict) -> dict:
             per_group.append([f"{name} / {sl['name']}", _fmt(d["demographic_parity_difference"]),
                               _fmt(d["equalized_odds_difference"]), ", ".join(sl.get("warnings", [])[:2]) or "—"])
     privacy = [f"{k}: {v}" for k, v in (results.get("privacy") or {}).items() if not isinstance(v, (dict, list))]
-    robustness = [f"{k}: {v}" for k, v in (results.get("robustness") or {}).items() if not isinstance(v, (dict, list))]
+    robustness = [
+        f"{t['name']} ({t['kind']}): flip rate {_fmt(t['flip_rate'])}"
+        for t in (results.get("robustness") or {}).get("tests", [])
+    ]
+    if "ood" in results:
+        robustness += [f"out-of-distribution detection, {d['detector']}: AUROC {_fmt(d['auroc'])}"
+                       for d in results["ood"]["detectors"]]
     gate = results.get("gate")
     base = provenance.get("base_model", {})
     return {

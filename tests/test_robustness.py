@@ -1,0 +1,74 @@
+"""Perturbation suite: each perturbation does what it says; the suite's numbers follow from the model's."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from trustfm.audit import perturb as P
+
+CLI = [sys.executable, "-m", "trustfm.cli"]
+TEXT = "It is a great movie, John said in 2019."
+
+
+@pytest.mark.parametrize("name,check", [
+    ("typo_swap", lambda o: len(o) == len(TEXT) and sorted(o) == sorted(TEXT)),
+    ("typo_insert", lambda o: len(o) == len(TEXT) + 1),
+    ("typo_delete", lambda o: len(o) == len(TEXT) - 1),
+    ("casing_upper", lambda o: o == TEXT.upper()),
+    ("punctuation_strip", lambda o: "," not in o and "." not in o),
+    ("homoglyph", lambda o: o != TEXT and any(ord(ch) > 1000 for ch in o)),
+    ("zero_width", lambda o: "\u200b" in o and o.replace("\u200b", "") == TEXT),
+    ("names", lambda o: "John" not in o and o.split(" said")[0].startswith("It is a great movie, ")),
+    ("numbers", lambda o: "2019" not in o and any(ch.isdigit() for ch in o)),
+    ("negation", lambda o: o == "It is not a great movie, John said in 2019."),
+])
+def test_each_perturbation(name, check):
+    perturb = {**P.INVARIANCE, **P.DIRECTIONAL}[name]
+    out = perturb(TEXT, np.random.default_rng(3))
+    assert out is not None and check(out), out
+
+
+def test_negation_removes_an_existing_negation_and_contractions_expand_ptb_style():
+    rng = np.random.default_rng(0)
+    assert P.negation("the plot is not thin", rng) == "the plot is thin"
+    assert P.contractions("the film is n't good", rng) == "the film is not good"
+    assert P.negation("no verb here", rng) is None
+
+
+def test_suite_numbers_follow_from_a_known_model():
+    texts = ["a great film", "a dull film", "it is great", "it is dull", "GREAT stuff"]
+    labels = np.array([1, 0, 1, 0, 1])
+
+    def predict(batch):  # case-sensitive keyword model: 'great' -> positive, everything else negative
+        p = np.array([0.9 if "great" in t else 0.1 for t in batch])
+        return np.column_stack([1 - p, p])
+
+    result = P.perturbation_suite(texts, labels, predict, ["neg", "pos"], bootstrap_samples=100)
+    tests = {t.name: t for t in result.tests}
+    assert result.clean_accuracy == pytest.approx(0.8)  # "GREAT stuff" is missed
+    # upper-casing breaks every 'great' the model relied on: 2 of the 4 changed texts flip
+    assert tests["casing_upper"].n == 5 and tests["casing_upper"].flip_rate.value == pytest.approx(2 / 5)
+    assert tests["whitespace"].flip_rate.value == 0.0
+    negation = tests["negation"]  # "it is great" -> "it is not great": this model cannot follow negation
+    assert negation.kind == "directional" and negation.n == 2 and negation.flip_rate.value == 0.0
+    assert negation.accuracy.value == 0.0
+
+
+def test_robustness_cli_on_a_trained_run(tiny_model_dir, tiny_data, tmp_path):
+    env = dict(os.environ)
+    run_dir = tmp_path / "run"
+    assert subprocess.run(CLI + ["train", "--data", str(tiny_data), "--model", str(tiny_model_dir), "--epochs", "2",
+                                 "--learning-rate", "3e-3", "--max-length", "32", "--quiet",
+                                 "--set", "evaluate.bootstrap_samples=50", "-o", str(run_dir)], env=env).returncode == 0
+    result = subprocess.run(CLI + ["audit", "robustness", str(run_dir), "--format", "json"], capture_output=True, text=True, env=env)
+    assert result.returncode == 0, result.stderr
+    out = json.loads(result.stdout)
+    assert out["texts"] == 40 and {t["name"] for t in out["tests"]} >= {"typo_swap", "casing_upper", "homoglyph"}
+    assert all(0 <= t["flip_rate"]["value"] <= 1 for t in out["tests"])
+    report = subprocess.run(CLI + ["report", str(run_dir)], env=env)
+    assert report.returncode == 0 and 'id="robustness"' in (run_dir / "report.html").read_text()
+    assert "Robustness" in (run_dir / "model_card.md").read_text() and "flip rate" in (run_dir / "model_card.md").read_text()
