@@ -14,7 +14,6 @@ from typing import Callable, Sequence
 import numpy as np
 from pydantic import BaseModel
 
-from trustfm.audit.metrics import percentile_interval
 from trustfm.audit.performance import Interval
 from trustfm.data.identity_terms import IdentityTerms
 
@@ -144,7 +143,5 @@ def _cluster_intervals(owner, clusters, flipped, change, samples, confidence, rn
     weight = pair_count[draws].sum(axis=1)
     flips = flip_sum[draws].sum(axis=1) / weight
     changes = change_sum[draws].sum(axis=1) / weight
-    f_low, f_high = percentile_interval(flips, confidence)
-    c_low, c_high = percentile_interval(changes, confidence)
-    return (Interval(value=flip_value, low=f_low, high=f_high, confidence=confidence),
-            Interval(value=change_value, low=c_low, high=c_high, confidence=confidence))
+    return (Interval.from_draws(flip_value, flips, confidence),
+            Interval.from_draws(change_value, changes, confidence))

@@ -31,7 +31,7 @@ import torch
 from pydantic import BaseModel
 
 from trustfm._deps import optional_import
-from trustfm.audit.performance import Interval
+from trustfm.audit.performance import Interval, bootstrap_mean
 
 METHODS = ("integrated_gradients", "occlusion", "kernel_shap", "random")
 ERASER_BINS = (0.1, 0.2, 0.5)
@@ -332,8 +332,6 @@ def error_slices(
     samples: int = 1000, min_size: int = 10,
 ) -> list[ErrorSlice]:
     """Error rate with a 95% bootstrap interval per length quartile and per group value, worst first."""
-    from trustfm.audit.metrics import percentile_interval
-
     rng = np.random.default_rng(seed)
     slices: list[tuple[str, str, np.ndarray]] = []
     edges = np.unique(np.quantile(lengths, [0.25, 0.5, 0.75]))
@@ -350,8 +348,6 @@ def error_slices(
         errors = (~correct[member]).astype(float)
         if len(errors) < min_size:
             continue
-        draws = errors[rng.integers(0, len(errors), size=(samples, len(errors)))].mean(axis=1)
-        low, high = percentile_interval(draws, 0.95)
-        rate = Interval(value=float(errors.mean()), low=low, high=high, confidence=0.95)
+        rate = bootstrap_mean(errors, samples=samples, confidence=0.95, rng=rng)
         out.append(ErrorSlice(slice=kind, value=value, n=int(len(errors)), error_rate=rate))
     return sorted(out, key=lambda s: -s.error_rate.value)

@@ -20,7 +20,6 @@ import numpy as np
 from pydantic import BaseModel
 
 from trustfm._deps import optional_import
-from trustfm.audit.metrics import percentile_interval
 from trustfm.audit.performance import Interval
 
 GROUP_METRICS = ("accuracy", "balanced_accuracy", "selection_rate", "tpr", "fpr", "fnr")
@@ -270,10 +269,7 @@ def _audit_slice(name, values, y_true, y_pred, pos, k, draws, min_group_size, co
         if sample is None or np.isnan(value):
             return Interval(value=value)
         sample = sample[~np.isnan(sample)]
-        if len(sample) < 2:
-            return Interval(value=value)
-        low, high = percentile_interval(sample, confidence)
-        return Interval(value=value, low=low, high=high, confidence=confidence)
+        return Interval.from_draws(value, sample if len(sample) >= 2 else None, confidence)
 
     counts = np.bincount(group_ids, minlength=g)
     positives = np.bincount(group_ids, weights=(y_true == pos), minlength=g).astype(int)

@@ -39,6 +39,39 @@ _DISPARITY_SHORT = {
 }
 
 
+RESULT_KINDS = ("robustness", "ood", "explanations", "audits", "gate", "fairness", "comparison", "counterfactual",
+                "representation", "performance", "other")
+
+
+def result_kind(result: dict) -> str:
+    """Which audit result a JSON document is, from its shape (one of ``RESULT_KINDS``).
+
+    The report and the metric namespace both dispatch on this, so a new result
+    shape is taught to both in one place.
+    """
+    if "tests" in result and "clean_accuracy" in result:
+        return "robustness"
+    if "detectors" in result and "best" in result:
+        return "ood"
+    if "faithfulness" in result or "attributions" in result:
+        return "explanations"
+    if "audits" in result and "finished" in result:
+        return "audits"
+    if "outcomes" in result and "policy" in result:
+        return "gate"
+    if "slices" in result:
+        return "fairness"
+    if "worst_gap_metric" in result:
+        return "comparison"
+    if "skipped_axes" in result:
+        return "counterfactual"
+    if "overall_label_share" in result:
+        return "representation"
+    if "confusion_matrix" in result:
+        return "performance"
+    return "other"
+
+
 def _put(out: dict[str, float], name: str, value: Any) -> None:
     if isinstance(value, bool):
         out[name] = float(value)
@@ -56,7 +89,8 @@ def flatten_results(results: dict[str, dict]) -> dict[str, float]:
     out: dict[str, float] = {}
     for file_name, result in results.items():
         prefix = _SHORT.get(file_name, file_name.replace("-", ".", 1) if file_name.startswith("fairness-") else file_name)
-        if "slices" in result:  # group fairness
+        kind = result_kind(result)
+        if kind == "fairness":
             for sl in result["slices"]:
                 base = f"{prefix}.{sl['name']}"
                 for metric, value in sl["disparities"].items():
@@ -67,34 +101,36 @@ def flatten_results(results: dict[str, dict]) -> dict[str, float]:
                     for metric, value in group["metrics"].items():
                         _put(out, f"{base}.{group['group']}.{metric}", value)
             continue
-        if "skipped_axes" in result:  # counterfactual
+        if kind == "counterfactual":
             for axis in result["axes"]:
                 _put(out, f"{prefix}.{axis['axis']}.flip_rate", axis["flip_rate"])
                 _put(out, f"{prefix}.{axis['axis']}.mean_abs_change", axis["mean_abs_change"])
             continue
-        if "faithfulness" in result:  # explanations
+        if kind == "explanations":
+            if "faithfulness" not in result:  # per-text attributions: no dataset-level numbers
+                continue
             for score in result["faithfulness"]["scores"]:
                 _put(out, f"{prefix}.{score['method']}.comprehensiveness", score["comprehensiveness"])
                 _put(out, f"{prefix}.{score['method']}.sufficiency", score["sufficiency"])
             continue
-        if "tests" in result and "clean_accuracy" in result:  # perturbation suite
+        if kind == "robustness":
             for test in result["tests"]:
                 _put(out, f"{prefix}.{test['name']}.flip_rate", test["flip_rate"])
                 if test.get("accuracy"):
                     _put(out, f"{prefix}.{test['name']}.accuracy", test["accuracy"])
             continue
-        if "detectors" in result:  # out-of-distribution detection
+        if kind == "ood":
             for d in result["detectors"]:
                 _put(out, f"{prefix}.{d['detector']}.auroc", d["auroc"])
                 _put(out, f"{prefix}.{d['detector']}.fpr_at_95_tpr", d["fpr_at_95_tpr"])
             continue
-        if "attributions" in result or "audits" in result:  # per-text attributions, audit summary
+        if kind == "audits":
             continue
-        if "worst_gap_metric" in result:  # mitigation comparison
+        if kind == "comparison":
             _put(out, f"{prefix}.worst_gap_before", result["worst_gap_before"])
             _put(out, f"{prefix}.worst_gap_after", result["worst_gap_after"])
             continue
-        for key, value in result.items():  # flat results (performance, privacy, ...)
+        for key, value in result.items():  # flat results (performance, representation, gate, ...)
             if isinstance(value, (dict, int, float, bool)):
                 _put(out, f"{prefix}.{key}", value)
     for alias, target in ALIASES.items():

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 from pydantic import BaseModel
 
-from trustfm.audit.metrics import binary_roc_auc, percentile_interval
+from trustfm.audit.metrics import binary_roc_auc
 from trustfm.audit.performance import Interval
 
 DETECTOR_FILE = "ood_detector.safetensors"
@@ -131,14 +131,9 @@ def ood_separation(
             auc_draws.append(binary_roc_auc(labels, np.concatenate([a[ia], b[ib]])))
             fpr_draws.append(_fpr_at_95(a[ia], b[ib])[0])
 
-        def interval(value, draws):
-            if not draws:
-                return Interval(value=value)
-            low, high = percentile_interval(np.asarray(draws), confidence)
-            return Interval(value=value, low=low, high=high, confidence=confidence)
-
-        results.append(DetectorSeparation(detector=name, auroc=interval(auroc, auc_draws),
-                                          fpr_at_95_tpr=interval(fpr, fpr_draws), threshold_at_95_tpr=threshold))
+        results.append(DetectorSeparation(detector=name, auroc=Interval.from_draws(auroc, auc_draws, confidence),
+                                          fpr_at_95_tpr=Interval.from_draws(fpr, fpr_draws, confidence),
+                                          threshold_at_95_tpr=threshold))
     best = max(results, key=lambda r: r.auroc.value).detector
     return OODResult(in_distribution=in_name, out_of_distribution=out_name, n_in=len(next(iter(scores_in.values()))),
                      n_out=len(next(iter(scores_out.values()))), detectors=results, best=best)

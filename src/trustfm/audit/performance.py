@@ -20,6 +20,24 @@ class Interval(BaseModel):
     high: float | None = None
     confidence: float | None = None
 
+    @classmethod
+    def from_draws(cls, value: float, draws: np.ndarray | None, confidence: float) -> "Interval":
+        """``value`` with the percentile interval of its bootstrap ``draws`` (no interval if there are none)."""
+        if draws is None or len(draws) == 0:
+            return cls(value=value)
+        low, high = M.percentile_interval(np.asarray(draws), confidence)
+        return cls(value=value, low=low, high=high, confidence=confidence)
+
+
+def bootstrap_mean(values: np.ndarray, *, samples: int, confidence: float, rng: np.random.Generator) -> Interval:
+    """Mean of per-row ``values`` (n,) with a row-resampling bootstrap interval (none for n < 2 or no samples)."""
+    values = np.asarray(values, dtype=np.float64)
+    value = float(values.mean())
+    if samples <= 0 or len(values) < 2:
+        return Interval(value=value)
+    draws = values[rng.integers(0, len(values), size=(samples, len(values)))].mean(axis=1)
+    return Interval.from_draws(value, draws, confidence)
+
 
 class ClassReport(BaseModel):
     label: str
@@ -113,10 +131,7 @@ def evaluate_predictions(
     macro_f1 = float(M.macro_f1_from_confusion(confusion))
 
     def interval(value: float, draws: np.ndarray | None) -> Interval:
-        if draws is None:
-            return Interval(value=value)
-        low, high = M.percentile_interval(draws, confidence)
-        return Interval(value=value, low=low, high=high, confidence=confidence)
+        return Interval.from_draws(value, draws, confidence)
 
     acc_draws = f1_draws = None
     if bootstrap_samples > 0:

@@ -19,8 +19,7 @@ from typing import Callable, Sequence
 import numpy as np
 from pydantic import BaseModel
 
-from trustfm.audit.metrics import percentile_interval
-from trustfm.audit.performance import Interval
+from trustfm.audit.performance import Interval, bootstrap_mean
 
 _KEYBOARD = {
     "q": "wa", "w": "qes", "e": "wrd", "r": "etf", "t": "ryg", "y": "tuh", "u": "yij", "i": "uok", "o": "ipl",
@@ -181,15 +180,6 @@ class PerturbationResult(BaseModel):
     skipped: dict[str, str]
 
 
-def _interval(values: np.ndarray, samples: int, confidence: float, rng) -> Interval:
-    value = float(values.mean())
-    if samples <= 0 or len(values) < 2:
-        return Interval(value=value)
-    draws = values[rng.integers(0, len(values), size=(samples, len(values)))].mean(axis=1)
-    low, high = percentile_interval(draws, confidence)
-    return Interval(value=value, low=low, high=high, confidence=confidence)
-
-
 def perturbation_suite(
     texts: Sequence[str], labels: np.ndarray | None, predict_proba: Callable[[list[str]], np.ndarray],
     label_names: Sequence[str], *, dataset: str = "", tests: Sequence[str] | None = None, directional: bool = True,
@@ -224,10 +214,12 @@ def perturbation_suite(
         accuracy = None
         if labels is not None:
             expected = labels[rows_arr] if kind == "invariance" else 1 - labels[rows_arr]
-            accuracy = _interval((pred == expected).astype(float), bootstrap_samples, confidence, rng)
+            accuracy = bootstrap_mean((pred == expected).astype(float), samples=bootstrap_samples,
+                                      confidence=confidence, rng=rng)
         order = np.argsort(-change)[:worst]
         results.append(PerturbationTest(
-            name=name, kind=kind, n=len(rows), flip_rate=_interval(flipped, bootstrap_samples, confidence, rng),
+            name=name, kind=kind, n=len(rows),
+            flip_rate=bootstrap_mean(flipped, samples=bootstrap_samples, confidence=confidence, rng=rng),
             accuracy=accuracy, mean_abs_change=float(change.mean()),
             worst=[PerturbedExample(original=texts[rows[j]], perturbed=variants[j],
                                     original_label=label_names[base_pred[rows[j]]], perturbed_label=label_names[pred[j]],

@@ -173,13 +173,9 @@ def _fit_thresholds(fit_score, fit_y, fit_groups, apply_score, apply_groups, *, 
 
 
 def _bootstrap_accuracy(correct: np.ndarray, *, samples: int, confidence: float, seed: int):
-    from trustfm.audit.metrics import percentile_interval
-    from trustfm.audit.performance import Interval
+    from trustfm.audit.performance import bootstrap_mean
 
-    correct = correct.astype(float)
-    draws = np.random.default_rng(seed).integers(0, len(correct), size=(samples, len(correct)))
-    low, high = percentile_interval(correct[draws].mean(axis=1), confidence)
-    return Interval(value=float(correct.mean()), low=low, high=high, confidence=confidence)
+    return bootstrap_mean(correct, samples=samples, confidence=confidence, rng=np.random.default_rng(seed))
 
 
 def _threshold_optimizer(runner, data, columns, before, test_proba, positive_ids, constraint, show_progress):

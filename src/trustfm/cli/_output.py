@@ -61,10 +61,18 @@ def print_rich(renderable) -> None:
     Console().print(renderable)
 
 
-def fmt_interval(item: dict) -> str:
-    if item.get("low") is None:
-        return f"{item['value']:.4f}"
-    return f"{item['value']:.4f} [{item['low']:.4f}, {item['high']:.4f}]"
+def fmt_interval(item, digits: int = 4) -> str:
+    """``value [low, high]`` for an Interval or its dict form; 'n/a' for None or NaN."""
+    if item is None:
+        return "n/a"
+    if not isinstance(item, dict):
+        item = item.model_dump()
+    value, low = item["value"], item.get("low")
+    if value != value:  # NaN
+        return "n/a"
+    if low is None:
+        return f"{value:.{digits}f}"
+    return f"{value:.{digits}f} [{low:.{digits}f}, {item['high']:.{digits}f}]"
 
 
 def performance_rows(result: dict) -> list[tuple[str, str]]:

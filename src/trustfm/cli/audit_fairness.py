@@ -8,7 +8,7 @@ from typing import Optional
 import typer
 
 from trustfm.cli import audit_app
-from trustfm.cli._output import FORMAT_OPTION, OutputFormat, emit_json, print_rich
+from trustfm.cli._output import FORMAT_OPTION, OutputFormat, emit_json, fmt_interval, print_rich
 
 
 @audit_app.command("fairness")
@@ -44,11 +44,7 @@ def fairness(
 
 
 def _fmt(iv) -> str:
-    if iv.value != iv.value:  # NaN
-        return "n/a"
-    if iv.low is None:
-        return f"{iv.value:.3f}"
-    return f"{iv.value:.3f} [{iv.low:.3f}, {iv.high:.3f}]"
+    return fmt_interval(iv, digits=3)
 
 
 def _table(name: str, result):

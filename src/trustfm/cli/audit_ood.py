@@ -8,7 +8,7 @@ from typing import Optional
 import typer
 
 from trustfm.cli import audit_app
-from trustfm.cli._output import FORMAT_OPTION, OutputFormat, emit_json, print_rich, table
+from trustfm.cli._output import FORMAT_OPTION, OutputFormat, emit_json, fmt_interval, print_rich, table
 
 
 @audit_app.command("ood")
@@ -28,6 +28,6 @@ def ood(
     rows = table(f"OOD: {result.n_in} test rows vs {result.n_out} rows of {result.out_of_distribution}",
                  ["detector", "AUROC", "FPR at 95% TPR"])
     for d in result.detectors:
-        fmt = lambda iv: f"{iv.value:.3f} [{iv.low:.3f}, {iv.high:.3f}]" if iv.low is not None else f"{iv.value:.3f}"  # noqa: E731
-        rows.add_row(d.detector + (" ★" if d.detector == result.best else ""), fmt(d.auroc), fmt(d.fpr_at_95_tpr))
+        rows.add_row(d.detector + (" ★" if d.detector == result.best else ""),
+                     fmt_interval(d.auroc, digits=3), fmt_interval(d.fpr_at_95_tpr, digits=3))
     print_rich(rows)

@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 
 from trustfm.cli import audit_app
-from trustfm.cli._output import FORMAT_OPTION, OutputFormat, emit_json, print_rich, table
+from trustfm.cli._output import FORMAT_OPTION, OutputFormat, emit_json, fmt_interval, print_rich, table
 
 
 @audit_app.command("robustness")
@@ -23,11 +23,10 @@ def robustness(
     if output_format is OutputFormat.json:
         emit_json(result.model_dump(mode="json"))
         return
-    fmt = lambda iv: "n/a" if iv is None else (f"{iv.value:.3f} [{iv.low:.3f}, {iv.high:.3f}]" if iv.low is not None else f"{iv.value:.3f}")  # noqa: E731
     rows = table(f"perturbations on {result.dataset}; clean accuracy {result.clean_accuracy:.3f}",
                  ["test", "kind", "n", "flip rate", "accuracy"])
     for t in result.tests:
-        rows.add_row(t.name, t.kind, str(t.n), fmt(t.flip_rate), fmt(t.accuracy))
+        rows.add_row(t.name, t.kind, str(t.n), fmt_interval(t.flip_rate, digits=3), fmt_interval(t.accuracy, digits=3))
     for name, why in result.skipped.items():
         rows.add_row(name, "", "0", f"skipped: {why}", "")
     print_rich(rows)

@@ -83,33 +83,11 @@ def highlight_tokens(attribution: dict) -> str:
 
 def classify_results(results: dict[str, dict]) -> dict[str, dict[str, dict]]:
     """Group result files by kind, from their shape (the report renders each kind its own way)."""
-    kinds: dict[str, dict[str, dict]] = {
-        "performance": {}, "fairness": {}, "comparison": {}, "counterfactual": {}, "representation": {},
-        "audits": {}, "gate": {}, "explanations": {}, "ood": {}, "robustness": {}, "other": {},
-    }
+    from trustfm.audit.namespace import RESULT_KINDS, result_kind
+
+    kinds: dict[str, dict[str, dict]] = {kind: {} for kind in RESULT_KINDS}
     for name, result in results.items():
-        if "tests" in result and "clean_accuracy" in result:
-            kinds["robustness"][name] = result
-        elif "detectors" in result and "best" in result:
-            kinds["ood"][name] = result
-        elif "faithfulness" in result or "attributions" in result:
-            kinds["explanations"][name] = result
-        elif "audits" in result and "finished" in result:
-            kinds["audits"][name] = result
-        elif "outcomes" in result and "policy" in result:
-            kinds["gate"][name] = result
-        elif "slices" in result:
-            kinds["fairness"][name] = result
-        elif "worst_gap_metric" in result:
-            kinds["comparison"][name] = result
-        elif "skipped_axes" in result:
-            kinds["counterfactual"][name] = result
-        elif "overall_label_share" in result:
-            kinds["representation"][name] = result
-        elif "confusion_matrix" in result:
-            kinds["performance"][name] = result
-        else:
-            kinds["other"][name] = result
+        kinds[result_kind(result)][name] = result
     return kinds
 
 
