@@ -22,3 +22,28 @@ def sample_sst2_train(n: int, seed: int, out: Path) -> Path:
         writer.writerow(header)
         writer.writerows(picked)
     return out
+
+
+def train_sst2_model(out: Path, *, n: int = 8000, sample_seed: int = 0, overrides: dict | None = None) -> Path:
+    """Fine-tune the default model on ``n`` sampled SST-2 training sentences for 1 epoch (dev as test split).
+
+    The project's defaults, nothing tuned; ``overrides`` are extra ``--set``-style config keys.
+    Returns the run folder.
+    """
+    from trustfm.config import load_config
+    from trustfm.pipeline import train_run
+
+    train = sample_sst2_train(n, sample_seed, out.parent / f"sst2-train-{n}-{sample_seed}.tsv")
+    config = load_config(None, {
+        "data.train": str(train), "data.test": str(SST2 / "dev.tsv"), "data.text_column": "sentence",
+        "data.max_length": 64, "train.epochs": 1, "output_dir": str(out), **(overrides or {}),
+    })
+    return train_run(config, show_progress=False).root
+
+
+def sst2_dev_sample(n: int, seed: int) -> tuple[list[str], list[int]]:
+    """``n`` SST-2 dev sentences and labels drawn at random with ``seed``."""
+    with (SST2 / "dev.tsv").open(encoding="utf-8") as handle:
+        rows = list(csv.reader(handle, delimiter="\t", quoting=csv.QUOTE_NONE))[1:]
+    picked = random.Random(seed).sample(rows, n)
+    return [r[0] for r in picked], [int(r[1]) for r in picked]

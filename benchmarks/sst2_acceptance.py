@@ -21,7 +21,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _sst2 import SST2, sample_sst2_train  # noqa: E402
+from _sst2 import train_sst2_model  # noqa: E402
 
 
 def main() -> None:
@@ -31,18 +31,11 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("runs/sst2-acceptance"))
     args = parser.parse_args()
 
-    from trustfm.config import load_config
-    from trustfm.pipeline import train_run
-    from trustfm.runs import read_json
+    from trustfm.runs import RunPaths, read_json
 
     shutil.rmtree(args.out, ignore_errors=True)
-    train = sample_sst2_train(args.n, args.sample_seed, args.out.parent / f"sst2-train-{args.n}-{args.sample_seed}.tsv")
-    config = load_config(None, {
-        "data.train": str(train), "data.test": str(SST2 / "dev.tsv"), "data.text_column": "sentence",
-        "data.max_length": 64, "train.epochs": 1, "output_dir": str(args.out),
-    })
     started = time.perf_counter()
-    paths = train_run(config, show_progress=False)
+    paths = RunPaths(train_sst2_model(args.out, n=args.n, sample_seed=args.sample_seed))
     wall = time.perf_counter() - started
     result = read_json(paths.result("performance"))
     info = read_json(paths.run_info)

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from trustfm.audit import perturb as P
+from trustfm.data import perturbations
 
 CLI = [sys.executable, "-m", "trustfm.cli"]
 TEXT = "It is a great movie, John said in 2019."
@@ -27,16 +28,16 @@ TEXT = "It is a great movie, John said in 2019."
     ("negation", lambda o: o == "It is not a great movie, John said in 2019."),
 ])
 def test_each_perturbation(name, check):
-    perturb = {**P.INVARIANCE, **P.DIRECTIONAL}[name]
+    perturb = {**perturbations.INVARIANCE, **perturbations.DIRECTIONAL}[name]
     out = perturb(TEXT, np.random.default_rng(3))
     assert out is not None and check(out), out
 
 
 def test_negation_removes_an_existing_negation_and_contractions_expand_ptb_style():
     rng = np.random.default_rng(0)
-    assert P.negation("the plot is not thin", rng) == "the plot is thin"
-    assert P.contractions("the film is n't good", rng) == "the film is not good"
-    assert P.negation("no verb here", rng) is None
+    assert perturbations.negation("the plot is not thin", rng) == "the plot is thin"
+    assert perturbations.contractions("the film is n't good", rng) == "the film is not good"
+    assert perturbations.negation("no verb here", rng) is None
 
 
 def test_suite_numbers_follow_from_a_known_model():

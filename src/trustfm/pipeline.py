@@ -53,6 +53,7 @@ def train_run(config: RunConfig, *, resume: bool = False, show_progress: bool = 
     from trustfm.train import FineTuner, JsonlLogger
     from trustfm.train.callbacks import MlflowLogger, TensorBoardLogger
     from trustfm.train.fairness import mitigation_callbacks
+    from trustfm.train.robust import robustness_callbacks
     from trustfm.train.loop import seed_everything
 
     _quiet_transformers()
@@ -85,6 +86,14 @@ def train_run(config: RunConfig, *, resume: bool = False, show_progress: bool = 
             data.train, axes=config.fairness.counterfactual_axes,
             variants=config.fairness.counterfactual_variants, seed=config.seed,
         )
+    if config.robustness.augmentation is not None:
+        from trustfm.data.augment import perturbation_augment
+
+        train_part, perturbed = perturbation_augment(
+            train_part, tests=config.robustness.augmentation.tests, share=config.robustness.augmentation.share,
+            seed=config.seed,
+        )
+        augmented += perturbed
     train, train_enc = _encode_part(train_part, tokenizer, config, rejected)
     validation, val_enc = _encode_part(data.validation, tokenizer, config, rejected)
     write_rejections(paths.rejected, rejected)
@@ -99,6 +108,7 @@ def train_run(config: RunConfig, *, resume: bool = False, show_progress: bool = 
         label_names=data.label_names,
         rows={**data.counts(), "rejected": len(rejected), "augmented": augmented},
         fairness_mitigation=config.fairness.mitigation,
+        robust_training=config.robustness.model_dump(mode="json", exclude_defaults=True),
         truncated={"train": int(train_enc.truncated.sum()), "validation": int(val_enc.truncated.sum())},
     )
     write_json_atomic(paths.run_info, info)
@@ -109,6 +119,7 @@ def train_run(config: RunConfig, *, resume: bool = False, show_progress: bool = 
     if config.train.tracking.mlflow:
         callbacks.append(MlflowLogger({"seed": config.seed, **config.train.model_dump(exclude={"tracking", "early_stopping"})}))
     callbacks += mitigation_callbacks(config.fairness, train.groups, data.label_ids(train), seed=config.seed)
+    callbacks += robustness_callbacks(config.robustness, seed=config.seed)
     trainer = FineTuner(config.train, seed=config.seed, callbacks=callbacks, show_progress=show_progress)
     extra = {"max_length": config.data.max_length, "base_model": config.model.name_or_path}
     state = trainer.fit(
@@ -239,7 +250,8 @@ class RunModel:
         return predict_logits_and_features(self.model, encoded, pad_id=self.tokenizer.pad_token_id,
                                            batch_size=self.config.train.eval_batch_size)
 
-    def predict_proba(self, texts: Sequence[str], *, show_progress: bool = False) -> np.ndarray:
+    def predict_proba(self, texts: Sequence[str], *, show_progress: bool = False, precision: str = "fp32") -> np.ndarray:
+        """Class probabilities (n, num_labels); ``precision`` as in :func:`trustfm.models.inference.precision_context`."""
         from trustfm.data.batching import encode_texts
         from trustfm.models.inference import predict_proba
 
@@ -247,8 +259,12 @@ class RunModel:
         self.last_truncated = encoded.truncated
         return predict_proba(
             self.model, encoded, pad_id=self.tokenizer.pad_token_id,
-            batch_size=self.config.train.eval_batch_size, show_progress=show_progress,
+            batch_size=self.config.train.eval_batch_size, show_progress=show_progress, precision=precision,
         )
+
+    def fast_predict_proba(self, texts: Sequence[str]) -> np.ndarray:
+        """``predict_proba`` in bf16 where the CPU has bf16 kernels: for search loops whose result is re-checked in fp32."""
+        return self.predict_proba(texts, precision="auto")
 
 
 def predict_texts(run_dir: str | Path, texts: Sequence[str], *, show_progress: bool = False) -> list[dict]:

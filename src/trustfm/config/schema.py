@@ -142,6 +142,39 @@ class FairnessConfig(_Strict):
         return self
 
 
+class AdversarialTrainingConfig(_Strict):
+    """Adversarial training in embedding space (see :mod:`trustfm.train.robust`).
+
+    ``epsilon`` and ``alpha`` are relative to a typical token embedding's L2 norm.
+    """
+
+    method: Literal["fgm", "pgd", "freelb"]
+    epsilon: float = Field(0.5, gt=0, le=10, description="perturbation radius per token, relative to a token embedding's norm")
+    steps: int = Field(3, ge=1, le=20, description="ascent steps (pgd, freelb); fgm takes one")
+    alpha: float | None = Field(None, gt=0, description="step size; default 1.5 * epsilon / steps")
+
+
+class AugmentationConfig(_Strict):
+    """Perturbation-based augmentation: copies of training rows with invariance perturbations, same label."""
+
+    tests: list[str] = Field(
+        default_factory=lambda: ["typo_swap", "typo_insert", "typo_delete", "typo_keyboard", "homoglyph",
+                                 "zero_width", "punctuation_strip", "casing_lower"],
+        description="perturbations from trustfm.data.perturbations.INVARIANCE",
+    )
+    share: float = Field(0.5, gt=0, le=1, description="share of training rows that get one perturbed copy")
+
+
+class RobustnessConfig(_Strict):
+    """Robust training: adversarial training, Gaussian noise on embeddings, perturbation augmentation."""
+
+    adversarial_training: AdversarialTrainingConfig | None = None
+    embedding_noise: float = Field(
+        0.0, ge=0, le=5, description="std of Gaussian noise on word embeddings, relative to a token embedding's norm"
+    )
+    augmentation: AugmentationConfig | None = None
+
+
 class CardConfig(_Strict):
     """What only the model's owner can say; the model card fills the rest from recorded results."""
 
@@ -163,6 +196,7 @@ class RunConfig(_Strict):
     train: TrainConfig = Field(default_factory=TrainConfig)
     evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig)
     fairness: FairnessConfig = Field(default_factory=FairnessConfig)
+    robustness: RobustnessConfig = Field(default_factory=RobustnessConfig)
     card: CardConfig = Field(default_factory=CardConfig)
 
     @model_validator(mode="after")

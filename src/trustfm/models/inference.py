@@ -5,16 +5,40 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+import contextlib
+
 from trustfm.data.batching import EncodedTexts, bucketed_batches, iterate_batches
+
+
+def bf16_is_fast() -> bool:
+    """True when this CPU has native bfloat16 matrix kernels (AVX512-BF16 or AMX), where bf16 beats fp32."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def precision_context(precision: str):
+    """``"fp32"``: full precision. ``"bf16"``: bfloat16 autocast (about 2.3x faster on CPUs with bf16 kernels).
+
+    ``"auto"``: bf16 where :func:`bf16_is_fast`, else fp32.
+    """
+    if precision not in ("fp32", "bf16", "auto"):
+        raise ValueError(f"precision must be 'fp32', 'bf16' or 'auto', not {precision!r}")
+    if precision == "bf16" or (precision == "auto" and bf16_is_fast()):
+        return torch.autocast("cpu", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
 
 
 @torch.inference_mode()
 def predict_proba(
-    model, encoded: EncodedTexts, *, pad_id: int, batch_size: int = 64, show_progress: bool = False
+    model, encoded: EncodedTexts, *, pad_id: int, batch_size: int = 64, show_progress: bool = False,
+    precision: str = "fp32",
 ) -> np.ndarray:
     """Class probabilities, shape (n, num_labels), rows in the order of ``encoded``.
 
     Texts are batched by length (less padding) and the order restored afterwards.
+    ``precision`` as in :func:`precision_context`; every reported metric uses fp32.
     """
     from trustfm.progress import progress_bar
 
@@ -22,7 +46,7 @@ def predict_proba(
     model.eval()
     out = np.empty((len(encoded), model.num_labels), dtype=np.float32)
     batches = bucketed_batches(encoded.lengths, batch_size=batch_size, bucket_size=1, seed=0, epoch=0, shuffle=False)
-    with progress_bar(show_progress and len(encoded) > 2000) as progress:
+    with progress_bar(show_progress and len(encoded) > 2000) as progress, precision_context(precision):
         task = progress.add_task("predicting", total=len(encoded))
         for index, batch in iterate_batches(encoded, batches, pad_id):
             logits = model(batch["input_ids"], batch["attention_mask"])

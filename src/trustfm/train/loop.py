@@ -44,6 +44,13 @@ class TrainState:
     train_samples: int = 0
 
 
+def batch_loss(logits: torch.Tensor, batch: dict) -> torch.Tensor:
+    """Mean cross-entropy of ``logits`` (b, k) against ``batch["labels"]``, weighted by ``batch["weight"]`` if set."""
+    losses = F.cross_entropy(logits, batch["labels"], reduction="none")
+    weight = batch.get("weight")
+    return (losses * weight).sum() / weight.sum() if weight is not None else losses.mean()
+
+
 def seed_everything(seed: int) -> None:
     """Seed torch (CPU) and make its kernels deterministic where it can."""
     torch.manual_seed(seed)
@@ -277,10 +284,7 @@ class FineTuner:
     def _train_step(self, batch: dict) -> dict:
         cfg = self.config
         batch = self._apply_batch_hooks(batch)
-        logits = self.model(batch["input_ids"], batch["attention_mask"])
-        losses = F.cross_entropy(logits, batch["labels"], reduction="none")
-        weight = batch.get("weight")
-        loss = (losses * weight).sum() / weight.sum() if weight is not None else losses.mean()
+        loss = batch_loss(self.model(batch["input_ids"], batch["attention_mask"]), batch)
         loss.backward()
         self._call("on_after_backward", batch)
         if cfg.max_grad_norm is not None:
