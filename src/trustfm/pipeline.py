@@ -267,13 +267,49 @@ class RunModel:
         return self.predict_proba(texts, precision="auto")
 
 
-def predict_texts(run_dir: str | Path, texts: Sequence[str], *, show_progress: bool = False) -> list[dict]:
-    """Predicted label and class probabilities for each text, in input order."""
+    def ood_scores(self, texts: Sequence[str]) -> tuple[np.ndarray, float | None] | None:
+        """Mahalanobis OOD scores (n,) and the saved 95%-TPR threshold, or None when no detector is saved."""
+        from trustfm.audit.ood import DETECTOR_FILE, MahalanobisDetector
+
+        if not (self.paths.model / DETECTOR_FILE).exists():
+            return None
+        detector, meta = MahalanobisDetector.load(self.paths.model)
+        _, features = self.logits_and_features(texts)
+        return detector.score(features), meta.get("threshold_at_95_tpr")
+
+    def predict_with_rules(self, texts: Sequence[str], rules, *, show_progress: bool = False):
+        """(proba (n, num_labels), :class:`~trustfm.serve.rules.RuledPredictions`) for ``texts`` under ``rules``."""
+        from trustfm.serve.rules import apply_rules
+
+        proba = self.predict_proba(texts, show_progress=show_progress)
+        ood = self.ood_scores(texts) if rules.needs_ood else None
+        ruled = apply_rules(rules, texts, proba, self.label_names, ood_scores=None if ood is None else ood[0],
+                            ood_threshold=None if ood is None else ood[1])
+        return proba, ruled
+
+
+def predict_texts(
+    run_dir: str | Path, texts: Sequence[str], *, rules_path: str | Path | None = None, show_progress: bool = False,
+) -> list[dict]:
+    """Predicted label and class probabilities for each text, in input order.
+
+    With ``rules_path`` (an output-rules YAML file), ``label`` is the rules'
+    decision (None when a rule abstains), ``model_label`` the model's own and
+    ``rule`` the name of the rule that decided (None: no rule matched).
+    """
     runner = RunModel(run_dir)
     names = runner.label_names
-    proba = runner.predict_proba(texts, show_progress=show_progress)
+    ruled = None
+    if rules_path is not None:
+        from trustfm.serve.rules import load_rules
+
+        rules, _ = load_rules(rules_path)
+        rules.check_labels(names, str(rules_path))
+        proba, ruled = runner.predict_with_rules(texts, rules, show_progress=show_progress)
+    else:
+        proba = runner.predict_proba(texts, show_progress=show_progress)
     encoded_truncated = runner.last_truncated
-    return [
+    out = [
         {
             "label": names[int(p.argmax())],
             "confidence": float(p.max()),
@@ -282,3 +318,7 @@ def predict_texts(run_dir: str | Path, texts: Sequence[str], *, show_progress: b
         }
         for p, t in zip(proba, encoded_truncated)
     ]
+    if ruled is not None:
+        for item, label, model_label, rule in zip(out, ruled.labels, ruled.model_labels, ruled.rules):
+            item.update(label=label, model_label=model_label, rule=rule)
+    return out

@@ -18,6 +18,7 @@ def predict(
     text: Optional[list[str]] = typer.Option(None, "--text", help="a text to classify (repeatable)"),
     data: Optional[Path] = typer.Option(None, "--data", help="file with a text column to classify"),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="write predictions as JSONL here"),
+    rules: Optional[Path] = typer.Option(None, "--rules", help="output-rules YAML: abstain / override labels"),
     output_format: OutputFormat = FORMAT_OPTION,
 ) -> None:
     """Predict with the run's best model. Texts longer than max_length are truncated (flagged)."""
@@ -36,7 +37,7 @@ def predict(
         part = load_labelled(data, config.data, labelled=False)
         texts += part.texts
         rows += [int(r) for r in part.rows]
-    predictions = predict_texts(run_dir, texts, show_progress=True)
+    predictions = predict_texts(run_dir, texts, rules_path=rules, show_progress=True)
     for prediction, row in zip(predictions, rows):
         if row is not None:
             prediction["row"] = row
@@ -50,9 +51,11 @@ def predict(
     from rich.table import Table
 
     table = Table(title=f"predictions — {run_dir}")
-    for column in ("#", "label", "confidence", "text"):
+    for column in ("#", "label", "confidence", *(["rule"] if rules else []), "text"):
         table.add_column(column)
     for i, (prediction, item) in enumerate(zip(predictions, texts), start=1):
         snippet = item if len(item) <= 60 else item[:57] + "..."
-        table.add_row(str(i), prediction["label"], f"{prediction['confidence']:.3f}", snippet)
+        label = prediction["label"] if prediction["label"] is not None else "(abstain)"
+        rule = [prediction.get("rule") or ""] if rules else []
+        table.add_row(str(i), label, f"{prediction['confidence']:.3f}", *rule, snippet)
     print_rich(table)

@@ -1,0 +1,56 @@
+"""``trustfm audit attack``: DeepWordBug (black-box) and HotFlip (white-box) on a run's test split."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+from pydantic import BaseModel
+
+from trustfm.audit.attacks import AttackResult
+from trustfm.audit.registry import register_audit
+
+
+class AttackSuiteResult(BaseModel):
+    """Every attack run on the same texts; ``results/attacks.json``."""
+
+    dataset: str
+    texts: int
+    attacks: list[AttackResult]
+
+
+@register_audit("attacks", "adversarial attacks: DeepWordBug character edits (black-box), HotFlip word swaps (white-box)")
+def audit_attacks_run(
+    run_dir: str | Path, *, max_texts: int = 200, attacks: Sequence[str] = ("deepwordbug", "hotflip"),
+    show_progress: bool = False,
+) -> dict[str, object]:
+    from trustfm.audit.attacks import ATTACKS, deepwordbug_attack, hotflip_attack
+    from trustfm.pipeline import RunModel, prepare_run_data
+    from trustfm.runs import write_json_atomic
+
+    unknown = [a for a in attacks if a not in ATTACKS]
+    if unknown:
+        from trustfm.errors import ConfigError
+
+        raise ConfigError(f"unknown attacks {unknown}; have {sorted(ATTACKS)}")
+    runner = RunModel(run_dir)
+    config = runner.config
+    data = prepare_run_data(runner)
+    part = data.test if len(data.test) else data.validation
+    rows = np.random.default_rng(config.seed).permutation(len(part))[:max_texts]
+    texts = [part.texts[i] for i in rows]
+    labels = data.label_ids(part)[rows]
+    dataset = f"{part.file} ({len(texts)} test texts)"
+    common = dict(dataset=dataset, bootstrap_samples=config.evaluate.bootstrap_samples,
+                  confidence=config.evaluate.confidence, seed=config.seed)
+    results = []
+    if "deepwordbug" in attacks:
+        results.append(deepwordbug_attack(texts, labels, runner.predict_proba, runner.label_names,
+                                          search_predict_proba=runner.fast_predict_proba, **common))
+    if "hotflip" in attacks:
+        results.append(hotflip_attack(texts, labels, runner.model, runner.tokenizer, runner.label_names,
+                                      max_length=config.data.max_length, **common))
+    suite = AttackSuiteResult(dataset=dataset, texts=len(texts), attacks=results)
+    write_json_atomic(runner.paths.result("attacks"), suite.model_dump(mode="json"))
+    return {"attacks": suite}

@@ -1,0 +1,1 @@
+"""Serving-time pieces: what wraps a trained model's predictions in production."""
