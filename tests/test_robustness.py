@@ -70,6 +70,48 @@ def test_robustness_cli_on_a_trained_run(tiny_model_dir, tiny_data, tmp_path):
     out = json.loads(result.stdout)
     assert out["texts"] == 40 and {t["name"] for t in out["tests"]} >= {"typo_swap", "casing_upper", "homoglyph"}
     assert all(0 <= t["flip_rate"]["value"] <= 1 for t in out["tests"])
+
+    attack = subprocess.run(CLI + ["audit", "attack", str(run_dir), "--max-texts", "20", "--format", "json"],
+                            capture_output=True, text=True, env=env)
+    assert attack.returncode == 0, attack.stderr
+    attacks = {a["attack"]: a for a in json.loads(attack.stdout)["attacks"]}
+    assert set(attacks) == {"deepwordbug", "hotflip"}
+    for a in attacks.values():
+        assert a["attacked"] + a["skipped"] == 20 and a["succeeded"] <= a["attacked"]
+        assert a["robust_accuracy"]["value"] == pytest.approx(
+            (round(a["clean_accuracy"] * 20) - a["succeeded"]) / 20)
+
+    rules = tmp_path / "rules.yaml"
+    rules.write_text("rules:\n  - name: unsure\n    when: {confidence_below: 0.9}\n    then: abstain\n"
+                     "  - name: refunds\n    when: {text_matches: refund}\n    then: {label: neg}\n")
+    audited = subprocess.run(CLI + ["audit", "rules", str(run_dir), "--rules", str(rules), "--format", "json"],
+                             capture_output=True, text=True, env=env)
+    assert audited.returncode == 0, audited.stderr
+    effect = json.loads(audited.stdout)
+    assert 0 <= effect["coverage"]["value"] <= 1 and [r["name"] for r in effect["rules"]] == ["unsure", "refunds"]
+    predicted = subprocess.run(CLI + ["predict", str(run_dir), "--rules", str(rules), "--text", "I want a refund now",
+                                      "--format", "json"], capture_output=True, text=True, env=env)
+    assert predicted.returncode == 0, predicted.stderr
+    p = json.loads(predicted.stdout)[0]
+    assert p["rule"] in ("unsure", "refunds") and p["label"] in (None, "neg")
+
+    # an ensemble member must share the test split: another seed carves another split unless data.split.seed is fixed
+    member = tmp_path / "member"
+    base = ["train", "--data", str(tiny_data), "--model", str(tiny_model_dir), "--epochs", "2", "--learning-rate", "3e-3",
+            "--max-length", "32", "--quiet", "--seed", "7", "--set", "evaluate.bootstrap_samples=50"]
+    assert subprocess.run(CLI + base + ["-o", str(tmp_path / "other-split")], env=env).returncode == 0
+    refused = subprocess.run(CLI + ["audit", "ensemble", str(run_dir), "--member", str(tmp_path / "other-split")],
+                             capture_output=True, text=True, env=env)
+    assert refused.returncode == 2 and "data.split.seed" in refused.stderr
+    assert subprocess.run(CLI + base + ["--set", "data.split.seed=42", "-o", str(member)], env=env).returncode == 0
+    ensembled = subprocess.run(CLI + ["audit", "ensemble", str(run_dir), "--member", str(member), "--attack-texts", "10",
+                                      "--format", "json"], capture_output=True, text=True, env=env)
+    assert ensembled.returncode == 0, ensembled.stderr
+    ens = json.loads(ensembled.stdout)
+    assert len(ens["members"]) == 2 and 0 <= ens["ensemble"]["expected_calibration_error"] <= 1
+
     report = subprocess.run(CLI + ["report", str(run_dir)], env=env)
-    assert report.returncode == 0 and 'id="robustness"' in (run_dir / "report.html").read_text()
+    html = (run_dir / "report.html").read_text()
+    assert report.returncode == 0 and 'id="robustness"' in html
+    assert 'id="attacks"' in html and 'id="output-rules"' in html and 'id="ensemble"' in html
     assert "Robustness" in (run_dir / "model_card.md").read_text() and "flip rate" in (run_dir / "model_card.md").read_text()

@@ -277,38 +277,39 @@ class RunModel:
         _, features = self.logits_and_features(texts)
         return detector.score(features), meta.get("threshold_at_95_tpr")
 
-    def predict_with_rules(self, texts: Sequence[str], rules, *, show_progress: bool = False):
-        """(proba (n, num_labels), :class:`~trustfm.serve.rules.RuledPredictions`) for ``texts`` under ``rules``."""
+    def rule_decisions(self, texts: Sequence[str], proba: np.ndarray, rules):
+        """:class:`~trustfm.serve.rules.RuledPredictions` of ``rules`` over ``texts`` and their ``proba`` (n, k)."""
         from trustfm.serve.rules import apply_rules
 
-        proba = self.predict_proba(texts, show_progress=show_progress)
         ood = self.ood_scores(texts) if rules.needs_ood else None
-        ruled = apply_rules(rules, texts, proba, self.label_names, ood_scores=None if ood is None else ood[0],
-                            ood_threshold=None if ood is None else ood[1])
-        return proba, ruled
+        return apply_rules(rules, texts, proba, self.label_names, ood_scores=None if ood is None else ood[0],
+                           ood_threshold=None if ood is None else ood[1])
 
 
 def predict_texts(
-    run_dir: str | Path, texts: Sequence[str], *, rules_path: str | Path | None = None, show_progress: bool = False,
+    run_dir: str | Path, texts: Sequence[str], *, rules_path: str | Path | None = None,
+    members: Sequence[str | Path] = (), show_progress: bool = False,
 ) -> list[dict]:
     """Predicted label and class probabilities for each text, in input order.
 
-    With ``rules_path`` (an output-rules YAML file), ``label`` is the rules'
-    decision (None when a rule abstains), ``model_label`` the model's own and
-    ``rule`` the name of the rule that decided (None: no rule matched).
+    ``members``: other runs (same labels) whose probabilities are averaged with
+    this run's (an ensemble). With ``rules_path`` (an output-rules YAML file),
+    ``label`` is the rules' decision (None when a rule abstains), ``model_label``
+    the model's own and ``rule`` the rule that decided (None: no rule matched);
+    OOD rules use this run's detector.
     """
+    from trustfm.audit.ensemble import average_proba
+
     runner = RunModel(run_dir)
     names = runner.label_names
-    ruled = None
-    if rules_path is not None:
-        from trustfm.serve.rules import load_rules
-
-        rules, _ = load_rules(rules_path)
-        rules.check_labels(names, str(rules_path))
-        proba, ruled = runner.predict_with_rules(texts, rules, show_progress=show_progress)
-    else:
-        proba = runner.predict_proba(texts, show_progress=show_progress)
-    encoded_truncated = runner.last_truncated
+    others = [RunModel(m) for m in members]
+    for other in others:
+        if other.label_names != names:
+            raise ConfigError(f"ensemble member {other.paths.root} has labels {other.label_names}, not {names}")
+    proba = runner.predict_proba(texts, show_progress=show_progress)
+    truncated = runner.last_truncated
+    if others:
+        proba = average_proba([lambda t: proba, *(o.predict_proba for o in others)])(list(texts))
     out = [
         {
             "label": names[int(p.argmax())],
@@ -316,9 +317,14 @@ def predict_texts(
             "probabilities": {n: float(v) for n, v in zip(names, p)},
             "truncated": bool(t),
         }
-        for p, t in zip(proba, encoded_truncated)
+        for p, t in zip(proba, truncated)
     ]
-    if ruled is not None:
+    if rules_path is not None:
+        from trustfm.serve.rules import load_rules
+
+        rules, _ = load_rules(rules_path)
+        rules.check_labels(names, str(rules_path))
+        ruled = runner.rule_decisions(texts, proba, rules)
         for item, label, model_label, rule in zip(out, ruled.labels, ruled.model_labels, ruled.rules):
             item.update(label=label, model_label=model_label, rule=rule)
     return out

@@ -39,7 +39,7 @@ _DISPARITY_SHORT = {
 }
 
 
-RESULT_KINDS = ("robustness", "ood", "explanations", "audits", "gate", "fairness", "comparison", "counterfactual",
+RESULT_KINDS = ("robustness", "attacks", "output_rules", "ensemble", "ood", "explanations", "audits", "gate", "fairness", "comparison", "counterfactual",
                 "representation", "performance", "other")
 
 
@@ -51,6 +51,12 @@ def result_kind(result: dict) -> str:
     """
     if "tests" in result and "clean_accuracy" in result:
         return "robustness"
+    if "attacks" in result and "texts" in result:
+        return "attacks"
+    if "confidence_curve" in result:
+        return "output_rules"
+    if "members" in result and "ensemble" in result:
+        return "ensemble"
     if "detectors" in result and "best" in result:
         return "ood"
     if "faithfulness" in result or "attributions" in result:
@@ -118,6 +124,20 @@ def flatten_results(results: dict[str, dict]) -> dict[str, float]:
                 _put(out, f"{prefix}.{test['name']}.flip_rate", test["flip_rate"])
                 if test.get("accuracy"):
                     _put(out, f"{prefix}.{test['name']}.accuracy", test["accuracy"])
+            continue
+        if kind == "attacks":
+            for a in result["attacks"]:
+                for key in ("success_rate", "robust_accuracy", "mean_queries", "mean_words_perturbed"):
+                    _put(out, f"{prefix}.{a['attack']}.{key}", a[key])
+            continue
+        if kind == "output_rules":
+            for key in ("coverage", "accuracy_answered", "accuracy_model"):
+                _put(out, f"{prefix}.{key}", result[key])
+            continue
+        if kind == "ensemble":
+            for model in ("single", "ensemble"):
+                for key, value in result[model].items():
+                    _put(out, f"{prefix}.{model}.{key}", value)
             continue
         if kind == "ood":
             for d in result["detectors"]:

@@ -26,7 +26,8 @@ def audit_output_rules_run(run_dir: str | Path, *, rules: Path | None = None, sh
     rule_set.check_labels(runner.label_names, str(rules))
     data = prepare_run_data(runner)
     part = data.test if len(data.test) else data.validation
-    proba, ruled = runner.predict_with_rules(part.texts, rule_set, show_progress=show_progress)
+    proba = runner.predict_proba(part.texts, show_progress=show_progress)
+    ruled = runner.rule_decisions(part.texts, proba, rule_set)
     config = runner.config
     result = output_rules_effect(
         data.label_ids(part), proba, ruled, runner.label_names, rule_set, rules_file=str(rules), rules_sha256=digest,

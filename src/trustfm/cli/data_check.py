@@ -24,9 +24,18 @@ def check(
     max_length: Optional[int] = typer.Option(None, help="[data.max_length]"),
     model: Optional[str] = typer.Option(None, help="tokenizer for the length check [model.name_or_path]"),
     set_: Optional[list[str]] = typer.Option(None, "--set", help="any config key"),
+    issues: bool = typer.Option(True, "--issues/--no-issues",
+                                help="label issues (cleanlab), near duplicates and leakage; embeds texts with the encoder"),
+    test_data: Optional[Path] = typer.Option(None, "--test-data", help="test file to check for train/test leakage"),
+    near_threshold: float = typer.Option(0.97, "--near-threshold", help="cosine similarity for near duplicates"),
+    fix: Optional[Path] = typer.Option(None, "--fix", help="write a cleaned copy here (+ OUT.log.jsonl of every change)"),
+    relabel: bool = typer.Option(False, "--relabel", help="with --fix: relabel label issues instead of removing them"),
     output_format: OutputFormat = FORMAT_OPTION,
 ) -> None:
-    """Count rows, labels and problems. Exits 3 if a problem's policy is 'error'."""
+    """Count rows, labels and problems; find label issues, duplicates and leakage; optionally write a cleaned copy.
+
+    Exits 3 if a problem's policy is 'error' (unless --fix removed those rows).
+    """
     from trustfm.cli._config_options import overrides_from_flags
     from trustfm.config import load_config
     from trustfm.config.schema import ProblemPolicies
@@ -87,16 +96,83 @@ def check(
             "truncated": too_long,
         },
     }
+    if issues or fix is not None:
+        report["issues"], actions = _find_issues(part, cfg, test_data=test_data,
+                                                 near_threshold=near_threshold, relabel=relabel)
+        if fix is not None:
+            report["fix"] = _write_fix(frame, part, actions, fix, cfg.data.label_column)
     blocking = {k: n for k, n in kinds.items() if getattr(cfg.data.on_problem, k) == "error"}
     report["blocking"] = blocking
     if output_format is OutputFormat.json:
         emit_json(report)
     else:
         _print(report)
-    if blocking:
+    if blocking and fix is None:
         detail = ", ".join(f"{n} {k} (first at row {first_rows[k][0]})" for k, n in blocking.items())
         raise DataError(f"problems whose policy is 'error': {detail}", file=str(data))
 
+
+
+def _find_issues(part, cfg, *, test_data, near_threshold: float, relabel: bool):
+    from trustfm.audit.data_quality import clean_plan, embed, find_issues
+    from trustfm.data.validate import label_order, validate_table
+    from trustfm.data.io import read_table
+
+    names = label_order(part.labels)
+    features = embed(part.texts, model_name_or_path=cfg.model.name_or_path, max_length=cfg.data.max_length)
+    test = None
+    if test_data is not None:
+        test = validate_table(read_table(test_data, cfg.data.format), file=str(test_data),
+                              text_column=cfg.data.text_column, label_column=None, policies=cfg.data.on_problem)
+    findings = find_issues(
+        part.texts, part.labels, part.rows, features, names, near_threshold=near_threshold, seed=cfg.seed,
+        test_texts=test.texts if test else (), test_rows=test.rows if test else None,
+        test_features=embed(test.texts, model_name_or_path=cfg.model.name_or_path, max_length=cfg.data.max_length)
+        if test else None,
+    )
+    actions = clean_plan(findings, relabel=relabel)
+    by_kind = Counter(d.kind for d in findings.duplicates)
+    summary = {
+        "label_issues": len(findings.label_issues),
+        "label_issue_rows": [i.row for i in findings.label_issues[:10]],
+        "out_of_fold_accuracy": findings.out_of_fold_accuracy,
+        "duplicates": dict(by_kind),
+        "conflicting_duplicates": sum(1 for d in findings.duplicates if d.same_label is False),
+        "duplicate_rows": [d.row for d in findings.duplicates[:10]],
+        "leakage": len(findings.leakage) if test is not None else None,
+        "leakage_test_rows": [d.row for d in findings.leakage[:10]],
+        "near_threshold": near_threshold,
+    }
+    return summary, actions
+
+
+def _write_fix(frame, part, actions, out: Path, label_column: str) -> dict:
+    """Write the cleaned copy (original columns, rows kept in order) and its change log; return counts."""
+    import json
+
+    from trustfm.data.io import write_table
+
+    log_rows = [{"row": r.row, "action": "removed", "reason": f"invalid: {r.kind}", "detail": {"column": r.column}}
+                for r in part.rejected]
+    removed = {r.row for r in part.rejected}
+    relabelled: dict[int, str] = {}
+    for a in actions:
+        if a.action == "removed":
+            removed.add(a.row)
+        else:
+            relabelled[a.row] = str(a.detail["suggested"])
+        log_rows.append(a.model_dump())
+    cleaned = frame.copy()
+    for row, label in relabelled.items():
+        cleaned.iloc[row - 1, cleaned.columns.get_loc(label_column)] = label
+    keep = [i for i in range(len(cleaned)) if i + 1 not in removed]
+    write_table(cleaned.iloc[keep], out)
+    log_path = out.with_name(out.name + ".log.jsonl")
+    with log_path.open("w", encoding="utf-8") as handle:  # row numbers and reasons only: never the texts
+        for entry in sorted(log_rows, key=lambda e: e["row"]):
+            handle.write(json.dumps(entry) + "\n")
+    return {"output": str(out), "log": str(log_path), "rows_in": len(frame), "rows_out": len(keep),
+            "removed": len(removed), "relabelled": len(relabelled)}
 
 
 def _quantile(values, q: float) -> float:
@@ -123,4 +199,16 @@ def _print(report: dict) -> None:
         table.add_row(f"problem: {kind} ({policy})", f"{n} (rows {', '.join(map(str, report['first_rows'][kind]))}…)")
     tokens = report["tokens"]
     table.add_row("tokens mean / p95 / max", f"{tokens['mean']:.1f} / {tokens['p95']:.0f} / {tokens['max']}")
+    issues = report.get("issues")
+    if issues:
+        table.add_row("label issues (cleanlab)", str(issues["label_issues"]))
+        for kind, n in issues["duplicates"].items():
+            table.add_row(f"duplicates: {kind}", str(n))
+        table.add_row("duplicates with conflicting labels", str(issues["conflicting_duplicates"]))
+        if issues["leakage"] is not None:
+            table.add_row("test rows leaked from training", str(issues["leakage"]))
+    if "fix" in report:
+        f = report["fix"]
+        table.add_row("cleaned copy", f"{f['output']}: {f['rows_out']} of {f['rows_in']} rows, "
+                                      f"{f['relabelled']} relabelled (log: {f['log']})")
     print_rich(table)

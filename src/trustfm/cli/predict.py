@@ -19,6 +19,7 @@ def predict(
     data: Optional[Path] = typer.Option(None, "--data", help="file with a text column to classify"),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="write predictions as JSONL here"),
     rules: Optional[Path] = typer.Option(None, "--rules", help="output-rules YAML: abstain / override labels"),
+    member: Optional[list[Path]] = typer.Option(None, "--member", help="another run to average with (ensemble; repeatable)"),
     output_format: OutputFormat = FORMAT_OPTION,
 ) -> None:
     """Predict with the run's best model. Texts longer than max_length are truncated (flagged)."""
@@ -37,7 +38,7 @@ def predict(
         part = load_labelled(data, config.data, labelled=False)
         texts += part.texts
         rows += [int(r) for r in part.rows]
-    predictions = predict_texts(run_dir, texts, rules_path=rules, show_progress=True)
+    predictions = predict_texts(run_dir, texts, rules_path=rules, members=member or (), show_progress=True)
     for prediction, row in zip(predictions, rows):
         if row is not None:
             prediction["row"] = row

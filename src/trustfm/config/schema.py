@@ -23,6 +23,9 @@ class SplitConfig(_Strict):
 
     validation: float = Field(0.1, ge=0.0, lt=1.0)
     test: float = Field(0.1, ge=0.0, lt=1.0)
+    seed: int | None = Field(
+        None, description="seed of the split (default: the run's seed); fix it so runs with other seeds share a test split"
+    )
 
     @model_validator(mode="after")
     def _leave_training_rows(self) -> "SplitConfig":

@@ -134,3 +134,32 @@ def _read_hf(path: Path) -> pd.DataFrame:
             file=str(path),
         )
     return loaded.to_pandas().astype(object)
+
+
+def write_table(frame: pd.DataFrame, path: str | Path, fmt: str = "auto") -> Path:
+    """Write ``frame`` as csv, tsv, jsonl or parquet (by ``fmt`` or the file extension), atomically.
+
+    Delimited files are written the way :func:`read_table` reads them back, so a
+    cleaned copy round-trips; undecodable bytes kept as surrogates are written back as they were.
+    """
+    import csv
+    import os
+
+    path = Path(path)
+    fmt = detect_format(path) if fmt == "auto" else fmt
+    tmp = path.with_name(path.name + ".tmp")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if fmt in ("csv", "tsv"):
+        # TSV as read: no quoting at all (a text with a tab or newline could not have been read either)
+        options = {"sep": "\t", "quoting": csv.QUOTE_NONE, "quotechar": "\x00"} if fmt == "tsv" else {"sep": ","}
+        frame.to_csv(tmp, index=False, encoding="utf-8", errors="surrogateescape", **options)
+    elif fmt == "jsonl":
+        frame.to_json(tmp, orient="records", lines=True, force_ascii=False)
+    elif fmt == "parquet":
+        frame.to_parquet(tmp, index=False)
+    else:
+        from trustfm.errors import ConfigError
+
+        raise ConfigError(f"cannot write format '{fmt}' ({path}); use .csv, .tsv, .jsonl or .parquet")
+    os.replace(tmp, path)
+    return path

@@ -110,7 +110,7 @@ def prepare_data(config: DataConfig, *, seed: int) -> PreparedData:
         train_all.labels,
         validation=config.split.validation if want_val else 0.0,
         test=config.split.test if want_test else 0.0,
-        seed=seed,
+        seed=config.split.seed if config.split.seed is not None else seed,
     )
     train = train_all.subset(train_idx)
     validation = loaded.get("validation") or train_all.subset(val_idx)

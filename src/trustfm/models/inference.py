@@ -58,7 +58,7 @@ def predict_proba(
 
 @torch.inference_mode()
 def predict_logits_and_features(
-    model, encoded: EncodedTexts, *, pad_id: int, batch_size: int = 64
+    model, encoded: EncodedTexts, *, pad_id: int, batch_size: int = 64, precision: str = "fp32"
 ) -> tuple[np.ndarray, np.ndarray]:
     """Logits (n, num_labels) and pooled features (n, hidden), rows in the order of ``encoded``."""
     was_training = model.training
@@ -66,9 +66,10 @@ def predict_logits_and_features(
     logits = np.empty((len(encoded), model.num_labels), dtype=np.float32)
     features = np.empty((len(encoded), model.head.in_features), dtype=np.float32)
     batches = bucketed_batches(encoded.lengths, batch_size=batch_size, bucket_size=1, seed=0, epoch=0, shuffle=False)
-    for index, batch in iterate_batches(encoded, batches, pad_id):
-        pooled = model.pooled(batch["input_ids"], batch["attention_mask"])
-        features[index] = pooled.float().numpy()
-        logits[index] = model.head(pooled).float().numpy()  # dropout is off in eval mode
+    with precision_context(precision):
+        for index, batch in iterate_batches(encoded, batches, pad_id):
+            pooled = model.pooled(batch["input_ids"], batch["attention_mask"])
+            features[index] = pooled.float().numpy()
+            logits[index] = model.head(pooled).float().numpy()  # dropout is off in eval mode
     model.train(was_training)
     return logits, features

@@ -129,6 +129,9 @@ def build_report(run_dir: str | Path, *, signing_key: Path | None = None) -> tup
         if attention:
             figures[f"{name}:attention-grid"] = plots.attention_grid(attention["tokens"], attention["weights"])
             figures[f"{name}:attention-last"] = plots.attention_layer_mean(attention["tokens"], attention["weights"])
+    for name, result in sections["output_rules"].items():
+        point = (result["coverage"]["value"], result["accuracy_answered"]["value"])
+        figures[f"{name}:coverage"] = plots.coverage_accuracy(result["confidence_curve"], point)
     env = Environment(loader=PackageLoader("trustfm.report", "templates"), autoescape=select_autoescape(["html", "j2"]))
     env.filters["highlight"] = highlight_tokens
     html = env.get_template("report.html.j2").render(

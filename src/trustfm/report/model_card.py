@@ -52,6 +52,18 @@ def build_model_card(content: dict) -> dict:
     if "ood" in results:
         robustness += [f"out-of-distribution detection, {d['detector']}: AUROC {_fmt(d['auroc'])}"
                        for d in results["ood"]["detectors"]]
+    for a in (results.get("attacks") or {}).get("attacks", []):
+        robustness.append(f"{a['attack']} attack ({a['kind']}): success rate {_fmt(a['success_rate'])}, "
+                          f"robust accuracy {_fmt(a['robust_accuracy'])}")
+    if "ensemble" in results:
+        e = results["ensemble"]
+        robustness.append(f"ensemble of {len(e['members'])}: accuracy {_fmt(e['ensemble']['accuracy'])} vs single "
+                          f"{_fmt(e['single']['accuracy'])}; ECE {e['ensemble']['expected_calibration_error']:.3f} vs "
+                          f"{e['single']['expected_calibration_error']:.3f}")
+    if "output_rules" in results:
+        r = results["output_rules"]
+        robustness.append(f"output rules {r['rules_file']}: coverage {_fmt(r['coverage'])}, accuracy on answered "
+                          f"{_fmt(r['accuracy_answered'])}")
     gate = results.get("gate")
     base = provenance.get("base_model", {})
     return {

@@ -157,3 +157,18 @@ def attention_layer_mean(tokens: list[str], weights: list, layer: int = -1) -> s
     ax.set_yticks(range(len(tokens)), tokens, fontsize=7)
     ax.set_title(f"layer {layer % len(weights) + 1}, mean over heads", fontsize=9)
     return _svg(fig)
+
+
+def coverage_accuracy(curve: list[dict], rules_point: tuple[float, float] | None) -> str:
+    """Accuracy on answered texts against coverage when abstaining below each confidence threshold, plus the rules' point."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(4.6, 3.2))
+    points = [(p["coverage"], p["accuracy"]) for p in curve if p["accuracy"] is not None]
+    ax.plot([c for c, _ in points], [a for _, a in points], marker=".", color="#1f4e8c", label="confidence threshold only")
+    if rules_point is not None:
+        ax.scatter([rules_point[0]], [rules_point[1]], color="#c0504d", zorder=3, label="with the rules")
+    ax.set_xlabel("coverage (share answered)")
+    ax.set_ylabel("accuracy on answered texts")
+    ax.legend(frameon=False, fontsize=8)
+    ax.spines[["top", "right"]].set_visible(False)
+    return _svg(fig)
