@@ -21,6 +21,10 @@ for mode in remove relabel; do
   for variant in raw $mode; do
     run="$OUT/train-$variant"; file="$OUT/sst2-train-8000-0.tsv"; [ $variant != raw ] && file="$OUT/clean-$variant.tsv"
     grep -q '"status": "complete"' "$run/run.json" 2>/dev/null && continue
+    # the raw run is the plain run of benchmarks/robust_training.py (same file content, same settings) when it exists
+    if [ $variant = raw ] && grep -q '"status": "complete"' runs/robust-training/plain/run.json 2>/dev/null; then
+      rm -rf "$run"; ln -s "$(pwd)/runs/robust-training/plain" "$run"; continue
+    fi
     rm -rf "$run"
     "$TRUSTFM" train --data "$file" --test-data ../shared/data/sst2/dev.tsv --text-column sentence --max-length 64 \
       --epochs 1 --quiet -o "$run" --format json > /dev/null

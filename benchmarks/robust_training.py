@@ -26,10 +26,10 @@ from _sst2 import train_sst2_model  # noqa: E402
 
 VARIANTS = {
     "plain": {},
-    "fgm": {"robustness.adversarial_training": {"method": "fgm", "epsilon": 0.5}},
-    "pgd": {"robustness.adversarial_training": {"method": "pgd", "epsilon": 0.5, "steps": 3}},
-    "freelb": {"robustness.adversarial_training": {"method": "freelb", "epsilon": 0.5, "steps": 3}},
-    "embedding_noise": {"robustness.embedding_noise": 0.3},
+    "fgm": {"robustness.adversarial_training": {"method": "fgm", "epsilon": 0.05}},
+    "pgd": {"robustness.adversarial_training": {"method": "pgd", "epsilon": 0.05, "steps": 2}},
+    "freelb": {"robustness.adversarial_training": {"method": "freelb", "epsilon": 0.05, "steps": 2}},
+    "embedding_noise": {"robustness.embedding_noise": 0.1},
     "perturbation_augmentation": {"robustness.augmentation": {"share": 0.5}},
 }
 NOISE_TESTS = ("typo_swap", "typo_insert", "typo_delete", "typo_keyboard", "homoglyph", "zero_width")

@@ -113,7 +113,10 @@ def train_run(config: RunConfig, *, resume: bool = False, show_progress: bool = 
     )
     write_json_atomic(paths.run_info, info)
 
-    callbacks = [JsonlLogger(paths.metrics_log)]
+    dp = None
+    if config.privacy.dp is not None:
+        dp = _dp_callback(config, data, info, paths, n_train=len(train), model=model, resume=resume)
+    callbacks = ([dp] if dp else []) + [JsonlLogger(paths.metrics_log)]
     if config.train.tracking.tensorboard:
         callbacks.append(TensorBoardLogger(paths.root / "logs" / "tensorboard"))
     if config.train.tracking.mlflow:
@@ -134,6 +137,8 @@ def train_run(config: RunConfig, *, resume: bool = False, show_progress: bool = 
         save_best=lambda m: save_classifier(m, tokenizer, paths.model, label_names=data.label_names, extra=extra),
         resume=resume,
     )
+    if dp is not None:
+        _record_dp(config, dp, info, paths)
     info.update(
         training={
             "epochs_completed": state.epoch,
@@ -152,6 +157,56 @@ def train_run(config: RunConfig, *, resume: bool = False, show_progress: bool = 
     info["finished"] = now_iso()
     write_json_atomic(paths.run_info, info)
     return paths
+
+
+def _dp_callback(config: RunConfig, data, info: dict, paths: RunPaths, *, n_train: int, model, resume: bool):
+    """The DP-SGD callback for this run, after checking the dataset's privacy budget in the ledger."""
+    from trustfm.train.privacy import DPSGD, check_budget, default_delta, ledger_path, set_trainable
+
+    dp = config.privacy.dp
+    delta = dp.delta if dp.delta is not None else default_delta(n_train)
+    if delta >= 1.0 / n_train:
+        raise ConfigError(f"privacy.dp.delta {delta:g} is not below 1/N = {1.0 / n_train:g} ({n_train} training rows)")
+    train_hash = data.file_hashes[str(config.data.train)]
+    if not resume:
+        try:
+            check_budget(ledger_path(config.privacy.ledger), train_hash, dp.epsilon, config.privacy.total_epsilon,
+                         dataset=str(config.data.train))
+        except ConfigError:
+            import shutil
+
+            shutil.rmtree(paths.root)  # nothing was trained: leave no half-made run folder behind
+            raise
+    for name, p in model.named_parameters():
+        # The pooler is unused by our pooling (no per-example gradient would exist). The embedding tables stay
+        # frozen: a per-example gradient of the 30522 x 384 word table is 47 MB per example, and position and
+        # token-type embeddings are looked up with a batch dimension of 1, which Opacus cannot split per example.
+        if any(part in f".{name}" for part in (".pooler.", ".embeddings.")):
+            p.requires_grad_(False)
+    trainable = set_trainable(model, dp.trainable, top_layers=dp.top_layers)
+    info["privacy"] = {"dp": True, "target_epsilon": dp.epsilon, "delta": delta, "accountant": dp.accountant,
+                       "max_grad_norm": dp.max_grad_norm, "trainable": dp.trainable, "trainable_parameters": trainable,
+                       "data_sha256": train_hash}
+    write_json_atomic(paths.run_info, info)
+    return DPSGD(epsilon=dp.epsilon, delta=delta, max_grad_norm=dp.max_grad_norm, n_train=n_train,
+                 accountant=dp.accountant, seed=config.seed)
+
+
+def _record_dp(config: RunConfig, dp, info: dict, paths: RunPaths) -> None:
+    """Epsilon actually spent: into run.json, results/privacy.json and the dataset's ledger."""
+    from trustfm.train.privacy import append_ledger, ledger_path, read_ledger, spent_on
+
+    spent = dp.epsilon_spent()
+    ledger = ledger_path(config.privacy.ledger)
+    privacy = {**info["privacy"], "epsilon": spent, "noise_multiplier": dp.noise_multiplier,
+               "sample_rate": dp.sample_rate, "ledger": str(ledger)}
+    append_ledger(ledger, {"data_sha256": privacy["data_sha256"], "dataset": str(config.data.train),
+                           "run_dir": str(paths.root), "epsilon": spent, "delta": privacy["delta"],
+                           "accountant": privacy["accountant"]})
+    privacy["dataset_epsilon_spent"] = spent_on(read_ledger(ledger), privacy["data_sha256"])
+    privacy["dataset_total_epsilon"] = config.privacy.total_epsilon
+    info["privacy"] = privacy
+    write_json_atomic(paths.result("privacy"), privacy)
 
 
 def write_rejections(path: Path, rejected: Sequence) -> None:

@@ -152,7 +152,9 @@ class AdversarialTrainingConfig(_Strict):
     """
 
     method: Literal["fgm", "pgd", "freelb"]
-    epsilon: float = Field(0.5, gt=0, le=10, description="perturbation radius per token, relative to a token embedding's norm")
+    epsilon: float = Field(
+        0.05, gt=0, le=10, description="perturbation radius per token, relative to a token embedding's norm"
+    )  # 0.5 stopped SST-2 training from learning at all: every token moved half its own length
     steps: int = Field(3, ge=1, le=20, description="ascent steps (pgd, freelb); fgm takes one")
     alpha: float | None = Field(None, gt=0, description="step size; default 1.5 * epsilon / steps")
 
@@ -178,6 +180,29 @@ class RobustnessConfig(_Strict):
     augmentation: AugmentationConfig | None = None
 
 
+class DPConfig(_Strict):
+    """DP-SGD (Opacus) to a target (epsilon, delta); see :mod:`trustfm.train.privacy`."""
+
+    epsilon: float = Field(..., gt=0, le=100, description="target epsilon for the whole run")
+    delta: float | None = Field(None, gt=0, lt=1, description="default: a power of ten at most 1/(10 N)")
+    max_grad_norm: float = Field(1.0, gt=0, description="per-example gradient clipping bound")
+    accountant: Literal["rdp", "prv"] = "rdp"
+    trainable: Literal["all", "head", "top_layers"] = Field(
+        "all", description="which parameters train: fewer means less total noise"
+    )
+    top_layers: int = Field(2, ge=1, description="encoder layers trained with trainable: top_layers")
+
+
+class PrivacyConfig(_Strict):
+    """Differential privacy and the per-dataset privacy budget."""
+
+    dp: DPConfig | None = None
+    total_epsilon: float | None = Field(
+        None, gt=0, description="budget per dataset (by content hash) across runs; a run that would exceed it is refused"
+    )
+    ledger: Path | None = Field(None, description="privacy ledger file (default: $TRUSTFM_PRIVACY_LEDGER or ~/.trustfm)")
+
+
 class CardConfig(_Strict):
     """What only the model's owner can say; the model card fills the rest from recorded results."""
 
@@ -200,7 +225,19 @@ class RunConfig(_Strict):
     evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig)
     fairness: FairnessConfig = Field(default_factory=FairnessConfig)
     robustness: RobustnessConfig = Field(default_factory=RobustnessConfig)
+    privacy: PrivacyConfig = Field(default_factory=PrivacyConfig)
     card: CardConfig = Field(default_factory=CardConfig)
+
+    @model_validator(mode="after")
+    def _dp_combinations(self) -> "RunConfig":
+        if self.privacy.dp is None:
+            return self
+        if self.robustness.adversarial_training is not None:
+            raise ValueError("privacy.dp cannot be combined with robustness.adversarial_training: the extra "
+                             "adversarial gradients would not be clipped per example")
+        if self.fairness.mitigation == "balanced_sampling":
+            raise ValueError("privacy.dp samples batches itself (Poisson sampling); use fairness.mitigation: reweigh")
+        return self
 
     @model_validator(mode="after")
     def _sensitive_columns_are_loaded(self) -> "RunConfig":

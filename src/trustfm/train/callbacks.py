@@ -9,6 +9,8 @@ callbacks, not forks of the loop. The hooks, in call order:
 - ``on_epoch_rows(trainer, epoch, rows) -> rows``: the training rows (positions,
   repeats allowed, shape (n,)) this epoch draws its batches from; a sampler such
   as balanced sampling replaces them. Keep the count so the LR schedule holds.
+- ``on_epoch_batches(trainer, epoch, batches) -> batches``: the epoch's batches
+  (arrays of row positions); DP-SGD replaces them with Poisson-sampled ones.
 - ``on_batch(trainer, batch) -> batch``: may change the batch, e.g. add a
   ``weight`` tensor (shape (b,)) that scales each example's loss (re-weighting).
 - ``on_after_backward(trainer, batch)``: gradients of the clean loss exist; an
@@ -40,6 +42,9 @@ class Callback:
 
     def on_epoch_rows(self, trainer, epoch: int, rows: np.ndarray) -> np.ndarray:
         return rows
+
+    def on_epoch_batches(self, trainer, epoch: int, batches: list[np.ndarray]) -> list[np.ndarray]:
+        return batches
 
     def on_batch(self, trainer, batch: dict) -> dict:
         return batch

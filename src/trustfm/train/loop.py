@@ -214,6 +214,8 @@ class FineTuner:
                         lengths[rows], batch_size=cfg.batch_size, bucket_size=cfg.bucket_size, seed=self.seed, epoch=epoch
                     )
                 ]
+                for callback in self.callbacks:
+                    batches = callback.on_epoch_batches(self, epoch, batches)
                 task = progress.add_task(f"epoch {epoch}/{cfg.epochs}", total=len(batches), loss=float("nan"))
                 started = time.perf_counter()
                 loss_sum, seen = 0.0, 0

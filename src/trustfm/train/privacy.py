@@ -1,0 +1,179 @@
+"""Differentially private fine-tuning (DP-SGD with Opacus) as a callback, and the privacy ledger.
+
+:class:`DPSGD` joins the one training loop like any other callback:
+
+- ``on_fit_start`` attaches Opacus's per-sample-gradient hooks to the model
+  (the model object itself is unchanged, so saving and inference see the
+  plain classifier) and wraps the optimizer in Opacus's ``DPOptimizer``, which
+  clips each example's gradient to ``max_grad_norm`` and adds Gaussian noise
+  of std ``noise_multiplier * max_grad_norm`` to their sum.
+- ``on_epoch_batches`` replaces the length-bucketed batches with Poisson
+  sampling: each training row joins each step's batch independently with
+  probability ``q = 1 / steps_per_epoch`` (what the accountant assumes).
+- ``on_step_end`` steps the accountant; ``on_epoch_end`` writes the epsilon
+  spent so far into the epoch record (the log, TensorBoard and the report).
+
+The noise multiplier is derived from the target epsilon, delta, ``q`` and the
+number of epochs with Opacus's ``get_noise_multiplier``, so the run ends at the
+target epsilon (up to Opacus's tolerance). Its accountant state is
+checkpointed, so a resumed run accounts exactly like an uninterrupted one.
+
+Which parameters train (``trainable``): ``all``; ``head`` (the linear head
+only); ``top_layers`` (head plus the top ``top_layers`` encoder layers). Fewer
+trainable parameters means less noise in total, often better utility per epsilon.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+
+from trustfm.train.callbacks import Callback
+
+
+def default_delta(n_train: int) -> float:
+    """A delta well below 1/N: the largest power of ten at most 1/(10 N)."""
+    return 10.0 ** math.floor(math.log10(1.0 / (10 * max(n_train, 1))))
+
+
+def set_trainable(model, trainable: str, *, top_layers: int = 2) -> int:
+    """Freeze all but the chosen parameters of a TextClassifier; returns the number of trainable parameters."""
+    if trainable not in ("all", "head", "top_layers"):
+        raise ValueError(f"trainable must be all, head or top_layers, not {trainable!r}")
+    if trainable != "all":
+        for p in model.parameters():
+            p.requires_grad_(False)
+        for p in model.head.parameters():
+            p.requires_grad_(True)
+        if trainable == "top_layers":
+            layers = model.encoder.encoder.layer
+            for layer in layers[max(0, len(layers) - top_layers):]:
+                for p in layer.parameters():
+                    p.requires_grad_(True)
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+class DPSGD(Callback):
+    """DP-SGD to a target (epsilon, delta) over ``n_train`` rows; see the module doc."""
+
+    def __init__(self, *, epsilon: float, delta: float, max_grad_norm: float, n_train: int, accountant: str = "rdp",
+                 seed: int = 0):
+        self.epsilon = epsilon
+        self.delta = delta
+        self.max_grad_norm = max_grad_norm
+        self.n_train = n_train
+        self.accountant_name = accountant
+        self.seed = seed
+        self.noise_multiplier: float | None = None
+        self.sample_rate: float | None = None
+        self._grad_sample = None
+        self._accountant = None
+        self._history: list = []
+
+    def _make_accountant(self):
+        from trustfm._deps import optional_import
+
+        accountants = optional_import("opacus.accountants", "privacy")
+        accountant = {"rdp": accountants.RDPAccountant, "prv": accountants.PRVAccountant}[self.accountant_name]()
+        accountant.history = [tuple(h) for h in self._history]
+        return accountant
+
+    def on_fit_start(self, trainer) -> None:
+        from trustfm._deps import optional_import
+
+        opacus = optional_import("opacus", "privacy")
+        from opacus.accountants.utils import get_noise_multiplier
+        from opacus.optimizers import DPOptimizer
+
+        cfg = trainer.config
+        steps_per_epoch = math.ceil(self.n_train / cfg.batch_size)
+        self.sample_rate = 1.0 / steps_per_epoch
+        self.noise_multiplier = get_noise_multiplier(
+            target_epsilon=self.epsilon, target_delta=self.delta, sample_rate=self.sample_rate, epochs=cfg.epochs,
+            accountant=self.accountant_name,
+        )
+        # hooks only: trainer.model stays the plain classifier, so saving and inference are unchanged
+        self._grad_sample = opacus.GradSampleModule(trainer.model, loss_reduction="mean")
+        trainer.optimizer = DPOptimizer(
+            trainer.optimizer, noise_multiplier=self.noise_multiplier, max_grad_norm=self.max_grad_norm,
+            expected_batch_size=cfg.batch_size, loss_reduction="mean",
+        )
+        self._accountant = self._make_accountant()
+
+    def on_epoch_batches(self, trainer, epoch: int, batches: list[np.ndarray]) -> list[np.ndarray]:
+        # Poisson sampling: every row joins every step's batch with probability q, independently
+        rng = np.random.default_rng([self.seed, epoch, 7919])
+        steps = round(1.0 / self.sample_rate)
+        picked = [np.flatnonzero(rng.random(self.n_train) < self.sample_rate) for _ in range(steps)]
+        return [b for b in picked if len(b)]  # an empty batch is data-independent; skipping it leaks nothing
+
+    def on_step_end(self, trainer, record: dict) -> None:
+        self._accountant.step(noise_multiplier=self.noise_multiplier, sample_rate=self.sample_rate)
+
+    def epsilon_spent(self) -> float:
+        return float(self._accountant.get_epsilon(delta=self.delta)) if self._accountant.history else 0.0
+
+    def on_epoch_end(self, trainer, record: dict) -> None:
+        record["privacy"] = {"epsilon": self.epsilon_spent(), "delta": self.delta,
+                             "noise_multiplier": self.noise_multiplier, "sample_rate": self.sample_rate,
+                             "max_grad_norm": self.max_grad_norm, "accountant": self.accountant_name}
+
+    def on_fit_end(self, trainer) -> None:
+        if self._grad_sample is not None:
+            self._grad_sample._close()
+            self._grad_sample = None
+
+    def state_dict(self) -> dict:
+        history = self._accountant.history if self._accountant is not None else self._history
+        return {"history": [list(h) for h in history]}
+
+    def load_state_dict(self, state: dict) -> None:
+        self._history = [tuple(h) for h in state.get("history", [])]
+        if self._accountant is not None:
+            self._accountant.history = list(self._history)
+
+
+def ledger_path(configured: Path | None) -> Path:
+    """The privacy ledger: the configured file, else $TRUSTFM_PRIVACY_LEDGER, else ~/.trustfm/privacy-ledger.jsonl."""
+    import os
+
+    if configured is not None:
+        return Path(configured)
+    env = os.environ.get("TRUSTFM_PRIVACY_LEDGER")
+    return Path(env) if env else Path.home() / ".trustfm" / "privacy-ledger.jsonl"
+
+
+def read_ledger(path: Path) -> list[dict]:
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def spent_on(entries: list[dict], data_sha256: str) -> float:
+    """Epsilon spent on one dataset so far (basic composition: epsilons add up)."""
+    return float(sum(e["epsilon"] for e in entries if e["data_sha256"] == data_sha256))
+
+
+def check_budget(path: Path, data_sha256: str, planned_epsilon: float, total_budget: float | None, *,
+                 dataset: str) -> None:
+    """Refuse a run that would push the dataset past ``total_budget`` (epsilon, basic composition)."""
+    if total_budget is None:
+        return
+    spent = spent_on(read_ledger(path), data_sha256)
+    if spent + planned_epsilon > total_budget + 1e-9:
+        from trustfm.errors import ConfigError
+
+        raise ConfigError(
+            f"privacy budget: {dataset} (sha256 {data_sha256[:12]}…) has spent epsilon {spent:.3g} of its total "
+            f"{total_budget:.3g} (ledger {path}); this run would spend {planned_epsilon:.3g} more. Lower "
+            "privacy.dp.epsilon, raise privacy.total_epsilon, or use other data")
+
+
+def append_ledger(path: Path, entry: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a", encoding="utf-8") as handle:
+        handle.write(json.dumps({"recorded": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), **entry}) + "\n")
