@@ -82,3 +82,51 @@ def test_dp_refuses_adversarial_training_and_sets_trainable_parameters(dp_config
     assert set_trainable(model, "head") == head
     layer = sum(p.numel() for p in model.encoder.encoder.layer[-1].parameters())
     assert set_trainable(model, "top_layers", top_layers=1) == head + layer
+
+
+def test_membership_metrics_agree_with_scikit_learn():
+    from sklearn.metrics import roc_auc_score, roc_curve
+
+    from trustfm.audit.membership import auc, empirical_epsilon, tpr_at_fpr
+
+    rng = np.random.default_rng(0)
+    members, non_members = rng.normal(0.5, 1, 700), rng.normal(0, 1, 900)
+    y = np.r_[np.ones(700), np.zeros(900)]
+    scores = np.r_[members, non_members]
+    assert auc(members, non_members) == pytest.approx(roc_auc_score(y, scores), abs=1e-12)
+    fpr, tpr, _ = roc_curve(y, scores)
+    for target in (0.01, 0.001, 0.1):
+        assert tpr_at_fpr(members, non_members, target) == pytest.approx(tpr[fpr <= target].max())
+    # no signal: no bound; perfect separation with 250 rows a side: ln(TPR_low / FPR_high) from Clopper-Pearson
+    assert empirical_epsilon(rng.normal(size=500), rng.normal(size=500), delta=1e-5)[0] < 0.5
+    bound, tpr_at, fpr_at = empirical_epsilon(np.full(500, 2.0), np.zeros(500), delta=1e-5)
+    assert (tpr_at, fpr_at) == (1.0, 0.0)
+    low = 0.05 ** (1 / 250)  # one-sided 95% Clopper-Pearson: TPR >= low when 250 of 250 hit, FPR <= 1 - low at 0 of 250
+    assert bound == pytest.approx(np.log((low - 1e-5) / (1 - low)), rel=1e-6)
+
+
+def test_overfit_model_leaks_membership_and_dp_model_stays_under_its_epsilon(tiny_config, tmp_path):
+    from conftest import make_rows, write_csv
+    from trustfm.audit.run_privacy import audit_privacy_run
+
+    rows = make_rows(240, seed=5)
+    rng = np.random.default_rng(0)
+    for i in rng.choice(240, 70, replace=False):  # noisy labels: memorising them is the only way to fit them
+        rows[i]["label"] = "neg" if rows[i]["label"] == "pos" else "pos"
+    data = write_csv(tmp_path / "noisy.csv", rows)
+    overfit = {**tiny_config, "data.train": str(data), "train.epochs": 12, "train.early_stopping": None,
+               "data.split": {"validation": 0.25, "test": 0.25}, "output_dir": str(tmp_path / "overfit")}
+    paths = train_run(load_config(None, overfit), show_progress=False)
+    result = audit_privacy_run(paths.root, max_rows=120)["membership_inference"]
+    attacks = {a.attack: a for a in result.attacks}
+    assert result.accounted_epsilon is None
+    assert attacks["loss_threshold"].auc.value > 0.65 and attacks["loss_threshold"].auc.low > 0.55
+    assert (paths.root / "privacy-audit" / "reference-1042" / "model").exists()
+
+    private = {**overfit, "output_dir": str(tmp_path / "private"), "privacy.dp": {"epsilon": 1.0},
+               "privacy.ledger": str(tmp_path / "ledger.jsonl")}
+    paths = train_run(load_config(None, private), show_progress=False)
+    result = audit_privacy_run(paths.root, max_rows=120)["membership_inference"]
+    assert result.accounted_epsilon is not None and result.accounted_epsilon <= 1.0 + 1e-6
+    for a in result.attacks:
+        assert a.empirical_epsilon_lower_bound <= result.accounted_epsilon

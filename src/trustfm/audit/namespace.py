@@ -39,7 +39,7 @@ _DISPARITY_SHORT = {
 }
 
 
-RESULT_KINDS = ("robustness", "attacks", "output_rules", "ensemble", "ood", "explanations", "audits", "gate", "fairness", "comparison", "counterfactual",
+RESULT_KINDS = ("privacy", "membership", "robustness", "attacks", "output_rules", "ensemble", "ood", "explanations", "audits", "gate", "fairness", "comparison", "counterfactual",
                 "representation", "performance", "other")
 
 
@@ -49,6 +49,10 @@ def result_kind(result: dict) -> str:
     The report and the metric namespace both dispatch on this, so a new result
     shape is taught to both in one place.
     """
+    if "reference_models" in result and "attacks" in result:
+        return "membership"
+    if "noise_multiplier" in result and "target_epsilon" in result:
+        return "privacy"
     if "tests" in result and "clean_accuracy" in result:
         return "robustness"
     if "attacks" in result and "texts" in result:
@@ -124,6 +128,11 @@ def flatten_results(results: dict[str, dict]) -> dict[str, float]:
                 _put(out, f"{prefix}.{test['name']}.flip_rate", test["flip_rate"])
                 if test.get("accuracy"):
                     _put(out, f"{prefix}.{test['name']}.accuracy", test["accuracy"])
+            continue
+        if kind == "membership":
+            for a in result["attacks"]:
+                for key in ("auc", "tpr_at_1pct_fpr", "tpr_at_01pct_fpr", "empirical_epsilon_lower_bound"):
+                    _put(out, f"{prefix}.{a['attack']}.{key}", a[key])
             continue
         if kind == "attacks":
             for a in result["attacks"]:

@@ -18,7 +18,7 @@ from typing import Callable
 BUILTIN_MODULES = (
     "trustfm.audit.run_performance", "trustfm.audit.run_fairness", "trustfm.audit.run_explain",
     "trustfm.audit.run_robustness", "trustfm.audit.run_attacks", "trustfm.audit.run_ood",
-    "trustfm.audit.run_output_rules", "trustfm.audit.run_ensemble",
+    "trustfm.audit.run_output_rules", "trustfm.audit.run_ensemble", "trustfm.audit.run_privacy",
 )
 
 

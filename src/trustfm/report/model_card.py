@@ -44,7 +44,14 @@ def build_model_card(content: dict) -> dict:
             d = sl["disparities"]
             per_group.append([f"{name} / {sl['name']}", _fmt(d["demographic_parity_difference"]),
                               _fmt(d["equalized_odds_difference"]), ", ".join(sl.get("warnings", [])[:2]) or "—"])
-    privacy = [f"{k}: {v}" for k, v in (results.get("privacy") or {}).items() if not isinstance(v, (dict, list))]
+    dp = results.get("privacy")
+    privacy = []
+    if dp:
+        privacy.append(f"DP-SGD: epsilon {dp['epsilon']:.3f} spent (target {dp['target_epsilon']}), delta {dp['delta']:.0e}, "
+                       f"{dp['accountant']} accountant; dataset total in the ledger: {dp['dataset_epsilon_spent']:.3f}")
+    for a in (results.get("membership_inference") or {}).get("attacks", []):
+        privacy.append(f"membership inference, {a['attack']}: AUC {_fmt(a['auc'])}, TPR at 1% FPR "
+                       f"{_fmt(a['tpr_at_1pct_fpr'])}, empirical epsilon lower bound {a['empirical_epsilon_lower_bound']:.3f}")
     robustness = [
         f"{t['name']} ({t['kind']}): flip rate {_fmt(t['flip_rate'])}"
         for t in (results.get("robustness") or {}).get("tests", [])
