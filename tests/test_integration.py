@@ -31,7 +31,7 @@ def test_demo_on_the_default_model_prints_the_report_path(tmp_path):
 
 def test_sst2_train_file_reads_completely():
     path = shared_data("sst2", "train.tsv")
-    result = subprocess.run(CLI + ["data", "check", str(path), "--text-column", "sentence", "--format", "json"],
+    result = subprocess.run(CLI + ["data", "check", str(path), "--text-column", "sentence", "--no-issues", "--format", "json"],
                             capture_output=True, text=True, env=ENV)
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
@@ -41,7 +41,7 @@ def test_sst2_train_file_reads_completely():
 def test_davidson_csv_with_multiline_tweets_reads_every_row():
     path = shared_data("davidson2017", "labeled_data.csv")
     result = subprocess.run(CLI + ["data", "check", str(path), "--text-column", "tweet", "--label-column", "class",
-                                   "--max-length", "128", "--format", "json"], capture_output=True, text=True, env=ENV)
+                                   "--max-length", "128", "--no-issues", "--format", "json"], capture_output=True, text=True, env=ENV)
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
     assert report["rows"] == 24783 and report["labels"] == {"1": 19190, "2": 4163, "0": 1430}
