@@ -72,7 +72,7 @@ def train_run(config: RunConfig, *, resume: bool = False, show_progress: bool = 
     info["versions"] = package_versions()
     write_json_atomic(paths.run_info, info)
 
-    data = prepare_data(config.data, seed=config.seed)
+    data = redact_parts(prepare_data(config.data, seed=config.seed), config)
     if resume and info.get("data_hashes") and info["data_hashes"] != data.file_hashes:
         raise DataError("data files changed since this run started; cannot resume on different data")
     seed_everything(config.seed)
@@ -223,6 +223,18 @@ def load_run_config(run_dir: str | Path) -> RunConfig:
     return load_config(existing_run(run_dir).config)
 
 
+def redact_parts(data, config: RunConfig):
+    """With ``privacy.redact``, personal data in every split's texts replaced (Presidio) before anything sees them."""
+    if not config.privacy.redact:
+        return data
+    from trustfm.data.pii import PIIScanner
+
+    scanner = PIIScanner()
+    for part in (data.train, data.validation, data.test):
+        part.texts = scanner.redact(part.texts, mode=config.privacy.redact_mode)
+    return data
+
+
 def prepare_run_data(runner: "RunModel", *, extra_group_columns: Sequence[str] = ()):
     """The run's train/validation/test rows again, checked against the hashes recorded at training."""
     from trustfm.data.prepare import prepare_data
@@ -231,7 +243,7 @@ def prepare_run_data(runner: "RunModel", *, extra_group_columns: Sequence[str] =
     if extra_group_columns:
         columns = list(dict.fromkeys([*data_config.group_columns, *extra_group_columns]))
         data_config = data_config.model_copy(update={"group_columns": columns})
-    data = prepare_data(data_config, seed=runner.config.seed)
+    data = redact_parts(prepare_data(data_config, seed=runner.config.seed), runner.config)
     info = read_json(runner.paths.run_info)
     if info.get("data_hashes") and info["data_hashes"] != data.file_hashes:
         raise DataError(f"data files changed since training (hashes differ from {runner.paths.run_info})")
@@ -259,6 +271,10 @@ def evaluate_run(
             part, split = data.validation, "validation"
     else:
         part = load_labelled(Path(data_path), config.data, known_labels=names)
+        if config.privacy.redact:
+            from trustfm.data.pii import PIIScanner
+
+            part.texts = PIIScanner().redact(part.texts, mode=config.privacy.redact_mode)
         split, name = str(data_path), f"performance-{Path(data_path).stem}"
     if len(part) == 0:
         raise DataError("no rows to evaluate", file=part.file)
@@ -357,6 +373,10 @@ def predict_texts(
 
     runner = RunModel(run_dir)
     names = runner.label_names
+    if runner.config.privacy.redact:  # the model was trained on redacted text: serve it the same way
+        from trustfm.data.pii import PIIScanner
+
+        texts = PIIScanner().redact(texts, mode=runner.config.privacy.redact_mode)
     others = [RunModel(m) for m in members]
     for other in others:
         if other.label_names != names:

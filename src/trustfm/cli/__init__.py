@@ -28,7 +28,7 @@ def _register() -> None:
     # importing a command module registers its command on ``app`` / ``data_app``
     from trustfm.cli import (  # noqa: F401
         audit_all, audit_attack, audit_ensemble, audit_fairness, audit_ood, audit_privacy, audit_robustness, audit_rules,
-        data_check, demo, evaluate, explain, gate, predict, report, train, verify,
+        data_check, data_pii, demo, evaluate, explain, gate, predict, report, train, verify,
     )
 
 

@@ -201,6 +201,8 @@ class PrivacyConfig(_Strict):
         None, gt=0, description="budget per dataset (by content hash) across runs; a run that would exceed it is refused"
     )
     ledger: Path | None = Field(None, description="privacy ledger file (default: $TRUSTFM_PRIVACY_LEDGER or ~/.trustfm)")
+    redact: bool = Field(False, description="replace personal data (Presidio) in every text before tokenisation")
+    redact_mode: Literal["mask", "placeholder", "hash"] = "placeholder"
 
 
 class CardConfig(_Strict):

@@ -1,0 +1,102 @@
+"""``trustfm data scan`` and ``trustfm data redact``: personal data per column and type, and a redacted copy."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from trustfm.cli import data_app
+from trustfm.cli._output import FORMAT_OPTION, OutputFormat, emit_json, print_rich, table
+
+
+def _text_columns(frame, columns: Optional[list[str]]) -> list[str]:
+    from trustfm.errors import DataError
+
+    if columns:
+        missing = [c for c in columns if c not in frame.columns]
+        if missing:
+            raise DataError(f"no column(s) {missing}; the file has {[str(c) for c in frame.columns]}")
+        return list(columns)
+    return [str(c) for c in frame.columns if frame[c].dtype == object]
+
+
+@data_app.command("scan")
+def scan(
+    data: Path = typer.Argument(..., help="data file (csv, tsv, jsonl, parquet)"),
+    column: Optional[list[str]] = typer.Option(None, "--column", help="columns to scan (default: every text column)"),
+    data_format: str = typer.Option("auto", "--data-format", help="csv|tsv|jsonl|parquet"),
+    output_format: OutputFormat = FORMAT_OPTION,
+) -> None:
+    """Count personal data per column and type (Presidio). Prints row numbers, never the values."""
+    from trustfm.data.io import read_table
+    from trustfm.data.pii import PIIScanner
+
+    frame = read_table(data, data_format)
+    scanner = PIIScanner()
+    counts: dict[str, Counter] = {}
+    rows: dict[str, list[int]] = {}
+    for c in _text_columns(frame, column):
+        counts[c] = Counter()
+        for i, value in enumerate(frame[c].tolist()):
+            if not isinstance(value, str):
+                continue
+            for f in scanner.scan_one(value):
+                counts[c][f.entity] += 1
+                if len(rows.setdefault(f"{c}:{f.entity}", [])) < 5:
+                    rows[f"{c}:{f.entity}"].append(i + 1)
+    report = {"file": str(data), "rows": len(frame), "counts": {c: dict(n) for c, n in counts.items()},
+              "first_rows": rows, "not_detected": scanner.not_detected}
+    if output_format is OutputFormat.json:
+        emit_json(report)
+        return
+    out = table(f"personal data in {data} ({len(frame)} rows)", ["column", "type", "found", "first rows"])
+    for c, n in counts.items():
+        for entity, k in n.most_common():
+            out.add_row(c, entity, str(k), ", ".join(map(str, rows[f"{c}:{entity}"])))
+    print_rich(out)
+    if scanner.not_detected:
+        print_rich(f"[yellow]not detected[/]: {', '.join(scanner.not_detected)} — no spaCy named-entity model is "
+                   "installed (e.g. pip install en_core_web_lg from spaCy's releases)")
+
+
+@data_app.command("redact")
+def redact(
+    data: Path = typer.Argument(..., help="data file (csv, tsv, jsonl, parquet)"),
+    output: Path = typer.Option(..., "--output", "-o", help="where to write the redacted copy"),
+    mode: str = typer.Option("placeholder", "--mode", help="mask | placeholder (<EMAIL>) | hash (salted pseudonym)"),
+    column: Optional[list[str]] = typer.Option(None, "--column", help="columns to redact (default: every text column)"),
+    data_format: str = typer.Option("auto", "--data-format", help="csv|tsv|jsonl|parquet"),
+    output_format: OutputFormat = FORMAT_OPTION,
+) -> None:
+    """Write a copy with personal data replaced; counts per column and type."""
+    from trustfm.data.io import read_table, write_table
+    from trustfm.data.pii import MODES, PIIScanner, pii_salt
+    from trustfm.errors import ConfigError
+
+    if mode not in MODES:
+        raise ConfigError(f"--mode must be one of {list(MODES)}, not {mode!r}")
+    frame = read_table(data, data_format)
+    scanner = PIIScanner()
+    salt = pii_salt() if mode == "hash" else None
+    counts: dict[str, Counter] = {}
+    for c in _text_columns(frame, column):
+        counts[c] = Counter()
+        values = frame[c].tolist()
+        for i, value in enumerate(values):
+            if isinstance(value, str):
+                findings = scanner.scan_one(value)
+                counts[c].update(f.entity for f in findings)
+                values[i] = scanner.redact_one(value, mode=mode, salt=salt, findings=findings)
+        frame[c] = values
+    write_table(frame, output)
+    report = {"file": str(data), "output": str(output), "mode": mode, "rows": len(frame),
+              "redacted": {c: dict(n) for c, n in counts.items()}, "not_detected": scanner.not_detected}
+    if output_format is OutputFormat.json:
+        emit_json(report)
+        return
+    print_rich(f"wrote {output}: " + "; ".join(f"{c}: {sum(n.values())} values" for c, n in counts.items()))
+    if scanner.not_detected:
+        print_rich(f"[yellow]not detected, so not redacted[/]: {', '.join(scanner.not_detected)}")

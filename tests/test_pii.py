@@ -1,0 +1,96 @@
+"""PII: Presidio finds planted values, redaction modes behave, and planted PII never reaches a run's files."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import make_rows, write_csv
+from trustfm.data.pii import PIIScanner
+
+CLI = [sys.executable, "-m", "trustfm.cli"]
+PLANTED = {
+    "EMAIL_ADDRESS": "maria.lopez@example.com",
+    "CREDIT_CARD": "4111 1111 1111 1111",
+    "IBAN_CODE": "DE89370400440532013000",
+    "IP_ADDRESS": "192.168.14.20",
+    "US_SSN": "219-09-9999",
+    "PHONE_NUMBER": "(212) 555-0187",
+}
+
+
+@pytest.fixture(scope="module")
+def scanner():
+    return PIIScanner()
+
+
+def test_each_planted_type_is_found_and_redacted(scanner):
+    for entity, value in PLANTED.items():
+        text = f"note for the file: {value} thanks"
+        found = scanner.scan_one(text)
+        assert [(f.entity, text[f.start:f.end]) for f in found] == [(entity, value)], (entity, found)
+        assert value not in scanner.redact_one(text, mode="placeholder")
+        assert scanner.redact_one(text, mode="mask") == text.replace(value, "*" * len(value))
+    assert scanner.redact_one("mail maria.lopez@example.com now", mode="placeholder") == "mail <EMAIL> now"
+    assert scanner.not_detected == ["PERSON", "LOCATION"]  # no spaCy NER model can be installed here
+
+
+def test_hash_pseudonyms_are_consistent_per_value_and_depend_on_the_salt(scanner):
+    a = scanner.redact_one("a@example.com and b@example.com and a@example.com", mode="hash", salt=b"s1")
+    first, second, third = [w for w in a.split() if w.startswith("<EMAIL_")]
+    assert first == third != second
+    assert scanner.redact_one("a@example.com", mode="hash", salt=b"s2") != first
+
+
+def test_scan_and_redact_cli(tmp_path):
+    rows = [{"id": "1", "text": f"card {PLANTED['CREDIT_CARD']} please refund", "note": f"from {PLANTED['IP_ADDRESS']}",
+             "label": "neg"}, {"id": "2", "text": "all good", "note": "none", "label": "pos"}]
+    data = write_csv(tmp_path / "pii.csv", rows)
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    scanned = subprocess.run(CLI + ["data", "scan", str(data), "--format", "json"], capture_output=True, text=True, env=env)
+    assert scanned.returncode == 0, scanned.stderr
+    report = json.loads(scanned.stdout)
+    assert report["counts"]["text"] == {"CREDIT_CARD": 1} and report["counts"]["note"] == {"IP_ADDRESS": 1}
+    assert report["not_detected"] == ["PERSON", "LOCATION"]
+    assert PLANTED["CREDIT_CARD"] not in scanned.stdout + scanned.stderr  # row numbers, never values
+    out = tmp_path / "redacted.csv"
+    done = subprocess.run(CLI + ["data", "redact", str(data), "-o", str(out), "--mode", "placeholder"],
+                          capture_output=True, text=True, env=env)
+    assert done.returncode == 0, done.stderr
+    written = out.read_text()
+    assert "<CREDIT_CARD>" in written and "<IP_ADDRESS>" in written
+    assert PLANTED["CREDIT_CARD"] not in written and PLANTED["IP_ADDRESS"] not in written
+
+
+def _every_file_text(folder: Path) -> str:
+    return "\n".join(p.read_bytes().decode("utf-8", "replace") for p in folder.rglob("*") if p.is_file())
+
+
+def test_planted_pii_never_reaches_any_file_a_redacting_run_writes(tiny_model_dir, tmp_path):
+    rows = make_rows(200, seed=11)
+    values = list(PLANTED.values())
+    for i in range(0, 200, 5):  # PII in a fifth of the rows, train and test alike
+        rows[i]["text"] += f" contact {values[i % len(values)]}"
+    data = write_csv(tmp_path / "train.csv", rows)
+    run_dir = tmp_path / "run"
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    train = subprocess.run(CLI + ["train", "--data", str(data), "--model", str(tiny_model_dir), "--epochs", "1",
+                                  "--max-length", "32", "--quiet", "--set", "privacy.redact=true", "--set",
+                                  "evaluate.bootstrap_samples=20", "-o", str(run_dir)], capture_output=True, text=True,
+                           env=env)
+    assert train.returncode == 0, train.stderr
+    for command in (["audit", "robustness", str(run_dir), "--max-texts", "40"], ["explain", str(run_dir)],
+                    ["report", str(run_dir)]):
+        done = subprocess.run(CLI + command, capture_output=True, text=True, env=env)
+        assert done.returncode == 0, done.stderr
+        for value in values:
+            assert value not in done.stdout + done.stderr
+    everything = _every_file_text(run_dir)
+    assert "<EMAIL>" in everything or "<CREDIT_CARD>" in everything or "<IP_ADDRESS>" in everything
+    for value in values:
+        assert value not in everything, value
