@@ -123,7 +123,13 @@ def train_run(config: RunConfig, *, resume: bool = False, show_progress: bool = 
         callbacks.append(MlflowLogger({"seed": config.seed, **config.train.model_dump(exclude={"tracking", "early_stopping"})}))
     callbacks += mitigation_callbacks(config.fairness, train.groups, data.label_ids(train), seed=config.seed)
     callbacks += robustness_callbacks(config.robustness, seed=config.seed)
-    trainer = FineTuner(config.train, seed=config.seed, callbacks=callbacks, show_progress=show_progress)
+    key = None
+    if config.privacy.encrypt_checkpoints:
+        from trustfm.encryption import load_key
+
+        key = load_key(config.privacy.key_file)
+    trainer = FineTuner(config.train, seed=config.seed, callbacks=callbacks, show_progress=show_progress,
+                        encryption_key=key)
     extra = {"max_length": config.data.max_length, "base_model": config.model.name_or_path}
     state = trainer.fit(
         model,

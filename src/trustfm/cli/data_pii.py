@@ -69,6 +69,8 @@ def redact(
     mode: str = typer.Option("placeholder", "--mode", help="mask | placeholder (<EMAIL>) | hash (salted pseudonym)"),
     column: Optional[list[str]] = typer.Option(None, "--column", help="columns to redact (default: every text column)"),
     data_format: str = typer.Option("auto", "--data-format", help="csv|tsv|jsonl|parquet"),
+    encrypt: bool = typer.Option(False, "--encrypt", help="write the copy AES-GCM encrypted (trustfm reads it back)"),
+    key_file: Optional[Path] = typer.Option(None, "--key-file", help="encryption key file (default: $TRUSTFM_ENCRYPTION_KEY[_FILE])"),
     output_format: OutputFormat = FORMAT_OPTION,
 ) -> None:
     """Write a copy with personal data replaced; counts per column and type."""
@@ -78,6 +80,11 @@ def redact(
 
     if mode not in MODES:
         raise ConfigError(f"--mode must be one of {list(MODES)}, not {mode!r}")
+    key = None
+    if encrypt:
+        from trustfm.encryption import load_key
+
+        key = load_key(key_file)  # before any work: a missing key fails fast
     frame = read_table(data, data_format)
     scanner = PIIScanner()
     salt = pii_salt() if mode == "hash" else None
@@ -91,8 +98,8 @@ def redact(
                 counts[c].update(f.entity for f in findings)
                 values[i] = scanner.redact_one(value, mode=mode, salt=salt, findings=findings)
         frame[c] = values
-    write_table(frame, output)
-    report = {"file": str(data), "output": str(output), "mode": mode, "rows": len(frame),
+    write_table(frame, output, encrypt_key=key)
+    report = {"file": str(data), "output": str(output), "mode": mode, "encrypted": encrypt, "rows": len(frame),
               "redacted": {c: dict(n) for c, n in counts.items()}, "not_detected": scanner.not_detected}
     if output_format is OutputFormat.json:
         emit_json(report)

@@ -41,8 +41,16 @@ def verify(
 @app.command()
 def keygen(
     output_dir: Path = typer.Option(Path.home() / ".trustfm", "--output-dir", "-o", help="where to write the key pair"),
+    encryption: Optional[Path] = typer.Option(None, "--encryption",
+                                              help="instead: write a new AES-256 encryption key file here"),
 ) -> None:
-    """Create an Ed25519 key pair for signing reports (set TRUSTFM_SIGNING_KEY to the private key)."""
+    """Create an Ed25519 key pair for signing reports (set TRUSTFM_SIGNING_KEY to the private key),
+    or with --encryption PATH a key for encrypted artefacts."""
+    if encryption is not None:
+        from trustfm.encryption import new_key_file
+
+        typer.echo(f"encryption key: {new_key_file(encryption)}  (export TRUSTFM_ENCRYPTION_KEY_FILE={encryption})")
+        return
     from trustfm.report.provenance import generate_keypair
 
     private, public = generate_keypair(output_dir)

@@ -202,6 +202,10 @@ class PrivacyConfig(_Strict):
     )
     ledger: Path | None = Field(None, description="privacy ledger file (default: $TRUSTFM_PRIVACY_LEDGER or ~/.trustfm)")
     redact: bool = Field(False, description="replace personal data (Presidio) in every text before tokenisation")
+    encrypt_checkpoints: bool = Field(
+        False, description="write training checkpoints AES-GCM encrypted (key: $TRUSTFM_ENCRYPTION_KEY[_FILE] or key_file)"
+    )
+    key_file: Path | None = Field(None, description="encryption key file (32 bytes, hex or base64)")
     redact_mode: Literal["mask", "placeholder", "hash"] = "placeholder"
 
 

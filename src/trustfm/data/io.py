@@ -11,6 +11,7 @@ first one.
 from __future__ import annotations
 
 import csv
+import io
 import json
 from pathlib import Path
 
@@ -61,18 +62,22 @@ def read_table(path: str | Path, fmt: str = "auto") -> pd.DataFrame:
         fmt = detect_format(path)
     if fmt not in FORMATS:
         raise ConfigError(f"unknown data format '{fmt}'; choose one of {FORMATS}")
-    reader = {
-        "csv": _read_delimited,
-        "tsv": _read_delimited,
-        "jsonl": _read_jsonl,
-        "parquet": _read_parquet,
-        "hf": _read_hf,
-    }[fmt]
-    frame = reader(path, fmt) if fmt in ("csv", "tsv") else reader(path)
+    from trustfm.encryption import is_encrypted, read_decrypted
+
+    # an encrypted file (trustfm data redact --encrypt) is decrypted in memory, never to disk
+    source = io.BytesIO(read_decrypted(path)) if fmt != "hf" and is_encrypted(path) else path
+    if fmt in ("csv", "tsv"):
+        frame = _read_delimited(source, fmt, path)
+    elif fmt == "jsonl":
+        frame = _read_jsonl(source, path)
+    elif fmt == "parquet":
+        frame = _read_parquet(source)
+    else:
+        frame = _read_hf(path)
     return frame.reset_index(drop=True)
 
 
-def _read_delimited(path: Path, fmt: str) -> pd.DataFrame:
+def _read_delimited(source, fmt: str, path: Path) -> pd.DataFrame:
     # TSV follows the GLUE convention: no quoting at all, so a stray quote
     # character is text, not the start of a multi-line field.
     options = (
@@ -82,7 +87,7 @@ def _read_delimited(path: Path, fmt: str) -> pd.DataFrame:
     )
     try:
         return pd.read_csv(
-            path,
+            source,
             dtype=object,
             keep_default_na=False,
             na_values=[""],
@@ -96,9 +101,9 @@ def _read_delimited(path: Path, fmt: str) -> pd.DataFrame:
         raise DataError(f"malformed {fmt.upper()}: {exc}", file=str(path)) from None
 
 
-def _read_jsonl(path: Path) -> pd.DataFrame:
+def _read_jsonl(source, path: Path) -> pd.DataFrame:
     records: list[dict] = []
-    with path.open("rb") as handle:
+    with (source if isinstance(source, io.BytesIO) else path.open("rb")) as handle:
         for row, raw in enumerate(handle, start=1):
             line = raw.decode("utf-8", errors="surrogateescape").strip()
             if not line:
@@ -115,9 +120,9 @@ def _read_jsonl(path: Path) -> pd.DataFrame:
     return pd.DataFrame.from_records(records).astype(object)
 
 
-def _read_parquet(path: Path) -> pd.DataFrame:
+def _read_parquet(source) -> pd.DataFrame:
     try:
-        return pd.read_parquet(path).astype(object)
+        return pd.read_parquet(source).astype(object)
     except ImportError:
         raise ConfigError("reading Parquet needs pyarrow: pip install 'trustfm[parquet]'") from None
 
@@ -136,8 +141,10 @@ def _read_hf(path: Path) -> pd.DataFrame:
     return loaded.to_pandas().astype(object)
 
 
-def write_table(frame: pd.DataFrame, path: str | Path, fmt: str = "auto") -> Path:
+def write_table(frame: pd.DataFrame, path: str | Path, fmt: str = "auto", *, encrypt_key: bytes | None = None) -> Path:
     """Write ``frame`` as csv, tsv, jsonl or parquet (by ``fmt`` or the file extension), atomically.
+
+    With ``encrypt_key`` the file is AES-GCM encrypted (:mod:`trustfm.encryption`); ``read_table`` reads it back.
 
     Delimited files are written the way :func:`read_table` reads them back, so a
     cleaned copy round-trips; undecodable bytes kept as surrogates are written back as they were.
@@ -161,5 +168,11 @@ def write_table(frame: pd.DataFrame, path: str | Path, fmt: str = "auto") -> Pat
         from trustfm.errors import ConfigError
 
         raise ConfigError(f"cannot write format '{fmt}' ({path}); use .csv, .tsv, .jsonl or .parquet")
+    if encrypt_key is not None:
+        from trustfm.encryption import write_encrypted
+
+        plain = tmp.read_bytes()
+        tmp.unlink()
+        return write_encrypted(path, plain, encrypt_key)
     os.replace(tmp, path)
     return path

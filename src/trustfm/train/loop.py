@@ -100,7 +100,16 @@ def make_adamw(param_groups: list[dict], *, lr: float) -> torch.optim.AdamW:
         return torch.optim.AdamW(param_groups, lr=lr)
 
 
-def _atomic_torch_save(obj, path: Path) -> None:
+def _atomic_torch_save(obj, path: Path, encryption_key: bytes | None = None) -> None:
+    if encryption_key is not None:
+        import io
+
+        from trustfm.encryption import write_encrypted
+
+        buffer = io.BytesIO()
+        torch.save(obj, buffer)
+        write_encrypted(path, buffer.getvalue(), encryption_key)
+        return
     tmp = path.with_name(path.name + ".tmp")
     with tmp.open("wb") as handle:
         torch.save(obj, handle)
@@ -124,8 +133,10 @@ class FineTuner:
         seed: int,
         callbacks: Sequence[Callback] = (),
         show_progress: bool = True,
+        encryption_key: bytes | None = None,
     ):
         self.config = config
+        self.encryption_key = encryption_key  # checkpoints written AES-GCM encrypted when set
         self.seed = seed
         self.callbacks = list(callbacks)
         self.show_progress = show_progress
@@ -150,10 +161,19 @@ class FineTuner:
                 "callbacks": [c.state_dict() for c in self.callbacks],
             },
             folder / CHECKPOINT_FILE,
+            self.encryption_key,
         )
 
     def _restore(self, folder: Path) -> None:
-        saved = torch.load(folder / CHECKPOINT_FILE, weights_only=True)
+        from trustfm.encryption import is_encrypted, read_decrypted
+
+        path = folder / CHECKPOINT_FILE
+        if is_encrypted(path):
+            import io
+
+            saved = torch.load(io.BytesIO(read_decrypted(path, self.encryption_key)), weights_only=True)
+        else:
+            saved = torch.load(path, weights_only=True)
         self.model.load_state_dict(saved["model"])
         self.optimizer.load_state_dict(saved["optimizer"])
         self.scheduler.load_state_dict(saved["scheduler"])
