@@ -92,5 +92,8 @@ def test_planted_pii_never_reaches_any_file_a_redacting_run_writes(tiny_model_di
             assert value not in done.stdout + done.stderr
     everything = _every_file_text(run_dir)
     assert "<EMAIL>" in everything or "<CREDIT_CARD>" in everything or "<IP_ADDRESS>" in everything
+    counts = json.loads((run_dir / "results" / "pii.json").read_text())["pii_redaction"]["counts"]
+    assert sum(sum(c.values()) for c in counts.values()) == 40  # one planted value in every fifth of 200 rows
+    assert "Personal data redacted before training" in (run_dir / "report.html").read_text()
     for value in values:
         assert value not in everything, value

@@ -72,7 +72,7 @@ def train_run(config: RunConfig, *, resume: bool = False, show_progress: bool = 
     info["versions"] = package_versions()
     write_json_atomic(paths.run_info, info)
 
-    data = redact_parts(prepare_data(config.data, seed=config.seed), config)
+    data = redact_parts(prepare_data(config.data, seed=config.seed), config, counts_to=paths.result("pii"))
     if resume and info.get("data_hashes") and info["data_hashes"] != data.file_hashes:
         raise DataError("data files changed since this run started; cannot resume on different data")
     seed_everything(config.seed)
@@ -229,15 +229,32 @@ def load_run_config(run_dir: str | Path) -> RunConfig:
     return load_config(existing_run(run_dir).config)
 
 
-def redact_parts(data, config: RunConfig):
-    """With ``privacy.redact``, personal data in every split's texts replaced (Presidio) before anything sees them."""
+def redact_parts(data, config: RunConfig, *, counts_to: Path | None = None):
+    """With ``privacy.redact``, personal data in every split's texts replaced (Presidio) before anything sees them.
+
+    ``counts_to``: write what was redacted (counts per split and type, never values) there as JSON.
+    """
     if not config.privacy.redact:
         return data
-    from trustfm.data.pii import PIIScanner
+    from collections import Counter
+
+    from trustfm.data.pii import PIIScanner, pii_salt
 
     scanner = PIIScanner()
-    for part in (data.train, data.validation, data.test):
-        part.texts = scanner.redact(part.texts, mode=config.privacy.redact_mode)
+    salt = pii_salt() if config.privacy.redact_mode == "hash" else None
+    counts: dict[str, dict[str, int]] = {}
+    for split, part in (("train", data.train), ("validation", data.validation), ("test", data.test)):
+        found: Counter = Counter()
+        texts = []
+        for text in part.texts:
+            findings = scanner.scan_one(text)
+            found.update(f.entity for f in findings)
+            texts.append(scanner.redact_one(text, mode=config.privacy.redact_mode, salt=salt, findings=findings))
+        part.texts = texts
+        counts[split] = dict(found)
+    if counts_to is not None:
+        write_json_atomic(counts_to, {"pii_redaction": {"mode": config.privacy.redact_mode, "counts": counts,
+                                                        "not_detected": scanner.not_detected}})
     return data
 
 

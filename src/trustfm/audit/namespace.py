@@ -39,7 +39,7 @@ _DISPARITY_SHORT = {
 }
 
 
-RESULT_KINDS = ("privacy", "membership", "robustness", "attacks", "output_rules", "ensemble", "ood", "explanations", "audits", "gate", "fairness", "comparison", "counterfactual",
+RESULT_KINDS = ("pii", "privacy", "membership", "robustness", "attacks", "output_rules", "ensemble", "ood", "explanations", "audits", "gate", "fairness", "comparison", "counterfactual",
                 "representation", "performance", "other")
 
 
@@ -49,6 +49,8 @@ def result_kind(result: dict) -> str:
     The report and the metric namespace both dispatch on this, so a new result
     shape is taught to both in one place.
     """
+    if "pii_redaction" in result:
+        return "pii"
     if "reference_models" in result and "attacks" in result:
         return "membership"
     if "noise_multiplier" in result and "target_epsilon" in result:
@@ -128,6 +130,10 @@ def flatten_results(results: dict[str, dict]) -> dict[str, float]:
                 _put(out, f"{prefix}.{test['name']}.flip_rate", test["flip_rate"])
                 if test.get("accuracy"):
                     _put(out, f"{prefix}.{test['name']}.accuracy", test["accuracy"])
+            continue
+        if kind == "pii":
+            for split, found in result["pii_redaction"]["counts"].items():
+                _put(out, f"{prefix}.{split}.redacted", sum(found.values()))
             continue
         if kind == "membership":
             for a in result["attacks"]:
