@@ -273,6 +273,17 @@ def prepare_run_data(runner: "RunModel", *, extra_group_columns: Sequence[str] =
     return data
 
 
+def sample_test_texts(runner: "RunModel", max_texts: int) -> tuple[list[str], np.ndarray, str]:
+    """Up to ``max_texts`` test-split rows (validation if there is no test split), drawn with the run's seed.
+
+    Returns (texts, gold label ids (n,), a description of the sample for results).
+    """
+    data = prepare_run_data(runner)
+    part = data.test if len(data.test) else data.validation
+    rows = np.random.default_rng(runner.config.seed).permutation(len(part))[:max_texts]
+    return [part.texts[i] for i in rows], data.label_ids(part)[rows], f"{part.file} ({len(rows)} test texts)"
+
+
 def evaluate_run(
     run_dir: str | Path, *, data_path: str | Path | None = None, show_progress: bool = False
 ):

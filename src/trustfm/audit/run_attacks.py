@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Sequence
 
-import numpy as np
 from pydantic import BaseModel
 
 from trustfm.audit.attacks import AttackResult
@@ -26,7 +25,7 @@ def audit_attacks_run(
     show_progress: bool = False,
 ) -> dict[str, object]:
     from trustfm.audit.attacks import ATTACKS, deepwordbug_attack, hotflip_attack
-    from trustfm.pipeline import RunModel, prepare_run_data
+    from trustfm.pipeline import RunModel, sample_test_texts
     from trustfm.runs import write_json_atomic
 
     unknown = [a for a in attacks if a not in ATTACKS]
@@ -36,12 +35,7 @@ def audit_attacks_run(
         raise ConfigError(f"unknown attacks {unknown}; have {sorted(ATTACKS)}")
     runner = RunModel(run_dir)
     config = runner.config
-    data = prepare_run_data(runner)
-    part = data.test if len(data.test) else data.validation
-    rows = np.random.default_rng(config.seed).permutation(len(part))[:max_texts]
-    texts = [part.texts[i] for i in rows]
-    labels = data.label_ids(part)[rows]
-    dataset = f"{part.file} ({len(texts)} test texts)"
+    texts, labels, dataset = sample_test_texts(runner, max_texts)
     common = dict(dataset=dataset, bootstrap_samples=config.evaluate.bootstrap_samples,
                   confidence=config.evaluate.confidence, seed=config.seed)
     results = []

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 
 from trustfm.audit.registry import register_audit
 
@@ -12,18 +11,14 @@ from trustfm.audit.registry import register_audit
 @register_audit("robustness", "perturbation suite: typos, casing, Unicode tricks, names, numbers, negation")
 def audit_robustness_run(run_dir: str | Path, *, max_texts: int = 500, show_progress: bool = False) -> dict[str, object]:
     from trustfm.audit.perturb import perturbation_suite
-    from trustfm.pipeline import RunModel, prepare_run_data
+    from trustfm.pipeline import RunModel, sample_test_texts
     from trustfm.runs import write_json_atomic
 
     runner = RunModel(run_dir)
     config = runner.config
-    data = prepare_run_data(runner)
-    part = data.test if len(data.test) else data.validation
-    rows = np.random.default_rng(config.seed).permutation(len(part))[:max_texts]
-    texts = [part.texts[i] for i in rows]
-    labels = data.label_ids(part)[rows]
+    texts, labels, dataset = sample_test_texts(runner, max_texts)
     result = perturbation_suite(
-        texts, labels, runner.predict_proba, runner.label_names, dataset=f"{part.file} ({len(texts)} test texts)",
+        texts, labels, runner.predict_proba, runner.label_names, dataset=dataset,
         bootstrap_samples=config.evaluate.bootstrap_samples, confidence=config.evaluate.confidence, seed=config.seed,
     )
     write_json_atomic(runner.paths.result("robustness"), result.model_dump(mode="json"))
