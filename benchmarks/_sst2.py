@@ -47,3 +47,9 @@ def sst2_dev_sample(n: int, seed: int) -> tuple[list[str], list[int]]:
         rows = list(csv.reader(handle, delimiter="\t", quoting=csv.QUOTE_NONE))[1:]
     picked = random.Random(seed).sample(rows, n)
     return [r[0] for r in picked], [int(r[1]) for r in picked]
+
+
+if __name__ == "__main__":  # for the shell benchmarks: python benchmarks/_sst2.py N SEED OUT.tsv
+    import sys
+
+    sample_sst2_train(int(sys.argv[1]), int(sys.argv[2]), Path(sys.argv[3]))

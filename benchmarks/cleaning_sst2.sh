@@ -8,12 +8,7 @@ OUT=${OUT:-runs/cleaning}
 TRUSTFM=${TRUSTFM:-.venv/bin/trustfm}
 export HF_HUB_OFFLINE=1
 mkdir -p "$OUT"
-python3 - "$OUT" <<'PY'
-import sys; sys.path.insert(0, "benchmarks")
-from pathlib import Path
-from _sst2 import sample_sst2_train
-sample_sst2_train(8000, 0, Path(sys.argv[1]) / "sst2-train-8000-0.tsv")
-PY
+python3 benchmarks/_sst2.py 8000 0 "$OUT/sst2-train-8000-0.tsv"
 for mode in remove relabel; do
   flag=$([ $mode = relabel ] && echo --relabel || true)
   "$TRUSTFM" data check "$OUT/sst2-train-8000-0.tsv" --text-column sentence --max-length 64 \

@@ -8,12 +8,7 @@ OUT=${OUT:-runs/ensemble}
 TRUSTFM=${TRUSTFM:-.venv/bin/trustfm}
 export HF_HUB_OFFLINE=1
 mkdir -p "$OUT"
-python3 - "$OUT" <<'PY'
-import sys; sys.path.insert(0, "benchmarks")
-from pathlib import Path
-from _sst2 import sample_sst2_train
-sample_sst2_train(8000, 0, Path(sys.argv[1]) / "sst2-train-8000-0.tsv")
-PY
+python3 benchmarks/_sst2.py 8000 0 "$OUT/sst2-train-8000-0.tsv"
 first=runs/robust-training/plain
 for seed in 42 43 44; do
   run="$OUT/seed-$seed"

@@ -229,6 +229,15 @@ def load_run_config(run_dir: str | Path) -> RunConfig:
     return load_config(existing_run(run_dir).config)
 
 
+def redact_texts(texts: Sequence[str], config: RunConfig) -> list[str]:
+    """``texts`` with personal data replaced when the run's config says ``privacy.redact``, else unchanged."""
+    if not config.privacy.redact:
+        return list(texts)
+    from trustfm.data.pii import PIIScanner
+
+    return PIIScanner().redact(texts, mode=config.privacy.redact_mode)
+
+
 def redact_parts(data, config: RunConfig, *, counts_to: Path | None = None):
     """With ``privacy.redact``, personal data in every split's texts replaced (Presidio) before anything sees them.
 
@@ -305,10 +314,7 @@ def evaluate_run(
             part, split = data.validation, "validation"
     else:
         part = load_labelled(Path(data_path), config.data, known_labels=names)
-        if config.privacy.redact:
-            from trustfm.data.pii import PIIScanner
-
-            part.texts = PIIScanner().redact(part.texts, mode=config.privacy.redact_mode)
+        part.texts = redact_texts(part.texts, config)
         split, name = str(data_path), f"performance-{Path(data_path).stem}"
     if len(part) == 0:
         raise DataError("no rows to evaluate", file=part.file)
@@ -407,10 +413,7 @@ def predict_texts(
 
     runner = RunModel(run_dir)
     names = runner.label_names
-    if runner.config.privacy.redact:  # the model was trained on redacted text: serve it the same way
-        from trustfm.data.pii import PIIScanner
-
-        texts = PIIScanner().redact(texts, mode=runner.config.privacy.redact_mode)
+    texts = redact_texts(texts, runner.config)  # a model trained on redacted text is served redacted text
     others = [RunModel(m) for m in members]
     for other in others:
         if other.label_names != names:
