@@ -1,15 +1,22 @@
 """DP-SGD cost and utility on SST-2 with the default model.
 
-1. Step time with DP / without DP at the same batch size, in one process: the
-   same 32-sentence batches are fed alternately to a plain training step and to
-   a DP step (Opacus per-example hooks + DPOptimizer, as trustfm's DPSGD
-   callback sets them up; embeddings frozen in both so the same parameters
-   train), so load on the shared machine hits both alike.
-2. Dev accuracy at epsilon 8 and 3 against non-private training with the same
-   number of steps (8,000 training sentences, 1 epoch, project defaults; the
-   non-private run is benchmarks/robust_training.py's plain run when present).
+1. Step time with DP / without DP at the same batch size, in one process. The
+   same 32-sentence SST-2 batches go in turn through a plain training step and
+   through each clipping mode, so load on the shared machine hits all alike:
+   - ``bookkeeping``: trustfm's one-backward clipping (the default);
+   - ``opacus_hooks``: Opacus per-example gradients (GradSampleModule + DPOptimizer);
+   - ``opacus_ghost``: Opacus ghost clipping (GradSampleModuleFastGradientClipping,
+     DPLossFastGradientClipping: two backward passes).
+   Embeddings and pooler are frozen everywhere (as trustfm's DP runs freeze them),
+   so the same parameters train. Every step is a full step: forward, backward,
+   clipping, noise, AdamW.
+2. SST-2 dev accuracy at epsilon 8 and 3 against non-private training with the
+   same number of steps (8,000 training sentences; batch 256, 3 epochs, LoRA
+   rank 8 on the attention query/value projections plus the head, lr 2e-3: the
+   DP setting; the non-private run uses the same batches and steps but the
+   project's default full fine-tuning and learning rate).
 
-Prints one JSON line. Usage: python benchmarks/dp_overhead.py [--steps 30] [--out runs/dp]
+Prints one JSON line. Usage: python benchmarks/dp_overhead.py [--steps 30] [--out runs/dp] [--skip-accuracy]
 """
 
 from __future__ import annotations
@@ -27,79 +34,154 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _sst2 import sample_sst2_train, train_sst2_model  # noqa: E402
 
+BATCH = 32
+MODES = ("plain", "bookkeeping", "opacus_hooks", "opacus_ghost")
+DP_TRAINING = {"train.batch_size": 256, "train.epochs": 3}
+DP_SETTINGS = {"trainable": "lora", "lora_rank": 8}
+DP_LEARNING_RATE = 2e-3
 
-def step_times(steps: int) -> tuple[float, float]:
-    import numpy as np
-    import opacus
+
+def _frozen_model():
     import torch
-    from opacus.optimizers import DPOptimizer
 
     from trustfm.config import ModelConfig
-    from trustfm.data.batching import bucketed_batches, encode_texts, iterate_batches
     from trustfm.models import build_classifier
-    from trustfm.train.loop import batch_loss, make_adamw
-    from trustfm.data.io import read_table
 
-    frame = read_table(sample_sst2_train(2000, 1, Path("runs/dp/step-sample.tsv")))
-    models = []
-    for private in (False, True):
-        torch.manual_seed(0)
-        model, tokenizer = build_classifier(ModelConfig(), ["0", "1"])
-        for name, p in model.named_parameters():
-            if ".embeddings." in f".{name}" or ".pooler." in f".{name}":
-                p.requires_grad_(False)
-        optimizer = make_adamw([{"params": [p for p in model.parameters() if p.requires_grad]}], lr=2e-4)
-        if private:
-            hooks = opacus.GradSampleModule(model, loss_reduction="mean")
-            optimizer = DPOptimizer(optimizer, noise_multiplier=1.0, max_grad_norm=1.0, expected_batch_size=32)
-        model.train()
-        models.append((model, optimizer))
-    encoded = encode_texts(tokenizer, frame["sentence"].tolist(), 64)
-    labels = frame["label"].astype(int).to_numpy()
-    batches = bucketed_batches(encoded.lengths, batch_size=32, bucket_size=64, seed=0, epoch=1)
-    totals = [0.0, 0.0]
-    for k, (_, batch) in enumerate(iterate_batches(encoded, batches[: steps + 3], 0, labels)):
-        for i, (model, optimizer) in enumerate(models):
-            started = time.perf_counter()
-            batch_loss(model(batch["input_ids"], batch["attention_mask"]), batch).backward()
+    torch.manual_seed(0)
+    model, tokenizer = build_classifier(ModelConfig(), ["0", "1"])
+    for name, p in model.named_parameters():
+        if ".embeddings." in f".{name}" or ".pooler." in f".{name}":
+            p.requires_grad_(False)
+    model.train()
+    return model, tokenizer
+
+
+def _step_function(mode: str):
+    """A model and ``step(batch)`` running one full training step in ``mode``."""
+    import torch
+    import torch.nn.functional as F
+
+    from trustfm.train.loop import make_adamw
+
+    model, tokenizer = _frozen_model()
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = make_adamw([{"params": params}], lr=2e-4)
+    noise, clip = 1.0, 1.0
+    if mode == "plain":
+        def step(batch):
+            F.cross_entropy(model(batch["input_ids"], batch["attention_mask"]), batch["labels"]).backward()
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
+    elif mode == "bookkeeping":
+        from trustfm.train.dp_clipping import BookkeepingClipper
+
+        clipper = BookkeepingClipper(model, max_grad_norm=clip).attach()
+
+        def step(batch):
+            n = len(batch["labels"])
+            F.cross_entropy(model(batch["input_ids"], batch["attention_mask"]), batch["labels"]).backward()
+            sums = clipper.clipped_sum(scale=float(n))
+            for p in params:
+                p.grad = (sums[p] + torch.normal(0.0, noise * clip, size=p.shape)) / BATCH
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+    elif mode == "opacus_hooks":
+        import opacus
+        from opacus.optimizers import DPOptimizer
+
+        model = opacus.GradSampleModule(model, loss_reduction="mean")
+        dp_optimizer = DPOptimizer(optimizer, noise_multiplier=noise, max_grad_norm=clip, expected_batch_size=BATCH)
+
+        def step(batch):
+            F.cross_entropy(model(batch["input_ids"], batch["attention_mask"]), batch["labels"]).backward()
+            dp_optimizer.step()
+            dp_optimizer.zero_grad(set_to_none=True)
+    else:
+        from opacus.grad_sample import GradSampleModuleFastGradientClipping
+        from opacus.optimizers import DPOptimizerFastGradientClipping
+        from opacus.utils.fast_gradient_clipping_utils import DPLossFastGradientClipping
+
+        model = GradSampleModuleFastGradientClipping(model, max_grad_norm=clip, use_ghost_clipping=True,
+                                                     loss_reduction="mean")
+        dp_optimizer = DPOptimizerFastGradientClipping(optimizer, noise_multiplier=noise, max_grad_norm=clip,
+                                                       expected_batch_size=BATCH, loss_reduction="mean")
+        criterion = DPLossFastGradientClipping(model, dp_optimizer, torch.nn.CrossEntropyLoss(), loss_reduction="mean")
+
+        def step(batch):
+            criterion(model(batch["input_ids"], batch["attention_mask"]), batch["labels"]).backward()
+            dp_optimizer.step()
+            dp_optimizer.zero_grad(set_to_none=True)
+    return step, tokenizer
+
+
+def step_times(steps: int) -> dict[str, float]:
+    """Mean seconds per full training step for each mode on the same batches."""
+    import warnings
+
+    import torch
+
+    from trustfm.data.batching import bucketed_batches, encode_texts, iterate_batches
+    from trustfm.data.io import read_table
+
+    warnings.filterwarnings("ignore", message="Full backward hook")
+    torch.set_num_threads(os.cpu_count() or 1)
+    frame = read_table(sample_sst2_train(2000, 1, Path("runs/dp/step-sample.tsv")))
+    runners = {mode: _step_function(mode) for mode in MODES}
+    tokenizer = runners["plain"][1]
+    encoded = encode_texts(tokenizer, frame["sentence"].tolist(), 64)
+    labels = frame["label"].astype(int).to_numpy()
+    batches = bucketed_batches(encoded.lengths, batch_size=BATCH, bucket_size=64, seed=0, epoch=1)
+    totals = dict.fromkeys(MODES, 0.0)
+    for k, (_, batch) in enumerate(iterate_batches(encoded, batches[: steps + 3], 0, labels)):
+        for mode, (step, _) in runners.items():
+            started = time.perf_counter()
+            step(batch)
             if k >= 3:  # warm-up steps are not timed
-                totals[i] += time.perf_counter() - started
-    del hooks
-    return totals[0] / steps, totals[1] / steps
+                totals[mode] += time.perf_counter() - started
+    return {mode: total / steps for mode, total in totals.items()}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--steps", type=int, default=30)
     parser.add_argument("--out", type=Path, default=Path("runs/dp"))
+    parser.add_argument("--skip-accuracy", action="store_true", help="only the step-time comparison")
     args = parser.parse_args()
     from trustfm.runs import read_json
 
-    plain_s, dp_s = step_times(args.steps)
-    line = {"benchmark": "dp_overhead", "batch_size": 32, "timed_steps": args.steps,
-            "step_seconds_plain": round(plain_s, 4), "step_seconds_dp": round(dp_s, 4),
-            "dp_step_time_ratio": round(dp_s / plain_s, 3), "clipping_mode": "Opacus hooks (per-example gradients)"}
-    plain = Path("runs/robust-training/plain")
-    if not (plain / "results" / "performance.json").exists():
-        plain = train_sst2_model(args.out / "non-private")
-    line["non_private_dev_accuracy"] = round(read_json(plain / "results" / "performance.json")["accuracy"]["value"], 4)
+    seconds = step_times(args.steps)
+    line = {"benchmark": "dp_overhead", "batch_size": BATCH, "timed_steps": args.steps,
+            "step_seconds": {mode: round(s, 4) for mode, s in seconds.items()},
+            "dp_step_time_ratio": {mode: round(s / seconds["plain"], 3) for mode, s in seconds.items() if mode != "plain"},
+            "default_clipping": "bookkeeping"}
+    if args.skip_accuracy:
+        print(json.dumps(line))
+        return
+    runs = {"non_private": DP_TRAINING}
     for epsilon in (8, 3):
-        run = args.out / f"epsilon-{epsilon}"
+        runs[f"epsilon_{epsilon}"] = {**DP_TRAINING, "train.learning_rate": DP_LEARNING_RATE,
+                                      "privacy.dp": {"epsilon": float(epsilon), **DP_SETTINGS},
+                                      "privacy.ledger": str(args.out / "ledger.jsonl")}
+    line["training"] = {"train_sentences": 8000, **DP_TRAINING, "dp": {**DP_SETTINGS, "learning_rate": DP_LEARNING_RATE}}
+    for name, overrides in runs.items():
+        run = args.out / name
         if read_json(run / "run.json").get("status") != "complete" if (run / "run.json").exists() else True:
             import shutil
 
             shutil.rmtree(run, ignore_errors=True)
-            train_sst2_model(run, overrides={"privacy.dp": {"epsilon": float(epsilon)},
-                                             "privacy.ledger": str(args.out / "ledger.jsonl")})
+            train_sst2_model(run, overrides=overrides)
         accuracy = read_json(run / "results" / "performance.json")["accuracy"]
+        steps = read_json(run / "run.json")["training"]["steps"]
+        if name == "non_private":
+            line["non_private"] = {"dev_accuracy": round(accuracy["value"], 4), "steps": steps,
+                                   "dev_accuracy_95ci": [round(accuracy["low"], 4), round(accuracy["high"], 4)]}
+            continue
         privacy = read_json(run / "results" / "privacy.json")
-        line[f"epsilon_{epsilon}"] = {"dev_accuracy": round(accuracy["value"], 4),
-                                      "dev_accuracy_95ci": [round(accuracy["low"], 4), round(accuracy["high"], 4)],
-                                      "epsilon_spent": round(privacy["epsilon"], 3), "delta": privacy["delta"],
-                                      "noise_multiplier": round(privacy["noise_multiplier"], 3),
-                                      "gap_points": round(100 * (line["non_private_dev_accuracy"] - accuracy["value"]), 2)}
+        line[name] = {"dev_accuracy": round(accuracy["value"], 4), "steps": steps,
+                      "dev_accuracy_95ci": [round(accuracy["low"], 4), round(accuracy["high"], 4)],
+                      "epsilon_spent": round(privacy["epsilon"], 3), "delta": privacy["delta"],
+                      "noise_multiplier": round(privacy["noise_multiplier"], 3),
+                      "gap_points": round(100 * (line["non_private"]["dev_accuracy"] - accuracy["value"]), 2)}
     print(json.dumps(line))
 
 

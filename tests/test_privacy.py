@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -130,3 +131,117 @@ def test_overfit_model_leaks_membership_and_dp_model_stays_under_its_epsilon(tin
     assert result.accounted_epsilon is not None and result.accounted_epsilon <= 1.0 + 1e-6
     for a in result.attacks:
         assert a.empirical_epsilon_lower_bound <= result.accounted_epsilon
+
+
+def _opacus_clipped_sum(model, ids, mask, labels, max_grad_norm):
+    """Opacus's reference: per-example gradients from GradSampleModule, clipped and summed by DPOptimizer."""
+    import opacus
+    import torch
+    from opacus.optimizers import DPOptimizer
+
+    params = [p for p in model.parameters() if p.requires_grad]
+    hooks = opacus.GradSampleModule(model, loss_reduction="mean")
+    optimizer = DPOptimizer(torch.optim.SGD(params, lr=0.1), noise_multiplier=0.0, max_grad_norm=max_grad_norm,
+                            expected_batch_size=len(labels))
+    torch.nn.functional.cross_entropy(model(ids, mask), labels).backward()
+    optimizer.pre_step()  # clip, add zero noise, divide by the expected batch size
+    sums = {name: p.grad.detach() * len(labels) for name, p in model.named_parameters() if p.requires_grad}
+    hooks._close()
+    return sums
+
+
+@pytest.mark.parametrize("trainable", ["all", "lora"])
+def test_bookkeeping_clipping_equals_opacus_clipped_sum(tiny_model_dir, trainable):
+    import copy
+
+    import torch
+
+    from trustfm.config import ModelConfig
+    from trustfm.models import build_classifier
+    from trustfm.train.dp_clipping import BookkeepingClipper
+    from trustfm.train.privacy import set_trainable
+
+    torch.manual_seed(0)
+    model, _ = build_classifier(ModelConfig(name_or_path=str(tiny_model_dir), dropout=0.0), ["a", "b"])
+    for name, p in model.named_parameters():
+        if ".embeddings." in f".{name}" or ".pooler." in f".{name}":
+            p.requires_grad_(False)
+    set_trainable(model, trainable, lora_rank=4)
+    if trainable == "lora":  # LoRA's B starts at zero, which would hide a wrong A gradient
+        for name, p in model.named_parameters():
+            if "lora_B" in name:
+                torch.nn.init.normal_(p, std=0.5)
+    model.dropout.p = 0.0
+    model.train()
+    # 30 tokens: the ghost-norm path for the attention projections, the explicit path for the 32x64 feed-forward
+    ids = torch.randint(1000, 20000, (12, 30))
+    mask = torch.ones_like(ids)
+    mask[:5, 18:] = 0
+    labels = torch.randint(0, 2, (12,))
+    expected = _opacus_clipped_sum(copy.deepcopy(model), ids, mask, labels, max_grad_norm=0.5)
+
+    clipper = BookkeepingClipper(model, max_grad_norm=0.5).attach()
+    names = {id(p): n for n, p in model.named_parameters()}
+    assert not any(p.requires_grad for p in model.parameters())  # autograd skips the unclipped weight gradients
+    torch.nn.functional.cross_entropy(model(ids, mask), labels).backward()
+    got = {names[id(p)]: g for p, g in clipper.clipped_sum(scale=len(labels)).items()}
+    assert set(got) == set(expected) and len(got) > 4
+    assert (clipper.last_norms > 0.5).all()  # every example was clipped, so the factors matter
+    scale = max(v.abs().max() for v in expected.values())
+    for name, value in expected.items():
+        assert torch.allclose(got[name], value, atol=1e-5 * scale, rtol=1e-4), name
+    clipper.detach()
+    assert {n for n, p in model.named_parameters() if p.requires_grad} == set(expected)
+    with torch.no_grad():  # inference is untouched while no clipper is attached
+        model.eval()
+        model(ids, mask)
+
+
+def test_dp_lora_run_saves_a_plain_model_with_the_adapters_folded_in(dp_config, tmp_path):
+    import torch
+
+    from trustfm.models import load_classifier
+
+    config = {**dp_config, "train.epochs": 1, "privacy.dp": {"epsilon": 8.0, "trainable": "lora", "lora_rank": 4}}
+    paths = train_run(load_config(None, config), show_progress=False)
+    info = read_json(paths.run_info)
+    assert info["privacy"]["trainable"] == "lora" and info["privacy"]["clipping"] == "bookkeeping"
+    assert 0 < info["privacy"]["trainable_parameters"] < 2000
+    from trustfm.config import ModelConfig
+    from trustfm.models import build_classifier
+
+    model, _, _ = load_classifier(paths.model)
+    assert not any("lora" in name for name, _ in model.named_parameters())
+    base, _ = build_classifier(ModelConfig(name_or_path=dp_config["model.name_or_path"]), ["neg", "pos"])
+    for saved, original in zip(model.encoder.encoder.layer, base.encoder.encoder.layer):
+        # adapted projections carry W + (alpha / r) B A; everything else is the pretrained weight
+        assert not torch.equal(saved.attention.self.query.weight, original.attention.self.query.weight)
+        assert not torch.equal(saved.attention.self.value.weight, original.attention.self.value.weight)
+        assert torch.equal(saved.attention.self.key.weight, original.attention.self.key.weight)
+        assert torch.equal(saved.intermediate.dense.weight, original.intermediate.dense.weight)
+    assert read_json(paths.result("privacy"))["epsilon"] <= 8.0 + 1e-6
+
+
+def test_dp_micro_batches_train_exactly_like_whole_poisson_batches(dp_config, tmp_path, monkeypatch):
+    import torch
+    from safetensors.torch import load_file
+
+    import trustfm.train.privacy as privacy
+
+    class SplitInto(privacy.DPSGD):
+        micro = None
+
+        def __init__(self, **kwargs):
+            super().__init__(**kwargs, micro_batch_size=self.micro)
+
+    weights = {}
+    for micro in (4, 10**6):  # 16-row batches in length-sorted micro-batches of 4, and whole
+        SplitInto.micro = micro
+        monkeypatch.setattr(privacy, "DPSGD", SplitInto)
+        config = {**dp_config, "train.epochs": 1, "model.dropout": 0.0, "output_dir": str(tmp_path / str(micro))}
+        paths = train_run(load_config(None, config), show_progress=False)
+        weights[micro] = load_file(str(paths.model / "model.safetensors"))
+    for name, value in weights[4].items():
+        assert torch.allclose(value, weights[10**6][name], atol=1e-5), name
+    base = load_file(str(next(Path(dp_config["model.name_or_path"]).glob("*.safetensors"))))
+    assert any(not torch.equal(value, base[name]) for name, value in weights[4].items() if name in base)  # it trained

@@ -53,6 +53,7 @@ def train_run(config: RunConfig, *, resume: bool = False, show_progress: bool = 
     from trustfm.train import FineTuner, JsonlLogger
     from trustfm.train.callbacks import MlflowLogger, TensorBoardLogger
     from trustfm.train.fairness import mitigation_callbacks
+    from trustfm.train.lora import merged_copy
     from trustfm.train.robust import robustness_callbacks
     from trustfm.train.loop import seed_everything
 
@@ -140,7 +141,9 @@ def train_run(config: RunConfig, *, resume: bool = False, show_progress: bool = 
         pad_id=tokenizer.pad_token_id,
         checkpoint_dir=paths.checkpoints,
         validation_metrics=quick_metrics,
-        save_best=lambda m: save_classifier(m, tokenizer, paths.model, label_names=data.label_names, extra=extra),
+        # LoRA adapters (privacy.dp.trainable: lora) are folded into the weights: the saved model is a plain one
+        save_best=lambda m: save_classifier(merged_copy(m), tokenizer, paths.model, label_names=data.label_names,
+                                            extra=extra),
         resume=resume,
     )
     if dp is not None:
@@ -189,13 +192,14 @@ def _dp_callback(config: RunConfig, data, info: dict, paths: RunPaths, *, n_trai
         # token-type embeddings are looked up with a batch dimension of 1, which Opacus cannot split per example.
         if any(part in f".{name}" for part in (".pooler.", ".embeddings.")):
             p.requires_grad_(False)
-    trainable = set_trainable(model, dp.trainable, top_layers=dp.top_layers)
+    trainable = set_trainable(model, dp.trainable, top_layers=dp.top_layers, lora_rank=dp.lora_rank,
+                              lora_alpha=dp.lora_alpha)
     info["privacy"] = {"dp": True, "target_epsilon": dp.epsilon, "delta": delta, "accountant": dp.accountant,
                        "max_grad_norm": dp.max_grad_norm, "trainable": dp.trainable, "trainable_parameters": trainable,
-                       "data_sha256": train_hash}
+                       "clipping": dp.clipping, "data_sha256": train_hash}
     write_json_atomic(paths.run_info, info)
     return DPSGD(epsilon=dp.epsilon, delta=delta, max_grad_norm=dp.max_grad_norm, n_train=n_train,
-                 accountant=dp.accountant, seed=config.seed)
+                 accountant=dp.accountant, seed=config.seed, clipping=dp.clipping)
 
 
 def _record_dp(config: RunConfig, dp, info: dict, paths: RunPaths) -> None:

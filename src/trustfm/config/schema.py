@@ -187,10 +187,16 @@ class DPConfig(_Strict):
     delta: float | None = Field(None, gt=0, lt=1, description="default: a power of ten at most 1/(10 N)")
     max_grad_norm: float = Field(1.0, gt=0, description="per-example gradient clipping bound")
     accountant: Literal["rdp", "prv"] = "rdp"
-    trainable: Literal["all", "head", "top_layers"] = Field(
+    trainable: Literal["all", "head", "top_layers", "lora"] = Field(
         "all", description="which parameters train: fewer means less total noise"
     )
     top_layers: int = Field(2, ge=1, description="encoder layers trained with trainable: top_layers")
+    lora_rank: int = Field(8, ge=1, description="adapter rank with trainable: lora")
+    lora_alpha: float = Field(16.0, gt=0, description="adapter scale numerator (scale = alpha / rank)")
+    clipping: Literal["bookkeeping", "opacus"] = Field(
+        "bookkeeping",
+        description="per-example clipping: one-backward book-keeping (fast) or Opacus per-example gradient hooks",
+    )
 
 
 class PrivacyConfig(_Strict):

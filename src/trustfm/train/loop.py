@@ -142,6 +142,7 @@ class FineTuner:
         self.show_progress = show_progress
         self.state = TrainState()
         self.model = None
+        self.micro_batch_size: int | None = None  # set by a callback (DP) to split each step's batch
         self.optimizer = None
         self.scheduler = None
         self.should_stop = False
@@ -239,10 +240,11 @@ class FineTuner:
                 task = progress.add_task(f"epoch {epoch}/{cfg.epochs}", total=len(batches), loss=float("nan"))
                 started = time.perf_counter()
                 loss_sum, seen = 0.0, 0
-                for _, batch in iterate_batches(train, batches, pad_id, train_labels):
-                    batch = self._train_step(batch)
-                    loss_value = batch["loss_value"]
-                    size = len(batch["labels"])
+                for rows in batches:
+                    parts = self._micro_batches(rows, lengths)
+                    loss_value, size, tokens = self._train_step(
+                        [batch for _, batch in iterate_batches(train, parts, pad_id, train_labels)]
+                    )
                     loss_sum += loss_value * size
                     seen += size
                     self.state.global_step += 1
@@ -251,7 +253,7 @@ class FineTuner:
                         "epoch": epoch,
                         "loss": loss_value,
                         "lr": self.scheduler.get_last_lr()[0],
-                        "tokens": int(batch["attention_mask"].sum()),
+                        "tokens": tokens,
                     }
                     self._call("on_step_end", record)
                     if self.state.global_step % cfg.log_every == 0:
@@ -303,20 +305,43 @@ class FineTuner:
             self.state.epochs_without_improvement += 1
         return better
 
-    def _train_step(self, batch: dict) -> dict:
+    def _micro_batches(self, rows: np.ndarray, lengths: np.ndarray) -> list[np.ndarray]:
+        """One optimizer step's rows as length-sorted micro-batches of at most ``micro_batch_size`` rows.
+
+        Without ``micro_batch_size`` the step is one batch. A DP engine sets it: Poisson-sampled batches mix
+        all lengths, and padding each micro-batch only to its own longest text saves most of the compute.
+        """
+        if self.micro_batch_size is None or len(rows) <= self.micro_batch_size:
+            return [rows]
+        rows = rows[np.argsort(lengths[rows], kind="stable")]
+        return [rows[i:i + self.micro_batch_size] for i in range(0, len(rows), self.micro_batch_size)]
+
+    def _train_step(self, micro_batches: list[dict]) -> tuple[float, int, int]:
+        """Forward/backward over the step's micro-batches, then one optimizer step; returns (loss, rows, tokens).
+
+        Each micro-batch's loss is weighted by its share of the step's rows, so the accumulated gradient is the
+        gradient of the step's mean loss; ``batch["step_rows"]`` tells callbacks the step's row count.
+        """
         cfg = self.config
-        batch = self._apply_batch_hooks(batch)
-        loss = batch_loss(self.model(batch["input_ids"], batch["attention_mask"]), batch)
-        loss.backward()
-        self._call("on_after_backward", batch)
+        total = sum(len(b["labels"]) for b in micro_batches)
+        loss_value, tokens = 0.0, 0
+        for batch in micro_batches:
+            batch = self._apply_batch_hooks(batch)
+            batch["step_rows"] = total
+            loss = batch_loss(self.model(batch["input_ids"], batch["attention_mask"]), batch)
+            if len(micro_batches) > 1:
+                loss = loss * (len(batch["labels"]) / total)
+            loss.backward()
+            self._call("on_after_backward", batch)
+            loss_value += float(loss.detach())
+            tokens += int(batch["attention_mask"].sum())
         if cfg.max_grad_norm is not None:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.max_grad_norm)
         self._call("on_before_optimizer_step")
         self.optimizer.step()
         self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
-        batch["loss_value"] = float(loss.detach())
-        return batch
+        return loss_value, total, tokens
 
     def _apply_batch_hooks(self, batch: dict) -> dict:
         for callback in self.callbacks:

@@ -2,11 +2,16 @@
 
 :class:`DPSGD` joins the one training loop like any other callback:
 
-- ``on_fit_start`` attaches Opacus's per-sample-gradient hooks to the model
-  (the model object itself is unchanged, so saving and inference see the
-  plain classifier) and wraps the optimizer in Opacus's ``DPOptimizer``, which
-  clips each example's gradient to ``max_grad_norm`` and adds Gaussian noise
-  of std ``noise_multiplier * max_grad_norm`` to their sum.
+- ``on_fit_start`` attaches the per-example clipping to the model (the model
+  object itself is unchanged, so saving and inference see the plain
+  classifier). ``clipping="bookkeeping"`` (default) is
+  :class:`trustfm.train.dp_clipping.BookkeepingClipper`: one backward pass, no
+  per-example gradients materialised, about 1.2x a plain step. ``"opacus"``
+  attaches Opacus's per-sample-gradient hooks and wraps the optimizer in its
+  ``DPOptimizer`` (about 2x a plain step here). Both clip each example's
+  gradient to ``max_grad_norm``, add Gaussian noise of std
+  ``noise_multiplier * max_grad_norm`` to the sum and divide by the expected
+  batch size ``q N``; they agree to float rounding.
 - ``on_epoch_batches`` replaces the length-bucketed batches with Poisson
   sampling: each training row joins each step's batch independently with
   probability ``q = 1 / steps_per_epoch`` (what the accountant assumes).
@@ -31,6 +36,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from trustfm.train.callbacks import Callback
 
@@ -40,10 +46,15 @@ def default_delta(n_train: int) -> float:
     return 10.0 ** math.floor(math.log10(1.0 / (10 * max(n_train, 1))))
 
 
-def set_trainable(model, trainable: str, *, top_layers: int = 2) -> int:
-    """Freeze all but the chosen parameters of a TextClassifier; returns the number of trainable parameters."""
-    if trainable not in ("all", "head", "top_layers"):
-        raise ValueError(f"trainable must be all, head or top_layers, not {trainable!r}")
+def set_trainable(model, trainable: str, *, top_layers: int = 2, lora_rank: int = 8, lora_alpha: float = 16.0) -> int:
+    """Freeze all but the chosen parameters of a TextClassifier (``lora`` injects adapters first); returns the
+    number of trainable parameters."""
+    if trainable not in ("all", "head", "top_layers", "lora"):
+        raise ValueError(f"trainable must be all, head, top_layers or lora, not {trainable!r}")
+    if trainable == "lora":
+        from trustfm.train.lora import add_lora
+
+        return add_lora(model, rank=lora_rank, alpha=lora_alpha)
     if trainable != "all":
         for p in model.parameters():
             p.requires_grad_(False)
@@ -61,7 +72,11 @@ class DPSGD(Callback):
     """DP-SGD to a target (epsilon, delta) over ``n_train`` rows; see the module doc."""
 
     def __init__(self, *, epsilon: float, delta: float, max_grad_norm: float, n_train: int, accountant: str = "rdp",
-                 seed: int = 0):
+                 seed: int = 0, clipping: str = "bookkeeping", micro_batch_size: int = 32):
+        if clipping not in ("bookkeeping", "opacus"):
+            raise ValueError(f"clipping must be bookkeeping or opacus, not {clipping!r}")
+        self.clipping = clipping
+        self.micro_batch_size = micro_batch_size
         self.epsilon = epsilon
         self.delta = delta
         self.max_grad_norm = max_grad_norm
@@ -71,6 +86,8 @@ class DPSGD(Callback):
         self.noise_multiplier: float | None = None
         self.sample_rate: float | None = None
         self._grad_sample = None
+        self._clipper = None
+        self._clipped = None
         self._accountant = None
         self._history: list = []
 
@@ -96,13 +113,43 @@ class DPSGD(Callback):
             target_epsilon=self.epsilon, target_delta=self.delta, sample_rate=self.sample_rate, epochs=cfg.epochs,
             accountant=self.accountant_name,
         )
+        self.expected_batch_size = self.n_train * self.sample_rate
+        self._accountant = self._make_accountant()
         # hooks only: trainer.model stays the plain classifier, so saving and inference are unchanged
+        if self.clipping == "bookkeeping":
+            from trustfm.train.dp_clipping import BookkeepingClipper
+
+            self._clipper = BookkeepingClipper(trainer.model, max_grad_norm=self.max_grad_norm).attach()
+            # clipping is per example, so splitting a Poisson batch changes nothing but the padding
+            trainer.micro_batch_size = self.micro_batch_size
+            return
         self._grad_sample = opacus.GradSampleModule(trainer.model, loss_reduction="mean")
         trainer.optimizer = DPOptimizer(
             trainer.optimizer, noise_multiplier=self.noise_multiplier, max_grad_norm=self.max_grad_norm,
-            expected_batch_size=cfg.batch_size, loss_reduction="mean",
+            expected_batch_size=max(1, round(self.expected_batch_size)), loss_reduction="mean",
         )
-        self._accountant = self._make_accountant()
+
+    def on_after_backward(self, trainer, batch: dict) -> None:
+        if self._clipper is None:
+            return
+        # the loop's loss is the step's mean: its gradients are per-example gradients / rows (Opacus's "mean" rule)
+        clipped = self._clipper.clipped_sum(scale=float(batch.get("step_rows", len(batch["labels"]))))
+        if self._clipped is None:
+            self._clipped = clipped
+        else:  # another micro-batch of the same step
+            for p, value in clipped.items():
+                self._clipped[p] = self._clipped[p] + value if p in self._clipped else value
+
+    def on_before_optimizer_step(self, trainer) -> None:
+        if self._clipper is None:
+            return
+        std = self.noise_multiplier * self.max_grad_norm
+        for p in self._clipper.parameters():
+            # every trainable parameter gets noise, also one that no example reached
+            summed = (self._clipped or {}).get(p)
+            noise = torch.normal(0.0, std, size=p.shape, dtype=p.dtype, device=p.device)
+            p.grad = ((summed + noise) if summed is not None else noise) / self.expected_batch_size
+        self._clipped = None
 
     def on_epoch_batches(self, trainer, epoch: int, batches: list[np.ndarray]) -> list[np.ndarray]:
         # Poisson sampling: every row joins every step's batch with probability q, independently
@@ -123,6 +170,9 @@ class DPSGD(Callback):
                              "max_grad_norm": self.max_grad_norm, "accountant": self.accountant_name}
 
     def on_fit_end(self, trainer) -> None:
+        if self._clipper is not None:
+            self._clipper.detach()
+            self._clipper = None
         if self._grad_sample is not None:
             self._grad_sample._close()
             self._grad_sample = None
