@@ -17,7 +17,8 @@
    batch size, epochs and steps with the project's default full fine-tuning
    and learning rate).
 
-Prints one JSON line. Usage: python benchmarks/dp_overhead.py [--steps 30] [--out runs/dp] [--skip-accuracy]
+Prints one JSON line. Usage: python benchmarks/dp_overhead.py [--steps 30] [--out runs/dp] [--skip-accuracy |
+--skip-timing] [--train-sentences 8000] [--batch-size 256] [--epsilons 8 3]
 """
 
 from __future__ import annotations
@@ -147,30 +148,39 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=30)
     parser.add_argument("--out", type=Path, default=Path("runs/dp"))
     parser.add_argument("--skip-accuracy", action="store_true", help="only the step-time comparison")
+    parser.add_argument("--skip-timing", action="store_true", help="only the accuracy comparison")
+    parser.add_argument("--train-sentences", type=int, default=8000)
+    parser.add_argument("--batch-size", type=int, default=DP_TRAINING["train.batch_size"])
+    parser.add_argument("--epsilons", type=float, nargs="+", default=[8.0, 3.0])
     args = parser.parse_args()
     from trustfm.runs import read_json
 
-    seconds = step_times(args.steps)
-    line = {"benchmark": "dp_overhead", "batch_size": BATCH, "timed_steps": args.steps,
-            "step_seconds": {mode: round(s, 4) for mode, s in seconds.items()},
-            "dp_step_time_ratio": {mode: round(s / seconds["plain"], 3) for mode, s in seconds.items() if mode != "plain"},
-            "default_clipping": "bookkeeping"}
+    line = {"benchmark": "dp_overhead"}
+    if not args.skip_timing:
+        seconds = step_times(args.steps)
+        line.update({"batch_size": BATCH, "timed_steps": args.steps,
+                     "step_seconds": {mode: round(s, 4) for mode, s in seconds.items()},
+                     "dp_step_time_ratio": {mode: round(s / seconds["plain"], 3) for mode, s in seconds.items()
+                                            if mode != "plain"},
+                     "default_clipping": "bookkeeping"})
     if args.skip_accuracy:
         print(json.dumps(line))
         return
-    runs = {"non_private": DP_TRAINING}
-    for epsilon in (8, 3):
-        runs[f"epsilon_{epsilon}"] = {**DP_TRAINING, "train.learning_rate": DP_LEARNING_RATE,
+    training = {**DP_TRAINING, "train.batch_size": args.batch_size}
+    runs = {"non_private": training}
+    for epsilon in args.epsilons:
+        runs[f"epsilon_{epsilon:g}"] = {**training, "train.learning_rate": DP_LEARNING_RATE,
                                       "privacy.dp": {"epsilon": float(epsilon), **DP_SETTINGS},
                                       "privacy.ledger": str(args.out / "ledger.jsonl")}
-    line["training"] = {"train_sentences": 8000, **DP_TRAINING, "dp": {**DP_SETTINGS, "learning_rate": DP_LEARNING_RATE}}
+    line["training"] = {"train_sentences": args.train_sentences, **training,
+                        "dp": {**DP_SETTINGS, "learning_rate": DP_LEARNING_RATE}}
     for name, overrides in runs.items():
         run = args.out / name
         if read_json(run / "run.json").get("status") != "complete" if (run / "run.json").exists() else True:
             import shutil
 
             shutil.rmtree(run, ignore_errors=True)
-            train_sst2_model(run, overrides=overrides)
+            train_sst2_model(run, n=args.train_sentences, overrides=overrides)
         accuracy = read_json(run / "results" / "performance.json")["accuracy"]
         steps = read_json(run / "run.json")["training"]["steps"]
         if name == "non_private":
