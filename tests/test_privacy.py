@@ -167,6 +167,9 @@ def test_bookkeeping_clipping_equals_opacus_clipped_sum(tiny_model_dir, trainabl
         if ".embeddings." in f".{name}" or ".pooler." in f".{name}":
             p.requires_grad_(False)
     set_trainable(model, trainable, lora_rank=4)
+    if trainable == "all":  # a layer with a frozen bias: only its weight counts in the norm and gets a gradient
+        for layer in model.encoder.encoder.layer:
+            layer.attention.self.key.bias.requires_grad_(False)
     if trainable == "lora":  # LoRA's B starts at zero, which would hide a wrong A gradient
         for name, p in model.named_parameters():
             if "lora_B" in name:

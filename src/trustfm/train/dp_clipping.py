@@ -51,6 +51,7 @@ class BookkeepingClipper:
         self._handles: list = []
         self._saved: dict[nn.Module, list] = {}
         self._frozen_here: list[nn.Parameter] = []
+        self._trains: set[int] = set()  # ids of the parameters this clipper trains
 
     # -- wiring ----------------------------------------------------------------------------------------------------
     def attach(self) -> "BookkeepingClipper":
@@ -74,6 +75,7 @@ class BookkeepingClipper:
                 if p.requires_grad:
                     p.requires_grad_(False)
                     self._frozen_here.append(p)
+                    self._trains.add(id(p))
             self.layers.append((name, module))
             self._handles.append(module.register_forward_hook(self._forward_hook))
         return self
@@ -85,6 +87,7 @@ class BookkeepingClipper:
         for p in self._frozen_here:
             p.requires_grad_(True)
         self._frozen_here.clear()
+        self._trains.clear()
         self._saved.clear()
 
     def parameters(self) -> list[nn.Parameter]:
@@ -115,7 +118,7 @@ class BookkeepingClipper:
         total = None
         for _, module in self.layers:
             for a, g in self._entries(module):
-                sq = _squared_norms(module, a, g * scale)
+                sq = _squared_norms(module, a, g * scale, self._trains)
                 total = sq if total is None else total + sq
         if total is None:
             raise RuntimeError("no gradient was captured: call this after backward of a training-mode forward")
@@ -128,7 +131,7 @@ class BookkeepingClipper:
         grads: dict[nn.Parameter, torch.Tensor] = {}
         for _, module in self.layers:
             for a, g in self._entries(module):
-                for p, grad in _weighted_grads(module, a, g, factors).items():
+                for p, grad in _weighted_grads(module, a, g, factors, self._trains).items():
                     grads[p] = grads[p] + grad if p in grads else grad
         self.last_norms = norms.detach()
         self._saved.clear()
@@ -151,38 +154,40 @@ def _layer_norm_hat(module: nn.LayerNorm, a: torch.Tensor) -> torch.Tensor:
     return torch.nn.functional.layer_norm(a, module.normalized_shape, None, None, module.eps)
 
 
-def _squared_norms(module: nn.Module, a: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
-    """Each example's squared gradient norm over ``module``'s own trainable parameters, shape (b,)."""
+def _trained(p, trains: set[int]) -> bool:
+    return p is not None and id(p) in trains
+
+
+def _squared_norms(module: nn.Module, a: torch.Tensor, g: torch.Tensor, trains: set[int]) -> torch.Tensor:
+    """Each example's squared gradient norm over ``module``'s trained parameters (ids in ``trains``), shape (b,)."""
     a, g = _flat(a.float(), g.float())
     out = torch.zeros(a.shape[0], dtype=torch.float32, device=a.device)
     if isinstance(module, nn.Linear):
-        if module.weight is not None:
+        if _trained(module.weight, trains):
             t, d_in, d_out = a.shape[1], a.shape[2], g.shape[2]
             if t * t * (d_in + d_out) <= t * d_in * d_out:
                 # ghost norm: <a a^T, g g^T> summed over token pairs
                 out += (torch.bmm(a, a.transpose(1, 2)) * torch.bmm(g, g.transpose(1, 2))).sum(dim=(1, 2))
             else:
                 out += torch.bmm(g.transpose(1, 2), a).pow(2).sum(dim=(1, 2))
-        if module.bias is not None:
-            out += g.sum(dim=1).pow(2).sum(dim=1)
-    else:  # LayerNorm
-        hat = _layer_norm_hat(module, a)
-        if module.weight is not None:
-            out += (g * hat).sum(dim=1).pow(2).sum(dim=1)
-        if module.bias is not None:
-            out += g.sum(dim=1).pow(2).sum(dim=1)
+    elif _trained(module.weight, trains):  # LayerNorm
+        out += (g * _layer_norm_hat(module, a)).sum(dim=1).pow(2).sum(dim=1)
+    if _trained(module.bias, trains):
+        out += g.sum(dim=1).pow(2).sum(dim=1)
     return out
 
 
-def _weighted_grads(module: nn.Module, a: torch.Tensor, g: torch.Tensor, factors: torch.Tensor) -> dict:
-    """``{param: sum_i factors_i * grad_i}`` for ``module``'s parameters, one matmul per weight."""
+def _weighted_grads(module: nn.Module, a: torch.Tensor, g: torch.Tensor, factors: torch.Tensor,
+                    trains: set[int]) -> dict:
+    """``{param: sum_i factors_i * grad_i}`` for ``module``'s trained parameters, one matmul per weight."""
     a, g = _flat(a.float(), g.float())
     gw = g * factors.view(-1, 1, 1)
     grads = {}
-    if isinstance(module, nn.Linear):
-        grads[module.weight] = gw.reshape(-1, gw.shape[-1]).T @ a.reshape(-1, a.shape[-1])
-    else:
-        grads[module.weight] = (gw * _layer_norm_hat(module, a)).sum(dim=(0, 1))
-    if module.bias is not None:
+    if _trained(module.weight, trains):
+        if isinstance(module, nn.Linear):
+            grads[module.weight] = gw.reshape(-1, gw.shape[-1]).T @ a.reshape(-1, a.shape[-1])
+        else:
+            grads[module.weight] = (gw * _layer_norm_hat(module, a)).sum(dim=(0, 1))
+    if _trained(module.bias, trains):
         grads[module.bias] = gw.sum(dim=(0, 1))
     return {p: v.to(p.dtype).view_as(p) for p, v in grads.items()}
