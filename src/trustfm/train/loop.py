@@ -320,7 +320,8 @@ class FineTuner:
         """Forward/backward over the step's micro-batches, then one optimizer step; returns (loss, rows, tokens).
 
         Each micro-batch's loss is weighted by its share of the step's rows, so the accumulated gradient is the
-        gradient of the step's mean loss; ``batch["step_rows"]`` tells callbacks the step's row count.
+        gradient of the step's mean loss (with per-row ``weight``s, each micro-batch's weighted mean counts by its
+        rows); ``batch["step_rows"]`` tells callbacks the step's row count.
         """
         cfg = self.config
         total = sum(len(b["labels"]) for b in micro_batches)

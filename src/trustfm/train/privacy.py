@@ -6,9 +6,11 @@
   object itself is unchanged, so saving and inference see the plain
   classifier). ``clipping="bookkeeping"`` (default) is
   :class:`trustfm.train.dp_clipping.BookkeepingClipper`: one backward pass, no
-  per-example gradients materialised, about 1.2x a plain step. ``"opacus"``
-  attaches Opacus's per-sample-gradient hooks and wraps the optimizer in its
-  ``DPOptimizer`` (about 2x a plain step here). Both clip each example's
+  per-example gradients materialised, about 1.3x a plain step; it also sets
+  the loop's ``micro_batch_size`` so that each Poisson batch is run as
+  length-sorted micro-batches. ``"opacus"`` attaches Opacus's
+  per-sample-gradient hooks and wraps the optimizer in its ``DPOptimizer``
+  (2x to 8x a plain step here, see benchmarks/dp_overhead.py). Both clip each example's
   gradient to ``max_grad_norm``, add Gaussian noise of std
   ``noise_multiplier * max_grad_norm`` to the sum and divide by the expected
   batch size ``q N``; they agree to float rounding.
