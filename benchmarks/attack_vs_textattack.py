@@ -8,17 +8,20 @@ here; the venv gets NLTK's English stop-word list written from
 ``trustfm.audit.attacks.STOPWORDS`` (the same 179 words), so both attacks skip
 the same words.
 
-Two pairings, each on the same inference engine for both tools:
-``fp32`` (both query the model in full precision) and ``bf16`` (both query it
-under bfloat16 autocast, which is what our attack's search uses by default
-on CPUs with bf16 kernels; its final adversarial texts are re-judged in fp32).
+Three pairings. Two on the same inference engine for both tools: ``fp32``
+(both query the model in full precision) and ``bf16`` (both query it under
+bfloat16 autocast, which is what our attack's search uses by default on CPUs
+with bf16 kernels; every flip it finds is judged in fp32). And ``stock``: each
+tool as shipped, TextAttack through its own ``HuggingFaceModelWrapper`` (fp32,
+every query padded to the tokenizer's 512 tokens) against ``trustfm audit
+attack``'s default (``RunModel.fast_predict_proba`` search, fp32 verdicts).
 
 The model is the 8,000-sentence SST-2 run of ``sst2_acceptance.py``
 (trained here first if ``--run`` does not exist). Both attacks see the same
 ``--n`` dev sentences (random sample, ``--sample-seed``). Model loading is
 outside both timings. Prints one JSON line.
 
-Usage: python benchmarks/attack_vs_textattack.py [--run runs/sst2-acceptance] [--n 200]
+Usage: python benchmarks/attack_vs_textattack.py [--run runs/sst2-acceptance] [--n 200] [--pairings fp32 bf16 stock]
 """
 
 from __future__ import annotations
@@ -63,6 +66,7 @@ def main() -> None:
     parser.add_argument("--run", type=Path, default=Path("runs/sst2-acceptance"))
     parser.add_argument("--n", type=int, default=200)
     parser.add_argument("--sample-seed", type=int, default=0)
+    parser.add_argument("--pairings", nargs="+", choices=["fp32", "bf16", "stock"], default=["fp32", "bf16", "stock"])
     args = parser.parse_args()
 
     import numpy as np
@@ -81,15 +85,17 @@ def main() -> None:
     env = {**os.environ, "NLTK_DATA": str(VENV / "nltk_data")}
     line = {"benchmark": "attack_vs_textattack", "recipe": "DeepWordBug (Gao et al. 2018)", "texts": args.n,
             "model": str(args.run), "textattack_version": "0.3.10"}
-    for precision in ("fp32", "bf16"):
-        ours = deepwordbug_attack(
-            texts, np.array(labels), runner.predict_proba, runner.label_names, seed=args.sample_seed,
-            bootstrap_samples=0, search_predict_proba=lambda t: runner.predict_proba(t, precision=precision),
-        )
+    for pairing in args.pairings:
+        # stock: TextAttack as shipped (fp32, padded to 512) against our attack as shipped (its default search
+        # precision, verdicts in fp32); fp32 / bf16: both tools on the same inference engine at that precision
+        search = runner.fast_predict_proba if pairing == "stock" else (
+            lambda t, precision=pairing: runner.predict_proba(t, precision=precision))
+        ours = deepwordbug_attack(texts, np.array(labels), runner.predict_proba, runner.label_names,
+                                  seed=args.sample_seed, bootstrap_samples=0, search_predict_proba=search)
         child = subprocess.run([str(python), str(HERE / "_textattack_child.py"), str(args.run), handle.name,
-                                str(args.sample_seed), precision], check=True, capture_output=True, text=True, env=env)
+                                str(args.sample_seed), pairing], check=True, capture_output=True, text=True, env=env)
         theirs = json.loads(child.stdout.strip().splitlines()[-1])
-        line[precision] = {
+        line[pairing] = {
             "textattack_seconds": round(theirs["seconds"], 2), "trustfm_seconds": round(ours.seconds, 2),
             "speedup": round(theirs["seconds"] / ours.seconds, 2),
             "textattack_success_rate": round(theirs["success_rate"], 4),

@@ -82,3 +82,32 @@ def test_hotflip_reports_only_flips_that_survive_retokenisation(tiny_model_dir):
         assert len(e.adversarial.split()) == len(e.original.split())  # whole words swapped for whole words
         assert 1 <= e.words_perturbed <= 4
     assert result.robust_accuracy.value == pytest.approx(1 - result.succeeded / 4)
+
+
+def test_flips_seen_by_a_search_model_count_only_when_the_model_agrees():
+    """A search model that also "flips" whenever the word "food" is gone: the search edits "food" first (it looks
+    most important), the real model does not agree, so the search goes on to break "great"."""
+    asked = []
+
+    def real(texts):
+        asked.extend(texts)
+        return keyword_model(texts)
+
+    def liar(texts):
+        out = keyword_model(texts)
+        for i, t in enumerate(texts):
+            words = t.split()  # "was" is a stop word, so it marks every variant of the first text
+            if "was" in words and "food" not in words:  # a false flip to neutral, falser still once "great" is gone
+                out[i] = [0.05, 0.85, 0.1] if "great" in words else [0.05, 0.9, 0.05]
+        return out
+
+    texts = ["the food was great", "awful service"]
+    result = deepwordbug_attack(texts, np.array([2, 0]), real, ["neg", "neutral", "pos"],
+                                search_predict_proba=liar, bootstrap_samples=0, examples=10)
+    assert result.attacked == 2 and result.succeeded == 2
+    food = next(e for e in result.examples if e.original == texts[0])
+    assert food.words_perturbed == 2 and "food" not in food.adversarial.split()
+    assert keyword_model([food.adversarial]).argmax() != 2
+    # the real model answered the clean texts, then each flip the search claimed: two for the first text (one
+    # false), one for the second; the final texts were judged then and are not asked again
+    assert len(asked) == 2 + 3 and asked[:2] == texts

@@ -189,8 +189,9 @@ def deepwordbug_attack(
     ``predict_proba(list of str) -> (m, num_labels)`` is the only access to the
     model; it is called with every text under attack at once, step by step.
     ``search_predict_proba``, if given, answers the search's queries instead
-    (e.g. the same model in bf16); the clean predictions and every final
-    adversarial text are still judged by ``predict_proba``.
+    (e.g. the same model in int8 or bf16); the clean predictions, every flip the
+    search sees (the search goes on when ``predict_proba`` disagrees) and every
+    final adversarial text are judged by ``predict_proba``.
     """
     query = search_predict_proba or predict_proba
     started = time.perf_counter()
@@ -224,6 +225,7 @@ def deepwordbug_attack(
             t.order = [k for _, k in ranked]
 
     active = [t for t in targets if t.order]
+    judged: dict[int, int] = {}  # row -> predict_proba's label for a successful adversarial text
     for t in targets:
         t.done = not t.order
     while active:
@@ -243,6 +245,7 @@ def deepwordbug_attack(
                 g = float(p[t.gold])
                 if id(t) not in best or g < best[id(t)][0]:
                     best[id(t)] = (g, int(p.argmax()), (k, word, cost))
+        flipped: list[tuple[_Target, int]] = []  # (target, label the search model now predicts)
         for t in active:
             t.step += 1
             if id(t) in best and best[id(t)][0] < t.gold_proba:
@@ -251,15 +254,26 @@ def deepwordbug_attack(
                 t.gold_proba, t.edits = g, t.edits + cost
                 t.perturbed.add(k)
                 if pred != t.gold:
-                    t.succeeded = t.done = True
+                    flipped.append((t, pred))
             if t.step >= len(t.order):
                 t.done = True
+        if flipped and query is not predict_proba:
+            # a flip seen by the search model counts only once the model itself agrees; otherwise search on
+            verdict = predict_proba([t.text() for t, _ in flipped]).argmax(axis=1)
+            for t, _ in flipped:
+                t.queries += 1
+            flipped = [(t, int(pred)) for (t, _), pred in zip(flipped, verdict) if pred != t.gold]
+        for t, pred in flipped:
+            t.succeeded = t.done = True
+            judged[t.row] = pred
         active = [t for t in active if not t.done]
 
     adversarial = {t.row: t.text() for t in targets}
-    final = predict_proba([adversarial[t.row] for t in targets]).argmax(axis=1) if targets else []
-    final_pred = {t.row: int(p) for t, p in zip(targets, final)}
-    for t in targets:  # the label is judged on the final text, as it would be served
+    # every text is judged by predict_proba on its final form, as it would be served; a success already was
+    rest = [t for t in targets if t.row not in judged]
+    final = predict_proba([adversarial[t.row] for t in rest]).argmax(axis=1) if rest else []
+    final_pred = {**judged, **{t.row: int(p) for t, p in zip(rest, final)}}
+    for t in targets:
         t.succeeded = final_pred[t.row] != t.gold
     return _finish(
         "deepwordbug", "black-box", targets, adversarial, final_pred, texts, labels, base_pred, label_names,

@@ -187,7 +187,7 @@ class DPConfig(_Strict):
     delta: float | None = Field(None, gt=0, lt=1, description="default: a power of ten at most 1/(10 N)")
     max_grad_norm: float = Field(1.0, gt=0, description="per-example gradient clipping bound")
     accountant: Literal["rdp", "prv"] = "rdp"
-    trainable: Literal["all", "head", "top_layers", "lora"] = Field(
+    trainable: Literal["all", "head", "top_layers", "bias", "lora"] = Field(
         "all", description="which parameters train: fewer means less total noise"
     )
     top_layers: int = Field(2, ge=1, description="encoder layers trained with trainable: top_layers")

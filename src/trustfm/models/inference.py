@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 import torch
-
-import contextlib
 
 from trustfm.data.batching import EncodedTexts, bucketed_batches, iterate_batches
 

@@ -26,7 +26,9 @@ target epsilon (up to Opacus's tolerance). Its accountant state is
 checkpointed, so a resumed run accounts exactly like an uninterrupted one.
 
 Which parameters train (``trainable``): ``all``; ``head`` (the linear head
-only); ``top_layers`` (head plus the top ``top_layers`` encoder layers). Fewer
+only); ``top_layers`` (head plus the top ``top_layers`` encoder layers);
+``bias`` (head plus every bias of the encoder layers: BitFit, Ben Zaken et
+al. 2022, which Bu et al. 2022 found strong under DP); ``lora`` (adapters). Fewer
 trainable parameters means less noise in total, often better utility per epsilon.
 """
 
@@ -51,8 +53,8 @@ def default_delta(n_train: int) -> float:
 def set_trainable(model, trainable: str, *, top_layers: int = 2, lora_rank: int = 8, lora_alpha: float = 16.0) -> int:
     """Freeze all but the chosen parameters of a TextClassifier (``lora`` injects adapters first); returns the
     number of trainable parameters."""
-    if trainable not in ("all", "head", "top_layers", "lora"):
-        raise ValueError(f"trainable must be all, head, top_layers or lora, not {trainable!r}")
+    if trainable not in ("all", "head", "top_layers", "bias", "lora"):
+        raise ValueError(f"trainable must be all, head, top_layers, bias or lora, not {trainable!r}")
     if trainable == "lora":
         from trustfm.train.lora import add_lora
 
@@ -62,10 +64,14 @@ def set_trainable(model, trainable: str, *, top_layers: int = 2, lora_rank: int 
             p.requires_grad_(False)
         for p in model.head.parameters():
             p.requires_grad_(True)
+        layers = model.encoder.encoder.layer
         if trainable == "top_layers":
-            layers = model.encoder.encoder.layer
             for layer in layers[max(0, len(layers) - top_layers):]:
                 for p in layer.parameters():
+                    p.requires_grad_(True)
+        if trainable == "bias":  # BitFit: every bias term of the encoder layers
+            for name, p in layers.named_parameters():
+                if name.endswith(".bias"):
                     p.requires_grad_(True)
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
