@@ -71,7 +71,10 @@ def _every_file_text(folder: Path) -> str:
     return "\n".join(p.read_bytes().decode("utf-8", "replace") for p in folder.rglob("*") if p.is_file())
 
 
-def test_planted_pii_never_reaches_any_file_a_redacting_run_writes(tiny_model_dir, tmp_path):
+@pytest.mark.parametrize("redact", [True, False], ids=["redacting-run", "plain-run"])
+def test_planted_pii_never_reaches_any_file_a_run_writes(tiny_model_dir, tmp_path, redact):
+    """A redacting run trains on redacted text; a plain run trains on the raw text, and its audits leave out the
+    example texts in which personal data is found."""
     rows = make_rows(200, seed=11)
     values = list(PLANTED.values())
     for i in range(0, 200, 5):  # PII in a fifth of the rows, train and test alike
@@ -80,20 +83,26 @@ def test_planted_pii_never_reaches_any_file_a_redacting_run_writes(tiny_model_di
     run_dir = tmp_path / "run"
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     train = subprocess.run(CLI + ["train", "--data", str(data), "--model", str(tiny_model_dir), "--epochs", "1",
-                                  "--max-length", "32", "--quiet", "--set", "privacy.redact=true", "--set",
-                                  "evaluate.bootstrap_samples=20", "-o", str(run_dir)], capture_output=True, text=True,
-                           env=env)
+                                  "--max-length", "32", "--quiet", "--set", f"privacy.redact={str(redact).lower()}",
+                                  "--set", "evaluate.bootstrap_samples=20", "-o", str(run_dir)],
+                           capture_output=True, text=True, env=env)
     assert train.returncode == 0, train.stderr
-    for command in (["audit", "robustness", str(run_dir), "--max-texts", "40"], ["explain", str(run_dir)],
+    for command in (["audit", "robustness", str(run_dir), "--max-texts", "40"],
+                    ["audit", "attack", str(run_dir), "--max-texts", "40"], ["explain", str(run_dir)],
                     ["report", str(run_dir)]):
         done = subprocess.run(CLI + command, capture_output=True, text=True, env=env)
         assert done.returncode == 0, done.stderr
         for value in values:
             assert value not in done.stdout + done.stderr
     everything = _every_file_text(run_dir)
-    assert "<EMAIL>" in everything or "<CREDIT_CARD>" in everything or "<IP_ADDRESS>" in everything
-    counts = json.loads((run_dir / "results" / "pii.json").read_text())["pii_redaction"]["counts"]
-    assert sum(sum(c.values()) for c in counts.values()) == 40  # one planted value in every fifth of 200 rows
-    assert "Personal data redacted before training" in (run_dir / "report.html").read_text()
+    report = (run_dir / "report.html").read_text()
+    if redact:
+        assert "<EMAIL>" in everything or "<CREDIT_CARD>" in everything or "<IP_ADDRESS>" in everything
+        counts = json.loads((run_dir / "results" / "pii.json").read_text())["pii_redaction"]["counts"]
+        assert sum(sum(c.values()) for c in counts.values()) == 40  # one planted value in every fifth of 200 rows
+        assert "Personal data redacted before training" in report
+    else:
+        withheld = json.loads((run_dir / "results" / "robustness.json").read_text())["examples_withheld_for_pii"]
+        assert withheld > 0 and "withheld: personal data found in the text" in report
     for value in values:
         assert value not in everything, value

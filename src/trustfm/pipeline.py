@@ -377,6 +377,12 @@ class RunModel:
             batch_size=self.config.train.eval_batch_size, show_progress=show_progress, precision=precision,
         )
 
+    def example_screen(self):
+        """A :class:`~trustfm.data.pii.ExampleScreen` for the example texts an audit of this run saves."""
+        from trustfm.data.pii import ExampleScreen
+
+        return ExampleScreen(data_redacted=self.config.privacy.redact)
+
     def fast_predict_proba(self, texts: Sequence[str]) -> np.ndarray:
         """``predict_proba`` in bf16 where the CPU has bf16 kernels: for search loops whose result is re-checked in fp32."""
         return self.predict_proba(texts, precision="auto")

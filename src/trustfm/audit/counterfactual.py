@@ -43,6 +43,7 @@ class CounterfactualResult(BaseModel):
     label_names: list[str]
     axes: list[AxisResult]
     skipped_axes: dict[str, str]  # axis -> why it has no result
+    examples_withheld_for_pii: int = 0  # example texts left out because they contain personal data
 
 
 def counterfactual_audit(

@@ -38,6 +38,7 @@ class PerturbationResult(BaseModel):
     clean_accuracy: float
     tests: list[PerturbationTest]
     skipped: dict[str, str]
+    examples_withheld_for_pii: int = 0  # example texts left out because they contain personal data
 
 
 def perturbation_suite(

@@ -17,6 +17,7 @@ class AttackSuiteResult(BaseModel):
     dataset: str
     texts: int
     attacks: list[AttackResult]
+    examples_withheld_for_pii: int = 0  # example texts left out because they contain personal data
 
 
 @register_audit("attacks", "adversarial attacks: DeepWordBug character edits (black-box), HotFlip word swaps (white-box)")
@@ -45,6 +46,10 @@ def audit_attacks_run(
     if "hotflip" in attacks:
         results.append(hotflip_attack(texts, labels, runner.model, runner.tokenizer, runner.label_names,
                                       max_length=config.data.max_length, **common))
-    suite = AttackSuiteResult(dataset=dataset, texts=len(texts), attacks=results)
+    screen = runner.example_screen()
+    for result in results:
+        result.examples = screen.select(result.examples, lambda e: (e.original, e.adversarial))
+    suite = AttackSuiteResult(dataset=dataset, texts=len(texts), attacks=results,
+                              examples_withheld_for_pii=screen.withheld)
     write_json_atomic(runner.paths.result("attacks"), suite.model_dump(mode="json"))
     return {"attacks": suite}

@@ -28,6 +28,7 @@ class ExplanationReport(BaseModel):
     not_sliced: dict[str, str]
     examples: list[TokenAttribution]
     attention: AttentionMap | None
+    examples_withheld_for_pii: int = 0  # example texts left out because they contain personal data
 
 
 @register_audit("explanations", "token attributions (IG, occlusion, KernelSHAP) with ERASER faithfulness, global terms, error slices")
@@ -75,12 +76,14 @@ def explain_run(
             not_sliced["group"] = "the run's data has no group columns"
     else:
         not_sliced["length"] = not_sliced["group"] = "no labels for the given texts"
-    example_texts = [texts[i] for i in order[:examples]]
+    screen = runner.example_screen()
+    example_texts = screen.select([texts[i] for i in order], lambda t: (t,), limit=examples)
     report = ExplanationReport(
         dataset=dataset, faithfulness=faith, global_view=global_view, error_slices=slices, not_sliced=not_sliced,
         examples=[best.explain(t, names) for t in example_texts],
         attention=attention_map(runner.model, runner.tokenizer, example_texts[0], max_length=min(max_length, 48))
         if example_texts else None,
+        examples_withheld_for_pii=screen.withheld,
     )
     write_json_atomic(runner.paths.result("explanations"), report.model_dump(mode="json"))
     return {"explanations": report}

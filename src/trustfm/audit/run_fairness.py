@@ -150,10 +150,15 @@ def audit_fairness_run(
                                                                    constraint, show_progress))
     if compare is not None:
         _compare_with_baseline(compare, result, "fairness", paths, save)
-    save("counterfactual", counterfactual_audit(
+    counterfactual = counterfactual_audit(
         test.texts, runner.predict_proba, names, positive_label=positive_name, dataset=f"{test.file} (test split)",
         bootstrap_samples=boot, confidence=config.evaluate.confidence, seed=config.seed,
-    ))
+    )
+    screen = runner.example_screen()
+    for axis in counterfactual.axes:
+        axis.worst_pairs = screen.select(axis.worst_pairs, lambda p: (p.original, p.counterfactual))
+    counterfactual.examples_withheld_for_pii = screen.withheld
+    save("counterfactual", counterfactual)
     return written
 
 

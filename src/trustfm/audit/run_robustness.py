@@ -21,5 +21,9 @@ def audit_robustness_run(run_dir: str | Path, *, max_texts: int = 500, show_prog
         texts, labels, runner.predict_proba, runner.label_names, dataset=dataset,
         bootstrap_samples=config.evaluate.bootstrap_samples, confidence=config.evaluate.confidence, seed=config.seed,
     )
+    screen = runner.example_screen()
+    for test in result.tests:
+        test.worst = screen.select(test.worst, lambda e: (e.original, e.perturbed))
+    result.examples_withheld_for_pii = screen.withheld
     write_json_atomic(runner.paths.result("robustness"), result.model_dump(mode="json"))
     return {"robustness": result}

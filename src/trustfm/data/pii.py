@@ -99,6 +99,9 @@ class PIIScanner:
         import tldextract.tldextract
 
         tldextract.tldextract.TLD_EXTRACTOR.suffix_list_urls = ()  # bundled snapshot; never download
+        import logging
+
+        logging.getLogger("presidio-analyzer").setLevel(logging.WARNING)  # one INFO line per recogniser otherwise
 
         model = _spacy_model()
         if model is None:  # a blank English pipeline: tokeniser only, no named entities
@@ -155,3 +158,50 @@ class PIIScanner:
     def redact(self, texts: Iterable[str], *, mode: str = "placeholder") -> list[str]:
         salt = pii_salt() if mode == "hash" else None
         return [self.redact_one(t, mode=mode, salt=salt) for t in texts]
+
+
+# Dates are left out of the example screen: "last year" and "the 1990s" are DATE_TIME to Presidio, and a date alone
+# identifies no one; every other type is.
+SCREENED_ENTITIES = tuple(e for e in ENTITIES if e != "DATE_TIME")
+
+
+class ExampleScreen:
+    """Keeps personal data out of the example texts that audits save and reports show.
+
+    ``keep(*texts)`` is False when Presidio finds personal data (any type but dates) in one of the texts, and each
+    refusal is counted in ``withheld``. A run trained on redacted text (``privacy.redact``) needs no screen; without
+    presidio installed there is none (``active`` is False in both cases and everything is kept; ``unscreened`` is
+    True in the second, and a warning says so once).
+    """
+
+    def __init__(self, *, data_redacted: bool):
+        self.withheld = 0
+        self.unscreened = False
+        self.active = not data_redacted
+        if self.active:
+            import importlib.util
+
+            if importlib.util.find_spec("presidio_analyzer") is None:
+                import logging
+
+                logging.getLogger("trustfm").warning(
+                    "example texts are not screened for personal data: install trustfm[pii], or train with "
+                    "privacy.redact: true")
+                self.active, self.unscreened = False, True
+        self._scanner = PIIScanner(entities=SCREENED_ENTITIES) if self.active else None
+
+    def keep(self, *texts: str) -> bool:
+        if self._scanner is None or not any(self._scanner.scan_one(t) for t in texts):
+            return True
+        self.withheld += 1
+        return False
+
+    def select(self, items: Sequence, texts_of, limit: int | None = None) -> list:
+        """The first ``limit`` (default: all) of ``items`` whose texts (``texts_of(item)`` -> tuple of str) pass."""
+        kept = []
+        for item in items:
+            if limit is not None and len(kept) >= limit:
+                break
+            if self.keep(*texts_of(item)):
+                kept.append(item)
+        return kept
