@@ -19,6 +19,7 @@
 
 Prints one JSON line. Usage: python benchmarks/dp_overhead.py [--steps 30] [--out runs/dp] [--skip-accuracy |
 --skip-timing] [--train-sentences 8000] [--batch-size 1024] [--epochs 10] [--epsilons 8 3]
+[--dp-learning-rate 5e-3]
 """
 
 from __future__ import annotations
@@ -154,6 +155,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=DP_TRAINING["train.batch_size"])
     parser.add_argument("--epochs", type=int, default=DP_TRAINING["train.epochs"])
     parser.add_argument("--epsilons", type=float, nargs="+", default=[8.0, 3.0])
+    parser.add_argument("--dp-learning-rate", type=float, default=DP_LEARNING_RATE)
     args = parser.parse_args()
     from trustfm.runs import read_json
 
@@ -171,11 +173,11 @@ def main() -> None:
     training = {**DP_TRAINING, "train.batch_size": args.batch_size, "train.epochs": args.epochs}
     runs = {"non_private": training}
     for epsilon in args.epsilons:
-        runs[f"epsilon_{epsilon:g}"] = {**training, "train.learning_rate": DP_LEARNING_RATE,
+        runs[f"epsilon_{epsilon:g}"] = {**training, "train.learning_rate": args.dp_learning_rate,
                                       "privacy.dp": {"epsilon": float(epsilon), **DP_SETTINGS},
                                       "privacy.ledger": str(args.out / "ledger.jsonl")}
     line["training"] = {"train_sentences": args.train_sentences, **training,
-                        "dp": {**DP_SETTINGS, "learning_rate": DP_LEARNING_RATE}}
+                        "dp": {**DP_SETTINGS, "learning_rate": args.dp_learning_rate}}
     for name, overrides in runs.items():
         run = args.out / name
         if read_json(run / "run.json").get("status") != "complete" if (run / "run.json").exists() else True:

@@ -189,7 +189,7 @@ def deepwordbug_attack(
     ``predict_proba(list of str) -> (m, num_labels)`` is the only access to the
     model; it is called with every text under attack at once, step by step.
     ``search_predict_proba``, if given, answers the search's queries instead
-    (e.g. the same model in int8 or bf16); the clean predictions, every flip the
+    (e.g. the same model in bf16); the clean predictions, every flip the
     search sees (the search goes on when ``predict_proba`` disagrees) and every
     final adversarial text are judged by ``predict_proba``.
     """

@@ -169,26 +169,25 @@ class ExampleScreen:
     """Keeps personal data out of the example texts that audits save and reports show.
 
     ``keep(*texts)`` is False when Presidio finds personal data (any type but dates) in one of the texts, and each
-    refusal is counted in ``withheld``. A run trained on redacted text (``privacy.redact``) needs no screen; without
-    presidio installed there is none (``active`` is False in both cases and everything is kept; ``unscreened`` is
-    True in the second, and a warning says so once).
+    refusal is counted in ``withheld``. A run trained on redacted text (``privacy.redact``) needs no screen, and
+    without presidio installed there is none: then everything is kept (in the second case with a warning).
     """
 
     def __init__(self, *, data_redacted: bool):
         self.withheld = 0
-        self.unscreened = False
-        self.active = not data_redacted
-        if self.active:
-            import importlib.util
+        self._scanner = None
+        if data_redacted:
+            return
+        import importlib.util
 
-            if importlib.util.find_spec("presidio_analyzer") is None:
-                import logging
+        if importlib.util.find_spec("presidio_analyzer") is None:
+            import logging
 
-                logging.getLogger("trustfm").warning(
-                    "example texts are not screened for personal data: install trustfm[pii], or train with "
-                    "privacy.redact: true")
-                self.active, self.unscreened = False, True
-        self._scanner = PIIScanner(entities=SCREENED_ENTITIES) if self.active else None
+            logging.getLogger("trustfm").warning(
+                "example texts are not screened for personal data: install trustfm[pii], or train with "
+                "privacy.redact: true")
+            return
+        self._scanner = PIIScanner(entities=SCREENED_ENTITIES)
 
     def keep(self, *texts: str) -> bool:
         if self._scanner is None or not any(self._scanner.scan_one(t) for t in texts):
