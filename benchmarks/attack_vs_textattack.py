@@ -88,8 +88,9 @@ def main() -> None:
     for pairing in args.pairings:
         # stock: TextAttack as shipped (fp32, padded to 512) against our attack as shipped (its default search
         # precision, verdicts in fp32); fp32 / bf16: both tools on the same inference engine at that precision
-        search = runner.fast_predict_proba if pairing == "stock" else (
-            lambda t, precision=pairing: runner.predict_proba(t, precision=precision))
+        # (fp32 needs no separate search model: the search's own answers are then the verdicts)
+        search = {"stock": runner.fast_predict_proba, "fp32": None,
+                  "bf16": lambda t: runner.predict_proba(t, precision="bf16")}[pairing]
         ours = deepwordbug_attack(texts, np.array(labels), runner.predict_proba, runner.label_names,
                                   seed=args.sample_seed, bootstrap_samples=0, search_predict_proba=search)
         child = subprocess.run([str(python), str(HERE / "_textattack_child.py"), str(args.run), handle.name,
