@@ -77,16 +77,22 @@ def _step_function(mode: str):
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
     elif mode == "bookkeeping":
-        from trustfm.train.dp_clipping import BookkeepingClipper
+        from types import SimpleNamespace
 
-        clipper = BookkeepingClipper(model, max_grad_norm=clip).attach()
+        from trustfm.config.schema import TrainConfig
+        from trustfm.train.privacy import DPSGD
+
+        # the shipped callback itself: its clipping, its noise, its gradient assembly
+        trainer = SimpleNamespace(model=model, config=TrainConfig(batch_size=BATCH, epochs=1), micro_batch_size=None)
+        dp = DPSGD(epsilon=8.0, delta=1e-5, max_grad_norm=clip, n_train=BATCH * 100)
+        dp.on_fit_start(trainer)
+        dp.noise_multiplier = noise
+        dp.on_epoch_start(trainer, 1)
 
         def step(batch):
-            n = len(batch["labels"])
             F.cross_entropy(model(batch["input_ids"], batch["attention_mask"]), batch["labels"]).backward()
-            sums = clipper.clipped_sum(scale=float(n))
-            for p in params:
-                p.grad = (sums[p] + torch.normal(0.0, noise * clip, size=p.shape)) / BATCH
+            dp.on_after_backward(trainer, {**batch, "step_rows": len(batch["labels"])})
+            dp.on_before_optimizer_step(trainer)
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
     elif mode == "opacus_hooks":

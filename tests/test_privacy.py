@@ -47,13 +47,58 @@ def test_dp_run_spends_its_target_epsilon_as_opacus_accounts_it(dp_config):
 def test_poisson_batches_include_each_row_at_the_sample_rate():
     from trustfm.train.privacy import DPSGD
 
-    dp = DPSGD(epsilon=1, delta=1e-5, max_grad_norm=1, n_train=2000, seed=0)
+    dp = DPSGD(epsilon=1, delta=1e-5, max_grad_norm=1, n_train=2000)
     dp.sample_rate = 1 / 50
+    dp.on_epoch_start(None, 1)
     batches = dp.on_epoch_batches(None, 1, [])
     sizes = np.array([len(b) for b in batches])
     assert len(batches) == 50 and sizes.std() > 0  # sizes vary: not fixed-size batches
     assert sizes.mean() == pytest.approx(40, rel=0.15)
-    assert dp.on_epoch_batches(None, 1, [])[3].tolist() == batches[3].tolist()  # reproducible per (seed, epoch)
+    assert dp.on_epoch_batches(None, 1, [])[3].tolist() == batches[3].tolist()  # the same within the epoch
+
+
+def test_dp_randomness_is_secret_not_the_config_seed_and_resumes_exactly():
+    import torch
+
+    from trustfm.train.dp_noise import SecretRandomness
+
+    def draws(randomness, epoch):
+        randomness.start_epoch(epoch)
+        noise = randomness.gaussian_(torch.empty(10_000), 0.5).clone()
+        return randomness.poisson_batches(1000, 0.05, 3)[1].tolist(), noise
+
+    # no seed: two runs draw different batches and noise (nothing a config holds can regenerate them)
+    (rows_a, noise_a), (rows_b, noise_b) = draws(SecretRandomness(), 1), draws(SecretRandomness(), 1)
+    assert rows_a != rows_b and not torch.equal(noise_a, noise_b)
+    assert abs(float(noise_a.std()) - 0.5) < 0.02 and abs(float(noise_a.mean())) < 0.02
+    # a test seed reproduces them, whatever the number of threads drawing the noise
+    one, four = SecretRandomness(seed=3, threads=1), SecretRandomness(seed=3, threads=4)
+    assert torch.equal(draws(one, 1)[1], draws(four, 1)[1])
+    # a checkpoint taken at an epoch's end carries the next epoch's entropy only: a resumed run draws what the
+    # uninterrupted one draws
+    running = SecretRandomness()
+    first = draws(running, 1)
+    running.end_epoch(1)
+    resumed = SecretRandomness()
+    resumed.load_state_dict(json.loads(json.dumps(running.state_dict())))
+    following, again = draws(running, 2), draws(resumed, 2)
+    assert following[0] == again[0] and torch.equal(following[1], again[1])
+    assert following[0] != first[0]
+    for r in (running, resumed, one, four):
+        r.close()
+
+
+@pytest.mark.parametrize("clipping", ["bookkeeping", "opacus"])
+def test_dp_runs_with_the_same_config_seed_add_different_noise(dp_config, tmp_path, clipping):
+    from safetensors.torch import load_file
+
+    weights = []
+    for name in ("a", "b"):
+        config = {**dp_config, "train.epochs": 1, "model.dropout": 0.0, "output_dir": str(tmp_path / name),
+                  "privacy.dp": {"epsilon": 8.0, "clipping": clipping}}
+        paths = train_run(load_config(None, config), show_progress=False)
+        weights.append(load_file(str(paths.model / "model.safetensors")))
+    assert any(not np.array_equal(weights[0][k].numpy(), weights[1][k].numpy()) for k in weights[0])
 
 
 def test_a_run_that_would_exceed_the_dataset_budget_is_refused(dp_config, tmp_path):
@@ -235,7 +280,7 @@ def test_dp_micro_batches_train_exactly_like_whole_poisson_batches(dp_config, tm
         micro = None
 
         def __init__(self, **kwargs):
-            super().__init__(**kwargs, micro_batch_size=self.micro)
+            super().__init__(**kwargs, micro_batch_size=self.micro, secret_seed=0)  # the same noise in both
 
     weights = {}
     for micro in (4, 10**6):  # 16-row batches in length-sorted micro-batches of 4, and whole

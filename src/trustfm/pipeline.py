@@ -199,7 +199,7 @@ def _dp_callback(config: RunConfig, data, info: dict, paths: RunPaths, *, n_trai
                        "clipping": dp.clipping, "data_sha256": train_hash}
     write_json_atomic(paths.run_info, info)
     return DPSGD(epsilon=dp.epsilon, delta=delta, max_grad_norm=dp.max_grad_norm, n_train=n_train,
-                 accountant=dp.accountant, seed=config.seed, clipping=dp.clipping)
+                 accountant=dp.accountant, clipping=dp.clipping)
 
 
 def _record_dp(config: RunConfig, dp, info: dict, paths: RunPaths) -> None:

@@ -115,31 +115,36 @@ class BookkeepingClipper:
     def per_example_norms(self, scale: float = 1.0) -> torch.Tensor:
         """L2 norm of each example's whole gradient, shape (b,); ``scale`` multiplies the captured gradients
         (the batch size when the loss was a mean)."""
-        total = None
-        for _, module in self.layers:
-            for a, g in self._entries(module):
-                sq = _squared_norms(module, a, g * scale, self._trains)
-                total = sq if total is None else total + sq
-        if total is None:
-            raise RuntimeError("no gradient was captured: call this after backward of a training-mode forward")
-        return total.clamp_min(0).sqrt()
+        return _norms(self._captured(), self._trains) * scale
 
-    def clipped_sum(self, scale: float = 1.0) -> dict[nn.Parameter, torch.Tensor]:
-        """``{param: sum_i c_i grad_i}`` with Opacus's clip factors; clears the captured tensors."""
-        norms = self.per_example_norms(scale)
-        factors = (self.max_grad_norm / (norms + 1e-6)).clamp(max=1.0) * scale
+    def clipped_sum(self, scale: float = 1.0, weight: float = 1.0) -> dict[nn.Parameter, torch.Tensor]:
+        """``{param: weight * sum_i c_i grad_i}`` with Opacus's clip factors ``c_i`` for the gradients ``grad_i``
+        (the captured ones times ``scale``); clears the captured tensors."""
+        captured = self._captured()
+        norms = _norms(captured, self._trains) * scale
+        factors = (self.max_grad_norm / (norms + 1e-6)).clamp(max=1.0) * (scale * weight)
         grads: dict[nn.Parameter, torch.Tensor] = {}
-        for _, module in self.layers:
-            for a, g in self._entries(module):
-                for p, grad in _weighted_grads(module, a, g, factors, self._trains).items():
-                    grads[p] = grads[p] + grad if p in grads else grad
+        for module, a, g, hat in captured:
+            for p, grad in _weighted_grads(module, a, g, hat, factors, self._trains).items():
+                grads[p] = grads[p] + grad if p in grads else grad
         self.last_norms = norms.detach()
         self._saved.clear()
         return grads
 
-    def _entries(self, module):
-        # a layer whose output does not reach the loss has no gradient: it contributes nothing
-        return [(a, g) for a, g in self._saved.get(module, []) if g is not None]
+    def _captured(self) -> list[tuple]:
+        """``(module, a, g, hat)`` per captured forward: (b, t, d) float views, and LayerNorm's normalised input."""
+        captured = []
+        for _, module in self.layers:
+            # a layer whose output does not reach the loss has no gradient: it contributes nothing
+            for a, g in self._saved.get(module, []):
+                if g is None:
+                    continue
+                a, g = _flat(a.float(), g.float())
+                hat = _layer_norm_hat(module, a) if isinstance(module, nn.LayerNorm) else None
+                captured.append((module, a, g, hat))
+        if not captured:
+            raise RuntimeError("no gradient was captured: call this after backward of a training-mode forward")
+        return captured
 
 
 def _flat(a: torch.Tensor, g: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -158,36 +163,46 @@ def _trained(p, trains: set[int]) -> bool:
     return p is not None and id(p) in trains
 
 
-def _squared_norms(module: nn.Module, a: torch.Tensor, g: torch.Tensor, trains: set[int]) -> torch.Tensor:
-    """Each example's squared gradient norm over ``module``'s trained parameters (ids in ``trains``), shape (b,)."""
-    a, g = _flat(a.float(), g.float())
-    out = torch.zeros(a.shape[0], dtype=torch.float32, device=a.device)
-    if isinstance(module, nn.Linear):
-        if _trained(module.weight, trains):
-            t, d_in, d_out = a.shape[1], a.shape[2], g.shape[2]
-            if t * t * (d_in + d_out) <= t * d_in * d_out:
-                # ghost norm: <a a^T, g g^T> summed over token pairs
-                out += (torch.bmm(a, a.transpose(1, 2)) * torch.bmm(g, g.transpose(1, 2))).sum(dim=(1, 2))
-            else:
-                out += torch.bmm(g.transpose(1, 2), a).pow(2).sum(dim=(1, 2))
-    elif _trained(module.weight, trains):  # LayerNorm
-        out += (g * _layer_norm_hat(module, a)).sum(dim=1).pow(2).sum(dim=1)
-    if _trained(module.bias, trains):
-        out += g.sum(dim=1).pow(2).sum(dim=1)
-    return out
+def _norms(captured: list[tuple], trains: set[int]) -> torch.Tensor:
+    """Each example's gradient norm over all trained parameters (ids in ``trains``), shape (b,).
+
+    Query, key and value read the same input: its Gram matrix ``a a^T`` is computed once."""
+    grams: dict[tuple, torch.Tensor] = {}
+    total = torch.zeros(captured[0][1].shape[0], dtype=torch.float32, device=captured[0][1].device)
+    for module, a, g, hat in captured:
+        if isinstance(module, nn.Linear):
+            if _trained(module.weight, trains):
+                t, d_in, d_out = a.shape[1], a.shape[2], g.shape[2]
+                if t * t * (d_in + d_out) <= t * d_in * d_out:
+                    # ghost norm: <a a^T, g g^T> summed over token pairs
+                    key = (a.data_ptr(), tuple(a.shape), a.stride())
+                    if key not in grams:
+                        grams[key] = torch.bmm(a, a.transpose(1, 2))
+                    total += (grams[key] * torch.bmm(g, g.transpose(1, 2))).sum(dim=(1, 2))
+                else:
+                    total += torch.bmm(g.transpose(1, 2), a).pow(2).sum(dim=(1, 2))
+        elif _trained(module.weight, trains):  # LayerNorm
+            total += (g * hat).sum(dim=1).pow(2).sum(dim=1)
+        if _trained(module.bias, trains):
+            total += g.sum(dim=1).pow(2).sum(dim=1)
+    return total.clamp_min(0).sqrt()
 
 
-def _weighted_grads(module: nn.Module, a: torch.Tensor, g: torch.Tensor, factors: torch.Tensor,
-                    trains: set[int]) -> dict:
+def _weighted_grads(module: nn.Module, a: torch.Tensor, g: torch.Tensor, hat: torch.Tensor | None,
+                    factors: torch.Tensor, trains: set[int]) -> dict:
     """``{param: sum_i factors_i * grad_i}`` for ``module``'s trained parameters, one matmul per weight."""
-    a, g = _flat(a.float(), g.float())
-    gw = g * factors.view(-1, 1, 1)
+    f = factors.view(-1, 1, 1)
     grads = {}
     if _trained(module.weight, trains):
         if isinstance(module, nn.Linear):
+            # the factors scale whichever of input and output gradient is smaller
+            if a.shape[-1] <= g.shape[-1]:
+                a, gw = a * f, g
+            else:
+                gw = g * f
             grads[module.weight] = gw.reshape(-1, gw.shape[-1]).T @ a.reshape(-1, a.shape[-1])
         else:
-            grads[module.weight] = (gw * _layer_norm_hat(module, a)).sum(dim=(0, 1))
+            grads[module.weight] = factors @ (g * hat).sum(dim=1)
     if _trained(module.bias, trains):
-        grads[module.bias] = gw.sum(dim=(0, 1))
+        grads[module.bias] = factors @ g.sum(dim=1)
     return {p: v.to(p.dtype).view_as(p) for p, v in grads.items()}

@@ -17,6 +17,9 @@
 - ``on_epoch_batches`` replaces the length-bucketed batches with Poisson
   sampling: each training row joins each step's batch independently with
   probability ``q = 1 / steps_per_epoch`` (what the accountant assumes).
+- The sampling and the noise come from secret per-epoch randomness
+  (:mod:`trustfm.train.dp_noise`), not from the run's ``seed``: anyone holding
+  the config could otherwise regenerate the noise and remove it.
 - ``on_step_end`` steps the accountant; ``on_epoch_end`` writes the epsilon
   spent so far into the epoch record (the log, TensorBoard and the report).
 
@@ -80,9 +83,13 @@ class DPSGD(Callback):
     """DP-SGD to a target (epsilon, delta) over ``n_train`` rows; see the module doc."""
 
     def __init__(self, *, epsilon: float, delta: float, max_grad_norm: float, n_train: int, accountant: str = "rdp",
-                 seed: int = 0, clipping: str = "bookkeeping", micro_batch_size: int = 32):
+                 clipping: str = "bookkeeping", micro_batch_size: int = 32, secret_seed: int | None = None):
+        """``secret_seed`` (tests only) makes the sampling and noise reproducible, and so not secret: see
+        :mod:`trustfm.train.dp_noise`."""
         if clipping not in ("bookkeeping", "opacus"):
             raise ValueError(f"clipping must be bookkeeping or opacus, not {clipping!r}")
+        from trustfm.train.dp_noise import SecretRandomness
+
         self.clipping = clipping
         self.micro_batch_size = micro_batch_size
         self.epsilon = epsilon
@@ -90,12 +97,14 @@ class DPSGD(Callback):
         self.max_grad_norm = max_grad_norm
         self.n_train = n_train
         self.accountant_name = accountant
-        self.seed = seed
+        self.randomness = SecretRandomness(seed=secret_seed)
         self.noise_multiplier: float | None = None
         self.sample_rate: float | None = None
         self._grad_sample = None
+        self._dp_optimizer = None
         self._clipper = None
         self._clipped = None
+        self._noise: torch.Tensor | None = None  # one flat buffer; each step's gradients are views of it
         self._accountant = None
         self._history: list = []
 
@@ -132,16 +141,22 @@ class DPSGD(Callback):
             trainer.micro_batch_size = self.micro_batch_size
             return
         self._grad_sample = opacus.GradSampleModule(trainer.model, loss_reduction="mean")
-        trainer.optimizer = DPOptimizer(
+        trainer.optimizer = self._dp_optimizer = DPOptimizer(
             trainer.optimizer, noise_multiplier=self.noise_multiplier, max_grad_norm=self.max_grad_norm,
             expected_batch_size=max(1, round(self.expected_batch_size)), loss_reduction="mean",
         )
+
+    def on_epoch_start(self, trainer, epoch: int) -> None:
+        self.randomness.start_epoch(epoch)
+        if self._dp_optimizer is not None:
+            self._dp_optimizer.generator = self.randomness.generator()
 
     def on_after_backward(self, trainer, batch: dict) -> None:
         if self._clipper is None:
             return
         # the loop's loss is the step's mean: its gradients are per-example gradients / rows (Opacus's "mean" rule)
-        clipped = self._clipper.clipped_sum(scale=float(batch.get("step_rows", len(batch["labels"]))))
+        clipped = self._clipper.clipped_sum(scale=float(batch.get("step_rows", len(batch["labels"]))),
+                                            weight=1.0 / self.expected_batch_size)
         if self._clipped is None:
             self._clipped = clipped
         else:  # another micro-batch of the same step
@@ -151,19 +166,25 @@ class DPSGD(Callback):
     def on_before_optimizer_step(self, trainer) -> None:
         if self._clipper is None:
             return
-        std = self.noise_multiplier * self.max_grad_norm
-        for p in self._clipper.parameters():
+        # (sum of clipped gradients + N(0, (noise_multiplier C)^2)) / expected batch size, written in place into
+        # one buffer: the clipped sums already carry the 1 / expected batch size
+        params = self._clipper.parameters()
+        if self._noise is None:
+            self._noise = torch.empty(sum(p.numel() for p in params), dtype=torch.float32)
+        self.randomness.gaussian_(self._noise, self.noise_multiplier * self.max_grad_norm / self.expected_batch_size)
+        clipped, offset = self._clipped or {}, 0
+        for p in params:
             # every trainable parameter gets noise, also one that no example reached
-            summed = (self._clipped or {}).get(p)
-            noise = torch.normal(0.0, std, size=p.shape, dtype=p.dtype, device=p.device)
-            p.grad = ((summed + noise) if summed is not None else noise) / self.expected_batch_size
+            grad = self._noise[offset:offset + p.numel()].view_as(p)
+            offset += p.numel()
+            if p in clipped:
+                grad.add_(clipped[p])
+            p.grad = grad if grad.dtype == p.dtype else grad.to(p.dtype)
         self._clipped = None
 
     def on_epoch_batches(self, trainer, epoch: int, batches: list[np.ndarray]) -> list[np.ndarray]:
         # Poisson sampling: every row joins every step's batch with probability q, independently
-        rng = np.random.default_rng([self.seed, epoch, 7919])
-        steps = round(1.0 / self.sample_rate)
-        picked = [np.flatnonzero(rng.random(self.n_train) < self.sample_rate) for _ in range(steps)]
+        picked = self.randomness.poisson_batches(self.n_train, self.sample_rate, round(1.0 / self.sample_rate))
         return [b for b in picked if len(b)]  # an empty batch is data-independent; skipping it leaks nothing
 
     def on_step_end(self, trainer, record: dict) -> None:
@@ -173,11 +194,14 @@ class DPSGD(Callback):
         return float(self._accountant.get_epsilon(delta=self.delta)) if self._accountant.history else 0.0
 
     def on_epoch_end(self, trainer, record: dict) -> None:
+        self.randomness.end_epoch(record["epoch"])
         record["privacy"] = {"epsilon": self.epsilon_spent(), "delta": self.delta,
                              "noise_multiplier": self.noise_multiplier, "sample_rate": self.sample_rate,
                              "max_grad_norm": self.max_grad_norm, "accountant": self.accountant_name}
 
     def on_fit_end(self, trainer) -> None:
+        self.randomness.close()
+        self._noise = None
         if self._clipper is not None:
             self._clipper.detach()
             self._clipper = None
@@ -187,10 +211,11 @@ class DPSGD(Callback):
 
     def state_dict(self) -> dict:
         history = self._accountant.history if self._accountant is not None else self._history
-        return {"history": [list(h) for h in history]}
+        return {"history": [list(h) for h in history], "randomness": self.randomness.state_dict()}
 
     def load_state_dict(self, state: dict) -> None:
         self._history = [tuple(h) for h in state.get("history", [])]
+        self.randomness.load_state_dict(state.get("randomness", {}))
         if self._accountant is not None:
             self._accountant.history = list(self._history)
 
