@@ -10,12 +10,13 @@ SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 SST2 = SHARED / "sst2"
 
 
-def sample_sst2_train(n: int, seed: int, out: Path) -> Path:
-    """Write ``n`` rows drawn at random (with ``seed``) from SST-2 train.tsv to ``out`` (TSV)."""
+def sample_sst2_train(n: int | None, seed: int, out: Path) -> Path:
+    """Write ``n`` rows drawn at random (with ``seed``) from SST-2 train.tsv to ``out`` (TSV); ``None``: all
+    67,349 rows, shuffled."""
     with (SST2 / "train.tsv").open(encoding="utf-8") as handle:
         rows = list(csv.reader(handle, delimiter="\t", quoting=csv.QUOTE_NONE))
     header, body = rows[0], rows[1:]
-    picked = random.Random(seed).sample(body, n)
+    picked = random.Random(seed).sample(body, len(body) if n is None else n)
     out.parent.mkdir(parents=True, exist_ok=True)
     with out.open("w", encoding="utf-8", newline="") as handle:
         writer = csv.writer(handle, delimiter="\t", quoting=csv.QUOTE_NONE, escapechar=None, lineterminator="\n")
@@ -24,8 +25,9 @@ def sample_sst2_train(n: int, seed: int, out: Path) -> Path:
     return out
 
 
-def train_sst2_model(out: Path, *, n: int = 8000, sample_seed: int = 0, overrides: dict | None = None) -> Path:
-    """Fine-tune the default model on ``n`` sampled SST-2 training sentences for 1 epoch (dev as test split).
+def train_sst2_model(out: Path, *, n: int | None = 8000, sample_seed: int = 0, overrides: dict | None = None) -> Path:
+    """Fine-tune the default model on ``n`` sampled SST-2 training sentences (``None``: all) for 1 epoch (dev as
+    test split).
 
     The project's defaults, nothing tuned; ``overrides`` are extra ``--set``-style config keys.
     Returns the run folder.
@@ -33,7 +35,7 @@ def train_sst2_model(out: Path, *, n: int = 8000, sample_seed: int = 0, override
     from trustfm.config import load_config
     from trustfm.pipeline import train_run
 
-    train = sample_sst2_train(n, sample_seed, out.parent / f"sst2-train-{n}-{sample_seed}.tsv")
+    train = sample_sst2_train(n, sample_seed, out.parent / f"sst2-train-{n or 'all'}-{sample_seed}.tsv")
     config = load_config(None, {
         "data.train": str(train), "data.test": str(SST2 / "dev.tsv"), "data.text_column": "sentence",
         "data.max_length": 64, "train.epochs": 1, "output_dir": str(out), **(overrides or {}),

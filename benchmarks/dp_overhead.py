@@ -43,6 +43,7 @@ MODES = ("plain", "bookkeeping", "opacus_hooks", "opacus_ghost")
 DP_TRAINING = {"train.batch_size": 1024, "train.epochs": 10, "train.early_stopping": None}
 DP_SETTINGS = {"trainable": "top_layers", "top_layers": 2}
 DP_LEARNING_RATE = 5e-3
+TRAIN_SENTENCES = None  # all of SST-2 train
 
 
 def _frozen_model():
@@ -157,7 +158,8 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("runs/dp"))
     parser.add_argument("--skip-accuracy", action="store_true", help="only the step-time comparison")
     parser.add_argument("--skip-timing", action="store_true", help="only the accuracy comparison")
-    parser.add_argument("--train-sentences", type=int, default=8000)
+    parser.add_argument("--train-sentences", type=lambda v: None if v == "all" else int(v), default=TRAIN_SENTENCES,
+                        help="SST-2 training sentences drawn at random, or all (67,349)")
     parser.add_argument("--batch-size", type=int, default=DP_TRAINING["train.batch_size"])
     parser.add_argument("--epochs", type=int, default=DP_TRAINING["train.epochs"])
     parser.add_argument("--epsilons", type=float, nargs="+", default=[8.0, 3.0])
@@ -182,7 +184,7 @@ def main() -> None:
         runs[f"epsilon_{epsilon:g}"] = {**training, "train.learning_rate": args.dp_learning_rate,
                                       "privacy.dp": {"epsilon": float(epsilon), **DP_SETTINGS},
                                       "privacy.ledger": str(args.out / "ledger.jsonl")}
-    line["training"] = {"train_sentences": args.train_sentences, **training,
+    line["training"] = {"train_sentences": args.train_sentences or "all", **training,
                         "dp": {**DP_SETTINGS, "learning_rate": args.dp_learning_rate}}
     for name, overrides in runs.items():
         run = args.out / name
