@@ -2,8 +2,8 @@
 # Privacy acceptance, from the CLI only (issue 3), on SST-2 with the default model:
 #  1. plant Faker PII into 8,000 SST-2 training sentences (one in ten), scan and redact the file;
 #  2. DP fine-tune at epsilon 8 on the planted file with privacy.redact on (top 2 layers + head, lr 5e-3,
-#     batch 256, 3 epochs: benchmarks/dp_overhead.py's recipe uses batch 1,024 and 10 epochs, about 1.3 points
-#     better and three times the training time);
+#     batch 256, 3 epochs: benchmarks/dp_overhead.py's recipe uses all 67k sentences at batch 1,024, about
+#     3 points better at several times the training time);
 #  3. membership-inference audit; the report shows PII counts, epsilon spent, ledger, MIA AUC and empirical epsilon.
 set -euo pipefail
 cd "$(dirname "$0")/.."

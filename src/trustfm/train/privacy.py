@@ -6,7 +6,7 @@
   object itself is unchanged, so saving and inference see the plain
   classifier). ``clipping="bookkeeping"`` (default) is
   :class:`trustfm.train.dp_clipping.BookkeepingClipper`: one backward pass, no
-  per-example gradients materialised, about 1.3x a plain step; it also sets
+  per-example gradients materialised, about 1.2x a plain step; it also sets
   the loop's ``micro_batch_size`` so that each Poisson batch is run as
   length-sorted micro-batches. ``"opacus"`` attaches Opacus's
   per-sample-gradient hooks and wraps the optimizer in its ``DPOptimizer``
