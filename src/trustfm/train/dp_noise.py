@@ -50,7 +50,7 @@ class SecretRandomness:
 
     def start_epoch(self, epoch: int) -> None:
         """Seed this epoch's noise generators (from entropy restored from a checkpoint, else fresh)."""
-        if self._entropy is None or self._epoch not in (None, epoch):
+        if self._entropy is None or self._epoch != epoch:
             self._entropy = self._draw(epoch)
         self._epoch = epoch
         seeds = np.random.SeedSequence([self._entropy, 1]).generate_state(STREAMS, np.uint64)
