@@ -21,7 +21,7 @@ out = Path(sys.argv[1])
 path = sample_sst2_train(8000, 0, out / "sst2-train-8000-0.tsv")
 rows = list(csv.reader(path.open(encoding="utf-8"), delimiter="\t", quoting=csv.QUOTE_NONE))
 Faker.seed(0); fake = Faker("en_US"); random.seed(0)
-makers = [fake.email, fake.phone_number, fake.credit_card_number, fake.iban, fake.ipv4, fake.ssn]
+makers = [fake.email, fake.phone_number, fake.credit_card_number, fake.iban, fake.ipv4, fake.ssn, fake.name, fake.city]
 for row in rows[1::10]:
     row[0] = f"{row[0]} ( contact {random.choice(makers)()} )"
 with (out / "sst2-planted.tsv").open("w", encoding="utf-8", newline="") as f:

@@ -84,6 +84,7 @@ def test_scan_and_redact_cli(tmp_path):
     assert report["counts"]["text"] == {"CREDIT_CARD": 1} and report["counts"]["note"] == {"IP_ADDRESS": 1}
     assert report["not_detected"] == []
     assert PLANTED["CREDIT_CARD"] not in scanned.stdout + scanned.stderr  # row numbers, never values
+    assert scanned.stderr == ""  # Presidio's device line and skipped-language warnings stay out of the output
     out = tmp_path / "redacted.csv"
     done = subprocess.run(CLI + ["data", "redact", str(data), "-o", str(out), "--mode", "placeholder"],
                           capture_output=True, text=True, env=env)

@@ -109,10 +109,14 @@ class PIIScanner:
 
     @cached_property
     def _analyzer(self):
+        import logging
         import tempfile
 
         from trustfm._deps import optional_import
 
+        # Presidio logs the device at import, one INFO line per recogniser, and a WARNING for each of the other
+        # languages' recognisers it skips
+        logging.getLogger("presidio-analyzer").setLevel(logging.ERROR)
         analyzer = optional_import("presidio_analyzer", "pii")
         from presidio_analyzer.nlp_engine import NerModelConfiguration, SpacyNlpEngine
 
@@ -120,9 +124,6 @@ class PIIScanner:
         import tldextract.tldextract
 
         tldextract.tldextract.TLD_EXTRACTOR.suffix_list_urls = ()  # bundled snapshot; never download
-        import logging
-
-        logging.getLogger("presidio-analyzer").setLevel(logging.WARNING)  # one INFO line per recogniser otherwise
 
         model = _spacy_model()
         if model is None:  # a blank English pipeline: tokeniser only, no named entities
