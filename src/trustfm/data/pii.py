@@ -152,7 +152,7 @@ class PIIScanner:
     def scan(self, texts: Iterable[str], *, batch_size: int = 256) -> list[list[Finding]]:
         """Findings per text, in order; ``len(result) == len(texts)``.
 
-        spaCy runs over ``batch_size`` texts at a time (3x faster than one call per text with an NER model).
+        spaCy runs over ``batch_size`` texts at a time (2.8x faster than one call per text with the small NER model).
         Overlaps are resolved per text: a pattern-based finding (email, card, IP, date, ...) beats a named-entity
         one, since the small NER model now and then calls a URL a place or a date a person; among equals the longer
         span, then the surer one, wins.
@@ -202,8 +202,8 @@ class PIIScanner:
         return [self.redact_one(t, mode=mode, salt=salt, findings=f) for t, f in zip(texts, self.scan(texts))]
 
 
-# Dates are left out of the example screen: "last year" and "the 1990s" are DATE_TIME to Presidio, and a date alone
-# identifies no one; every other type is.
+# Dates are left out of the example screen: a date alone identifies no one, and reviews are full of release dates;
+# every other type is screened.
 SCREENED_ENTITIES = tuple(e for e in ENTITIES if e != "DATE_TIME")
 
 
