@@ -51,6 +51,10 @@ FILLER = ["The film was slow but the ending made up for it.", "Service was frien
           "The battery died after two days of use.", "Delivery took longer than promised."]
 
 
+def _overlaps(finding, plant: tuple[str, int, int]) -> bool:
+    return finding.start < plant[2] and plant[1] < finding.end
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--n", type=int, default=1500)
@@ -84,13 +88,13 @@ def main() -> None:
     for plant, findings in zip(planted, found):
         if plant:
             stats[plant[0]]["planted"] += 1
-            if any(f.entity == plant[0] and f.start < plant[2] and plant[1] < f.end for f in findings):
+            if any(f.entity == plant[0] and _overlaps(f, plant) for f in findings):
                 stats[plant[0]]["recalled"] += 1
-            if any(f.start < plant[2] and plant[1] < f.end for f in findings):  # found as some type: redacted all the same
+            if any(_overlaps(f, plant) for f in findings):  # found as some type: redacted all the same
                 stats[plant[0]]["redacted"] += 1
         for f in findings:
             stats[f.entity]["detected"] += 1
-            if plant and f.entity == plant[0] and f.start < plant[2] and plant[1] < f.end:
+            if plant and f.entity == plant[0] and _overlaps(f, plant):
                 stats[f.entity]["correct"] += 1
     for kind, s in stats.items():
         print(json.dumps({"benchmark": "pii_planted", "type": kind, **s,
