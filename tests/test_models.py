@@ -58,3 +58,35 @@ def test_mean_pooling_ignores_padding(tiny_model_dir):
         x = model.pooled(alone["input_ids"], alone["attention_mask"])
         y = model.pooled(padded["input_ids"], padded["attention_mask"])[:1]
     assert torch.allclose(x, y, atol=1e-5)
+
+
+def test_head_from_label_descriptions_is_a_zero_shot_classifier_with_the_set_margin(tiny_model_dir):
+    from trustfm.models import init_head_from_descriptions
+
+    descriptions = {"neg": ["bad awful", "terrible"], "mid": "so so", "pos": ["great fine", "good day"]}
+    config = ModelConfig(name_or_path=str(tiny_model_dir), label_descriptions=descriptions)
+    assert config.label_descriptions["mid"] == ["so so"]
+    torch.manual_seed(0)
+    model, tokenizer = build_classifier(config, ["neg", "mid", "pos"])
+    assert model.training
+    model.eval()
+    centres = []
+    with torch.no_grad():
+        for texts in config.label_descriptions.values():
+            batch = tokenizer(texts, padding=True, return_tensors="pt")
+            centres.append(model.pooled(batch["input_ids"], batch["attention_mask"]).mean(dim=0))
+        logits = model.head(torch.stack(centres))  # (class centre, class)
+    assert logits.argmax(dim=1).tolist() == [0, 1, 2]
+    others = (logits.sum(dim=1) - logits.diagonal()) / 2
+    assert float((logits.diagonal() - others).mean()) == pytest.approx(4.0, rel=1e-4)
+    # the same texts for every class cannot be told apart: a clear error, not a head of zeros
+    with pytest.raises(ConfigError, match="does not tell the classes"):
+        init_head_from_descriptions(model, tokenizer, [["same"], ["same"], ["same"]])
+
+
+def test_label_descriptions_must_name_exactly_the_classes(tiny_model_dir):
+    config = ModelConfig(name_or_path=str(tiny_model_dir), label_descriptions={"neg": "bad", "happy": "good"})
+    with pytest.raises(ConfigError, match=r"missing \['pos'\], unknown \['happy'\]"):
+        build_classifier(config, ["neg", "pos"])
+    with pytest.raises(ValueError, match="no description text for class 'pos'"):
+        ModelConfig(label_descriptions={"neg": "bad", "pos": [" "]})

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 ProblemPolicy = Literal["error", "drop"]
 
@@ -77,6 +77,21 @@ class ModelConfig(_Strict):
     )
     pooling: Literal["mean", "cls"] = "mean"
     dropout: float = Field(0.1, ge=0.0, lt=1.0, description="dropout in the encoder and before the head")
+    label_descriptions: dict[str, list[str]] | None = Field(
+        None,
+        description="a few public texts describing each class, by class name; when set, the head starts as a "
+        "zero-shot classifier on their embeddings instead of at random",
+    )
+
+    @field_validator("label_descriptions", mode="before")
+    @classmethod
+    def _one_text_is_a_list(cls, value):
+        if isinstance(value, dict):
+            value = {k: [v] if isinstance(v, str) else v for k, v in value.items()}
+            empty = [k for k, v in value.items() if isinstance(v, list) and not any(str(t).strip() for t in v)]
+            if empty:
+                raise ValueError(f"no description text for class {', '.join(map(repr, empty))}")
+        return value
 
 
 class EarlyStoppingConfig(_Strict):

@@ -75,11 +75,69 @@ class TextClassifier(nn.Module):
 
 
 def build_classifier(config: ModelConfig, label_names: list[str]):
-    """A new classifier on the configured pretrained encoder; returns (model, tokenizer)."""
+    """A new classifier on the configured pretrained encoder; returns (model, tokenizer).
+
+    With ``config.label_descriptions`` the head starts as a zero-shot classifier on them
+    (:func:`init_head_from_descriptions`), else at random.
+    """
     path = resolve_model_dir(config.name_or_path)
     encoder, tokenizer = load_encoder(path, allow_pickle=config.allow_pickle, dropout=config.dropout)
     model = TextClassifier(encoder, len(label_names), pooling=config.pooling, dropout=config.dropout)
+    if config.label_descriptions is not None:
+        from trustfm.errors import ConfigError
+
+        described = config.label_descriptions
+        missing = [name for name in label_names if name not in described]
+        unknown = [name for name in described if name not in label_names]
+        if missing or unknown:
+            raise ConfigError(
+                f"model.label_descriptions must describe exactly the classes {label_names}: "
+                f"missing {missing}, unknown {unknown}"
+            )
+        init_head_from_descriptions(model, tokenizer, [described[name] for name in label_names])
     return model, tokenizer
+
+
+def init_head_from_descriptions(
+    model: TextClassifier, tokenizer, descriptions: list[list[str]], *, margin: float = 4.0
+) -> float:
+    """Set the head to a zero-shot classifier: class ``c``'s weight row points from the mean of all classes'
+    description embeddings (their centre) to the mean embedding of class ``c``'s descriptions, and the bias
+    measures from that centre, so each class's own mean description scores highest.
+
+    ``descriptions``: one list of texts per class, in head order. The rows are scaled so that a class's own
+    mean description embedding scores ``margin`` logits (natural-log odds) above the mean of the other classes'
+    scores, averaged over classes: a confident but not saturated start. Only these public texts are read, so
+    under DP the initialisation costs no privacy budget. Fine-tuning starts from a head that already separates
+    the classes, so the first steps' encoder gradients point somewhere useful instead of through a random head
+    (which matters most when noise leaves few useful steps). Returns the zero-shot margin before scaling
+    (units of the pooled features' dot product; must be > 0).
+    """
+    from trustfm.errors import ConfigError
+
+    k = model.num_labels
+    if len(descriptions) != k:
+        raise ValueError(f"{len(descriptions)} description lists for {k} classes")
+    was_training = model.training
+    model.eval()
+    with torch.no_grad():
+        centres = []
+        for texts in descriptions:
+            batch = tokenizer(list(texts), padding=True, truncation=True, return_tensors="pt")
+            centres.append(model.pooled(batch["input_ids"], batch["attention_mask"]).mean(dim=0))
+        centres = torch.stack(centres)  # (k, hidden)
+        offsets = centres - centres.mean(dim=0, keepdim=True)
+        rows = offsets / offsets.norm(dim=1, keepdim=True).clamp_min(1e-12)
+        scores = offsets @ rows.T  # scores[i, c]: class c's raw logit for class i's centre
+        others = (scores.sum(dim=1) - scores.diagonal()) / max(k - 1, 1)
+        raw_margin = float((scores.diagonal() - others).mean())
+        if not raw_margin > 1e-6:
+            raise ConfigError("model.label_descriptions: the encoder does not tell the classes' descriptions apart")
+        scale = margin / raw_margin
+        model.head.weight.copy_(rows * scale)
+        model.head.bias.copy_(-(rows @ centres.mean(dim=0)) * scale)
+    model.train(was_training)
+    return raw_margin
 
 
 def save_classifier(
