@@ -46,6 +46,29 @@ def test_rerun_into_an_existing_run_folder_is_refused(tiny_config):
         train_run(config, show_progress=False)
 
 
+def test_a_user_error_before_training_leaves_no_run_behind(tiny_config, tmp_path):
+    from trustfm.errors import ConfigError, DataError
+
+    wrong = {**tiny_config, "train.epochs": 1, "model.label_descriptions": {"neg": "bad", "happy": "good"}}
+    with pytest.raises(ConfigError, match="missing \\['pos'\\]"):
+        train_run(load_config(None, wrong), show_progress=False)
+    assert not Path(tiny_config["output_dir"]).exists()  # this run made the folder: all of it goes
+    # the corrected config runs at once, without deleting anything by hand
+    fixed = {**wrong, "model.label_descriptions": {"neg": "bad", "pos": "good"}}
+    assert read_json(train_run(load_config(None, fixed), show_progress=False).run_info)["status"] == "complete"
+    # a folder that was there before keeps what the user had in it
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("keep me")
+    rows = make_rows(40)
+    rows[7]["label"] = ""
+    bad = write_csv(tmp_path / "bad.csv", rows)
+    with pytest.raises(DataError, match="row 8"):
+        train_run(load_config(None, {**tiny_config, "data.train": str(bad), "output_dir": str(mine)}),
+                  show_progress=False)
+    assert sorted(p.name for p in mine.iterdir()) == ["notes.txt"]
+
+
 def test_callback_hooks_run_in_order_and_sample_weights_apply(tiny_config):
     from trustfm.data.batching import encode_texts
     from trustfm.config import ModelConfig

@@ -7,14 +7,16 @@ around them.
 from __future__ import annotations
 
 import logging
+import shutil
 import time
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
 from trustfm.config import RunConfig, dump_config, load_config
-from trustfm.errors import ConfigError, DataError
+from trustfm.errors import ConfigError, DataError, TrustfmError
 from trustfm.runs import RunPaths, existing_run, now_iso, package_versions, read_json, write_json_atomic
 
 log = logging.getLogger("trustfm")
@@ -39,6 +41,22 @@ def _encode_part(part, tokenizer, config: RunConfig, rejected: list):
     return part, encoded
 
 
+@contextmanager
+def _discard_unstarted_run(paths: RunPaths, *, fresh: bool, created: bool):
+    """On a user error (bad config or data) while a fresh run is set up, remove what the run wrote: the whole
+    folder when this run created it, else only the run's own files (anything else there was the user's)."""
+    try:
+        yield
+    except TrustfmError:
+        if fresh:
+            if created:
+                shutil.rmtree(paths.root, ignore_errors=True)
+            else:
+                for path in (paths.run_info, paths.config, paths.rejected, paths.result("pii")):
+                    path.unlink(missing_ok=True)
+        raise
+
+
 def train_run(config: RunConfig, *, resume: bool = False, show_progress: bool = True) -> RunPaths:
     """Fine-tune, keep the best checkpoint, evaluate it on the test split.
 
@@ -59,6 +77,7 @@ def train_run(config: RunConfig, *, resume: bool = False, show_progress: bool = 
 
     _quiet_transformers()
     paths = RunPaths(Path(config.output_dir))
+    created = not paths.root.exists()
     if resume:
         info = read_json(paths.run_info)
     else:
@@ -72,65 +91,66 @@ def train_run(config: RunConfig, *, resume: bool = False, show_progress: bool = 
         info = {"status": "running", "started": now_iso(), "seed": config.seed}
     info["versions"] = package_versions()
     write_json_atomic(paths.run_info, info)
+    # a user error before training starts leaves no half-made run behind to block the corrected rerun
+    with _discard_unstarted_run(paths, fresh=not resume, created=created):
+        data = redact_parts(prepare_data(config.data, seed=config.seed), config, counts_to=paths.result("pii"))
+        if resume and info.get("data_hashes") and info["data_hashes"] != data.file_hashes:
+            raise DataError("data files changed since this run started; cannot resume on different data")
+        seed_everything(config.seed)
+        model, tokenizer = build_classifier(config.model, data.label_names)
+        rejected = list(data.rejected)
+        train_part, augmented = data.train, 0
+        if config.fairness.mitigation == "counterfactual_augmentation":
+            from trustfm.data.augment import counterfactual_augment
 
-    data = redact_parts(prepare_data(config.data, seed=config.seed), config, counts_to=paths.result("pii"))
-    if resume and info.get("data_hashes") and info["data_hashes"] != data.file_hashes:
-        raise DataError("data files changed since this run started; cannot resume on different data")
-    seed_everything(config.seed)
-    model, tokenizer = build_classifier(config.model, data.label_names)
-    rejected = list(data.rejected)
-    train_part, augmented = data.train, 0
-    if config.fairness.mitigation == "counterfactual_augmentation":
-        from trustfm.data.augment import counterfactual_augment
+            train_part, augmented = counterfactual_augment(
+                data.train, axes=config.fairness.counterfactual_axes,
+                variants=config.fairness.counterfactual_variants, seed=config.seed,
+            )
+        if config.robustness.augmentation is not None:
+            from trustfm.data.augment import perturbation_augment
 
-        train_part, augmented = counterfactual_augment(
-            data.train, axes=config.fairness.counterfactual_axes,
-            variants=config.fairness.counterfactual_variants, seed=config.seed,
+            train_part, perturbed = perturbation_augment(
+                train_part, tests=config.robustness.augmentation.tests, share=config.robustness.augmentation.share,
+                seed=config.seed,
+            )
+            augmented += perturbed
+        train, train_enc = _encode_part(train_part, tokenizer, config, rejected)
+        validation, val_enc = _encode_part(data.validation, tokenizer, config, rejected)
+        write_rejections(paths.rejected, rejected)
+        base_dir = resolve_model_dir(config.model.name_or_path)
+        info.update(
+            data_hashes=data.file_hashes,
+            base_model={
+                "name_or_path": config.model.name_or_path,
+                "path": str(base_dir),
+                "weights_sha256": {p.name: file_sha256(p) for p in weight_files(base_dir)},
+            },
+            label_names=data.label_names,
+            rows={**data.counts(), "rejected": len(rejected), "augmented": augmented},
+            fairness_mitigation=config.fairness.mitigation,
+            robust_training=config.robustness.model_dump(mode="json", exclude_defaults=True),
+            truncated={"train": int(train_enc.truncated.sum()), "validation": int(val_enc.truncated.sum())},
         )
-    if config.robustness.augmentation is not None:
-        from trustfm.data.augment import perturbation_augment
+        write_json_atomic(paths.run_info, info)
 
-        train_part, perturbed = perturbation_augment(
-            train_part, tests=config.robustness.augmentation.tests, share=config.robustness.augmentation.share,
-            seed=config.seed,
-        )
-        augmented += perturbed
-    train, train_enc = _encode_part(train_part, tokenizer, config, rejected)
-    validation, val_enc = _encode_part(data.validation, tokenizer, config, rejected)
-    write_rejections(paths.rejected, rejected)
-    base_dir = resolve_model_dir(config.model.name_or_path)
-    info.update(
-        data_hashes=data.file_hashes,
-        base_model={
-            "name_or_path": config.model.name_or_path,
-            "path": str(base_dir),
-            "weights_sha256": {p.name: file_sha256(p) for p in weight_files(base_dir)},
-        },
-        label_names=data.label_names,
-        rows={**data.counts(), "rejected": len(rejected), "augmented": augmented},
-        fairness_mitigation=config.fairness.mitigation,
-        robust_training=config.robustness.model_dump(mode="json", exclude_defaults=True),
-        truncated={"train": int(train_enc.truncated.sum()), "validation": int(val_enc.truncated.sum())},
-    )
-    write_json_atomic(paths.run_info, info)
+        dp = None
+        if config.privacy.dp is not None:
+            dp = _dp_callback(config, data, info, paths, n_train=len(train), model=model, resume=resume)
+        callbacks = ([dp] if dp else []) + [JsonlLogger(paths.metrics_log)]
+        if config.train.tracking.tensorboard:
+            callbacks.append(TensorBoardLogger(paths.root / "logs" / "tensorboard"))
+        if config.train.tracking.mlflow:
+            callbacks.append(MlflowLogger({"seed": config.seed, **config.train.model_dump(exclude={"tracking", "early_stopping"})}))
+        callbacks += mitigation_callbacks(config.fairness, train.groups, data.label_ids(train), seed=config.seed)
+        callbacks += robustness_callbacks(config.robustness, seed=config.seed)
+        key = None
+        if config.privacy.encrypt_checkpoints:
+            from trustfm.encryption import load_key
 
-    dp = None
-    if config.privacy.dp is not None:
-        dp = _dp_callback(config, data, info, paths, n_train=len(train), model=model, resume=resume)
-    callbacks = ([dp] if dp else []) + [JsonlLogger(paths.metrics_log)]
-    if config.train.tracking.tensorboard:
-        callbacks.append(TensorBoardLogger(paths.root / "logs" / "tensorboard"))
-    if config.train.tracking.mlflow:
-        callbacks.append(MlflowLogger({"seed": config.seed, **config.train.model_dump(exclude={"tracking", "early_stopping"})}))
-    callbacks += mitigation_callbacks(config.fairness, train.groups, data.label_ids(train), seed=config.seed)
-    callbacks += robustness_callbacks(config.robustness, seed=config.seed)
-    key = None
-    if config.privacy.encrypt_checkpoints:
-        from trustfm.encryption import load_key
-
-        key = load_key(config.privacy.key_file)
-    trainer = FineTuner(config.train, seed=config.seed, callbacks=callbacks, show_progress=show_progress,
-                        encryption_key=key)
+            key = load_key(config.privacy.key_file)
+        trainer = FineTuner(config.train, seed=config.seed, callbacks=callbacks, show_progress=show_progress,
+                            encryption_key=key)
     extra = {"max_length": config.data.max_length, "base_model": config.model.name_or_path}
     state = trainer.fit(
         model,
@@ -178,14 +198,8 @@ def _dp_callback(config: RunConfig, data, info: dict, paths: RunPaths, *, n_trai
         raise ConfigError(f"privacy.dp.delta {delta:g} is not below 1/N = {1.0 / n_train:g} ({n_train} training rows)")
     train_hash = data.file_hashes[str(config.data.train)]
     if not resume:
-        try:
-            check_budget(ledger_path(config.privacy.ledger), train_hash, dp.epsilon, config.privacy.total_epsilon,
-                         dataset=str(config.data.train))
-        except ConfigError:
-            import shutil
-
-            shutil.rmtree(paths.root)  # nothing was trained: leave no half-made run folder behind
-            raise
+        check_budget(ledger_path(config.privacy.ledger), train_hash, dp.epsilon, config.privacy.total_epsilon,
+                     dataset=str(config.data.train))
     for name, p in model.named_parameters():
         # The pooler is unused by our pooling (no per-example gradient would exist). The embedding tables stay
         # frozen: a per-example gradient of the 30522 x 384 word table is 47 MB per example, and position and
