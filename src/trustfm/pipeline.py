@@ -263,20 +263,12 @@ def redact_parts(data, config: RunConfig, *, counts_to: Path | None = None):
     """
     if not config.privacy.redact:
         return data
-    from collections import Counter
-
-    from trustfm.data.pii import PIIScanner, pii_salt
+    from trustfm.data.pii import PIIScanner
 
     scanner = PIIScanner()
-    salt = pii_salt() if config.privacy.redact_mode == "hash" else None
     counts: dict[str, dict[str, int]] = {}
     for split, part in (("train", data.train), ("validation", data.validation), ("test", data.test)):
-        found: Counter = Counter()
-        texts = []
-        for text, findings in zip(part.texts, scanner.scan(part.texts)):
-            found.update(f.entity for f in findings)
-            texts.append(scanner.redact_one(text, mode=config.privacy.redact_mode, salt=salt, findings=findings))
-        part.texts = texts
+        part.texts, found = scanner.redact_counted(part.texts, mode=config.privacy.redact_mode)
         counts[split] = dict(found)
     if counts_to is not None:
         write_json_atomic(counts_to, {"pii_redaction": {"mode": config.privacy.redact_mode, "counts": counts,

@@ -23,10 +23,10 @@ def _text_columns(frame, columns: Optional[list[str]]) -> list[str]:
     return [str(c) for c in frame.columns if frame[c].dtype == object]
 
 
-def _scan_column(scanner, values: list) -> dict:
-    """{row index: findings} for the string values of one column (missing values and numbers are not text)."""
+def _texts_of(values: list) -> tuple[list[int], list[str]]:
+    """One column's string values and their positions (missing values and numbers are not text)."""
     rows = [i for i, v in enumerate(values) if isinstance(v, str)]
-    return dict(zip(rows, scanner.scan([values[i] for i in rows])))
+    return rows, [values[i] for i in rows]
 
 
 @data_app.command("scan")
@@ -46,7 +46,8 @@ def scan(
     rows: dict[str, list[int]] = {}
     for c in _text_columns(frame, column):
         counts[c] = Counter()
-        for i, findings in _scan_column(scanner, frame[c].tolist()).items():
+        positions, texts = _texts_of(frame[c].tolist())
+        for i, findings in zip(positions, scanner.scan(texts)):
             for f in findings:
                 counts[c][f.entity] += 1
                 if len(rows.setdefault(f"{c}:{f.entity}", [])) < 5:
@@ -80,7 +81,7 @@ def redact(
 ) -> None:
     """Write a copy with personal data replaced; counts per column and type."""
     from trustfm.data.io import read_table, write_table
-    from trustfm.data.pii import MODES, PIIScanner, pii_salt
+    from trustfm.data.pii import MODES, PIIScanner
     from trustfm.errors import ConfigError
 
     if mode not in MODES:
@@ -92,14 +93,13 @@ def redact(
         key = load_key(key_file)  # before any work: a missing key fails fast
     frame = read_table(data, data_format)
     scanner = PIIScanner()
-    salt = pii_salt() if mode == "hash" else None
     counts: dict[str, Counter] = {}
     for c in _text_columns(frame, column):
-        counts[c] = Counter()
         values = frame[c].tolist()
-        for i, findings in _scan_column(scanner, values).items():
-            counts[c].update(f.entity for f in findings)
-            values[i] = scanner.redact_one(values[i], mode=mode, salt=salt, findings=findings)
+        positions, texts = _texts_of(values)
+        redacted, counts[c] = scanner.redact_counted(texts, mode=mode)
+        for i, text in zip(positions, redacted):
+            values[i] = text
         frame[c] = values
     write_table(frame, output, encrypt_key=key)
     report = {"file": str(data), "output": str(output), "mode": mode, "encrypted": encrypt, "rows": len(frame),

@@ -26,6 +26,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import os
+from collections import Counter
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -197,9 +198,17 @@ class PIIScanner:
         return "".join(out)
 
     def redact(self, texts: Iterable[str], *, mode: str = "placeholder") -> list[str]:
+        return self.redact_counted(texts, mode=mode)[0]
+
+    def redact_counted(self, texts: Iterable[str], *, mode: str = "placeholder") -> tuple[list[str], Counter]:
+        """The redacted texts (in order, one per text) and how many values of each type were replaced."""
         texts = list(texts)
         salt = pii_salt() if mode == "hash" else None
-        return [self.redact_one(t, mode=mode, salt=salt, findings=f) for t, f in zip(texts, self.scan(texts))]
+        redacted, counts = [], Counter()
+        for text, findings in zip(texts, self.scan(texts)):
+            counts.update(f.entity for f in findings)
+            redacted.append(self.redact_one(text, mode=mode, salt=salt, findings=findings))
+        return redacted, counts
 
 
 # Dates are left out of the example screen: a date alone identifies no one, and reviews are full of release dates;
