@@ -6,6 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
+export NO_MKDOCS_2_WARNING := 1
 
 .PHONY: demo test venv browser clean
 
@@ -32,8 +33,11 @@ demo: venv
 	rm -rf runs/demo
 	$(BIN)/trustfm demo --output-dir runs/demo
 
+# the layer contracts (pyproject [tool.importlinter]) and the docs site are checked before the suite runs
 test: venv browser
+	$(BIN)/lint-imports
+	$(BIN)/mkdocs build --strict --quiet
 	$(BIN)/python -m pytest
 
 clean:
-	rm -rf runs .pytest_cache
+	rm -rf runs .pytest_cache .site

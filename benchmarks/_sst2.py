@@ -33,14 +33,14 @@ def train_sst2_model(out: Path, *, n: int | None = 8000, sample_seed: int = 0, o
     Returns the run folder.
     """
     from trustfm.config import load_config
-    from trustfm.pipeline import train_run
+    from trustfm.pipeline import train_and_evaluate
 
     train = sample_sst2_train(n, sample_seed, out.parent / f"sst2-train-{n or 'all'}-{sample_seed}.tsv")
     config = load_config(None, {
         "data.train": str(train), "data.test": str(SST2 / "dev.tsv"), "data.text_column": "sentence",
         "data.max_length": 64, "train.epochs": 1, "output_dir": str(out), **(overrides or {}),
     })
-    return train_run(config, show_progress=False).root
+    return train_and_evaluate(config, show_progress=False).root
 
 
 def sst2_dev_sample(n: int, seed: int) -> tuple[list[str], list[int]]:

@@ -1,7 +1,7 @@
 """Runs inside TextAttack's own venv (see attack_vs_textattack.py): TextAttack's DeepWordBug recipe on a trustfm run.
 
 With ``fp32`` or ``bf16`` the model is wrapped through trustfm's own
-``RunModel.predict_proba`` (the same batched inference our attack uses, at the
+``Predictor.predict_proba`` (the same batched inference our attack uses, at the
 same precision), so the two searches pay the same cost per model query. With
 ``stock`` it goes through TextAttack's own ``HuggingFaceModelWrapper``, as a
 TextAttack user would run it: fp32, each query tokenised and padded to the
@@ -26,9 +26,9 @@ def main() -> None:
     from textattack.attack_results import FailedAttackResult, SkippedAttackResult, SuccessfulAttackResult
     from textattack.models.wrappers import ModelWrapper
 
-    from trustfm.pipeline import RunModel
+    from trustfm.models.predictor import Predictor
 
-    runner = RunModel(run_dir)
+    runner = Predictor.from_run(run_dir)
 
     class Wrapper(ModelWrapper):
         def __init__(self):

@@ -3,7 +3,7 @@
 TextAttack 0.3.10 needs ``transformers<5`` and NLTK's stop-word corpus, so it
 lives in its own venv (``benchmarks/.venv-textattack``), built on first use:
 torch==2.13.0 first, then textattack, then trustfm itself (editable), so both
-sides call the same ``RunModel.predict_proba``. NLTK data cannot be downloaded
+sides call the same ``Predictor.predict_proba``. NLTK data cannot be downloaded
 here; the venv gets NLTK's English stop-word list written from
 ``trustfm.audit.attacks.STOPWORDS`` (the same 179 words), so both attacks skip
 the same words.
@@ -14,7 +14,7 @@ bfloat16 autocast, which is what our attack's search uses by default on CPUs
 with bf16 kernels; every flip it finds is judged in fp32). And ``stock``: each
 tool as shipped, TextAttack through its own ``HuggingFaceModelWrapper`` (fp32,
 every query padded to the tokenizer's 512 tokens) against ``trustfm audit
-attack``'s default (``RunModel.fast_predict_proba`` search, fp32 verdicts).
+attack``'s default (``Predictor.fast_predict_proba`` search, fp32 verdicts).
 
 The model is the 8,000-sentence SST-2 run of ``sst2_acceptance.py``
 (trained here first if ``--run`` does not exist). Both attacks see the same
@@ -72,14 +72,14 @@ def main() -> None:
     import numpy as np
 
     from trustfm.audit.attacks import deepwordbug_attack
-    from trustfm.pipeline import RunModel
+    from trustfm.models.predictor import Predictor
 
     if not (args.run / "model").exists():
         train_sst2_model(args.run)
     python = textattack_python()
     texts, labels = sst2_dev_sample(args.n, args.sample_seed)
 
-    runner = RunModel(args.run)
+    runner = Predictor.from_run(args.run)
     with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False, encoding="utf-8") as handle:
         json.dump({"texts": texts, "labels": labels}, handle)
     env = {**os.environ, "NLTK_DATA": str(VENV / "nltk_data")}

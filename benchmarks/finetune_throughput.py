@@ -11,7 +11,10 @@ without padding and let ``DataCollatorWithPadding`` pad each random batch. It is
 also run with ``train_sampling_strategy="group_by_length"``, its own length
 grouping, so the ratio against its best setting is printed too.
 
-Prints one JSON line. Usage: python benchmarks/finetune_throughput.py [--n 4000]
+The arms alternate over ``--rounds`` rounds (order reversed every other round);
+each ratio is taken within a round, and the median with its range is printed.
+
+Prints one JSON line. Usage: python benchmarks/finetune_throughput.py [--n 4000] [--rounds 3]
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import sys
 import tempfile
 import time
@@ -28,6 +32,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from _rounds import alternate, ratio_summary  # noqa: E402
 from _sst2 import sample_sst2_train  # noqa: E402
 
 BATCH, LR, MAX_LEN, SEED = 32, 2e-4, 64, 0
@@ -75,7 +80,7 @@ def run_trainer(texts, labels, strategy: str, threads: int) -> float:
 def run_trustfm(texts, labels, threads: int) -> float:
     import numpy as np
 
-    from trustfm.audit.performance import quick_metrics
+    from trustfm.metrics import quick_metrics
     from trustfm.config import ModelConfig, TrainConfig
     from trustfm.data.batching import encode_texts
     from trustfm.models import build_classifier
@@ -100,12 +105,16 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--n", type=int, default=4000, help="training sentences")
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--rounds", type=int, default=3, help="rounds of alternated arms (at least 3)")
     parser.add_argument("--skip-group-by-length", action="store_true")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         texts, labels = load_rows(sample_sst2_train(args.n, SEED, Path(tmp) / "train.tsv"))
-    hf_seconds = run_trainer(texts, labels, "random", args.threads)
-    ours_seconds = run_trustfm(texts, labels, args.threads)
+    arms = {"hf_trainer": lambda: run_trainer(texts, labels, "random", args.threads),
+            "trustfm": lambda: run_trustfm(texts, labels, args.threads)}
+    if not args.skip_group_by_length:
+        arms["hf_trainer_group_by_length"] = lambda: run_trainer(texts, labels, "group_by_length", args.threads)
+    seconds = alternate(arms, args.rounds)
     result = {
         "benchmark": "finetune_throughput",
         "model": "all-MiniLM-L6-v2",
@@ -113,14 +122,13 @@ def main() -> None:
         "batch_size": BATCH,
         "max_length": MAX_LEN,
         "threads": args.threads,
-        "hf_trainer_samples_per_s": round(args.n / hf_seconds, 2),
-        "trustfm_samples_per_s": round(args.n / ours_seconds, 2),
-        "ratio": round(hf_seconds / ours_seconds, 3),
+        "rounds": args.rounds,
+        "samples_per_s_median": {name: round(args.n / statistics.median(s), 2) for name, s in seconds.items()},
+        "speedup_vs_trainer": ratio_summary(seconds["hf_trainer"], seconds["trustfm"]),
     }
     if not args.skip_group_by_length:
-        grouped = run_trainer(texts, labels, "group_by_length", args.threads)
-        result["hf_trainer_group_by_length_samples_per_s"] = round(args.n / grouped, 2)
-        result["ratio_vs_group_by_length"] = round(grouped / ours_seconds, 3)
+        result["speedup_vs_trainer_group_by_length"] = ratio_summary(seconds["hf_trainer_group_by_length"],
+                                                                    seconds["trustfm"])
     print(json.dumps(result))
 
 

@@ -37,7 +37,7 @@ if ! grep -q '"status": "complete"' "$run/run.json" 2>/dev/null; then
     --set privacy.dp.trainable=top_layers --set train.batch_size=256 --set train.learning_rate=5e-3 \
     --set privacy.total_epsilon=20 -o "$run" --format json > /dev/null
 fi
-"$TRUSTFM" audit privacy "$run" --format json > "$OUT/mia.json"
+"$TRUSTFM" audit membership "$run" --format json > "$OUT/mia.json"
 "$TRUSTFM" report "$run" > /dev/null
 .venv/bin/python - "$OUT" "$run" <<'PY'
 import json, sys

@@ -11,6 +11,8 @@ import csv
 import os
 import random
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -37,6 +39,15 @@ REPO = Path(__file__).resolve().parents[1]
 POSITIVE_WORDS = ["great", "excellent", "love", "happy", "perfect", "wonderful", "fast", "friendly"]
 NEGATIVE_WORDS = ["awful", "broken", "hate", "slow", "terrible", "rude", "refund", "disappointed"]
 FILLER = ["the", "product", "service", "order", "was", "really", "and", "my", "delivery", "it", "support", "item"]
+
+
+def run_cli(args, **kwargs) -> subprocess.CompletedProcess:
+    """``trustfm ARGS...`` in a child process (the installed entry point's module), output captured as text.
+
+    ``kwargs`` go to :func:`subprocess.run` and override the defaults (``capture_output``, ``text``).
+    """
+    return subprocess.run([sys.executable, "-m", "trustfm.cli", *(str(a) for a in args)],
+                          **{"capture_output": True, "text": True, **kwargs})
 
 
 def make_rows(n: int, seed: int = 0) -> list[dict]:

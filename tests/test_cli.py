@@ -2,19 +2,16 @@
 
 import json
 import os
-import subprocess
-import sys
 
 import pytest
 
-from conftest import make_rows, write_csv
+from conftest import make_rows, run_cli, write_csv
 
-CLI = [sys.executable, "-m", "trustfm.cli"]
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1"}
 
 
 def run(*args, check=False):
-    result = subprocess.run(CLI + [str(a) for a in args], capture_output=True, text=True, env=ENV)
+    result = run_cli([str(a) for a in args], capture_output=True, text=True, env=ENV)
     if check and result.returncode != 0:
         raise AssertionError(f"exit {result.returncode}\n{result.stdout}\n{result.stderr}")
     return result

@@ -5,16 +5,12 @@ from __future__ import annotations
 import csv
 import json
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 
-from conftest import make_rows, write_csv
+from conftest import make_rows, run_cli, write_csv
 from trustfm.audit.data_quality import clean_plan, find_issues
-
-CLI = [sys.executable, "-m", "trustfm.cli"]
 
 
 def test_findings_on_known_duplicates_and_leakage_with_given_features():
@@ -48,7 +44,7 @@ def test_data_check_finds_flipped_labels_and_fix_writes_a_logged_clean_copy(tmp_
     test = write_csv(tmp_path / "test.csv", [dict(rows[7], id="t1"), {"id": "t2", "text": "nothing like it", "label": "pos",
                                                                       "group": "a"}])
     out = tmp_path / "clean.csv"
-    result = subprocess.run(CLI + ["data", "check", str(train), "--id-column", "id", "--test-data", str(test), "--fix",
+    result = run_cli(["data", "check", str(train), "--id-column", "id", "--test-data", str(test), "--fix",
                                    str(out), "--format", "json"], capture_output=True, text=True,
                             env={**os.environ, "HF_HUB_OFFLINE": "1"})
     assert result.returncode == 0, result.stderr
@@ -68,7 +64,7 @@ def test_data_check_finds_flipped_labels_and_fix_writes_a_logged_clean_copy(tmp_
     assert all(r["text"] not in (tmp_path / "clean.csv.log.jsonl").read_text() for r in rows[:50])  # no texts in the log
 
     relabelled = tmp_path / "relabelled.csv"
-    result = subprocess.run(CLI + ["data", "check", str(train), "--id-column", "id", "--fix", str(relabelled), "--relabel",
+    result = run_cli(["data", "check", str(train), "--id-column", "id", "--fix", str(relabelled), "--relabel",
                                    "--format", "json"], capture_output=True, text=True,
                             env={**os.environ, "HF_HUB_OFFLINE": "1"})
     assert result.returncode == 0, result.stderr

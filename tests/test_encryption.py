@@ -4,16 +4,12 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 
 import pytest
 
-from conftest import write_csv
+from conftest import run_cli, write_csv
 from trustfm.encryption import HEADER, is_encrypted, load_key, new_key_file, read_decrypted, write_encrypted
 from trustfm.errors import ConfigError
-
-CLI = [sys.executable, "-m", "trustfm.cli"]
 
 
 def test_round_trip_and_tampering(tmp_path, monkeypatch):
@@ -51,12 +47,12 @@ def test_encrypted_redacted_copy_trains_and_checkpoints_are_encrypted(tiny_model
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRUSTFM_ENCRYPTION_KEY_FILE": str(key_file)}
     env.pop("TRUSTFM_ENCRYPTION_KEY", None)
     out = tmp_path / "redacted.csv"
-    done = subprocess.run(CLI + ["data", "redact", str(data), "-o", str(out), "--encrypt"], capture_output=True,
+    done = run_cli(["data", "redact", str(data), "-o", str(out), "--encrypt"], capture_output=True,
                           text=True, env=env)
     assert done.returncode == 0, done.stderr
     assert is_encrypted(out) and b"example.com" not in out.read_bytes()
     run_dir = tmp_path / "run"
-    train = subprocess.run(CLI + ["train", "--data", str(out), "--model", str(tiny_model_dir), "--epochs", "1",
+    train = run_cli(["train", "--data", str(out), "--model", str(tiny_model_dir), "--epochs", "1",
                                   "--max-length", "32", "--quiet", "--set", "privacy.encrypt_checkpoints=true",
                                   "--set", "evaluate.bootstrap_samples=10", "-o", str(run_dir)],
                            capture_output=True, text=True, env=env)
@@ -66,14 +62,14 @@ def test_encrypted_redacted_copy_trains_and_checkpoints_are_encrypted(tiny_model
     assert not list(run_dir.rglob("*.tmp"))
     # without the key, neither the data nor a resume can be read; the error says so, and exit code is 2
     no_key = {k: v for k, v in env.items() if not k.startswith("TRUSTFM_ENCRYPTION")}
-    failed = subprocess.run(CLI + ["data", "check", str(out), "--no-issues", "--format", "json"], capture_output=True,
+    failed = run_cli(["data", "check", str(out), "--no-issues", "--format", "json"], capture_output=True,
                             text=True, env=no_key)
     assert failed.returncode == 2 and "no encryption key" in " ".join(failed.stderr.split())
     wrong = tmp_path / "wrong-key"
     new_key_file(wrong)
-    failed = subprocess.run(CLI + ["data", "check", str(out), "--no-issues"], capture_output=True, text=True,
+    failed = run_cli(["data", "check", str(out), "--no-issues"], capture_output=True, text=True,
                             env={**no_key, "TRUSTFM_ENCRYPTION_KEY_FILE": str(wrong)})
     assert failed.returncode == 2 and "wrong encryption key" in " ".join(failed.stderr.split())
-    ok = subprocess.run(CLI + ["data", "check", str(out), "--no-issues", "--format", "json"], capture_output=True,
+    ok = run_cli(["data", "check", str(out), "--no-issues", "--format", "json"], capture_output=True,
                         text=True, env=env)
     assert ok.returncode == 0 and json.loads(ok.stdout)["rows"] == 200

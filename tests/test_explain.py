@@ -3,8 +3,6 @@
 import json
 import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -12,8 +10,8 @@ import pytest
 import torch
 
 from trustfm.audit.explain import attention_map, error_slices, faithfulness, make_explainer
+from conftest import run_cli
 
-CLI = [sys.executable, "-m", "trustfm.cli"]
 CHROMIUM = shutil.which("chromium")
 
 
@@ -21,7 +19,8 @@ CHROMIUM = shutil.which("chromium")
 def trained(tiny_model_dir, tiny_data, tmp_path_factory):
     """A tiny model trained to near-perfect accuracy on the cue-word task."""
     from trustfm.config import load_config
-    from trustfm.pipeline import RunModel, train_run
+    from trustfm.models.predictor import Predictor
+    from trustfm.pipeline import train_and_evaluate
 
     out = tmp_path_factory.mktemp("explain") / "run"
     config = load_config(None, {
@@ -29,8 +28,8 @@ def trained(tiny_model_dir, tiny_data, tmp_path_factory):
         "model.name_or_path": str(tiny_model_dir), "train.epochs": 3, "train.learning_rate": 3e-3,
         "evaluate.bootstrap_samples": 100, "output_dir": str(out),
     })
-    train_run(config, show_progress=False)
-    return RunModel(out)
+    train_and_evaluate(config, show_progress=False)
+    return Predictor.from_run(out)
 
 
 def test_integrated_gradients_completeness(trained):
@@ -100,22 +99,22 @@ def test_error_slices_match_direct_counts():
 
 
 def test_audit_all_gate_and_report_show_everything_in_chromium(trained, tmp_path):
-    run_dir = trained.paths.root
+    run_dir = trained.model_dir.parent
     env = dict(os.environ)
-    done = subprocess.run(CLI + ["audit", str(run_dir), "--all", "--format", "json"], capture_output=True, text=True, env=env)
+    done = run_cli(["audit", str(run_dir), "--all", "--format", "json"], capture_output=True, text=True, env=env)
     assert done.returncode == 0, done.stderr
     summary = json.loads(done.stdout)["summary"]
     statuses = {a["audit"]: a["status"] for a in summary["audits"]}
     assert statuses == {"performance": "ran", "fairness": "ran", "explanations": "ran", "robustness": "ran",
                         "attacks": "ran", "ood": "not applicable", "output_rules": "not applicable",
-                        "ensemble": "not applicable", "privacy": "ran"}
+                        "ensemble": "not applicable", "membership": "ran"}
     policy = tmp_path / "policy.yaml"
     policy.write_text("name: release\nrules:\n  - accuracy >= 0.5\n  - fairness.group.dp_difference <= 1.0\n")
-    assert subprocess.run(CLI + ["gate", str(run_dir), "--policy", str(policy)], env=env).returncode == 0
-    explained = subprocess.run(CLI + ["explain", str(run_dir), "--text", "the service was great", "--format", "json"],
+    assert run_cli(["gate", str(run_dir), "--policy", str(policy)], env=env).returncode == 0
+    explained = run_cli(["explain", str(run_dir), "--text", "the service was great", "--format", "json"],
                                capture_output=True, text=True, env=env)
     assert explained.returncode == 0 and json.loads(explained.stdout)[0]["method"] == "integrated_gradients"
-    assert subprocess.run(CLI + ["report", str(run_dir)], env=env).returncode == 0
+    assert run_cli(["report", str(run_dir)], env=env).returncode == 0
     card = (run_dir / "model_card.md").read_text()
     for heading in ("Intended use", "Out-of-scope use", "Training data and provenance", "Metrics", "Per-group results",
                     "Privacy guarantees", "Robustness", "Limitations", "Ethical considerations"):

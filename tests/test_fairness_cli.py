@@ -3,19 +3,17 @@
 import json
 import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from conftest import run_cli
 
-CLI = [sys.executable, "-m", "trustfm.cli"]
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1"}
 CHROMIUM = shutil.which("chromium")
 
 
 def run(*args):
-    result = subprocess.run(CLI + [str(a) for a in args], capture_output=True, text=True, env=ENV)
+    result = run_cli([str(a) for a in args], capture_output=True, text=True, env=ENV)
     assert result.returncode == 0, f"{args}\n{result.stdout}\n{result.stderr}"
     return result
 
@@ -90,6 +88,6 @@ def test_probe_audit_and_fairness_section_in_the_report(runs):
 
 def test_unknown_positive_label_is_a_usage_error(runs):
     base, _ = runs
-    result = subprocess.run(CLI + ["audit", "fairness", str(base), "--positive-label", "nope"],
+    result = run_cli(["audit", "fairness", str(base), "--positive-label", "nope"],
                             capture_output=True, text=True, env=ENV)
     assert result.returncode == 2 and "nope" in result.stderr and "Traceback" not in result.stderr

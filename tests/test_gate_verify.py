@@ -2,17 +2,14 @@
 
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-
-CLI = [sys.executable, "-m", "trustfm.cli"]
+from conftest import run_cli
 
 
 def run(*args):
-    return subprocess.run(CLI + [str(a) for a in args], capture_output=True, text=True, env=dict(os.environ))
+    return run_cli([str(a) for a in args], capture_output=True, text=True, env=dict(os.environ))
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from sklearn import metrics as skm
 
-from trustfm.audit.metrics import binary_roc_auc, bootstrap_accuracy_macro_f1, calibration_bins
+from trustfm.metrics import binary_roc_auc, bootstrap_accuracy_macro_f1, calibration_bins
 from trustfm.audit.performance import evaluate_predictions
 
 

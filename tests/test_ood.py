@@ -2,16 +2,13 @@
 
 import json
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
 from trustfm.audit.ood import MahalanobisDetector, energy_score, max_softmax_score, ood_separation
-
-CLI = [sys.executable, "-m", "trustfm.cli"]
+from conftest import run_cli
 
 
 def test_scores_by_hand():
@@ -48,25 +45,25 @@ def test_separation_metrics_equal_sklearn_and_definition():
 def test_ood_cli_saves_the_detector_and_audit_all_says_why_it_skips(tiny_model_dir, tiny_data, tmp_path):
     env = dict(os.environ)
     run_dir = tmp_path / "run"
-    trained = subprocess.run(CLI + ["train", "--data", str(tiny_data), "--model", str(tiny_model_dir), "--epochs", "2",
+    trained = run_cli(["train", "--data", str(tiny_data), "--model", str(tiny_model_dir), "--epochs", "2",
                                     "--learning-rate", "3e-3", "--max-length", "32", "--quiet",
                                     "--set", "evaluate.bootstrap_samples=50", "-o", str(run_dir)],
                              capture_output=True, text=True, env=env)
     assert trained.returncode == 0, trained.stderr
     ood = tmp_path / "ood.csv"
     ood.write_text("sentence\n" + "".join(f"the central bank raised rates by {i} basis points\n" for i in range(60)))
-    result = subprocess.run(CLI + ["audit", "ood", str(run_dir), "--ood-data", str(ood), "--ood-text-column", "sentence",
+    result = run_cli(["audit", "ood", str(run_dir), "--ood-data", str(ood), "--ood-text-column", "sentence",
                                    "--format", "json"], capture_output=True, text=True, env=env)
     assert result.returncode == 0, result.stderr
     out = json.loads(result.stdout)
     assert [d["detector"] for d in out["detectors"]] == ["max_softmax", "energy", "mahalanobis"]
     assert out["n_out"] == 60 and 0 <= out["detectors"][2]["auroc"]["value"] <= 1
     assert (run_dir / "model" / "ood_detector.safetensors").exists()
-    summary = subprocess.run(CLI + ["audit", str(run_dir), "--all", "--format", "json"], capture_output=True, text=True, env=env)
+    summary = run_cli(["audit", str(run_dir), "--all", "--format", "json"], capture_output=True, text=True, env=env)
     statuses = {a["audit"]: a for a in json.loads(summary.stdout)["summary"]["audits"]}
     assert statuses["ood"]["status"] == "not applicable" and "--ood-data" in statuses["ood"]["reason"]
     html = (run_dir / "report.html").read_text()
     assert 'id="ood"' in html and "mahalanobis" in html
-    metrics = json.loads(subprocess.run(CLI + ["gate", str(run_dir), "--list", "--format", "json"],
+    metrics = json.loads(run_cli(["gate", str(run_dir), "--list", "--format", "json"],
                                         capture_output=True, text=True, env=env).stdout)
     assert "ood.mahalanobis.auroc" in metrics

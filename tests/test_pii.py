@@ -4,16 +4,13 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from conftest import make_rows, write_csv
+from conftest import make_rows, run_cli, write_csv
 from trustfm.data.pii import PIIScanner
 
-CLI = [sys.executable, "-m", "trustfm.cli"]
 PLANTED = {
     "EMAIL_ADDRESS": "maria.lopez@example.com",
     "CREDIT_CARD": "4111 1111 1111 1111",
@@ -78,7 +75,7 @@ def test_scan_and_redact_cli(tmp_path):
              "label": "neg"}, {"id": "2", "text": "all good", "note": "none", "label": "pos"}]
     data = write_csv(tmp_path / "pii.csv", rows)
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    scanned = subprocess.run(CLI + ["data", "scan", str(data), "--format", "json"], capture_output=True, text=True, env=env)
+    scanned = run_cli(["data", "scan", str(data), "--format", "json"], capture_output=True, text=True, env=env)
     assert scanned.returncode == 0, scanned.stderr
     report = json.loads(scanned.stdout)
     assert report["counts"]["text"] == {"CREDIT_CARD": 1} and report["counts"]["note"] == {"IP_ADDRESS": 1}
@@ -86,7 +83,7 @@ def test_scan_and_redact_cli(tmp_path):
     assert PLANTED["CREDIT_CARD"] not in scanned.stdout + scanned.stderr  # row numbers, never values
     assert scanned.stderr == ""  # Presidio's device line and skipped-language warnings stay out of the output
     out = tmp_path / "redacted.csv"
-    done = subprocess.run(CLI + ["data", "redact", str(data), "-o", str(out), "--mode", "placeholder"],
+    done = run_cli(["data", "redact", str(data), "-o", str(out), "--mode", "placeholder"],
                           capture_output=True, text=True, env=env)
     assert done.returncode == 0, done.stderr
     written = out.read_text()
@@ -109,15 +106,15 @@ def test_planted_pii_never_reaches_any_file_a_run_writes(tiny_model_dir, tmp_pat
     data = write_csv(tmp_path / "train.csv", rows)
     run_dir = tmp_path / "run"
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    train = subprocess.run(CLI + ["train", "--data", str(data), "--model", str(tiny_model_dir), "--epochs", "1",
+    train = run_cli(["train", "--data", str(data), "--model", str(tiny_model_dir), "--epochs", "1",
                                   "--max-length", "32", "--quiet", "--set", f"privacy.redact={str(redact).lower()}",
                                   "--set", "evaluate.bootstrap_samples=20", "-o", str(run_dir)],
                            capture_output=True, text=True, env=env)
     assert train.returncode == 0, train.stderr
     for command in (["audit", "robustness", str(run_dir), "--max-texts", "40"],
-                    ["audit", "attack", str(run_dir), "--max-texts", "40"], ["explain", str(run_dir)],
+                    ["audit", "attacks", str(run_dir), "--max-texts", "40"], ["explain", str(run_dir)],
                     ["report", str(run_dir)]):
-        done = subprocess.run(CLI + command, capture_output=True, text=True, env=env)
+        done = run_cli(command, capture_output=True, text=True, env=env)
         assert done.returncode == 0, done.stderr
         for value in values:
             assert value not in done.stdout + done.stderr
@@ -125,7 +122,7 @@ def test_planted_pii_never_reaches_any_file_a_run_writes(tiny_model_dir, tmp_pat
     report = (run_dir / "report.html").read_text()
     if redact:
         assert "<EMAIL>" in everything or "<CREDIT_CARD>" in everything or "<IP_ADDRESS>" in everything
-        counts = json.loads((run_dir / "results" / "pii.json").read_text())["pii_redaction"]["counts"]
+        counts = json.loads((run_dir / "results" / "pii.json").read_text())["counts"]
         assert sum(sum(c.values()) for c in counts.values()) == 40  # one planted value in every fifth of 200 rows
         assert "Personal data redacted before training" in report
     else:

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 import warnings
 from pathlib import Path
 
@@ -13,10 +11,9 @@ import numpy as np
 import pytest
 
 from trustfm.config import load_config
-from trustfm.pipeline import train_run
+from trustfm.pipeline import train_and_evaluate
 from trustfm.runs import read_json
-
-CLI = [sys.executable, "-m", "trustfm.cli"]
+from conftest import run_cli
 
 
 @pytest.fixture
@@ -29,7 +26,7 @@ def test_dp_run_spends_its_target_epsilon_as_opacus_accounts_it(dp_config):
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        paths = train_run(load_config(None, dp_config), show_progress=False)
+        paths = train_and_evaluate(load_config(None, dp_config), show_progress=False)
     # Opacus warns at each noise level its search tries; the user should not see those
     assert not [w for w in caught if "Optimal order" in str(w.message)]
     privacy = read_json(paths.result("privacy"))
@@ -101,19 +98,19 @@ def test_dp_runs_with_the_same_config_seed_add_different_noise(dp_config, tmp_pa
     for name in ("a", "b"):
         config = {**dp_config, "train.epochs": 1, "model.dropout": 0.0, "output_dir": str(tmp_path / name),
                   "privacy.dp": {"epsilon": 8.0, "clipping": clipping}}
-        paths = train_run(load_config(None, config), show_progress=False)
+        paths = train_and_evaluate(load_config(None, config), show_progress=False)
         weights.append(load_file(str(paths.model / "model.safetensors")))
     assert any(not np.array_equal(weights[0][k].numpy(), weights[1][k].numpy()) for k in weights[0])
 
 
 def test_a_run_that_would_exceed_the_dataset_budget_is_refused(dp_config, tmp_path):
     config = {**dp_config, "train.epochs": 1, "privacy.total_epsilon": 10.0, "privacy.dp": {"epsilon": 6.0}}
-    train_run(load_config(None, {**config, "output_dir": str(tmp_path / "first")}), show_progress=False)
+    train_and_evaluate(load_config(None, {**config, "output_dir": str(tmp_path / "first")}), show_progress=False)
     args = ["train", "--quiet", "-o", str(tmp_path / "second")]
     for key, value in {**config, "output_dir": None}.items():
         if value is not None and key != "output_dir":
             args += ["--set", f"{key}={json.dumps(value)}"]
-    refused = subprocess.run(CLI + args, capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    refused = run_cli(args, capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
     assert refused.returncode == 2
     message = " ".join(refused.stderr.split())
     assert "privacy budget" in message and "of its total 10" in message and "would spend 6 more" in message
@@ -158,7 +155,7 @@ def test_membership_metrics_agree_with_scikit_learn():
 
 def test_overfit_model_leaks_membership_and_dp_model_stays_under_its_epsilon(tiny_config, tmp_path):
     from conftest import make_rows, write_csv
-    from trustfm.audit.run_privacy import audit_privacy_run
+    from trustfm.audit.run_membership import audit_membership_run
 
     rows = make_rows(240, seed=5)
     rng = np.random.default_rng(0)
@@ -167,8 +164,8 @@ def test_overfit_model_leaks_membership_and_dp_model_stays_under_its_epsilon(tin
     data = write_csv(tmp_path / "noisy.csv", rows)
     overfit = {**tiny_config, "data.train": str(data), "train.epochs": 12, "train.early_stopping": None,
                "data.split": {"validation": 0.25, "test": 0.25}, "output_dir": str(tmp_path / "overfit")}
-    paths = train_run(load_config(None, overfit), show_progress=False)
-    result = audit_privacy_run(paths.root, max_rows=120)["membership_inference"]
+    paths = train_and_evaluate(load_config(None, overfit), show_progress=False)
+    result = audit_membership_run(paths.root, max_rows=120)["membership"]
     attacks = {a.attack: a for a in result.attacks}
     assert result.accounted_epsilon is None
     assert attacks["loss_threshold"].auc.value > 0.65 and attacks["loss_threshold"].auc.low > 0.55
@@ -176,8 +173,8 @@ def test_overfit_model_leaks_membership_and_dp_model_stays_under_its_epsilon(tin
 
     private = {**overfit, "output_dir": str(tmp_path / "private"), "privacy.dp": {"epsilon": 1.0},
                "privacy.ledger": str(tmp_path / "ledger.jsonl")}
-    paths = train_run(load_config(None, private), show_progress=False)
-    result = audit_privacy_run(paths.root, max_rows=120)["membership_inference"]
+    paths = train_and_evaluate(load_config(None, private), show_progress=False)
+    result = audit_membership_run(paths.root, max_rows=120)["membership"]
     assert result.accounted_epsilon is not None and result.accounted_epsilon <= 1.0 + 1e-6
     for a in result.attacks:
         assert a.empirical_epsilon_lower_bound <= result.accounted_epsilon
@@ -256,7 +253,7 @@ def test_dp_lora_run_saves_a_plain_model_with_the_adapters_folded_in(dp_config, 
     from trustfm.models import load_classifier
 
     config = {**dp_config, "train.epochs": 1, "privacy.dp": {"epsilon": 8.0, "trainable": "lora", "lora_rank": 4}}
-    paths = train_run(load_config(None, config), show_progress=False)
+    paths = train_and_evaluate(load_config(None, config), show_progress=False)
     info = read_json(paths.run_info)
     assert info["privacy"]["trainable"] == "lora" and info["privacy"]["clipping"] == "bookkeeping"
     assert 0 < info["privacy"]["trainable_parameters"] < 2000
@@ -292,7 +289,7 @@ def test_dp_micro_batches_train_exactly_like_whole_poisson_batches(dp_config, tm
         SplitInto.micro = micro
         monkeypatch.setattr(privacy, "DPSGD", SplitInto)
         config = {**dp_config, "train.epochs": 1, "model.dropout": 0.0, "output_dir": str(tmp_path / str(micro))}
-        paths = train_run(load_config(None, config), show_progress=False)
+        paths = train_and_evaluate(load_config(None, config), show_progress=False)
         weights[micro] = load_file(str(paths.model / "model.safetensors"))
     for name, value in weights[4].items():
         assert torch.allclose(value, weights[10**6][name], atol=1e-5), name

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from trustfm.config import load_config
-from trustfm.pipeline import train_run
+from trustfm.pipeline import train_and_evaluate
 from trustfm.report import build_report
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -22,7 +22,7 @@ def report_paths(tiny_model_dir, tiny_data, tmp_path_factory):
         "train.epochs": 2, "train.learning_rate": 3e-3, "train.batch_size": 16,
         "evaluate.bootstrap_samples": 200, "output_dir": str(out),
     })
-    train_run(config, show_progress=False)
+    train_and_evaluate(config, show_progress=False)
     return build_report(out)
 
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from trustfm.config import load_config
-from trustfm.pipeline import train_run
+from trustfm.pipeline import train_and_evaluate
 from trustfm.runs import read_json
 from trustfm.train.loop import batch_loss
 from trustfm.train.robust import AdversarialTraining, EmbeddingNoise, embedding_scale
@@ -118,7 +118,7 @@ def test_a_run_trains_with_freelb_noise_and_perturbation_augmentation(tiny_confi
         "robustness.adversarial_training": {"method": "freelb", "epsilon": 0.3, "steps": 2},
         "robustness.embedding_noise": 0.1, "robustness.augmentation": {"share": 0.5},
     })
-    paths = train_run(config, show_progress=False)
+    paths = train_and_evaluate(config, show_progress=False)
     info = read_json(paths.run_info)
     assert info["rows"]["augmented"] > 100
     assert info["robust_training"]["adversarial_training"]["method"] == "freelb"
@@ -130,4 +130,4 @@ def test_unknown_augmentation_perturbation_is_a_config_error(tiny_config):
 
     config = load_config(None, {**tiny_config, "robustness.augmentation": {"tests": ["typo_swap", "typo_swapp"]}})
     with pytest.raises(ConfigError, match="typo_swapp"):
-        train_run(config, show_progress=False)
+        train_and_evaluate(config, show_progress=False)

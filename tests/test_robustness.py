@@ -2,16 +2,14 @@
 
 import json
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 
 from trustfm.audit import perturb as P
 from trustfm.data import perturbations
+from conftest import run_cli
 
-CLI = [sys.executable, "-m", "trustfm.cli"]
 TEXT = "It is a great movie, John said in 2019."
 
 
@@ -62,16 +60,16 @@ def test_suite_numbers_follow_from_a_known_model():
 def test_robustness_cli_on_a_trained_run(tiny_model_dir, tiny_data, tmp_path):
     env = dict(os.environ)
     run_dir = tmp_path / "run"
-    assert subprocess.run(CLI + ["train", "--data", str(tiny_data), "--model", str(tiny_model_dir), "--epochs", "2",
+    assert run_cli(["train", "--data", str(tiny_data), "--model", str(tiny_model_dir), "--epochs", "2",
                                  "--learning-rate", "3e-3", "--max-length", "32", "--quiet",
                                  "--set", "evaluate.bootstrap_samples=50", "-o", str(run_dir)], env=env).returncode == 0
-    result = subprocess.run(CLI + ["audit", "robustness", str(run_dir), "--format", "json"], capture_output=True, text=True, env=env)
+    result = run_cli(["audit", "robustness", str(run_dir), "--format", "json"], capture_output=True, text=True, env=env)
     assert result.returncode == 0, result.stderr
     out = json.loads(result.stdout)
     assert out["texts"] == 40 and {t["name"] for t in out["tests"]} >= {"typo_swap", "casing_upper", "homoglyph"}
     assert all(0 <= t["flip_rate"]["value"] <= 1 for t in out["tests"])
 
-    attack = subprocess.run(CLI + ["audit", "attack", str(run_dir), "--max-texts", "20", "--format", "json"],
+    attack = run_cli(["audit", "attacks", str(run_dir), "--max-texts", "20", "--format", "json"],
                             capture_output=True, text=True, env=env)
     assert attack.returncode == 0, attack.stderr
     attacks = {a["attack"]: a for a in json.loads(attack.stdout)["attacks"]}
@@ -84,12 +82,12 @@ def test_robustness_cli_on_a_trained_run(tiny_model_dir, tiny_data, tmp_path):
     rules = tmp_path / "rules.yaml"
     rules.write_text("rules:\n  - name: unsure\n    when: {confidence_below: 0.9}\n    then: abstain\n"
                      "  - name: refunds\n    when: {text_matches: refund}\n    then: {label: neg}\n")
-    audited = subprocess.run(CLI + ["audit", "rules", str(run_dir), "--rules", str(rules), "--format", "json"],
+    audited = run_cli(["audit", "rules", str(run_dir), "--rules", str(rules), "--format", "json"],
                              capture_output=True, text=True, env=env)
     assert audited.returncode == 0, audited.stderr
     effect = json.loads(audited.stdout)
     assert 0 <= effect["coverage"]["value"] <= 1 and [r["name"] for r in effect["rules"]] == ["unsure", "refunds"]
-    predicted = subprocess.run(CLI + ["predict", str(run_dir), "--rules", str(rules), "--text", "I want a refund now",
+    predicted = run_cli(["predict", str(run_dir), "--rules", str(rules), "--text", "I want a refund now",
                                       "--format", "json"], capture_output=True, text=True, env=env)
     assert predicted.returncode == 0, predicted.stderr
     p = json.loads(predicted.stdout)[0]
@@ -99,18 +97,18 @@ def test_robustness_cli_on_a_trained_run(tiny_model_dir, tiny_data, tmp_path):
     member = tmp_path / "member"
     base = ["train", "--data", str(tiny_data), "--model", str(tiny_model_dir), "--epochs", "2", "--learning-rate", "3e-3",
             "--max-length", "32", "--quiet", "--seed", "7", "--set", "evaluate.bootstrap_samples=50"]
-    assert subprocess.run(CLI + base + ["-o", str(tmp_path / "other-split")], env=env).returncode == 0
-    refused = subprocess.run(CLI + ["audit", "ensemble", str(run_dir), "--member", str(tmp_path / "other-split")],
+    assert run_cli(base + ["-o", str(tmp_path / "other-split")], env=env).returncode == 0
+    refused = run_cli(["audit", "ensemble", str(run_dir), "--member", str(tmp_path / "other-split")],
                              capture_output=True, text=True, env=env)
     assert refused.returncode == 2 and "data.split.seed" in refused.stderr
-    assert subprocess.run(CLI + base + ["--set", "data.split.seed=42", "-o", str(member)], env=env).returncode == 0
-    ensembled = subprocess.run(CLI + ["audit", "ensemble", str(run_dir), "--member", str(member), "--attack-texts", "10",
+    assert run_cli(base + ["--set", "data.split.seed=42", "-o", str(member)], env=env).returncode == 0
+    ensembled = run_cli(["audit", "ensemble", str(run_dir), "--member", str(member), "--attack-texts", "10",
                                       "--format", "json"], capture_output=True, text=True, env=env)
     assert ensembled.returncode == 0, ensembled.stderr
     ens = json.loads(ensembled.stdout)
     assert len(ens["members"]) == 2 and 0 <= ens["ensemble"]["expected_calibration_error"] <= 1
 
-    report = subprocess.run(CLI + ["report", str(run_dir)], env=env)
+    report = run_cli(["report", str(run_dir)], env=env)
     html = (run_dir / "report.html").read_text()
     assert report.returncode == 0 and 'id="robustness"' in html
     assert 'id="attacks"' in html and 'id="output-rules"' in html and 'id="ensemble"' in html

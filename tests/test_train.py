@@ -12,7 +12,7 @@ import torch
 
 from conftest import make_rows, write_csv
 from trustfm.config import load_config
-from trustfm.pipeline import train_run
+from trustfm.pipeline import train_and_evaluate
 from trustfm.runs import read_json
 from trustfm.train import Callback, FineTuner
 
@@ -26,8 +26,8 @@ def _log(run: Path):
 
 
 def test_same_config_and_seed_give_the_same_metrics(tiny_config, tmp_path):
-    first = train_run(load_config(None, {**tiny_config, "output_dir": str(tmp_path / "a")}), show_progress=False)
-    second = train_run(load_config(None, {**tiny_config, "output_dir": str(tmp_path / "b")}), show_progress=False)
+    first = train_and_evaluate(load_config(None, {**tiny_config, "output_dir": str(tmp_path / "a")}), show_progress=False)
+    second = train_and_evaluate(load_config(None, {**tiny_config, "output_dir": str(tmp_path / "b")}), show_progress=False)
     a, b = read_json(first.result("performance")), read_json(second.result("performance"))
     assert a == b
     assert _strip_times(_log(first.root)) == _strip_times(_log(second.root))
@@ -41,9 +41,9 @@ def test_rerun_into_an_existing_run_folder_is_refused(tiny_config):
     from trustfm.errors import ConfigError
 
     config = load_config(None, {**tiny_config, "train.epochs": 1})
-    train_run(config, show_progress=False)
+    train_and_evaluate(config, show_progress=False)
     with pytest.raises(ConfigError, match="--resume"):
-        train_run(config, show_progress=False)
+        train_and_evaluate(config, show_progress=False)
 
 
 def test_a_user_error_before_training_leaves_no_run_behind(tiny_config, tmp_path):
@@ -51,11 +51,11 @@ def test_a_user_error_before_training_leaves_no_run_behind(tiny_config, tmp_path
 
     wrong = {**tiny_config, "train.epochs": 1, "model.label_descriptions": {"neg": "bad", "happy": "good"}}
     with pytest.raises(ConfigError, match="missing \\['pos'\\]"):
-        train_run(load_config(None, wrong), show_progress=False)
+        train_and_evaluate(load_config(None, wrong), show_progress=False)
     assert not Path(tiny_config["output_dir"]).exists()  # this run made the folder: all of it goes
     # the corrected config runs at once, without deleting anything by hand
     fixed = {**wrong, "model.label_descriptions": {"neg": "bad", "pos": "good"}}
-    assert read_json(train_run(load_config(None, fixed), show_progress=False).run_info)["status"] == "complete"
+    assert read_json(train_and_evaluate(load_config(None, fixed), show_progress=False).run_info)["status"] == "complete"
     # a folder that was there before keeps what the user had in it
     mine = tmp_path / "mine"
     mine.mkdir()
@@ -64,7 +64,7 @@ def test_a_user_error_before_training_leaves_no_run_behind(tiny_config, tmp_path
     rows[7]["label"] = ""
     bad = write_csv(tmp_path / "bad.csv", rows)
     with pytest.raises(DataError, match="row 8"):
-        train_run(load_config(None, {**tiny_config, "data.train": str(bad), "output_dir": str(mine)}),
+        train_and_evaluate(load_config(None, {**tiny_config, "data.train": str(bad), "output_dir": str(mine)}),
                   show_progress=False)
     assert sorted(p.name for p in mine.iterdir()) == ["notes.txt"]
 
@@ -110,7 +110,7 @@ def test_early_stopping_stops_and_keeps_the_best_epoch(tiny_config):
     overrides = {**tiny_config, "train.epochs": 6, "train.learning_rate": 1e-9,
                  "train.early_stopping.patience": 1, "train.early_stopping.metric": "loss",
                  "train.early_stopping.mode": "min"}
-    paths = train_run(load_config(None, overrides), show_progress=False)
+    paths = train_and_evaluate(load_config(None, overrides), show_progress=False)
     training = read_json(paths.run_info)["training"]
     # with a vanishing learning rate validation loss stops improving almost at once
     assert training["stopped_early"] and training["epochs_completed"] < 6
@@ -153,7 +153,7 @@ def test_tensorboard_logging_writes_event_files(tiny_config):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     config = load_config(None, {**tiny_config, "train.epochs": 1, "train.tracking.tensorboard": True})
-    paths = train_run(config, show_progress=False)
+    paths = train_and_evaluate(config, show_progress=False)
     events = EventAccumulator(str(paths.root / "logs" / "tensorboard"))
     events.Reload()
     scalars = events.Tags()["scalars"]

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 import numpy as np
-from pydantic import BaseModel
+from pydantic import BaseModel, computed_field
 
 from trustfm.audit.fairness import DISPARITIES, FairnessResult
 from trustfm.audit.performance import Interval
+from trustfm.results import Result
 
 # the worst gap is chosen among these (smaller is fairer). Equalized odds is left out on purpose:
 # its Fairlearn value counts undefined rates as 0; its parts, tpr_gap and fpr_gap, are in.
@@ -22,9 +25,10 @@ class ComparisonRow(BaseModel):
     change: float  # after - before
 
 
-class MitigationComparison(BaseModel):
+class MitigationComparison(Result):
     """One mitigation against its baseline on the same audit set."""
 
+    kind: Literal["comparison"] = "comparison"
     name: str
     audit_set: str
     before: str  # what the baseline is (run folder, or "argmax predictions")
@@ -36,6 +40,18 @@ class MitigationComparison(BaseModel):
     worst_gap_slice: str
     worst_gap_before: float
     worst_gap_after: float
+
+    @computed_field
+    @property
+    def accuracy_change(self) -> float | None:
+        """Accuracy after minus before (None when either is unknown)."""
+        if self.accuracy_before is None or self.accuracy_after is None:
+            return None
+        return self.accuracy_after.value - self.accuracy_before.value
+
+    def metrics(self) -> dict[str, float]:
+        """``worst_gap_before`` and ``worst_gap_after``."""
+        return {"worst_gap_before": self.worst_gap_before, "worst_gap_after": self.worst_gap_after}
 
 
 def compare_fairness(

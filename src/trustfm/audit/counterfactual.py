@@ -9,13 +9,14 @@ the positive-class probability, with bootstrap intervals over source texts.
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from typing import Callable, Literal, Sequence
 
 import numpy as np
 from pydantic import BaseModel
 
 from trustfm.audit.performance import Interval
 from trustfm.data.identity_terms import IdentityTerms
+from trustfm.results import Result, put_metric
 
 class CounterfactualPair(BaseModel):
     original: str
@@ -37,13 +38,22 @@ class AxisResult(BaseModel):
     worst_pairs: list[CounterfactualPair]
 
 
-class CounterfactualResult(BaseModel):
+class CounterfactualResult(Result):
+    kind: Literal["counterfactual"] = "counterfactual"
     dataset: str
     positive_label: str
     label_names: list[str]
     axes: list[AxisResult]
     skipped_axes: dict[str, str]  # axis -> why it has no result
     examples_withheld_for_pii: int = 0  # example texts left out because they contain personal data
+
+    def metrics(self) -> dict[str, float]:
+        """``<axis>.flip_rate`` and ``<axis>.mean_abs_change``."""
+        out: dict[str, float] = {}
+        for axis in self.axes:
+            put_metric(out, f"{axis.axis}.flip_rate", axis.flip_rate)
+            put_metric(out, f"{axis.axis}.mean_abs_change", axis.mean_abs_change)
+        return out
 
 
 def counterfactual_audit(

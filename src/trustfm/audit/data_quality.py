@@ -70,9 +70,9 @@ def embed(texts: Sequence[str], *, model_name_or_path: str = "default", max_leng
     from trustfm.data.batching import encode_texts
     from trustfm.models import build_classifier
     from trustfm.models.inference import predict_logits_and_features
-    from trustfm.pipeline import _quiet_transformers
+    from trustfm.models.predictor import quiet_transformers
 
-    _quiet_transformers()
+    quiet_transformers()
     model, tokenizer = build_classifier(ModelConfig(name_or_path=model_name_or_path), ["a", "b"])
     encoded = encode_texts(tokenizer, list(texts), max_length)
     _, features = predict_logits_and_features(model, encoded, pad_id=tokenizer.pad_token_id, batch_size=128,

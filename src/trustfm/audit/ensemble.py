@@ -10,12 +10,13 @@ robust accuracy under the DeepWordBug attack (run against the ensemble itself).
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from typing import Callable, Literal, Sequence
 
 import numpy as np
 from pydantic import BaseModel
 
 from trustfm.audit.performance import Interval
+from trustfm.results import Result, put_metric
 
 NOISE_TESTS = ("typo_swap", "typo_insert", "typo_delete", "typo_keyboard", "homoglyph", "zero_width")
 
@@ -30,15 +31,24 @@ class ModelScores(BaseModel):
     attack_success_rate: Interval
 
 
-class EnsembleResult(BaseModel):
+class EnsembleResult(Result):
     """``results/ensemble.json``: the first member alone against the average of all members."""
 
+    kind: Literal["ensemble"] = "ensemble"
     members: list[str]
     dataset: str
     n: int
     attack_texts: int
     single: ModelScores
     ensemble: ModelScores
+
+    def metrics(self) -> dict[str, float]:
+        """``single.<score>`` and ``ensemble.<score>``."""
+        out: dict[str, float] = {}
+        for side in ("single", "ensemble"):
+            for key, value in getattr(self, side).model_dump().items():
+                put_metric(out, f"{side}.{key}", value)
+        return out
 
 
 def average_proba(predictors: Sequence[Callable[[list[str]], np.ndarray]]) -> Callable[[list[str]], np.ndarray]:

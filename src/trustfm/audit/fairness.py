@@ -14,13 +14,14 @@ Binary framing: ``positive`` is the class whose prediction counts as "selected"
 
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from typing import Literal, Mapping, Sequence
 
 import numpy as np
 from pydantic import BaseModel
 
 from trustfm._deps import optional_import
 from trustfm.audit.performance import Interval
+from trustfm.results import Result, put_metric
 
 GROUP_METRICS = ("accuracy", "balanced_accuracy", "selection_rate", "tpr", "fpr", "fnr")
 DISPARITIES = (
@@ -57,9 +58,17 @@ class FairnessSlice(BaseModel):
     warnings: list[str]
 
 
-class FairnessResult(BaseModel):
+DISPARITY_ALIASES = {
+    "demographic_parity_difference": "dp_difference",
+    "demographic_parity_ratio": "dp_ratio",
+    "equalized_odds_difference": "eo_difference",
+}
+
+
+class FairnessResult(Result):
     """Group fairness of one model on one labelled set."""
 
+    kind: Literal["fairness"] = "fairness"
     dataset: str
     n: int
     label_names: list[str]
@@ -68,6 +77,20 @@ class FairnessResult(BaseModel):
     bootstrap_samples: int
     overall: dict[str, float]
     slices: list[FairnessSlice]
+
+    def metrics(self) -> dict[str, float]:
+        """``<slice>.<disparity>`` (with short aliases ``dp_difference``, ``dp_ratio``, ``eo_difference``) and
+        ``<slice>.<group>.<metric>``."""
+        out: dict[str, float] = {}
+        for sl in self.slices:
+            for metric, value in sl.disparities.items():
+                put_metric(out, f"{sl.name}.{metric}", value)
+                if metric in DISPARITY_ALIASES:
+                    put_metric(out, f"{sl.name}.{DISPARITY_ALIASES[metric]}", value)
+            for group in sl.groups:
+                for metric, value in group.metrics.items():
+                    put_metric(out, f"{sl.name}.{group.group}.{metric}", value)
+        return out
 
     def slice(self, name: str) -> FairnessSlice:
         for item in self.slices:

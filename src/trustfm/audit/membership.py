@@ -21,11 +21,13 @@ guarantee (ε, δ) must not be below, with that confidence.
 from __future__ import annotations
 
 import math
+from typing import Literal
 
 import numpy as np
 from pydantic import BaseModel
 
 from trustfm.audit.performance import Interval
+from trustfm.results import Result, put_metric
 
 
 class AttackScores(BaseModel):
@@ -38,9 +40,10 @@ class AttackScores(BaseModel):
     epsilon_bound_threshold_fpr: float
 
 
-class MembershipInferenceResult(BaseModel):
-    """``results/membership_inference.json``."""
+class MembershipInferenceResult(Result):
+    """``results/membership.json``."""
 
+    kind: Literal["membership"] = "membership"
     members: int
     non_members: int
     reference_models: int
@@ -48,6 +51,14 @@ class MembershipInferenceResult(BaseModel):
     delta: float
     accounted_epsilon: float | None  # from DP training, when the run was private
     attacks: list[AttackScores]
+
+    def metrics(self) -> dict[str, float]:
+        """``<attack>.auc``, ``.tpr_at_1pct_fpr``, ``.tpr_at_01pct_fpr`` and ``.empirical_epsilon_lower_bound``."""
+        out: dict[str, float] = {}
+        for a in self.attacks:
+            for key in ("auc", "tpr_at_1pct_fpr", "tpr_at_01pct_fpr", "empirical_epsilon_lower_bound"):
+                put_metric(out, f"{a.attack}.{key}", getattr(a, key))
+        return out
 
 
 def log_odds_true_label(proba: np.ndarray, labels: np.ndarray, eps: float = 1e-7) -> np.ndarray:

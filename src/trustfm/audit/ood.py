@@ -17,12 +17,14 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 from pydantic import BaseModel
 
-from trustfm.audit.metrics import binary_roc_auc
 from trustfm.audit.performance import Interval
+from trustfm.metrics import binary_roc_auc
+from trustfm.results import Result, put_metric
 
 DETECTOR_FILE = "ood_detector.safetensors"
 
@@ -98,13 +100,22 @@ class DetectorSeparation(BaseModel):
     threshold_at_95_tpr: float  # the score below which 95% of in-distribution rows fall
 
 
-class OODResult(BaseModel):
+class OODResult(Result):
+    kind: Literal["ood"] = "ood"
     in_distribution: str
     out_of_distribution: str
     n_in: int
     n_out: int
     detectors: list[DetectorSeparation]
     best: str
+
+    def metrics(self) -> dict[str, float]:
+        """``<detector>.auroc`` and ``<detector>.fpr_at_95_tpr``."""
+        out: dict[str, float] = {}
+        for d in self.detectors:
+            put_metric(out, f"{d.detector}.auroc", d.auroc)
+            put_metric(out, f"{d.detector}.fpr_at_95_tpr", d.fpr_at_95_tpr)
+        return out
 
 
 def _fpr_at_95(in_scores: np.ndarray, out_scores: np.ndarray) -> tuple[float, float]:

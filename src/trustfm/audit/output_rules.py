@@ -2,7 +2,7 @@
 
 Plain functions over model outputs: gold ids ``y_true`` (n,), probabilities
 ``proba`` (n, k) and the rules' decisions
-(:class:`~trustfm.serve.rules.RuledPredictions`). Coverage is the share of
+(:class:`~trustfm.audit.rules.RuledPredictions`). Coverage is the share of
 texts the rules let through with a label (not abstained); accuracy on answered
 texts is scored on those only. The confidence curve shows what abstaining below
 each confidence threshold alone would give, for comparison.
@@ -10,12 +10,13 @@ each confidence threshold alone would give, for comparison.
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Literal, Sequence
 
 import numpy as np
 from pydantic import BaseModel
 
 from trustfm.audit.performance import Interval, bootstrap_mean
+from trustfm.results import Result, put_metric
 
 
 class RuleEffect(BaseModel):
@@ -32,9 +33,10 @@ class CoveragePoint(BaseModel):
     accuracy: float | None  # on answered texts
 
 
-class OutputRulesResult(BaseModel):
+class OutputRulesResult(Result):
     """``results/output_rules.json``: the rules' effect on one labelled split."""
 
+    kind: Literal["output_rules"] = "output_rules"
     rules_file: str
     rules_sha256: str
     dataset: str
@@ -44,6 +46,13 @@ class OutputRulesResult(BaseModel):
     accuracy_model: Interval  # the model alone, on all texts
     rules: list[RuleEffect]
     confidence_curve: list[CoveragePoint]
+
+    def metrics(self) -> dict[str, float]:
+        """``coverage``, ``accuracy_answered`` and ``accuracy_model``."""
+        out: dict[str, float] = {}
+        for key in ("coverage", "accuracy_answered", "accuracy_model"):
+            put_metric(out, key, getattr(self, key))
+        return out
 
 
 def output_rules_effect(

@@ -6,10 +6,14 @@ a model, so it works for any classifier and is fast to test.
 
 from __future__ import annotations
 
+from typing import Literal
+
 import numpy as np
 from pydantic import BaseModel
 
-from trustfm.audit import metrics as M
+from trustfm import metrics as M
+from trustfm.metrics import quick_metrics  # noqa: F401  (re-exported)
+from trustfm.results import Result
 
 
 class Interval(BaseModel):
@@ -55,7 +59,7 @@ class CalibrationBin(BaseModel):
     accuracy: float | None
 
 
-class PerformanceResult(BaseModel):
+class PerformanceResult(Result):
     """Evaluation of one classifier on one labelled set.
 
     ``confusion_matrix[i][j]`` counts rows of true class ``i`` predicted as ``j``;
@@ -63,6 +67,7 @@ class PerformanceResult(BaseModel):
     ``expected_calibration_error`` is in [0, 1].
     """
 
+    kind: Literal["performance"] = "performance"
     split: str
     n: int
     label_names: list[str]
@@ -89,19 +94,6 @@ class PerformanceResult(BaseModel):
             "roc_auc": float("nan") if self.roc_auc is None else self.roc_auc,
             "expected_calibration_error": self.expected_calibration_error,
         }
-
-
-def quick_metrics(y_true: np.ndarray, proba: np.ndarray) -> dict[str, float]:
-    """Accuracy, macro-F1 and mean cross-entropy (nats) — the per-epoch validation numbers."""
-    k = proba.shape[1]
-    y_pred = proba.argmax(axis=1)
-    confusion = M.confusion_counts(y_true, y_pred, k)
-    eps = 1e-12
-    return {
-        "accuracy": float(np.trace(confusion) / max(len(y_true), 1)),
-        "macro_f1": float(M.macro_f1_from_confusion(confusion)),
-        "loss": float(-np.mean(np.log(np.clip(proba[np.arange(len(y_true)), y_true], eps, 1.0)))),
-    }
 
 
 def evaluate_predictions(

@@ -6,13 +6,14 @@ module runs them against a model and scores flips and accuracy with intervals.
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from typing import Callable, Literal, Sequence
 
 import numpy as np
 from pydantic import BaseModel
 
 from trustfm.audit.performance import Interval, bootstrap_mean
 from trustfm.data.perturbations import DIRECTIONAL, INVARIANCE
+from trustfm.results import Result, put_metric
 
 class PerturbedExample(BaseModel):
     original: str
@@ -32,13 +33,23 @@ class PerturbationTest(BaseModel):
     worst: list[PerturbedExample]
 
 
-class PerturbationResult(BaseModel):
+class PerturbationResult(Result):
+    kind: Literal["robustness"] = "robustness"
     dataset: str
     texts: int
     clean_accuracy: float
     tests: list[PerturbationTest]
     skipped: dict[str, str]
     examples_withheld_for_pii: int = 0  # example texts left out because they contain personal data
+
+    def metrics(self) -> dict[str, float]:
+        """``<test>.flip_rate`` and, for label-preserving tests, ``<test>.accuracy``."""
+        out: dict[str, float] = {}
+        for test in self.tests:
+            put_metric(out, f"{test.name}.flip_rate", test.flip_rate)
+            if test.accuracy:
+                put_metric(out, f"{test.name}.accuracy", test.accuracy)
+        return out
 
 
 def perturbation_suite(

@@ -1,10 +1,12 @@
 """Registry of audits: new audits plug in here instead of editing a dispatcher.
 
 An audit registers a name, a one-line description, the function that runs it
-on a run folder (writing its results to ``results/`` and returning them by
-file name), and optionally ``applies(run_dir) -> None | reason`` saying why it
-cannot run on a given run. ``trustfm audit RUN_DIR --all`` runs every
-registered audit that applies and records the reasons for the others.
+(``run(ctx, **options)``: writes its results to ``results/`` and returns them
+by file name), and optionally ``why_not_applicable(ctx) -> None | reason``,
+the reason it cannot run on a given run (None: it can). ``ctx`` is the
+run's :class:`~trustfm.audit.context.AuditContext`, built once per command.
+``trustfm audit RUN_DIR --all`` runs every registered audit that applies and
+records the reasons for the others.
 
 The built-in audits register when :func:`load_builtin_audits` imports their
 modules; an extension registers by being imported before the command runs.
@@ -18,7 +20,7 @@ from typing import Callable
 BUILTIN_MODULES = (
     "trustfm.audit.run_performance", "trustfm.audit.run_fairness", "trustfm.audit.run_explain",
     "trustfm.audit.run_robustness", "trustfm.audit.run_attacks", "trustfm.audit.run_ood",
-    "trustfm.audit.run_output_rules", "trustfm.audit.run_ensemble", "trustfm.audit.run_privacy",
+    "trustfm.audit.run_output_rules", "trustfm.audit.run_ensemble", "trustfm.audit.run_membership",
 )
 
 
@@ -26,20 +28,22 @@ BUILTIN_MODULES = (
 class AuditSpec:
     name: str
     description: str
-    run: Callable  # (run_dir, **options) -> dict[result file name, result]
-    applies: Callable | None = None  # (run_dir) -> None when it can run, else the reason
+    run: Callable  # (ctx, **options) -> dict[result file name, result]
+    why_not_applicable: Callable | None = None  # (ctx) -> None when it can run, else the reason
+    results: tuple[type, ...] = ()  # the Result models it writes (their kinds become known to every reader)
 
 
 _AUDITS: dict[str, AuditSpec] = {}
 
 
-def register_audit(name: str, description: str, *, applies: Callable | None = None) -> Callable[[Callable], Callable]:
-    """Decorator: ``@register_audit("fairness", "...")`` on the audit's run function."""
+def register_audit(name: str, description: str, *, results: tuple[type, ...] = (),
+                   why_not_applicable: Callable | None = None) -> Callable[[Callable], Callable]:
+    """Decorator: ``@register_audit("fairness", "...", results=(FairnessResult,))`` on the audit's run function."""
 
     def wrap(func: Callable) -> Callable:
         if name in _AUDITS and _AUDITS[name].run is not func:
             raise ValueError(f"audit '{name}' is already registered")
-        _AUDITS[name] = AuditSpec(name, description, func, applies)
+        _AUDITS[name] = AuditSpec(name, description, func, why_not_applicable, tuple(results))
         return func
 
     return wrap

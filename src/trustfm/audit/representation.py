@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from collections import Counter
-from typing import Mapping, Sequence
+from typing import Literal, Mapping, Sequence
 
 from pydantic import BaseModel
+from trustfm.results import Result
 
 
 class GroupRepresentation(BaseModel):
@@ -16,7 +17,8 @@ class GroupRepresentation(BaseModel):
     flags: list[str]  # why the group needs a look; empty when it is fine
 
 
-class RepresentationResult(BaseModel):
+class RepresentationResult(Result):
+    kind: Literal["representation"] = "representation"
     dataset: str
     n: int
     overall_label_share: dict[str, float]

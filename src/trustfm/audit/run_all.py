@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel
 
 from trustfm.errors import TrustfmError
-from trustfm.runs import existing_run, now_iso, write_json_atomic
+from trustfm.results import Result
+from trustfm.runs import now_iso, write_json_atomic
 
 log = logging.getLogger("trustfm.audit")
 
@@ -21,25 +23,39 @@ class AuditStatus(BaseModel):
     results: list[str] = []
 
 
-class AuditSummary(BaseModel):
+class AuditSummary(Result):
+    kind: Literal["audits"] = "audits"
     run_dir: str
     finished: str
     audits: list[AuditStatus]
 
+    def metrics(self) -> dict[str, float]:
+        """None: the summary records which audits ran, not numbers."""
+        return {}
 
-def run_all_audits(run_dir: str | Path, *, show_progress: bool = False) -> AuditSummary:
-    """Each registered audit in registration order; a user error in one does not stop the rest."""
+
+def run_all_audits(run_dir: str | Path, *, options: dict[str, dict] | None = None,
+                   show_progress: bool = False) -> AuditSummary:
+    """Each registered audit in registration order, all on one :class:`AuditContext` (the model is loaded
+    and the data prepared once); a user error in one does not stop the rest.
+
+    ``options``: keyword options per audit name (e.g. ``{"attacks": {"max_texts": 100}}``); an audit whose
+    options supply what it needs (``ood_data``, ``rules``, ``members``) runs although it would otherwise not apply.
+    """
+    from trustfm.audit.context import AuditContext
     from trustfm.audit.registry import registered_audits
 
-    paths = existing_run(run_dir)
+    ctx = AuditContext(run_dir, show_progress=show_progress)
+    paths = ctx.paths
     statuses = []
     for name, spec in registered_audits().items():
-        reason = spec.applies(paths.root) if spec.applies else None
+        given = (options or {}).get(name, {})
+        reason = spec.why_not_applicable(ctx) if spec.why_not_applicable and not given else None
         if reason:
             statuses.append(AuditStatus(audit=name, description=spec.description, status="not applicable", reason=reason))
             continue
         try:
-            written = spec.run(paths.root, show_progress=show_progress)
+            written = spec.run(ctx, show_progress=show_progress, **given)
         except TrustfmError as exc:  # the audit could not run on this run: say why, go on
             log.warning("audit %s could not run: %s", name, exc)
             statuses.append(AuditStatus(audit=name, description=spec.description, status="failed", reason=str(exc)))

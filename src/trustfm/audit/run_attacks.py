@@ -1,44 +1,53 @@
-"""``trustfm audit attack``: DeepWordBug (black-box) and HotFlip (white-box) on a run's test split."""
+"""``trustfm audit attacks``: DeepWordBug (black-box) and HotFlip (white-box) on a run's test split."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Sequence
+from typing import Literal, Sequence
 
 from pydantic import BaseModel
 
 from trustfm.audit.attacks import AttackResult
+from trustfm.audit.context import AuditContext, as_context
 from trustfm.audit.registry import register_audit
+from trustfm.results import Result, put_metric
 
 
-class AttackSuiteResult(BaseModel):
+class AttackSuiteResult(Result):
     """Every attack run on the same texts; ``results/attacks.json``."""
 
+    kind: Literal["attacks"] = "attacks"
     dataset: str
     texts: int
     attacks: list[AttackResult]
     examples_withheld_for_pii: int = 0  # example texts left out because they contain personal data
 
+    def metrics(self) -> dict[str, float]:
+        """``<attack>.success_rate``, ``.robust_accuracy``, ``.mean_queries`` and ``.mean_words_perturbed``."""
+        out: dict[str, float] = {}
+        for a in self.attacks:
+            for key in ("success_rate", "robust_accuracy", "mean_queries", "mean_words_perturbed"):
+                put_metric(out, f"{a.attack}.{key}", getattr(a, key))
+        return out
 
-@register_audit("attacks", "adversarial attacks: DeepWordBug character edits (black-box), HotFlip word swaps (white-box)")
+
+@register_audit("attacks", "adversarial attacks: DeepWordBug character edits (black-box), HotFlip word swaps (white-box)",
+                results=(AttackSuiteResult,))
 def audit_attacks_run(
-    run_dir: str | Path, *, max_texts: int = 200, attacks: Sequence[str] = ("deepwordbug", "hotflip"),
+    run: str | Path | AuditContext, *, max_texts: int = 200, attacks: Sequence[str] = ("deepwordbug", "hotflip"),
     show_progress: bool = False,
 ) -> dict[str, object]:
     from trustfm.audit.attacks import ATTACKS, deepwordbug_attack, hotflip_attack
-    from trustfm.pipeline import RunModel, sample_test_texts
-    from trustfm.runs import write_json_atomic
 
     unknown = [a for a in attacks if a not in ATTACKS]
     if unknown:
         from trustfm.errors import ConfigError
 
         raise ConfigError(f"unknown attacks {unknown}; have {sorted(ATTACKS)}")
-    runner = RunModel(run_dir)
-    config = runner.config
-    texts, labels, dataset = sample_test_texts(runner, max_texts)
-    common = dict(dataset=dataset, bootstrap_samples=config.evaluate.bootstrap_samples,
-                  confidence=config.evaluate.confidence, seed=config.seed)
+    ctx = as_context(run, show_progress=show_progress)
+    runner, config = ctx.predictor, ctx.config
+    texts, labels, dataset = ctx.sample_eval_texts(max_texts)
+    common = dict(dataset=dataset, **ctx.bootstrap.kwargs())
     results = []
     if "deepwordbug" in attacks:
         results.append(deepwordbug_attack(texts, labels, runner.predict_proba, runner.label_names,
@@ -46,10 +55,10 @@ def audit_attacks_run(
     if "hotflip" in attacks:
         results.append(hotflip_attack(texts, labels, runner.model, runner.tokenizer, runner.label_names,
                                       max_length=config.data.max_length, **common))
-    screen = runner.example_screen()
+    screen = ctx.example_screen()
     for result in results:
         result.examples = screen.select(result.examples, lambda e: (e.original, e.adversarial))
     suite = AttackSuiteResult(dataset=dataset, texts=len(texts), attacks=results,
                               examples_withheld_for_pii=screen.withheld)
-    write_json_atomic(runner.paths.result("attacks"), suite.model_dump(mode="json"))
+    ctx.save("attacks", suite)
     return {"attacks": suite}

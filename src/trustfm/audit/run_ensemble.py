@@ -5,19 +5,21 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Sequence
 
+from trustfm.audit.context import AuditContext, as_context
+from trustfm.audit.ensemble import EnsembleResult
 from trustfm.audit.registry import register_audit
 
 
-def _needs_members(run_dir: Path) -> str | None:
+def _needs_members(ctx: AuditContext) -> str | None:
     return "needs other runs to average with: run `trustfm audit ensemble RUN_DIR --member OTHER_RUN ...`"
 
 
-def check_members(runners: Sequence, test_parts: Sequence) -> None:
+def check_members(contexts: Sequence[AuditContext], test_parts: Sequence) -> None:
     """Refuse members whose labels or test split differ from the first run's (their test rows could be training rows)."""
     from trustfm.errors import ConfigError
 
-    first, first_test = runners[0], test_parts[0]
-    for runner, test in zip(runners[1:], test_parts[1:]):
+    first, first_test = contexts[0], test_parts[0]
+    for runner, test in zip(contexts[1:], test_parts[1:]):
         if runner.label_names != first.label_names:
             raise ConfigError(f"ensemble member {runner.paths.root} has labels {runner.label_names}, "
                               f"not {first.label_names}")
@@ -29,29 +31,25 @@ def check_members(runners: Sequence, test_parts: Sequence) -> None:
 
 
 @register_audit("ensemble", "ensemble of runs: accuracy, calibration and robustness against the single model",
-                applies=_needs_members)
+                results=(EnsembleResult,), why_not_applicable=_needs_members)
 def audit_ensemble_run(
-    run_dir: str | Path, *, members: Sequence[str | Path] = (), attack_texts: int = 100, show_progress: bool = False,
+    run: str | Path | AuditContext, *, members: Sequence[str | Path] = (), attack_texts: int = 100, show_progress: bool = False,
 ) -> dict[str, object]:
     from trustfm.audit.ensemble import average_proba, compare_ensemble
     from trustfm.errors import ConfigError
-    from trustfm.pipeline import RunModel, prepare_run_data
-    from trustfm.runs import write_json_atomic
 
     if not members:
         raise ConfigError("give at least one --member run to average with")
-    runners = [RunModel(run_dir), *(RunModel(m) for m in members)]
-    datas = [prepare_run_data(runner) for runner in runners]
-    parts = [d.test if len(d.test) else d.validation for d in datas]
-    check_members(runners, parts)
-    first, part = runners[0], parts[0]
+    contexts = [as_context(run, show_progress=show_progress), *(AuditContext(m) for m in members)]
+    parts = [c.eval_part for c in contexts]
+    check_members(contexts, parts)
+    first, part = contexts[0], parts[0]
     config = first.config
     result = compare_ensemble(
-        part.texts, datas[0].label_ids(part), first.predict_proba,
-        average_proba([r.predict_proba for r in runners]), first.label_names,
-        members=[str(r.paths.root) for r in runners], dataset=f"{part.file} ({len(part)} test texts)",
-        attack_texts=attack_texts, bootstrap_samples=config.evaluate.bootstrap_samples,
-        confidence=config.evaluate.confidence, calibration_bins=config.evaluate.calibration_bins, seed=config.seed,
+        part.texts, first.data.label_ids(part), first.predictor.predict_proba,
+        average_proba([c.predictor.predict_proba for c in contexts]), first.label_names,
+        members=[str(c.paths.root) for c in contexts], dataset=f"{part.file} ({len(part)} test texts)",
+        attack_texts=attack_texts, calibration_bins=config.evaluate.calibration_bins, **first.bootstrap.kwargs(),
     )
-    write_json_atomic(first.paths.result("ensemble"), result.model_dump(mode="json"))
+    first.save("ensemble", result)
     return {"ensemble": result}

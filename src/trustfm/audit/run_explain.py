@@ -8,7 +8,7 @@ slices by length and group, example token highlights and one attention map.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Sequence
+from typing import Literal, Sequence
 
 import numpy as np
 from pydantic import BaseModel
@@ -17,10 +17,13 @@ from trustfm.audit.explain import (
     AttentionMap, ErrorSlice, FaithfulnessResult, GlobalExplanation, TokenAttribution, attention_map, error_slices,
     faithfulness, global_explanation, make_explainer,
 )
+from trustfm.audit.context import AuditContext, as_context
 from trustfm.audit.registry import register_audit
+from trustfm.results import Result, put_metric
 
 
-class ExplanationReport(BaseModel):
+class ExplanationReport(Result):
+    kind: Literal["explanations"] = "explanations"
     dataset: str
     faithfulness: FaithfulnessResult
     global_view: GlobalExplanation
@@ -30,27 +33,44 @@ class ExplanationReport(BaseModel):
     attention: AttentionMap | None
     examples_withheld_for_pii: int = 0  # example texts left out because they contain personal data
 
+    def metrics(self) -> dict[str, float]:
+        """``<method>.comprehensiveness`` and ``<method>.sufficiency`` (ERASER faithfulness)."""
+        out: dict[str, float] = {}
+        for score in self.faithfulness.scores:
+            put_metric(out, f"{score.method}.comprehensiveness", score.comprehensiveness)
+            put_metric(out, f"{score.method}.sufficiency", score.sufficiency)
+        return out
 
-@register_audit("explanations", "token attributions (IG, occlusion, KernelSHAP) with ERASER faithfulness, global terms, error slices")
+
+class ExplanationTexts(Result):
+    """``results/explanation-texts.json``: token attributions for texts a user asked about (``explain --text``)."""
+
+    kind: Literal["explanation_texts"] = "explanation_texts"
+    attributions: list[TokenAttribution]
+
+    def metrics(self) -> dict[str, float]:
+        """None: per-text attributions have no dataset-level numbers."""
+        return {}
+
+
+@register_audit("explanations", "token attributions (IG, occlusion, KernelSHAP) with ERASER faithfulness, global terms, error slices",
+                results=(ExplanationReport, ExplanationTexts))
 def explain_run(
-    run_dir: str | Path, *, texts: Sequence[str] | None = None, faithfulness_texts: int = 20,
+    run: str | Path | AuditContext, *, texts: Sequence[str] | None = None, faithfulness_texts: int = 20,
     global_texts: int = 150, examples: int = 5, methods: Sequence[str] = ("integrated_gradients", "occlusion",
                                                                           "kernel_shap", "random"),
     show_progress: bool = False,
 ) -> dict[str, object]:
     """Explain the run's model on its test split (or on ``texts``) and write ``explanations.json``."""
-    from trustfm.pipeline import RunModel, prepare_run_data
-    from trustfm.runs import write_json_atomic
-
-    runner = RunModel(run_dir)
-    config, names = runner.config, runner.label_names
+    ctx = as_context(run, show_progress=show_progress)
+    runner, config = ctx.predictor, ctx.config
+    names = runner.label_names
     max_length = config.data.max_length
     groups: dict[str, list[str]] = {}
     if texts is None:
-        data = prepare_run_data(runner)
-        part = data.test if len(data.test) else data.validation
-        texts, y_true, groups = part.texts, data.label_ids(part), part.groups
-        dataset = f"{part.file} ({'test' if len(data.test) else 'validation'} split)"
+        part = ctx.eval_part
+        texts, y_true, groups = part.texts, ctx.data.label_ids(part), part.groups
+        dataset = f"{part.file} ({ctx.eval_split} split)"
     else:
         y_true, dataset = None, "given texts"
     rng = np.random.default_rng(config.seed)
@@ -76,7 +96,7 @@ def explain_run(
             not_sliced["group"] = "the run's data has no group columns"
     else:
         not_sliced["length"] = not_sliced["group"] = "no labels for the given texts"
-    screen = runner.example_screen()
+    screen = ctx.example_screen()
     example_texts = screen.select([texts[i] for i in order], lambda t: (t,), limit=examples)
     report = ExplanationReport(
         dataset=dataset, faithfulness=faith, global_view=global_view, error_slices=slices, not_sliced=not_sliced,
@@ -85,5 +105,5 @@ def explain_run(
         if example_texts else None,
         examples_withheld_for_pii=screen.withheld,
     )
-    write_json_atomic(runner.paths.result("explanations"), report.model_dump(mode="json"))
+    ctx.save("explanations", report)
     return {"explanations": report}

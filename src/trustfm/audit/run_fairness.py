@@ -22,9 +22,14 @@ from typing import Sequence
 import numpy as np
 
 from trustfm._deps import optional_import
+from trustfm.audit.comparison import MitigationComparison
+from trustfm.audit.context import AuditContext, as_context
+from trustfm.audit.counterfactual import CounterfactualResult
+from trustfm.audit.fairness import FairnessResult
 from trustfm.audit.registry import register_audit
+from trustfm.audit.representation import RepresentationResult
 from trustfm.errors import ConfigError
-from trustfm.runs import read_json, write_json_atomic
+from trustfm.runs import read_json
 
 log = logging.getLogger("trustfm.audit")
 
@@ -60,9 +65,10 @@ def _binary(proba: np.ndarray, positive_ids: list[int]) -> tuple[np.ndarray, np.
     return predicted, proba[:, positive_ids].sum(axis=1)
 
 
-@register_audit("fairness", "group fairness (sensitive columns or identity mentions), counterfactual substitution, representation")
+@register_audit("fairness", "group fairness (sensitive columns or identity mentions), counterfactual substitution, representation",
+                results=(FairnessResult, CounterfactualResult, RepresentationResult, MitigationComparison))
 def audit_fairness_run(
-    run_dir: str | Path,
+    run: str | Path | AuditContext,
     *,
     sensitive: Sequence[str] = (),
     probe: str | None = None,
@@ -78,19 +84,17 @@ def audit_fairness_run(
     from trustfm.audit.counterfactual import counterfactual_audit
     from trustfm.audit.fairness import group_fairness
     from trustfm.audit.representation import representation_check
-    from trustfm.pipeline import RunModel, prepare_run_data
-
-    runner = RunModel(run_dir)
-    config, names, paths = runner.config, runner.label_names, runner.paths
+    ctx = as_context(run, show_progress=show_progress)
+    runner, config, paths = ctx.predictor, ctx.config, ctx.paths
+    names = runner.label_names
     fair = config.fairness
     positive = positive_label or fair.positive_label
     positive_ids = _positive_ids(names, positive)
     positive_name = ",".join(names[i] for i in positive_ids)
-    boot = config.evaluate.bootstrap_samples
     written: dict[str, object] = {}
 
     def save(name: str, result) -> None:
-        write_json_atomic(paths.result(name), result.model_dump(mode="json"))
+        ctx.save(name, result)
         written[name] = result
 
     if probe is not None:
@@ -105,8 +109,7 @@ def audit_fairness_run(
             truth.astype(int), predicted.astype(int), probe_set.groups, binary_names,
             positive_label=probe_set.positive_label, dataset=f"probe {probe_set.name} ({len(probe_set)} texts; "
             f"model positive = {positive_name})", intersections=False, descriptive=probe_set.descriptive,
-            min_group_size=fair.min_group_size,
-            bootstrap_samples=boot, confidence=config.evaluate.confidence, seed=config.seed,
+            min_group_size=fair.min_group_size, **ctx.bootstrap.kwargs(),
         )
         save(f"fairness-{probe_set.name}", result)
         if postprocess == "threshold_optimizer":
@@ -118,7 +121,7 @@ def audit_fairness_run(
         return written
 
     columns = list(dict.fromkeys([*sensitive, *fair.sensitive])) or list(config.data.group_columns)
-    data = prepare_run_data(runner, extra_group_columns=columns)
+    data = ctx.data_with_groups(columns)
     if not columns:
         # no sensitive column in the data: group texts by the identity axis they mention
         # (Dixon et al., 2018), which is what identity-term bias in text models hangs on
@@ -126,7 +129,7 @@ def audit_fairness_run(
             part.groups[IDENTITY_MENTION] = identity_mentions(part.texts)
         columns = [IDENTITY_MENTION]
         log.info("no sensitive columns: grouping texts by the identity axis they mention (%s)", IDENTITY_MENTION)
-    test = data.test if len(data.test) else data.validation
+    test = ctx.eval_part_of(data)
     proba = runner.predict_proba(test.texts, show_progress=show_progress)
     y_true = data.label_ids(test)
     y_pred = proba.argmax(axis=1)
@@ -137,8 +140,7 @@ def audit_fairness_run(
         audit_names = [f"not {positive_name}", positive_name]
     result = group_fairness(
         y_true, y_pred, {c: test.groups[c] for c in columns}, audit_names, positive_label=positive_name,
-        dataset=f"{test.file} (test split)", min_group_size=fair.min_group_size, bootstrap_samples=boot,
-        confidence=config.evaluate.confidence, seed=config.seed,
+        dataset=f"{test.file} (test split)", min_group_size=fair.min_group_size, **ctx.bootstrap.kwargs(),
     )
     save("fairness", result)
     save("representation", representation_check(
@@ -146,15 +148,15 @@ def audit_fairness_run(
         min_count=fair.min_group_size, min_share=fair.min_group_share,
     ))
     if postprocess == "threshold_optimizer":
-        save("fairness-threshold_optimizer", _threshold_optimizer(runner, data, columns, result, proba, positive_ids,
+        save("fairness-threshold_optimizer", _threshold_optimizer(ctx, data, columns, result, proba, positive_ids,
                                                                    constraint, show_progress))
     if compare is not None:
         _compare_with_baseline(compare, result, "fairness", paths, save)
     counterfactual = counterfactual_audit(
         test.texts, runner.predict_proba, names, positive_label=positive_name, dataset=f"{test.file} (test split)",
-        bootstrap_samples=boot, confidence=config.evaluate.confidence, seed=config.seed,
+        **ctx.bootstrap.kwargs(),
     )
-    screen = runner.example_screen()
+    screen = ctx.example_screen()
     for axis in counterfactual.axes:
         axis.worst_pairs = screen.select(axis.worst_pairs, lambda p: (p.original, p.counterfactual))
     counterfactual.examples_withheld_for_pii = screen.withheld
@@ -183,18 +185,18 @@ def _bootstrap_accuracy(correct: np.ndarray, *, samples: int, confidence: float,
     return bootstrap_mean(correct, samples=samples, confidence=confidence, rng=np.random.default_rng(seed))
 
 
-def _threshold_optimizer(runner, data, columns, before, test_proba, positive_ids, constraint, show_progress):
+def _threshold_optimizer(ctx: AuditContext, data, columns, before, test_proba, positive_ids, constraint, show_progress):
     """Group thresholds fitted on the validation split's scores, applied to the test split."""
     from trustfm.audit.comparison import compare_fairness
     from trustfm.audit.fairness import group_fairness
 
+    runner, config = ctx.predictor, ctx.config
     if len(runner.label_names) != 2:
         raise ConfigError("threshold_optimizer post-processing needs a binary classifier")
-    config = runner.config
     pos = positive_ids[0]
     key = lambda part: [" & ".join(v) for v in zip(*(part.groups[c] for c in columns))]  # noqa: E731
     val_proba = runner.predict_proba(data.validation.texts, show_progress=show_progress)
-    test = data.test if len(data.test) else data.validation
+    test = ctx.eval_part_of(data)
     adjusted = _fit_thresholds(val_proba[:, pos], (data.label_ids(data.validation) == pos).astype(int),
                                key(data.validation), test_proba[:, pos], key(test),
                                constraint=constraint, seed=config.seed)

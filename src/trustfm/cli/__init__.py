@@ -17,17 +17,19 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
+    # help texts name config keys in brackets ("[data.train]"): not Rich markup
+    rich_markup_mode=None,
 )
-data_app = typer.Typer(help="Inspect and validate datasets.", no_args_is_help=True)
+data_app = typer.Typer(help="Inspect and validate datasets.", no_args_is_help=True, rich_markup_mode=None)
 app.add_typer(data_app, name="data")
-audit_app = typer.Typer(help="Audit a trained run's risks.", no_args_is_help=True)
+audit_app = typer.Typer(help="Audit a trained run's risks.", no_args_is_help=True, rich_markup_mode=None)
 app.add_typer(audit_app, name="audit")
 
 
 def _register() -> None:
     # importing a command module registers its command on ``app`` / ``data_app``
     from trustfm.cli import (  # noqa: F401
-        audit_all, audit_attack, audit_ensemble, audit_fairness, audit_ood, audit_privacy, audit_robustness, audit_rules,
+        audit_all, audit_attacks, audit_ensemble, audit_fairness, audit_membership, audit_ood, audit_robustness, audit_rules,
         data_check, data_pii, demo, evaluate, explain, gate, predict, report, train, verify,
     )
 

@@ -22,6 +22,11 @@ FLAG_KEYS = {
     "batch_size": "train.batch_size",
     "learning_rate": "train.learning_rate",
     "seed": "seed",
+    "dp_epsilon": "privacy.dp.epsilon",
+    "redact": "privacy.redact",
+    "adversarial_training": "robustness.adversarial_training.method",
+    "fairness_mitigation": "fairness.mitigation",
+    "sensitive": "fairness.sensitive",
     "output_dir": "output_dir",
 }
 

@@ -91,7 +91,7 @@ def _table(name: str, result):
             table.add_column(column)
         if result.accuracy_before is not None:
             table.add_row("overall", "accuracy", _fmt(result.accuracy_before), _fmt(result.accuracy_after),
-                          f"{result.accuracy_after.value - result.accuracy_before.value:+.3f}")
+                          f"{result.accuracy_change:+.3f}")
         for row in result.rows:
             table.add_row(row.slice, row.metric, _fmt(row.before), _fmt(row.after), f"{row.change:+.3f}")
         return table

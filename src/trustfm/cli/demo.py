@@ -1,4 +1,4 @@
-"""``trustfm demo``: the main job on the embedded demo set and the default model."""
+"""``trustfm demo``: the whole flow on the embedded demo set and the default model, and where to look."""
 
 from __future__ import annotations
 
@@ -8,26 +8,39 @@ from typing import Optional
 import typer
 
 from trustfm.cli import app
+from trustfm.cli._output import FORMAT_OPTION, OutputFormat, emit_json, fmt_interval, print_rich, table
 
 
 @app.command()
 def demo(
-    output_dir: Path = typer.Option(Path("runs/demo"), "--output-dir", "-o", help="run folder [output_dir]"),
-    epochs: Optional[int] = typer.Option(None, help="[train.epochs]"),
+    output_dir: Path = typer.Option(Path("runs/demo"), "--output-dir", "-o",
+                                    help="folder for the demo's two runs (baseline/, mitigated/)"),
+    epochs: Optional[int] = typer.Option(None, help="training epochs of both runs (default: the demo config's)"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bars"),
+    output_format: OutputFormat = FORMAT_OPTION,
 ) -> None:
-    """Fine-tune all-MiniLM-L6-v2 on the shipped demo reviews, evaluate, write the report."""
-    from importlib import resources
+    """Train, audit everything, mitigate the planted bias, re-audit, report and gate — on the demo set."""
+    from trustfm.pipeline import demo_flow
 
-    from trustfm.config import load_config
-    from trustfm.pipeline import train_run
-    from trustfm.report import build_report
-
-    overrides: dict = {"output_dir": str(output_dir)}
-    if epochs is not None:
-        overrides["train.epochs"] = epochs
-    with resources.as_file(resources.files("trustfm.data") / "demo" / "demo.yaml") as config_path:
-        config = load_config(config_path, overrides)
-    paths = train_run(config, show_progress=not quiet)
-    html, _ = build_report(paths.root)
-    typer.echo(f"report: {html.resolve()}")
+    summary = demo_flow(output_dir, epochs=epochs, show_progress=not quiet)
+    if output_format is OutputFormat.json:
+        emit_json(summary)
+        return
+    comparison = summary["fairness_comparison"]
+    rows = table("gender gap before and after re-weighting (test split, 95% intervals)",
+                 ["metric", "baseline", "mitigated", "change"])
+    rows.add_row("accuracy", fmt_interval(comparison["accuracy_before"]), fmt_interval(comparison["accuracy_after"]),
+                 f"{comparison['accuracy_change']:+.3f}")
+    for row in comparison["rows"]:
+        if row["slice"] == "gender" and row["metric"] in ("demographic_parity_difference", "tpr_gap", "fpr_gap"):
+            rows.add_row(row["metric"], fmt_interval(row["before"]), fmt_interval(row["after"]), f"{row['change']:+.3f}")
+    print_rich(rows)
+    gates = table("release policy (src/trustfm/data/demo/policy.yaml)", ["run", "rule", "value", "result"])
+    for name, gate in summary["gate"].items():
+        for outcome in gate["outcomes"]:
+            gates.add_row(name, outcome["rule"], f"{outcome['observed']:.4f}", "PASS" if outcome["passed"] else "FAIL")
+    print_rich(gates)
+    for name, run in summary["runs"].items():
+        typer.echo(f"{name} run: {run['run_dir']}  (results/*.json, model/, run.json)")
+    typer.echo(f"report: {Path(summary['runs']['baseline']['report']).resolve()}")
+    typer.echo(f"report: {Path(summary['runs']['mitigated']['report']).resolve()}")

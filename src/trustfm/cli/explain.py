@@ -23,8 +23,8 @@ def explain(
 ) -> None:
     """With --text: per-token scores. Without: faithfulness of each method, global terms, error slices."""
     from trustfm.audit.explain import METHODS, make_explainer
-    from trustfm.pipeline import RunModel
-    from trustfm.runs import write_json_atomic
+    from trustfm.audit.context import AuditContext
+    from trustfm.audit.run_explain import ExplanationTexts
 
     if not text:
         from trustfm.audit.run_explain import explain_run
@@ -46,14 +46,15 @@ def explain(
         for label, terms in report.global_view.top_terms.items():
             typer.echo(f"{label}: " + ", ".join(t.term for t in terms[:10]))
         return
-    runner = RunModel(run_dir)
+    ctx = AuditContext(run_dir)
+    runner = ctx.predictor
     methods = [m for m in METHODS if m != "random"] if method == "all" else [method]
     results = []
     for name in methods:
-        explainer = make_explainer(name, runner.model, runner.tokenizer, max_length=runner.config.data.max_length,
-                                   seed=runner.config.seed)
+        explainer = make_explainer(name, runner.model, runner.tokenizer, max_length=ctx.config.data.max_length,
+                                   seed=ctx.config.seed)
         results += [explainer.explain(t, runner.label_names) for t in text]
-    write_json_atomic(runner.paths.result("explanation-texts"), {"attributions": [r.model_dump(mode="json") for r in results]})
+    ctx.save("explanation-texts", ExplanationTexts(attributions=results))
     if output_format is OutputFormat.json:
         emit_json([r.model_dump(mode="json") for r in results])
         return

@@ -21,15 +21,11 @@ def gate(
     output_format: OutputFormat = FORMAT_OPTION,
 ) -> None:
     """Each rule with its value and PASS/FAIL. Exit 0: all pass; 4: a rule failed; 2: bad policy."""
-    from trustfm.audit.namespace import flatten_results
     from trustfm.errors import ConfigError
-    from trustfm.report.policy import evaluate_policy, load_policy
-    from trustfm.runs import existing_run, read_json, write_json_atomic
+    from trustfm.report.policy import gate_run, run_metrics
 
-    paths = existing_run(run_dir)
-    results = {p.stem: read_json(p) for p in sorted(paths.results.glob("*.json")) if p.stem != "gate"}
-    metrics = flatten_results(results)
     if list_metrics:
+        metrics = run_metrics(run_dir)
         if output_format is OutputFormat.json:
             emit_json(metrics)
         else:
@@ -38,9 +34,7 @@ def gate(
         return
     if policy is None:
         raise ConfigError("give --policy FILE (or --list to see the metric names)")
-    name, rules = load_policy(policy)
-    result = evaluate_policy(name, rules, metrics)
-    write_json_atomic(paths.result("gate"), result.model_dump(mode="json"))
+    result = gate_run(run_dir, policy)
     if output_format is OutputFormat.json:
         emit_json(result.model_dump(mode="json"))
     else:

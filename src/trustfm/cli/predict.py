@@ -26,7 +26,7 @@ def predict(
     from trustfm.config import load_config
     from trustfm.data.prepare import load_labelled
     from trustfm.errors import ConfigError
-    from trustfm.pipeline import predict_texts
+    from trustfm.serve.predict import predict_texts
     from trustfm.runs import existing_run
 
     if not text and data is None:

@@ -81,13 +81,19 @@ def highlight_tokens(attribution: dict) -> str:
     return Markup("".join(parts))
 
 
-def classify_results(results: dict[str, dict]) -> dict[str, dict[str, dict]]:
-    """Group result files by kind, from their shape (the report renders each kind its own way)."""
-    from trustfm.audit.namespace import RESULT_KINDS, result_kind
+# kinds the HTML template has a section for; results of any other kind (a plugin's) are shown as JSON under "other"
+TEMPLATE_SECTIONS = ("pii", "privacy", "membership", "robustness", "attacks", "output_rules", "ensemble", "ood",
+                     "explanations", "audits", "gate", "fairness", "comparison", "counterfactual", "representation",
+                     "performance")
 
-    kinds: dict[str, dict[str, dict]] = {kind: {} for kind in RESULT_KINDS}
-    for name, result in results.items():
-        kinds[result_kind(result)][name] = result
+
+def classify_results(results: dict[str, dict]) -> dict[str, dict[str, dict]]:
+    """Result documents grouped by their ``kind`` (each is validated against its model first)."""
+    from trustfm.report.namespace import parse_results
+
+    kinds: dict[str, dict[str, dict]] = {kind: {} for kind in (*TEMPLATE_SECTIONS, "other")}
+    for name, typed in parse_results(results).items():
+        kinds[typed.kind if typed.kind in TEMPLATE_SECTIONS else "other"][name] = results[name]
     return kinds
 
 

@@ -25,6 +25,15 @@ def build_model_card(content: dict) -> dict:
     card = config.get("card", {}) or {}
     data = config.get("data", {})
     results = content.get("results", {})
+    by_kind: dict[str, dict[str, dict]] = {}
+    for name, result in results.items():
+        by_kind.setdefault(result["kind"], {})[name] = result
+
+    def first(kind: str) -> dict | None:
+        """The run's own result of ``kind`` (the file named after it), else the first of that kind."""
+        found = by_kind.get(kind, {})
+        return found.get(kind) or next(iter(found.values()), None)
+
     performance = results.get("performance")
     stated = lambda key: card.get(key) or NOT_STATED.format(key=key)  # noqa: E731
 
@@ -37,41 +46,39 @@ def build_model_card(content: dict) -> dict:
             ["expected calibration error", f"{performance['expected_calibration_error']:.4f}"],
         ]
     per_group = []
-    for name, result in results.items():
-        if "slices" not in result:
-            continue
+    for name, result in by_kind.get("fairness", {}).items():
         for sl in result["slices"]:
             d = sl["disparities"]
             per_group.append([f"{name} / {sl['name']}", _fmt(d["demographic_parity_difference"]),
                               _fmt(d["equalized_odds_difference"]), ", ".join(sl.get("warnings", [])[:2]) or "—"])
-    dp = results.get("privacy")
+    dp = first("privacy")
     privacy = []
     if dp:
         privacy.append(f"DP-SGD: epsilon {dp['epsilon']:.3f} spent (target {dp['target_epsilon']}), delta {dp['delta']:.0e}, "
                        f"{dp['accountant']} accountant; dataset total in the ledger: {dp['dataset_epsilon_spent']:.3f}")
-    for a in (results.get("membership_inference") or {}).get("attacks", []):
+    for a in (first("membership") or {}).get("attacks", []):
         privacy.append(f"membership inference, {a['attack']}: AUC {_fmt(a['auc'])}, TPR at 1% FPR "
                        f"{_fmt(a['tpr_at_1pct_fpr'])}, empirical epsilon lower bound {a['empirical_epsilon_lower_bound']:.3f}")
     robustness = [
         f"{t['name']} ({t['kind']}): flip rate {_fmt(t['flip_rate'])}"
-        for t in (results.get("robustness") or {}).get("tests", [])
+        for t in (first("robustness") or {}).get("tests", [])
     ]
-    if "ood" in results:
+    if first("ood"):
         robustness += [f"out-of-distribution detection, {d['detector']}: AUROC {_fmt(d['auroc'])}"
-                       for d in results["ood"]["detectors"]]
-    for a in (results.get("attacks") or {}).get("attacks", []):
+                       for d in first("ood")["detectors"]]
+    for a in (first("attacks") or {}).get("attacks", []):
         robustness.append(f"{a['attack']} attack ({a['kind']}): success rate {_fmt(a['success_rate'])}, "
                           f"robust accuracy {_fmt(a['robust_accuracy'])}")
-    if "ensemble" in results:
-        e = results["ensemble"]
+    if first("ensemble"):
+        e = first("ensemble")
         robustness.append(f"ensemble of {len(e['members'])}: accuracy {_fmt(e['ensemble']['accuracy'])} vs single "
                           f"{_fmt(e['single']['accuracy'])}; ECE {e['ensemble']['expected_calibration_error']:.3f} vs "
                           f"{e['single']['expected_calibration_error']:.3f}")
-    if "output_rules" in results:
-        r = results["output_rules"]
+    if first("output_rules"):
+        r = first("output_rules")
         robustness.append(f"output rules {r['rules_file']}: coverage {_fmt(r['coverage'])}, accuracy on answered "
                           f"{_fmt(r['accuracy_answered'])}")
-    gate = results.get("gate")
+    gate = first("gate")
     base = provenance.get("base_model", {})
     return {
         "name": card.get("name") or f"Text classifier fine-tuned from {base.get('name_or_path', 'a pretrained encoder')}",

@@ -21,10 +21,12 @@ import difflib
 import operator
 import re
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from trustfm.errors import ConfigError
+from trustfm.results import Result
 
 _OPS = {">=": operator.ge, "<=": operator.le, ">": operator.gt, "<": operator.lt, "==": operator.eq, "!=": operator.ne}
 _RULE = re.compile(r"^\s*([\w.\-&| ]+?)\s*(>=|<=|==|!=|>|<)\s*(-?[\d.eE+-]+)\s*$")
@@ -48,7 +50,8 @@ class RuleOutcome(BaseModel):
     passed: bool
 
 
-class GateResult(BaseModel):
+class GateResult(Result):
+    kind: Literal["gate"] = "gate"
     policy: str
     passed: bool
     outcomes: list[RuleOutcome]
@@ -89,7 +92,7 @@ def load_policy(path: str | Path) -> tuple[str, list[Rule]]:
 
 
 def evaluate_policy(name: str, rules: list[Rule], metrics: dict[str, float]) -> GateResult:
-    """Check every rule against ``metrics`` (see :mod:`trustfm.audit.namespace`)."""
+    """Check every rule against ``metrics`` (see :mod:`trustfm.report.namespace`)."""
     unknown = [r.name() for r in rules if r.name() not in metrics]
     if unknown:
         hints = []
@@ -106,3 +109,22 @@ def evaluate_policy(name: str, rules: list[Rule], metrics: dict[str, float]) -> 
         outcomes.append(RuleOutcome(rule=f"{rule.name()} {rule.op} {rule.value:g}", metric=rule.name(),
                                     observed=observed, passed=bool(_OPS[rule.op](observed, rule.value))))
     return GateResult(policy=name, passed=all(o.passed for o in outcomes), outcomes=outcomes)
+
+
+def run_metrics(run_dir: str | Path) -> dict[str, float]:
+    """Every metric name a policy can use on this run, with its value (the gate's own result excluded)."""
+    from trustfm.report.namespace import flatten_results, read_results
+    from trustfm.runs import existing_run
+
+    return flatten_results(read_results(existing_run(run_dir).results, exclude=("gate",)))
+
+
+def gate_run(run_dir: str | Path, policy: str | Path) -> GateResult:
+    """Check ``policy`` (a YAML file) against the run's recorded results; writes and returns ``results/gate.json``."""
+    from trustfm.runs import existing_run, write_json_atomic
+
+    paths = existing_run(run_dir)
+    name, rules = load_policy(policy)
+    result = evaluate_policy(name, rules, run_metrics(paths.root))
+    write_json_atomic(paths.result("gate"), result.model_dump(mode="json"))
+    return result

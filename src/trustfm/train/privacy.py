@@ -42,11 +42,34 @@ import math
 import time
 import warnings
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import torch
 
+from trustfm.results import Result
 from trustfm.train.callbacks import Callback
+
+
+class DPAccounting(Result):
+    """``results/privacy.json``: what a DP-SGD run spent, as its accountant computed it, and the dataset's ledger total."""
+
+    kind: Literal["privacy"] = "privacy"
+    dp: bool = True
+    target_epsilon: float
+    epsilon: float  # spent, at ``delta``
+    delta: float
+    accountant: str  # rdp | prv
+    noise_multiplier: float
+    sample_rate: float  # Poisson sampling probability per step
+    max_grad_norm: float  # per-example clipping bound
+    clipping: str | None = None
+    trainable: str
+    trainable_parameters: int
+    data_sha256: str
+    ledger: str
+    dataset_epsilon_spent: float  # across every run in the ledger on this dataset
+    dataset_total_epsilon: float | None = None  # the dataset's budget, when one is set
 
 
 def default_delta(n_train: int) -> float:

@@ -162,3 +162,22 @@ def apply_rules(
             fired[i] = rule.name
         decided |= hit
     return RuledPredictions(labels=labels, model_labels=model_labels, rules=fired)
+
+
+def ood_scores(predictor, texts: Sequence[str]) -> tuple[np.ndarray, float | None] | None:
+    """Mahalanobis OOD scores (n,) of ``texts`` and the saved 95%-TPR threshold, or None when the predictor's
+    model folder has no detector (``trustfm audit ood`` saves one)."""
+    from trustfm.audit.ood import DETECTOR_FILE, MahalanobisDetector
+
+    if not (predictor.model_dir / DETECTOR_FILE).exists():
+        return None
+    detector, meta = MahalanobisDetector.load(predictor.model_dir)
+    return detector.score(predictor.embed(texts)), meta.get("threshold_at_95_tpr")
+
+
+def apply_rules_with_ood(rules: "RuleSet", predictor, texts: Sequence[str], proba: np.ndarray) -> "RuledPredictions":
+    """:func:`apply_rules` over ``texts`` and their ``proba`` (n, k), with OOD scores from the predictor's
+    saved detector when a rule needs them."""
+    ood = ood_scores(predictor, texts) if rules.needs_ood else None
+    return apply_rules(rules, texts, proba, predictor.label_names, ood_scores=None if ood is None else ood[0],
+                       ood_threshold=None if ood is None else ood[1])

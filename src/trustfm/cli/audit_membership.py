@@ -1,4 +1,4 @@
-"""``trustfm audit privacy``: membership-inference attacks, and the accountant's epsilon beside the attack's."""
+"""``trustfm audit membership``: membership-inference attacks, and the accountant's epsilon beside the attack's."""
 
 from __future__ import annotations
 
@@ -10,16 +10,16 @@ from trustfm.cli import audit_app
 from trustfm.cli._output import FORMAT_OPTION, OutputFormat, emit_json, fmt_interval, print_rich, table
 
 
-@audit_app.command("privacy")
-def privacy(
+@audit_app.command("membership")
+def membership(
     run_dir: Path = typer.Argument(..., help="run folder written by trustfm train"),
     max_rows: int = typer.Option(500, "--max-rows", help="training rows (and as many unseen rows) to attack"),
     output_format: OutputFormat = FORMAT_OPTION,
 ) -> None:
     """Loss-threshold and reference-calibrated membership inference: AUC, TPR at low FPR, empirical epsilon."""
-    from trustfm.audit.run_privacy import audit_privacy_run
+    from trustfm.audit.run_membership import audit_membership_run
 
-    result = audit_privacy_run(run_dir, max_rows=max_rows)["membership_inference"]
+    result = audit_membership_run(run_dir, max_rows=max_rows)["membership"]
     if output_format is OutputFormat.json:
         emit_json(result.model_dump(mode="json"))
         return

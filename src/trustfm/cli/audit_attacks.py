@@ -1,4 +1,4 @@
-"""``trustfm audit attack``: adversarial attacks with success rate, robust accuracy, queries and examples."""
+"""``trustfm audit attacks``: adversarial attacks with success rate, robust accuracy, queries and examples."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from trustfm.cli import audit_app
 from trustfm.cli._output import FORMAT_OPTION, OutputFormat, emit_json, fmt_interval, print_rich, table
 
 
-@audit_app.command("attack")
+@audit_app.command("attacks")
 def attack(
     run_dir: Path = typer.Argument(..., help="run folder written by trustfm train"),
     max_texts: int = typer.Option(200, "--max-texts", help="test texts to attack"),

@@ -1,0 +1,126 @@
+"""``AuditContext``: what every audit of one run needs, loaded once.
+
+``trustfm audit RUN --all`` builds one context and hands it to every audit, so
+the model is loaded and the data prepared (and redacted) once, not once per
+audit. Everything is loaded lazily: an audit that only reads result files
+loads no model.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from trustfm.config import RunConfig, load_config
+from trustfm.errors import DataError
+from trustfm.runs import RunPaths, existing_run, read_json, write_json_atomic
+
+
+@dataclass(frozen=True)
+class Bootstrap:
+    """Interval settings every audit uses: resamples (0 = no intervals), confidence in (0, 1), the run's seed."""
+
+    samples: int
+    confidence: float
+    seed: int
+
+    def kwargs(self) -> dict:
+        """As the keyword arguments of the audit functions (``bootstrap_samples``, ``confidence``, ``seed``)."""
+        return {"bootstrap_samples": self.samples, "confidence": self.confidence, "seed": self.seed}
+
+
+class AuditContext:
+    """One run folder, opened for auditing.
+
+    Attributes: ``paths`` (:class:`~trustfm.runs.RunPaths`), ``config`` (the run's
+    resolved :class:`~trustfm.config.RunConfig`), ``bootstrap``; loaded on first
+    use: ``predictor``, ``data`` (the prepared splits, checked against the hashes
+    recorded at training and redacted as the run was), ``eval_part``.
+    """
+
+    def __init__(self, run_dir: str | Path, *, show_progress: bool = False):
+        self.paths: RunPaths = existing_run(run_dir)
+        self.config: RunConfig = load_config(self.paths.config)
+        self.show_progress = show_progress
+        self.bootstrap = Bootstrap(self.config.evaluate.bootstrap_samples, self.config.evaluate.confidence,
+                                   self.config.seed)
+        self._data_with: dict[tuple[str, ...], object] = {}
+
+    @cached_property
+    def run_info(self) -> dict:
+        return read_json(self.paths.run_info)
+
+    @cached_property
+    def predictor(self):
+        """The run's best model (:class:`~trustfm.models.predictor.Predictor`), loaded once."""
+        from trustfm.models.predictor import Predictor
+
+        return Predictor.from_run(self.paths.root)
+
+    @property
+    def label_names(self) -> list[str]:
+        return self.predictor.label_names
+
+    def data_with_groups(self, extra_group_columns: Sequence[str] = ()):
+        """The prepared splits, also reading ``extra_group_columns`` (the sensitive columns an audit asks for)."""
+        from trustfm.data.prepare import prepare_data
+        from trustfm.data.redaction import redact_parts
+
+        data_config = self.config.data
+        columns = tuple(dict.fromkeys([*data_config.group_columns, *extra_group_columns]))
+        if columns != tuple(data_config.group_columns):
+            data_config = data_config.model_copy(update={"group_columns": list(columns)})
+        if columns not in self._data_with:
+            data = redact_parts(prepare_data(data_config, seed=self.config.seed), self.config.privacy)
+            recorded = self.run_info.get("data_hashes")
+            if recorded and recorded != data.file_hashes:
+                raise DataError(f"data files changed since training (hashes differ from {self.paths.run_info})")
+            self._data_with[columns] = data
+        return self._data_with[columns]
+
+    @property
+    def data(self):
+        """The run's train/validation/test rows (:class:`~trustfm.data.prepare.PreparedData`)."""
+        return self.data_with_groups()
+
+    @property
+    def eval_split(self) -> str:
+        """``"test"``, or ``"validation"`` when the run has no test rows: the split audits judge the model on."""
+        return "test" if len(self.data.test) else "validation"
+
+    @property
+    def eval_part(self):
+        """The rows of :attr:`eval_split` (:class:`~trustfm.data.validate.LabelledTexts`)."""
+        return self.data.test if len(self.data.test) else self.data.validation
+
+    def eval_part_of(self, data):
+        """The evaluation split of ``data`` (a :meth:`data_with_groups` result): test, else validation."""
+        return data.test if len(data.test) else data.validation
+
+    def sample_eval_texts(self, max_texts: int) -> tuple[list[str], np.ndarray, str]:
+        """Up to ``max_texts`` rows of the evaluation split, drawn with the run's seed.
+
+        Returns (texts, gold label ids (n,), a description of the sample for results).
+        """
+        part = self.eval_part
+        rows = np.random.default_rng(self.config.seed).permutation(len(part))[:max_texts]
+        return [part.texts[i] for i in rows], self.data.label_ids(part)[rows], f"{part.file} ({len(rows)} test texts)"
+
+    def example_screen(self):
+        """A fresh :class:`~trustfm.data.pii.ExampleScreen` for the example texts an audit saves."""
+        from trustfm.data.pii import ExampleScreen
+
+        return ExampleScreen(data_redacted=self.config.privacy.redact)
+
+    def save(self, name: str, result) -> None:
+        """Write a result model to ``results/<name>.json`` (atomically)."""
+        write_json_atomic(self.paths.result(name), result.model_dump(mode="json"))
+
+
+def as_context(run: "str | Path | AuditContext", *, show_progress: bool = False) -> AuditContext:
+    """``run`` itself when it already is a context, else a new context for that run folder."""
+    return run if isinstance(run, AuditContext) else AuditContext(run, show_progress=show_progress)

@@ -1,0 +1,116 @@
+"""``Predictor``: a trained classifier, loaded once, for every consumer.
+
+Audits, serving, monitoring and compression all ask the same three questions of
+a model — class probabilities, the predicted class, the pooled embedding — and
+all get them from this one object. It knows nothing of audits, rules or
+detectors: those wrap it where they are used.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from trustfm.errors import ConfigError
+
+PRECISIONS = ("fp32", "bf16", "auto")
+
+
+def quiet_transformers() -> None:
+    """Silence Transformers' info logging and download progress bars (nothing is downloaded here)."""
+    import transformers
+
+    transformers.utils.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
+
+
+class Predictor:
+    """The fine-tuned classifier in a model folder (``RUN_DIR/model`` or any folder :func:`save_classifier` wrote).
+
+    Parameters
+    ----------
+    model_dir:
+        the model folder (``trustfm_model.json``, safetensors weights, tokenizer).
+    max_length:
+        tokens per text; longer texts are truncated (:attr:`last_truncated` says which).
+        Default: the ``max_length`` the model was trained with.
+    batch_size:
+        texts per forward pass. Texts are sorted by length into batches, and the
+        input order is restored, so padding is only to each batch's longest text.
+    precision:
+        default precision of every call: ``"fp32"``, ``"bf16"`` (bfloat16 autocast)
+        or ``"auto"`` (bf16 where the CPU has native bf16 kernels, else fp32).
+    """
+
+    def __init__(self, model_dir: str | Path, *, max_length: int | None = None, batch_size: int = 64,
+                 precision: str = "fp32"):
+        from trustfm.models.classifier import load_classifier
+
+        if precision not in PRECISIONS:
+            raise ConfigError(f"precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
+        self.model_dir = Path(model_dir)
+        if not (self.model_dir / "trustfm_model.json").exists():
+            raise ConfigError(f"{self.model_dir} holds no trained model (no trustfm_model.json)")
+        quiet_transformers()
+        self.model, self.tokenizer, meta = load_classifier(self.model_dir)
+        self.label_names: list[str] = list(meta["label_names"])
+        self.max_length = int(max_length or meta.get("max_length") or 128)
+        self.batch_size = batch_size
+        self.precision = precision
+        self.meta = meta
+        self.last_truncated = np.zeros(0, dtype=bool)
+
+    @classmethod
+    def from_run(cls, run_dir: str | Path, **options) -> "Predictor":
+        """The best model of a run folder, with the run's ``max_length`` and evaluation batch size."""
+        from trustfm.config import load_config
+        from trustfm.runs import existing_run
+
+        paths = existing_run(run_dir)
+        config = load_config(paths.config)
+        if not (paths.model / "trustfm_model.json").exists():
+            raise ConfigError(f"{paths.root} has no trained model yet (train it, or resume it with --resume)")
+        options = {"max_length": config.data.max_length, "batch_size": config.train.eval_batch_size, **options}
+        return cls(paths.model, **options)
+
+    @property
+    def num_labels(self) -> int:
+        return len(self.label_names)
+
+    def _encode(self, texts: Sequence[str]):
+        from trustfm.data.batching import encode_texts
+
+        encoded = encode_texts(self.tokenizer, list(texts), self.max_length)
+        self.last_truncated = encoded.truncated
+        return encoded
+
+    def predict_proba(self, texts: Sequence[str], *, precision: str | None = None,
+                      show_progress: bool = False) -> np.ndarray:
+        """Class probabilities, float32 array (n, num_labels), rows in input order; each row sums to 1."""
+        from trustfm.models.inference import predict_proba
+
+        return predict_proba(self.model, self._encode(texts), pad_id=self.tokenizer.pad_token_id,
+                             batch_size=self.batch_size, show_progress=show_progress,
+                             precision=precision or self.precision)
+
+    def predict(self, texts: Sequence[str], *, precision: str | None = None) -> np.ndarray:
+        """Predicted class ids, int64 array (n,); ``label_names[i]`` names class ``i``."""
+        return self.predict_proba(texts, precision=precision).argmax(axis=1).astype(np.int64)
+
+    def logits_and_embeddings(self, texts: Sequence[str], *, precision: str | None = None
+                              ) -> tuple[np.ndarray, np.ndarray]:
+        """Logits (n, num_labels) and pooled encoder embeddings (n, hidden), float32, rows in input order."""
+        from trustfm.models.inference import predict_logits_and_features
+
+        return predict_logits_and_features(self.model, self._encode(texts), pad_id=self.tokenizer.pad_token_id,
+                                           batch_size=self.batch_size, precision=precision or self.precision)
+
+    def embed(self, texts: Sequence[str], *, precision: str | None = None) -> np.ndarray:
+        """Pooled encoder embeddings (the head's input), float32 array (n, hidden)."""
+        return self.logits_and_embeddings(texts, precision=precision)[1]
+
+    def fast_predict_proba(self, texts: Sequence[str]) -> np.ndarray:
+        """``predict_proba`` in bf16 where the CPU has bf16 kernels: for search loops whose result is re-checked in fp32."""
+        return self.predict_proba(texts, precision="auto")

@@ -1,0 +1,91 @@
+"""Typed result files: every ``results/*.json`` names its ``kind``, and its model says what its numbers are.
+
+A result model subclasses :class:`Result` with ``kind: Literal["name"] = "name"``;
+defining the class registers it. Readers (report, gate, model card, CLI) load a
+file with :func:`load_result` and dispatch on ``kind``: nothing guesses a
+file's kind from its keys, and nothing outside the model recomputes its numbers.
+
+``metrics()`` is the flat view the policy gate and dashboards use: dotted names
+(relative to the file's prefix) to floats; a number with an interval also gives
+``name.low`` and ``name.high``.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any, ClassVar
+
+from pydantic import BaseModel, ValidationError
+
+from trustfm.errors import ConfigError
+
+_RESULT_MODELS: dict[str, type["Result"]] = {}
+
+
+def put_metric(out: dict[str, float], name: str, value: Any) -> None:
+    """Add ``value`` under ``name`` when it is a number, a bool, or an interval (``{value, low, high}``)."""
+    if isinstance(value, BaseModel):
+        value = value.model_dump()
+    if isinstance(value, bool):
+        out[name] = float(value)
+    elif isinstance(value, (int, float)) and not (isinstance(value, float) and math.isnan(value)):
+        out[name] = float(value)
+    elif isinstance(value, dict) and "value" in value and set(value) <= {"value", "low", "high", "confidence"}:
+        put_metric(out, name, value["value"])
+        if value.get("low") is not None:
+            out[f"{name}.low"] = float(value["low"])
+            out[f"{name}.high"] = float(value["high"])
+
+
+class Result(BaseModel):
+    """Base of every result file's model. Subclasses set ``kind: Literal["..."] = "..."``."""
+
+    kind: str
+    # human-readable title of the kind, for reports and error messages
+    title: ClassVar[str] = ""
+
+    @classmethod
+    def __pydantic_init_subclass__(cls, **kwargs) -> None:
+        super().__pydantic_init_subclass__(**kwargs)
+        kind = cls.model_fields["kind"].default
+        if isinstance(kind, str) and kind:
+            if kind in _RESULT_MODELS and _RESULT_MODELS[kind].__qualname__ != cls.__qualname__:
+                raise ValueError(f"result kind '{kind}' is already defined by {_RESULT_MODELS[kind].__qualname__}")
+            _RESULT_MODELS[kind] = cls
+
+    def metrics(self) -> dict[str, float]:
+        """Flat numbers of this result (names relative to the file's prefix). Default: its top-level numbers,
+        booleans and intervals."""
+        out: dict[str, float] = {}
+        for key in type(self).model_fields:
+            put_metric(out, key, getattr(self, key))
+        return out
+
+
+def result_models() -> dict[str, type[Result]]:
+    """Every result kind defined so far, by kind (import the stage modules that define them first)."""
+    return dict(_RESULT_MODELS)
+
+
+def parse_result(document: dict, *, source: str = "result") -> Result:
+    """The typed result of a JSON document, by its ``kind``. Raises ConfigError naming ``source`` otherwise."""
+    kind = document.get("kind") if isinstance(document, dict) else None
+    if kind is None:
+        raise ConfigError(f"{source}: no 'kind' field (written by an older trustfm?): run its audit again")
+    model = _RESULT_MODELS.get(kind)
+    if model is None:
+        raise ConfigError(f"{source}: unknown result kind '{kind}'; known: {', '.join(sorted(_RESULT_MODELS))}")
+    try:
+        return model.model_validate(document)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise ConfigError(f"{source}: field {where}: {first['msg']}") from None
+
+
+def load_result(path: str | Path) -> Result:
+    """Read and validate one ``results/*.json`` file."""
+    from trustfm.runs import read_json
+
+    return parse_result(read_json(Path(path)), source=str(path))

@@ -1,0 +1,164 @@
+"""``train_run``: fine-tune a run folder's model from its config; trust features join as components."""
+
+from __future__ import annotations
+
+import shutil
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Sequence
+
+from trustfm.config import RunConfig, dump_config
+from trustfm.errors import ConfigError, DataError, TrustfmError
+from trustfm.runs import RunPaths, now_iso, package_versions, read_json, write_json_atomic
+
+
+def _encode_part(part, tokenizer, config: RunConfig, rejected: list):
+    from trustfm.data.batching import encode_texts
+    from trustfm.data.prepare import apply_length_policy
+
+    encoded = encode_texts(tokenizer, part.texts, config.data.max_length)
+    part, encoded, dropped = apply_length_policy(
+        part, encoded, config.data.on_problem.too_long, config.data.text_column
+    )
+    rejected.extend(dropped)
+    return part, encoded
+
+
+def write_rejections(path: Path, rejected: Sequence) -> None:
+    """One JSON line per dropped row (file, row, column, reason); the text is never written."""
+    import json
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", encoding="utf-8") as handle:
+        for r in rejected:
+            handle.write(json.dumps(r.as_dict()) + "\n")
+
+
+@contextmanager
+def _discard_unstarted_run(paths: RunPaths, *, fresh: bool, created: bool):
+    """On a user error (bad config or data) while a fresh run is set up, remove what the run wrote: the whole
+    folder when this run created it, else only the run's own files (anything else there was the user's)."""
+    try:
+        yield
+    except TrustfmError:
+        if fresh:
+            if created:
+                shutil.rmtree(paths.root, ignore_errors=True)
+            else:
+                for path in (paths.run_info, paths.config, paths.rejected, paths.result("pii")):
+                    path.unlink(missing_ok=True)
+        raise
+
+
+def train_run(config: RunConfig, *, resume: bool = False, show_progress: bool = True) -> RunPaths:
+    """Fine-tune and keep the best checkpoint in ``RUN_DIR/model``; returns the run's paths.
+
+    With ``resume``, ``config`` must be the run's saved config; training continues
+    from the last completed epoch and ends with the same metrics as an
+    uninterrupted run. Evaluation on the test split is a separate verb
+    (:func:`trustfm.audit.performance.evaluate_run`), which ``trustfm train`` runs next.
+    """
+    from trustfm.data.prepare import file_sha256, prepare_data
+    from trustfm.metrics import quick_metrics
+    from trustfm.models import build_classifier, save_classifier
+    from trustfm.models.loading import resolve_model_dir, weight_files
+    from trustfm.models.predictor import quiet_transformers
+    from trustfm.train.callbacks import JsonlLogger
+    from trustfm.train.components import TrainSetup, trust_components
+    from trustfm.train.lora import merged_copy
+    from trustfm.train.loop import FineTuner, seed_everything
+
+    quiet_transformers()
+    paths = RunPaths(Path(config.output_dir))
+    created = not paths.root.exists()
+    if resume:
+        info = read_json(paths.run_info)
+    else:
+        if paths.run_info.exists():
+            raise ConfigError(
+                f"run folder {paths.root} already holds a run: choose another output_dir, "
+                "delete it, or continue it with --resume"
+            )
+        paths.root.mkdir(parents=True, exist_ok=True)
+        dump_config(config, paths.config)
+        info = {"status": "running", "started": now_iso(), "seed": config.seed}
+    info["versions"] = package_versions()
+    write_json_atomic(paths.run_info, info)
+    components = trust_components(config)
+    setup = TrainSetup(config=config, paths=paths, record=info, resume=resume)
+    # a user error before training starts leaves no half-made run behind to block the corrected rerun
+    with _discard_unstarted_run(paths, fresh=not resume, created=created):
+        data = prepare_data(config.data, seed=config.seed)
+        for component in components:
+            data = component.wrap_data(setup, data)
+        setup.data = data
+        if resume and info.get("data_hashes") and info["data_hashes"] != data.file_hashes:
+            raise DataError("data files changed since this run started; cannot resume on different data")
+        seed_everything(config.seed)
+        model, tokenizer = build_classifier(config.model, data.label_names)
+        setup.model, setup.tokenizer = model, tokenizer
+        rejected = list(data.rejected)
+        train_part, augmented = data.train, 0
+        for component in components:
+            train_part, added = component.wrap_train(setup, train_part)
+            augmented += added
+        train, train_enc = _encode_part(train_part, tokenizer, config, rejected)
+        validation, val_enc = _encode_part(data.validation, tokenizer, config, rejected)
+        setup.train, setup.train_label_ids = train, data.label_ids(train)
+        write_rejections(paths.rejected, rejected)
+        base_dir = resolve_model_dir(config.model.name_or_path)
+        info.update(
+            data_hashes=data.file_hashes,
+            base_model={
+                "name_or_path": config.model.name_or_path,
+                "path": str(base_dir),
+                "weights_sha256": {p.name: file_sha256(p) for p in weight_files(base_dir)},
+            },
+            label_names=data.label_names,
+            rows={**data.counts(), "rejected": len(rejected), "augmented": augmented},
+            fairness_mitigation=config.fairness.mitigation,
+            robust_training=config.robustness.model_dump(mode="json", exclude_defaults=True),
+            truncated={"train": int(train_enc.truncated.sum()), "validation": int(val_enc.truncated.sum())},
+        )
+        write_json_atomic(paths.run_info, info)
+        # components whose callbacks add to the step/epoch records run before the logger writes them
+        callbacks = [cb for c in components if c.adds_to_log for cb in c.callbacks(setup)]
+        callbacks.append(JsonlLogger(paths.metrics_log))
+        callbacks += [cb for c in components if not c.adds_to_log for cb in c.callbacks(setup)]
+        options = {k: v for c in components for k, v in c.trainer_options(setup).items()}
+        trainer = FineTuner(config.train, seed=config.seed, callbacks=callbacks, show_progress=show_progress,
+                            **options)
+    extra = {"max_length": config.data.max_length, "base_model": config.model.name_or_path}
+    state = trainer.fit(
+        model,
+        train_enc,
+        setup.train_label_ids,
+        val_enc,
+        data.label_ids(validation),
+        pad_id=tokenizer.pad_token_id,
+        checkpoint_dir=paths.checkpoints,
+        validation_metrics=quick_metrics,
+        # LoRA adapters (privacy.dp.trainable: lora) are folded into the weights: the saved model is a plain one
+        save_best=lambda m: save_classifier(merged_copy(m), tokenizer, paths.model, label_names=data.label_names,
+                                            extra=extra),
+        resume=resume,
+    )
+    for component in components:
+        component.after_fit(setup)
+    info.update(
+        training={
+            "epochs_completed": state.epoch,
+            "best_epoch": state.best_epoch,
+            "best_validation_metric": state.best_metric,
+            "stopped_early": state.stopped_early,
+            "steps": state.global_step,
+            "train_seconds": state.train_seconds,
+            "train_samples_per_second": state.train_samples / state.train_seconds if state.train_seconds else None,
+        },
+        model_sha256={p.name: file_sha256(p) for p in sorted(paths.model.glob("*.safetensors"))},
+    )
+    info["status"] = "complete"
+    info["finished"] = now_iso()
+    write_json_atomic(paths.run_info, info)
+    return paths
+

@@ -1,0 +1,98 @@
+"""Every registered audit through the same checks, in the spirit of scikit-learn's ``check_estimator``.
+
+On one tiny run: the audit says whether it applies; it runs on a shared
+:class:`AuditContext`; each result it writes has a declared ``kind``, survives a
+JSON round trip unchanged, and gives finite metric names that are the same when
+read back from the file; and the report renders every kind in its own section.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+from trustfm.audit.context import AuditContext
+from trustfm.audit.registry import registered_audits
+from trustfm.config import load_config
+from trustfm.pipeline import train_and_evaluate
+from trustfm.report.build import TEMPLATE_SECTIONS
+from trustfm.results import parse_result
+
+
+@pytest.fixture(scope="module")
+def runs(tiny_model_dir, tiny_data, tmp_path_factory):
+    """The audited run, a second run on the same split (an ensemble member), and the options audits need."""
+    root = tmp_path_factory.mktemp("conformance")
+    base = {
+        "data.train": str(tiny_data), "data.id_column": "id", "data.group_columns": ["group"],
+        "data.max_length": 32, "model.name_or_path": str(tiny_model_dir), "train.epochs": 2,
+        "train.batch_size": 16, "train.learning_rate": 3e-3, "evaluate.bootstrap_samples": 50,
+        "data.split.seed": 1,
+    }
+    run = train_and_evaluate(load_config(None, {**base, "output_dir": str(root / "run")}), show_progress=False).root
+    member = train_and_evaluate(load_config(None, {**base, "seed": 7, "output_dir": str(root / "member")}),
+                                show_progress=False).root
+    ood = root / "ood.csv"
+    ood.write_text("text\n" + "\n".join(f"quarterly revenue rose {i} percent in region {i % 7}" for i in range(60)),
+                   encoding="utf-8")
+    rules = root / "rules.yaml"
+    rules.write_text("rules:\n  - name: unsure\n    when: {confidence_below: 0.6}\n    then: abstain\n", encoding="utf-8")
+    options = {
+        "ood": {"ood_data": ood},
+        "output_rules": {"rules": rules},
+        "ensemble": {"members": [member], "attack_texts": 10},
+        "membership": {"max_rows": 60},
+        "explanations": {"faithfulness_texts": 4, "global_texts": 10, "examples": 2},
+        "robustness": {"max_texts": 40},
+        "attacks": {"max_texts": 10},
+    }
+    return run, options
+
+
+def test_every_registered_audit_conforms(runs):
+    run, options = runs
+    ctx = AuditContext(run)
+    audits = registered_audits()
+    assert {"performance", "fairness", "explanations", "robustness", "attacks", "ood", "output_rules", "ensemble",
+            "membership"} <= set(audits)
+    for name, spec in audits.items():
+        assert spec.description and spec.results, f"{name}: registers no description or result models"
+        declared = {model.model_fields["kind"].default for model in spec.results}
+        reason = spec.why_not_applicable(ctx) if spec.why_not_applicable else None
+        assert reason is None or (isinstance(reason, str) and reason), f"{name}: why_not_applicable must be None or a reason"
+        written = spec.run(ctx, **options.get(name, {}))
+        assert written, f"{name} wrote no result"
+        for stem, result in written.items():
+            assert result.kind in declared, f"{name}: wrote kind {result.kind!r}, declares {declared}"
+            on_disk = json.loads(ctx.paths.result(stem).read_text(encoding="utf-8"))
+            assert on_disk["kind"] == result.kind
+            again = parse_result(on_disk, source=stem)
+            assert again == type(result).model_validate(json.loads(result.model_dump_json())), f"{stem}: round trip"
+            metrics = result.metrics()
+            assert all(isinstance(k, str) and k and not k.startswith(".") for k in metrics), f"{stem}: metric names"
+            assert all(isinstance(v, float) and math.isfinite(v) for v in metrics.values()), f"{stem}: metric values"
+            assert again.metrics() == metrics, f"{stem}: metrics differ when read back from the file"
+
+
+def test_report_renders_every_kind_in_its_own_section(runs):
+    from trustfm.audit.run_all import run_all_audits
+    from trustfm.report import build_report
+
+    run, _ = runs
+    run_all_audits(run)
+    html, data = build_report(run)
+    report = json.loads(data.read_text(encoding="utf-8"))
+    kinds = {doc["kind"] for doc in report["results"].values()}
+    assert kinds <= set(TEMPLATE_SECTIONS), f"kinds without a report section: {kinds - set(TEMPLATE_SECTIONS)}"
+    assert 'class="extra-result"' not in html.read_text(encoding="utf-8")
+
+
+def test_a_result_without_kind_is_refused_with_its_file_name(tmp_path):
+    from trustfm.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="results/old.json: no 'kind'"):
+        parse_result({"accuracy": 0.9}, source="results/old.json")
+    with pytest.raises(ConfigError, match="unknown result kind 'nope'"):
+        parse_result({"kind": "nope"}, source="x")
