@@ -50,13 +50,17 @@ def _discard_unstarted_run(paths: RunPaths, *, fresh: bool, created: bool):
         raise
 
 
-def train_run(config: RunConfig, *, resume: bool = False, show_progress: bool = True) -> RunPaths:
+def train_run(config: RunConfig, *, resume: bool = False, show_progress: bool = True,
+              extra_components: Sequence = ()) -> RunPaths:
     """Fine-tune and keep the best checkpoint in ``RUN_DIR/model``; returns the run's paths.
 
     With ``resume``, ``config`` must be the run's saved config; training continues
     from the last completed epoch and ends with the same metrics as an
     uninterrupted run. Evaluation on the test split is a separate verb
-    (:func:`trustfm.audit.performance.evaluate_run`), which ``trustfm train`` runs next.
+    (:func:`trustfm.audit.run_performance.evaluate_run`), which ``trustfm train`` runs next.
+
+    ``extra_components``: :class:`~trustfm.train.components.TrustComponent` instances to run after the ones
+    the config turns on (a later stage's training concern, e.g. a federated client).
     """
     from trustfm.data.prepare import file_sha256, prepare_data
     from trustfm.metrics import quick_metrics
@@ -84,7 +88,7 @@ def train_run(config: RunConfig, *, resume: bool = False, show_progress: bool = 
         info = {"status": "running", "started": now_iso(), "seed": config.seed}
     info["versions"] = package_versions()
     write_json_atomic(paths.run_info, info)
-    components = trust_components(config)
+    components = [*trust_components(config), *extra_components]
     setup = TrainSetup(config=config, paths=paths, record=info, resume=resume)
     # a user error before training starts leaves no half-made run behind to block the corrected rerun
     with _discard_unstarted_run(paths, fresh=not resume, created=created):
