@@ -38,6 +38,15 @@ def put_metric(out: dict[str, float], name: str, value: Any) -> None:
             out[f"{name}.high"] = float(value["high"])
 
 
+def per_item_metrics(items, label: str, keys: tuple[str, ...]) -> dict[str, float]:
+    """``<item.label>.<key>`` for each item and key (numbers and intervals; a None value is left out)."""
+    out: dict[str, float] = {}
+    for item in items:
+        for key in keys:
+            put_metric(out, f"{getattr(item, label)}.{key}", getattr(item, key))
+    return out
+
+
 class Result(BaseModel):
     """Base of every result file's model. Subclasses set ``kind: Literal["..."] = "..."``."""
 

@@ -24,6 +24,8 @@ from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
 
+from pydantic import BaseModel, ConfigDict
+
 from trustfm.errors import ConfigError
 
 TRACKED_PACKAGES = (
@@ -74,6 +76,40 @@ class RunPaths:
     @property
     def report_json(self) -> Path:
         return self.root / "report.json"
+
+
+class RunRecord(BaseModel):
+    """``run.json``: a run's provenance, written as training proceeds.
+
+    Fields stay None until the step that sets them has run. Trust components
+    add their own blocks (``privacy``: the DP settings and spend; a later
+    stage's component its own key), which are kept as they are written.
+    """
+
+    model_config = ConfigDict(extra="allow")
+
+    status: str  # running | complete
+    started: str  # ISO 8601, UTC
+    seed: int
+    finished: str | None = None
+    versions: dict[str, str] = {}  # package -> version
+    data_hashes: dict[str, str] | None = None  # data file -> sha256
+    base_model: dict | None = None  # name_or_path, resolved path, weights_sha256
+    label_names: list[str] | None = None  # index = class id
+    rows: dict[str, int] | None = None  # train, validation, test, rejected, augmented
+    fairness_mitigation: str | None = None
+    robust_training: dict | None = None
+    truncated: dict[str, int] | None = None  # split -> texts cut at max_length
+    training: dict | None = None  # epochs, best epoch, steps, seconds
+    model_sha256: dict[str, str] | None = None  # fine-tuned weight file -> sha256
+
+    def save(self, paths: "RunPaths") -> None:
+        """Write it atomically to ``paths.run_info`` (fields never set are left out)."""
+        write_json_atomic(paths.run_info, self.model_dump(mode="json", exclude_none=True))
+
+    @classmethod
+    def load(cls, paths: "RunPaths") -> "RunRecord":
+        return cls.model_validate(read_json(paths.run_info))
 
 
 def existing_run(path: str | Path) -> RunPaths:

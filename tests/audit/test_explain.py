@@ -103,7 +103,8 @@ def test_audit_all_gate_and_report_show_everything_in_chromium(trained, tmp_path
     env = dict(os.environ)
     done = run_cli(["audit", str(run_dir), "--all", "--format", "json"], capture_output=True, text=True, env=env)
     assert done.returncode == 0, done.stderr
-    summary = json.loads(done.stdout)["summary"]
+    summary = json.loads(done.stdout)
+    assert summary == json.loads((run_dir / "results" / "audits.json").read_text())  # --format json is the result
     statuses = {a["audit"]: a["status"] for a in summary["audits"]}
     assert statuses == {"performance": "ran", "fairness": "ran", "explanations": "ran", "robustness": "ran",
                         "attacks": "ran", "ood": "not applicable", "output_rules": "not applicable",
@@ -113,7 +114,9 @@ def test_audit_all_gate_and_report_show_everything_in_chromium(trained, tmp_path
     assert run_cli(["gate", str(run_dir), "--policy", str(policy)], env=env).returncode == 0
     explained = run_cli(["explain", str(run_dir), "--text", "the service was great", "--format", "json"],
                                capture_output=True, text=True, env=env)
-    assert explained.returncode == 0 and json.loads(explained.stdout)[0]["method"] == "integrated_gradients"
+    assert explained.returncode == 0
+    assert json.loads(explained.stdout) == json.loads((run_dir / "results" / "explanation-texts.json").read_text())
+    assert json.loads(explained.stdout)["attributions"][0]["method"] == "integrated_gradients"
     assert run_cli(["report", str(run_dir)], env=env).returncode == 0
     card = (run_dir / "model_card.md").read_text()
     for heading in ("Intended use", "Out-of-scope use", "Training data and provenance", "Metrics", "Per-group results",

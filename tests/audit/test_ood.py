@@ -60,7 +60,7 @@ def test_ood_cli_saves_the_detector_and_audit_all_says_why_it_skips(tiny_model_d
     assert out["n_out"] == 60 and 0 <= out["detectors"][2]["auroc"]["value"] <= 1
     assert (run_dir / "model" / "ood_detector.safetensors").exists()
     summary = run_cli(["audit", str(run_dir), "--all", "--format", "json"], capture_output=True, text=True, env=env)
-    statuses = {a["audit"]: a for a in json.loads(summary.stdout)["summary"]["audits"]}
+    statuses = {a["audit"]: a for a in json.loads(summary.stdout)["audits"]}
     assert statuses["ood"]["status"] == "not applicable" and "--ood-data" in statuses["ood"]["reason"]
     html = (run_dir / "report.html").read_text()
     assert 'id="ood"' in html and "mahalanobis" in html

@@ -42,7 +42,7 @@ class HalfTheRows(TrustComponent):
         return [CountSteps()]
 
     def after_fit(self, setup):
-        setup.record["half_the_rows"] = {"steps": self.steps}
+        setup.record.half_the_rows = {"steps": self.steps}
 
 
 def test_a_new_component_plugs_into_train_run_without_editing_it(tiny_config):

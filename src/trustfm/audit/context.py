@@ -17,7 +17,7 @@ import numpy as np
 
 from trustfm.config import RunConfig, load_config
 from trustfm.errors import DataError
-from trustfm.runs import RunPaths, existing_run, read_json, write_json_atomic
+from trustfm.runs import RunPaths, RunRecord, existing_run, write_json_atomic
 
 
 @dataclass(frozen=True)
@@ -51,8 +51,9 @@ class AuditContext:
         self._data_with: dict[tuple[str, ...], object] = {}
 
     @cached_property
-    def run_info(self) -> dict:
-        return read_json(self.paths.run_info)
+    def run_info(self) -> RunRecord:
+        """The run's ``run.json``."""
+        return RunRecord.load(self.paths)
 
     @cached_property
     def predictor(self):
@@ -76,7 +77,7 @@ class AuditContext:
             data_config = data_config.model_copy(update={"group_columns": list(columns)})
         if columns not in self._data_with:
             data = redact_parts(prepare_data(data_config, seed=self.config.seed), self.config.privacy)
-            recorded = self.run_info.get("data_hashes")
+            recorded = self.run_info.data_hashes
             if recorded and recorded != data.file_hashes:
                 raise DataError(f"data files changed since training (hashes differ from {self.paths.run_info})")
             self._data_with[columns] = data

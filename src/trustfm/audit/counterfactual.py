@@ -16,7 +16,7 @@ from pydantic import BaseModel
 
 from trustfm.audit.performance import Interval
 from trustfm.data.identity_terms import IdentityTerms
-from trustfm.results import Result, put_metric
+from trustfm.results import Result, per_item_metrics
 
 class CounterfactualPair(BaseModel):
     original: str
@@ -49,11 +49,7 @@ class CounterfactualResult(Result):
 
     def metrics(self) -> dict[str, float]:
         """``<axis>.flip_rate`` and ``<axis>.mean_abs_change``."""
-        out: dict[str, float] = {}
-        for axis in self.axes:
-            put_metric(out, f"{axis.axis}.flip_rate", axis.flip_rate)
-            put_metric(out, f"{axis.axis}.mean_abs_change", axis.mean_abs_change)
-        return out
+        return per_item_metrics(self.axes, "axis", ("flip_rate", "mean_abs_change"))
 
 
 def counterfactual_audit(

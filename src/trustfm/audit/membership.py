@@ -27,7 +27,7 @@ import numpy as np
 from pydantic import BaseModel
 
 from trustfm.audit.performance import Interval
-from trustfm.results import Result, put_metric
+from trustfm.results import Result, per_item_metrics
 
 
 class AttackScores(BaseModel):
@@ -54,11 +54,8 @@ class MembershipInferenceResult(Result):
 
     def metrics(self) -> dict[str, float]:
         """``<attack>.auc``, ``.tpr_at_1pct_fpr``, ``.tpr_at_01pct_fpr`` and ``.empirical_epsilon_lower_bound``."""
-        out: dict[str, float] = {}
-        for a in self.attacks:
-            for key in ("auc", "tpr_at_1pct_fpr", "tpr_at_01pct_fpr", "empirical_epsilon_lower_bound"):
-                put_metric(out, f"{a.attack}.{key}", getattr(a, key))
-        return out
+        return per_item_metrics(self.attacks, "attack",
+                                ("auc", "tpr_at_1pct_fpr", "tpr_at_01pct_fpr", "empirical_epsilon_lower_bound"))
 
 
 def log_odds_true_label(proba: np.ndarray, labels: np.ndarray, eps: float = 1e-7) -> np.ndarray:

@@ -24,7 +24,7 @@ from pydantic import BaseModel
 
 from trustfm.audit.performance import Interval
 from trustfm.metrics import binary_roc_auc
-from trustfm.results import Result, put_metric
+from trustfm.results import Result, per_item_metrics
 
 DETECTOR_FILE = "ood_detector.safetensors"
 
@@ -111,11 +111,7 @@ class OODResult(Result):
 
     def metrics(self) -> dict[str, float]:
         """``<detector>.auroc`` and ``<detector>.fpr_at_95_tpr``."""
-        out: dict[str, float] = {}
-        for d in self.detectors:
-            put_metric(out, f"{d.detector}.auroc", d.auroc)
-            put_metric(out, f"{d.detector}.fpr_at_95_tpr", d.fpr_at_95_tpr)
-        return out
+        return per_item_metrics(self.detectors, "detector", ("auroc", "fpr_at_95_tpr"))
 
 
 def _fpr_at_95(in_scores: np.ndarray, out_scores: np.ndarray) -> tuple[float, float]:

@@ -13,7 +13,7 @@ from pydantic import BaseModel
 
 from trustfm.audit.performance import Interval, bootstrap_mean
 from trustfm.data.perturbations import DIRECTIONAL, INVARIANCE
-from trustfm.results import Result, put_metric
+from trustfm.results import Result, per_item_metrics
 
 class PerturbedExample(BaseModel):
     original: str
@@ -44,12 +44,7 @@ class PerturbationResult(Result):
 
     def metrics(self) -> dict[str, float]:
         """``<test>.flip_rate`` and, for label-preserving tests, ``<test>.accuracy``."""
-        out: dict[str, float] = {}
-        for test in self.tests:
-            put_metric(out, f"{test.name}.flip_rate", test.flip_rate)
-            if test.accuracy:
-                put_metric(out, f"{test.name}.accuracy", test.accuracy)
-        return out
+        return per_item_metrics(self.tests, "name", ("flip_rate", "accuracy"))
 
 
 def perturbation_suite(

@@ -10,7 +10,7 @@ from pydantic import BaseModel
 from trustfm.audit.attacks import AttackResult
 from trustfm.audit.context import AuditContext, as_context
 from trustfm.audit.registry import register_audit
-from trustfm.results import Result, put_metric
+from trustfm.results import Result, per_item_metrics
 
 
 class AttackSuiteResult(Result):
@@ -24,11 +24,8 @@ class AttackSuiteResult(Result):
 
     def metrics(self) -> dict[str, float]:
         """``<attack>.success_rate``, ``.robust_accuracy``, ``.mean_queries`` and ``.mean_words_perturbed``."""
-        out: dict[str, float] = {}
-        for a in self.attacks:
-            for key in ("success_rate", "robust_accuracy", "mean_queries", "mean_words_perturbed"):
-                put_metric(out, f"{a.attack}.{key}", getattr(a, key))
-        return out
+        return per_item_metrics(self.attacks, "attack",
+                                ("success_rate", "robust_accuracy", "mean_queries", "mean_words_perturbed"))
 
 
 @register_audit("attacks", "adversarial attacks: DeepWordBug character edits (black-box), HotFlip word swaps (white-box)",

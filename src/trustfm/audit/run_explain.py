@@ -19,7 +19,7 @@ from trustfm.audit.explain import (
 )
 from trustfm.audit.context import AuditContext, as_context
 from trustfm.audit.registry import register_audit
-from trustfm.results import Result, put_metric
+from trustfm.results import Result, per_item_metrics
 
 
 class ExplanationReport(Result):
@@ -35,11 +35,7 @@ class ExplanationReport(Result):
 
     def metrics(self) -> dict[str, float]:
         """``<method>.comprehensiveness`` and ``<method>.sufficiency`` (ERASER faithfulness)."""
-        out: dict[str, float] = {}
-        for score in self.faithfulness.scores:
-            put_metric(out, f"{score.method}.comprehensiveness", score.comprehensiveness)
-            put_metric(out, f"{score.method}.sufficiency", score.sufficiency)
-        return out
+        return per_item_metrics(self.faithfulness.scores, "method", ("comprehensiveness", "sufficiency"))
 
 
 class ExplanationTexts(Result):

@@ -22,7 +22,7 @@ def audit_all(
     summary = run_all_audits(run_dir, show_progress=output_format is OutputFormat.table)
     html, data = build_report(run_dir)
     if output_format is OutputFormat.json:
-        emit_json({"summary": summary.model_dump(mode="json"), "html": str(html), "json": str(data)})
+        emit_json(summary.model_dump(mode="json"))  # the same document as results/audits.json
         return
     rows = table(f"audits — {run_dir}", ["audit", "status", "results / reason"])
     for s in summary.audits:

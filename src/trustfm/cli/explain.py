@@ -54,9 +54,10 @@ def explain(
         explainer = make_explainer(name, runner.model, runner.tokenizer, max_length=ctx.config.data.max_length,
                                    seed=ctx.config.seed)
         results += [explainer.explain(t, runner.label_names) for t in text]
-    ctx.save("explanation-texts", ExplanationTexts(attributions=results))
+    saved = ExplanationTexts(attributions=results)
+    ctx.save("explanation-texts", saved)
     if output_format is OutputFormat.json:
-        emit_json([r.model_dump(mode="json") for r in results])
+        emit_json(saved.model_dump(mode="json"))
         return
     from rich.text import Text
 

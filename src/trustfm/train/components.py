@@ -15,8 +15,9 @@ same hooks on every component, in order:
    :class:`~trustfm.train.FineTuner` (the checkpoint encryption key).
 5. ``after_fit(setup)`` — record what the feature did (epsilon spent).
 
-``setup.record`` is the run's ``run.json`` being written; a component adds its
-own block to it. A new feature (federated client, compression-aware training)
+``setup.record`` is the run's ``run.json`` being written
+(:class:`~trustfm.runs.RunRecord`); a component adds its own block to it as an
+attribute (``setup.record.privacy = {...}``). A new feature (federated client, compression-aware training)
 is a new component, not an edit of ``train_run``.
 """
 
@@ -27,7 +28,7 @@ from typing import Any
 
 from trustfm.config import RunConfig
 from trustfm.errors import ConfigError
-from trustfm.runs import RunPaths, write_json_atomic
+from trustfm.runs import RunPaths, RunRecord, write_json_atomic
 from trustfm.train.callbacks import Callback
 
 
@@ -37,7 +38,7 @@ class TrainSetup:
 
     config: RunConfig
     paths: RunPaths
-    record: dict
+    record: RunRecord  # run.json as it is being written
     resume: bool = False
     data: Any = None  # PreparedData
     train: Any = None  # the final training rows (LabelledTexts), after augmentation and the length policy
@@ -163,12 +164,12 @@ class DifferentialPrivacy(TrustComponent):
                 p.requires_grad_(False)
         trainable = set_trainable(model, dp.trainable, top_layers=dp.top_layers, lora_rank=dp.lora_rank,
                                   lora_alpha=dp.lora_alpha)
-        setup.record["privacy"] = {
+        setup.record.privacy = {
             "dp": True, "target_epsilon": dp.epsilon, "delta": delta, "accountant": dp.accountant,
             "max_grad_norm": dp.max_grad_norm, "trainable": dp.trainable, "trainable_parameters": trainable,
             "clipping": dp.clipping, "data_sha256": train_hash,
         }
-        write_json_atomic(setup.paths.run_info, setup.record)
+        setup.record.save(setup.paths)
         self.dpsgd = DPSGD(epsilon=dp.epsilon, delta=delta, max_grad_norm=dp.max_grad_norm, n_train=n_train,
                            accountant=dp.accountant, clipping=dp.clipping)
         return [self.dpsgd]
@@ -179,14 +180,14 @@ class DifferentialPrivacy(TrustComponent):
         config, record = setup.config, setup.record
         spent = self.dpsgd.epsilon_spent()
         ledger = ledger_path(config.privacy.ledger)
-        privacy = {**record["privacy"], "epsilon": spent, "noise_multiplier": self.dpsgd.noise_multiplier,
+        privacy = {**record.privacy, "epsilon": spent, "noise_multiplier": self.dpsgd.noise_multiplier,
                    "sample_rate": self.dpsgd.sample_rate, "ledger": str(ledger)}
         append_ledger(ledger, {"data_sha256": privacy["data_sha256"], "dataset": str(config.data.train),
                                "run_dir": str(setup.paths.root), "epsilon": spent, "delta": privacy["delta"],
                                "accountant": privacy["accountant"]})
         privacy["dataset_epsilon_spent"] = spent_on(read_ledger(ledger), privacy["data_sha256"])
         privacy["dataset_total_epsilon"] = config.privacy.total_epsilon
-        record["privacy"] = privacy
+        record.privacy = privacy
         write_json_atomic(setup.paths.result("privacy"), DPAccounting(**privacy).model_dump(mode="json"))
 
 

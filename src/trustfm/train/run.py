@@ -9,7 +9,7 @@ from typing import Sequence
 
 from trustfm.config import RunConfig, dump_config
 from trustfm.errors import ConfigError, DataError, TrustfmError
-from trustfm.runs import RunPaths, now_iso, package_versions, read_json, write_json_atomic
+from trustfm.runs import RunPaths, RunRecord, now_iso, package_versions
 
 
 def _encode_part(part, tokenizer, config: RunConfig, rejected: list):
@@ -76,7 +76,7 @@ def train_run(config: RunConfig, *, resume: bool = False, show_progress: bool = 
     paths = RunPaths(Path(config.output_dir))
     created = not paths.root.exists()
     if resume:
-        info = read_json(paths.run_info)
+        info = RunRecord.load(paths)
     else:
         if paths.run_info.exists():
             raise ConfigError(
@@ -85,9 +85,9 @@ def train_run(config: RunConfig, *, resume: bool = False, show_progress: bool = 
             )
         paths.root.mkdir(parents=True, exist_ok=True)
         dump_config(config, paths.config)
-        info = {"status": "running", "started": now_iso(), "seed": config.seed}
-    info["versions"] = package_versions()
-    write_json_atomic(paths.run_info, info)
+        info = RunRecord(status="running", started=now_iso(), seed=config.seed)
+    info.versions = package_versions()
+    info.save(paths)
     components = [*trust_components(config), *extra_components]
     setup = TrainSetup(config=config, paths=paths, record=info, resume=resume)
     # a user error before training starts leaves no half-made run behind to block the corrected rerun
@@ -96,7 +96,7 @@ def train_run(config: RunConfig, *, resume: bool = False, show_progress: bool = 
         for component in components:
             data = component.wrap_data(setup, data)
         setup.data = data
-        if resume and info.get("data_hashes") and info["data_hashes"] != data.file_hashes:
+        if resume and info.data_hashes and info.data_hashes != data.file_hashes:
             raise DataError("data files changed since this run started; cannot resume on different data")
         seed_everything(config.seed)
         model, tokenizer = build_classifier(config.model, data.label_names)
@@ -111,20 +111,18 @@ def train_run(config: RunConfig, *, resume: bool = False, show_progress: bool = 
         setup.train, setup.train_label_ids = train, data.label_ids(train)
         write_rejections(paths.rejected, rejected)
         base_dir = resolve_model_dir(config.model.name_or_path)
-        info.update(
-            data_hashes=data.file_hashes,
-            base_model={
-                "name_or_path": config.model.name_or_path,
-                "path": str(base_dir),
-                "weights_sha256": {p.name: file_sha256(p) for p in weight_files(base_dir)},
-            },
-            label_names=data.label_names,
-            rows={**data.counts(), "rejected": len(rejected), "augmented": augmented},
-            fairness_mitigation=config.fairness.mitigation,
-            robust_training=config.robustness.model_dump(mode="json", exclude_defaults=True),
-            truncated={"train": int(train_enc.truncated.sum()), "validation": int(val_enc.truncated.sum())},
-        )
-        write_json_atomic(paths.run_info, info)
+        info.data_hashes = data.file_hashes
+        info.base_model = {
+            "name_or_path": config.model.name_or_path,
+            "path": str(base_dir),
+            "weights_sha256": {p.name: file_sha256(p) for p in weight_files(base_dir)},
+        }
+        info.label_names = data.label_names
+        info.rows = {**data.counts(), "rejected": len(rejected), "augmented": augmented}
+        info.fairness_mitigation = config.fairness.mitigation
+        info.robust_training = config.robustness.model_dump(mode="json", exclude_defaults=True)
+        info.truncated = {"train": int(train_enc.truncated.sum()), "validation": int(val_enc.truncated.sum())}
+        info.save(paths)
         # components whose callbacks add to the step/epoch records run before the logger writes them
         callbacks = [cb for c in components if c.adds_to_log for cb in c.callbacks(setup)]
         callbacks.append(JsonlLogger(paths.metrics_log))
@@ -149,20 +147,18 @@ def train_run(config: RunConfig, *, resume: bool = False, show_progress: bool = 
     )
     for component in components:
         component.after_fit(setup)
-    info.update(
-        training={
-            "epochs_completed": state.epoch,
-            "best_epoch": state.best_epoch,
-            "best_validation_metric": state.best_metric,
-            "stopped_early": state.stopped_early,
-            "steps": state.global_step,
-            "train_seconds": state.train_seconds,
-            "train_samples_per_second": state.train_samples / state.train_seconds if state.train_seconds else None,
-        },
-        model_sha256={p.name: file_sha256(p) for p in sorted(paths.model.glob("*.safetensors"))},
-    )
-    info["status"] = "complete"
-    info["finished"] = now_iso()
-    write_json_atomic(paths.run_info, info)
+    info.training = {
+        "epochs_completed": state.epoch,
+        "best_epoch": state.best_epoch,
+        "best_validation_metric": state.best_metric,
+        "stopped_early": state.stopped_early,
+        "steps": state.global_step,
+        "train_seconds": state.train_seconds,
+        "train_samples_per_second": state.train_samples / state.train_seconds if state.train_seconds else None,
+    }
+    info.model_sha256 = {p.name: file_sha256(p) for p in sorted(paths.model.glob("*.safetensors"))}
+    info.status = "complete"
+    info.finished = now_iso()
+    info.save(paths)
     return paths
 
