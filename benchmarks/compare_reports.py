@@ -1,7 +1,8 @@
 """Behaviour unchanged across a refactor: the same job on an older commit and on this checkout, number by number.
 
-Checks out ``--base`` into a git worktree (``benchmarks/out/base-<sha>``), then
-for each side runs ``trustfm train CONFIG``, ``trustfm audit RUN --all`` and
+Checks out ``--base`` and ``--head`` (default: the last commit) into git
+worktrees (``benchmarks/out/tree-<sha>``), so the working tree can change while
+it runs, then for each side runs ``trustfm train CONFIG``, ``trustfm audit RUN --all`` and
 ``trustfm report RUN`` from the CLI, each side with its own ``src`` on the
 path. It compares every number in the two ``report.json`` files (timestamps,
 paths, durations, versions and the signature aside; result files renamed
@@ -12,7 +13,7 @@ side, alternating sides each round, and prints the median speed-up and range.
 
 Usage::
 
-    python benchmarks/compare_reports.py --base 9348df2 --config CONFIG.yaml [--rounds 3]
+    python benchmarks/compare_reports.py --base 9348df2 [--head REV] --config CONFIG.yaml [--rounds 3]
     python benchmarks/compare_reports.py --base 9348df2 --sst2-acceptance --rounds 3   # the SST-2 acceptance run
 """
 
@@ -63,6 +64,7 @@ def trustfm(src: Path, *args: str, env: dict) -> subprocess.CompletedProcess:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--base", required=True, help="the commit before the change")
+    parser.add_argument("--head", default="HEAD", help="the commit after the change")
     parser.add_argument("--config", type=Path, help="run config both sides train with")
     parser.add_argument("--sst2-acceptance", action="store_true",
                         help="instead of --config: the SST-2 acceptance recipe (8,000 sampled sentences, 1 epoch, "
@@ -82,14 +84,17 @@ def main() -> None:
             "train": {"epochs": 1}}), encoding="utf-8")
     if args.config is None:
         parser.error("give --config CONFIG.yaml or --sst2-acceptance")
-    sha = subprocess.run(["git", "rev-parse", "--short", args.base], check=True, capture_output=True, text=True,
-                         cwd=REPO).stdout.strip()
-    worktree = HERE / "out" / f"base-{sha}"
-    if not worktree.exists():
-        subprocess.run(["git", "worktree", "add", "--detach", str(worktree), sha], check=True, cwd=REPO,
-                       capture_output=True)
+    shas = {side: subprocess.run(["git", "rev-parse", "--short", rev], check=True, capture_output=True, text=True,
+                                 cwd=REPO).stdout.strip() for side, rev in (("base", args.base), ("head", args.head))}
+    sides = {}
+    for side, sha in shas.items():
+        worktree = HERE / "out" / f"tree-{sha}"
+        if not worktree.exists():
+            subprocess.run(["git", "worktree", "add", "--detach", str(worktree), sha], check=True, cwd=REPO,
+                           capture_output=True)
+        sides[side] = worktree / "src"
+    sha = shas["base"]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
-    sides = {"base": worktree / "src", "head": REPO / "src"}
     runs = {side: args.out / side for side in sides}
     for side, src in sides.items():
         if not (runs[side] / "model" / "trustfm_model.json").exists():
@@ -107,7 +112,7 @@ def main() -> None:
     differences = [{"number": k, "base": base.get(k), "head": head.get(k)} for k in sorted(set(base) | set(head))
                    if k not in base or k not in head
                    or not math.isclose(base[k], head[k], rel_tol=1e-9, abs_tol=1e-12)]
-    line = {"benchmark": "report_equality", "base": sha, "config": str(args.config), "numbers_compared": len(base),
+    line = {"benchmark": "report_equality", "base": sha, "head": shas["head"], "config": str(args.config), "numbers_compared": len(base),
             "differences": len(differences), "first_differences": differences[:20]}
     if args.rounds:
         def timed(side: str):

@@ -81,19 +81,35 @@ def highlight_tokens(attribution: dict) -> str:
     return Markup("".join(parts))
 
 
-# kinds the HTML template has a section for; results of any other kind (a plugin's) are shown as JSON under "other"
-TEMPLATE_SECTIONS = ("pii", "privacy", "membership", "robustness", "attacks", "output_rules", "ensemble", "ood",
-                     "explanations", "audits", "gate", "fairness", "comparison", "counterfactual", "representation",
-                     "performance")
+# kinds the report's own template renders (those no audit writes, and the headline); every audit renders its
+# kinds in its section, ``trustfm/audit/sections/<audit name>.html.j2``
+REPORT_KINDS = ("pii", "privacy", "audits", "gate", "performance")
+
+
+def audit_sections() -> tuple[list[str], set[str]]:
+    """The registered audits' report sections (template names, in registration order) and the kinds they render."""
+    from importlib import resources
+
+    from trustfm.audit.registry import registered_audits
+
+    folder = resources.files("trustfm.audit") / "sections"
+    templates, kinds = [], set()
+    for name, spec in registered_audits().items():
+        if (folder / f"{name}.html.j2").is_file():
+            templates.append(f"{name}.html.j2")
+            kinds |= {model.model_fields["kind"].default for model in spec.results}
+    return templates, kinds
 
 
 def classify_results(results: dict[str, dict]) -> dict[str, dict[str, dict]]:
-    """Result documents grouped by their ``kind`` (each is validated against its model first)."""
+    """Result documents grouped by their ``kind`` (each is validated against its model first); kinds no section
+    renders (a plugin without one) are grouped under ``other`` and shown as JSON."""
     from trustfm.report.namespace import parse_results
 
-    kinds: dict[str, dict[str, dict]] = {kind: {} for kind in (*TEMPLATE_SECTIONS, "other")}
+    rendered = {*REPORT_KINDS, *audit_sections()[1]}
+    kinds: dict[str, dict[str, dict]] = {kind: {} for kind in (*rendered, "other")}
     for name, typed in parse_results(results).items():
-        kinds[typed.kind if typed.kind in TEMPLATE_SECTIONS else "other"][name] = results[name]
+        kinds[typed.kind if typed.kind in rendered else "other"][name] = results[name]
     return kinds
 
 
@@ -103,7 +119,7 @@ def build_report(run_dir: str | Path, *, signing_key: Path | None = None) -> tup
     The provenance block is signed (see :mod:`trustfm.report.provenance`); the
     HTML embeds the signed JSON so either file can be verified.
     """
-    from jinja2 import Environment, PackageLoader, select_autoescape
+    from jinja2 import ChoiceLoader, Environment, PackageLoader, select_autoescape
 
     from trustfm.report import plots
 
@@ -138,12 +154,14 @@ def build_report(run_dir: str | Path, *, signing_key: Path | None = None) -> tup
     for name, result in sections["output_rules"].items():
         point = (result["coverage"]["value"], result["accuracy_answered"]["value"])
         figures[f"{name}:coverage"] = plots.coverage_accuracy(result["confidence_curve"], point)
-    env = Environment(loader=PackageLoader("trustfm.report", "templates"), autoescape=select_autoescape(["html", "j2"]))
+    loader = ChoiceLoader([PackageLoader("trustfm.report", "templates"), PackageLoader("trustfm.audit", "sections")])
+    env = Environment(loader=loader, autoescape=select_autoescape(["html", "j2"]))
     env.filters["highlight"] = highlight_tokens
     html = env.get_template("report.html.j2").render(
         report=content,
         performance=performance,
         sections=sections,
+        audit_sections=audit_sections()[0],
         figures=figures,
         config_yaml=paths.config.read_text(encoding="utf-8"),
         # "</" would end the script element early; JSON allows the escaped form
