@@ -53,7 +53,7 @@ def textattack_python() -> Path:
         subprocess.run(pip + ["textattack==0.3.10", "transformers<5"], check=True)
         subprocess.run(pip + ["-e", str(HERE.parent)], check=True)
         (VENV / ".installed").touch()
-    from trustfm.audit.attacks import STOPWORDS
+    from trustfm.audit.attacks.recipes import STOPWORDS
 
     stopwords = VENV / "nltk_data" / "corpora" / "stopwords" / "english"
     stopwords.parent.mkdir(parents=True, exist_ok=True)
@@ -71,7 +71,7 @@ def main() -> None:
 
     import numpy as np
 
-    from trustfm.audit.attacks import deepwordbug_attack
+    from trustfm.audit.attacks.recipes import deepwordbug_attack
     from trustfm.models.predictor import Predictor
 
     if not (args.run / "model").exists():

@@ -31,7 +31,7 @@ def main() -> None:
                                    false_positive_rate, selection_rate, true_positive_rate)
     from sklearn.metrics import accuracy_score
 
-    from trustfm.audit.fairness import group_fairness
+    from trustfm.audit.fairness.group import group_fairness
     from trustfm.data.probes import load_hatecheck
 
     probe = load_hatecheck()

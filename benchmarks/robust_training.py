@@ -41,8 +41,8 @@ def main() -> None:
     parser.add_argument("--variants", default=",".join(VARIANTS))
     args = parser.parse_args()
 
-    from trustfm.audit.run_attacks import audit_attacks_run
-    from trustfm.audit.run_robustness import audit_robustness_run
+    from trustfm.audit.attacks.plugin import audit_attacks_run
+    from trustfm.audit.robustness.plugin import audit_robustness_run
     from trustfm.runs import read_json
 
     for name in args.variants.split(","):

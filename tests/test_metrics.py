@@ -5,7 +5,7 @@ import pytest
 from sklearn import metrics as skm
 
 from trustfm.metrics import binary_roc_auc, bootstrap_accuracy_macro_f1, calibration_bins
-from trustfm.audit.performance import evaluate_predictions
+from trustfm.audit.performance.evaluation import evaluate_predictions
 
 
 def _random_case(n, k, seed, ties=False):

@@ -15,7 +15,7 @@ from trustfm.runs import RunPaths
 def train_and_evaluate(config: RunConfig, *, resume: bool = False, show_progress: bool = True) -> RunPaths:
     """Fine-tune (:func:`~trustfm.train.run.train_run`), then evaluate the best model on the test split
     (``results/performance.json``); returns the run's paths."""
-    from trustfm.audit.run_performance import evaluate_run
+    from trustfm.audit.performance.plugin import evaluate_run
     from trustfm.train.run import train_run
 
     paths = train_run(config, resume=resume, show_progress=show_progress)
@@ -43,7 +43,7 @@ def demo_flow(output_dir: Path, *, epochs: int | None = None, show_progress: boo
     from importlib import resources
 
     from trustfm.audit.run_all import run_all_audits
-    from trustfm.audit.run_fairness import audit_fairness_run
+    from trustfm.audit.fairness.plugin import audit_fairness_run
     from trustfm.config import load_config
     from trustfm.report import build_report
     from trustfm.report.policy import gate_run

@@ -16,11 +16,40 @@ import math
 from pathlib import Path
 from typing import Any, ClassVar
 
+import numpy as np
 from pydantic import BaseModel, ValidationError
 
 from trustfm.errors import ConfigError
+from trustfm.metrics import percentile_interval
 
 _RESULT_MODELS: dict[str, type["Result"]] = {}
+
+
+class Interval(BaseModel):
+    """A point estimate with its bootstrap interval at ``confidence``."""
+
+    value: float
+    low: float | None = None
+    high: float | None = None
+    confidence: float | None = None
+
+    @classmethod
+    def from_draws(cls, value: float, draws: np.ndarray | None, confidence: float) -> "Interval":
+        """``value`` with the percentile interval of its bootstrap ``draws`` (no interval if there are none)."""
+        if draws is None or len(draws) == 0:
+            return cls(value=value)
+        low, high = percentile_interval(np.asarray(draws), confidence)
+        return cls(value=value, low=low, high=high, confidence=confidence)
+
+
+def bootstrap_mean(values: np.ndarray, *, samples: int, confidence: float, rng: np.random.Generator) -> Interval:
+    """Mean of per-row ``values`` (n,) with a row-resampling bootstrap interval (none for n < 2 or no samples)."""
+    values = np.asarray(values, dtype=np.float64)
+    value = float(values.mean())
+    if samples <= 0 or len(values) < 2:
+        return Interval(value=value)
+    draws = values[rng.integers(0, len(values), size=(samples, len(values)))].mean(axis=1)
+    return Interval.from_draws(value, draws, confidence)
 
 
 def put_metric(out: dict[str, float], name: str, value: Any) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from trustfm.audit.attacks import STOPWORDS, _split_words, deepwordbug_attack, hotflip_attack
+from trustfm.audit.attacks.recipes import STOPWORDS, _split_words, deepwordbug_attack, hotflip_attack
 
 CUES = {"great": 1, "awful": 0, "excellent": 1, "terrible": 0}
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from trustfm.audit.explain import attention_map, error_slices, faithfulness, make_explainer
+from trustfm.audit.explanations.methods import attention_map, error_slices, faithfulness, make_explainer
 from conftest import run_cli
 
 CHROMIUM = shutil.which("chromium")

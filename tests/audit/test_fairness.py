@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from trustfm.audit.fairness import group_fairness
+from trustfm.audit.fairness.group import group_fairness
 
 
 def _case(n=1200, k=2, seed=0):
@@ -49,7 +49,7 @@ def test_group_metrics_and_disparities_equal_fairlearn(k):
 
 def test_our_vectorised_statistics_equal_fairlearn_point_values():
     # the bootstrap uses _group_stats; on the identity resample it must give Fairlearn's numbers
-    from trustfm.audit.fairness import _disparities, _group_stats
+    from trustfm.audit.fairness.group import _disparities, _group_stats
 
     y, pred, groups, _ = _case(k=3, seed=4)
     result = group_fairness(y, pred, {"g": groups}, ["0", "1", "2"], bootstrap_samples=0)
@@ -91,7 +91,7 @@ def test_intersections_and_small_group_warnings():
 
 # --- counterfactual rewriting and audit ---------------------------------------------------------
 
-from trustfm.audit.counterfactual import counterfactual_audit  # noqa: E402
+from trustfm.audit.fairness.counterfactual import counterfactual_audit  # noqa: E402
 from trustfm.data.identity_terms import IdentityTerms  # noqa: E402
 
 
@@ -171,7 +171,7 @@ def test_counterfactual_augmentation_adds_labelled_copies():
 
 
 def test_representation_check_flags_small_and_skewed_groups():
-    from trustfm.audit.representation import representation_check
+    from trustfm.audit.fairness.representation import representation_check
 
     labels = ["pos"] * 500 + ["neg"] * 500 + ["pos"] * 20
     groups = {"g": ["a"] * 1000 + ["b"] * 20}

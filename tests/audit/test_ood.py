@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from trustfm.audit.ood import MahalanobisDetector, energy_score, max_softmax_score, ood_separation
+from trustfm.audit.ood.detectors import MahalanobisDetector, energy_score, max_softmax_score, ood_separation
 from conftest import run_cli
 
 

@@ -7,9 +7,9 @@ import json
 import numpy as np
 import pytest
 
-from trustfm.audit.output_rules import output_rules_effect
+from trustfm.audit.output_rules.effect import output_rules_effect
 from trustfm.errors import ConfigError
-from trustfm.audit.rules import RuleSet, apply_rules, load_rules
+from trustfm.audit.output_rules.rules import RuleSet, apply_rules, load_rules
 
 RULES = {"rules": [
     {"name": "refund", "when": {"text_matches": r"(?i)\brefund\b"}, "then": {"label": "neg"}},

@@ -6,7 +6,7 @@ import os
 import numpy as np
 import pytest
 
-from trustfm.audit import perturb as P
+from trustfm.audit.robustness import perturb as P
 from trustfm.data import perturbations
 from conftest import run_cli
 
@@ -82,7 +82,7 @@ def test_robustness_cli_on_a_trained_run(tiny_model_dir, tiny_data, tmp_path):
     rules = tmp_path / "rules.yaml"
     rules.write_text("rules:\n  - name: unsure\n    when: {confidence_below: 0.9}\n    then: abstain\n"
                      "  - name: refunds\n    when: {text_matches: refund}\n    then: {label: neg}\n")
-    audited = run_cli(["audit", "rules", str(run_dir), "--rules", str(rules), "--format", "json"],
+    audited = run_cli(["audit", "output-rules", str(run_dir), "--rules", str(rules), "--format", "json"],
                              capture_output=True, text=True, env=env)
     assert audited.returncode == 0, audited.stderr
     effect = json.loads(audited.stdout)

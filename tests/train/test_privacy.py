@@ -135,7 +135,7 @@ def test_dp_refuses_adversarial_training_and_sets_trainable_parameters(dp_config
 def test_membership_metrics_agree_with_scikit_learn():
     from sklearn.metrics import roc_auc_score, roc_curve
 
-    from trustfm.audit.membership import auc, empirical_epsilon, tpr_at_fpr
+    from trustfm.audit.membership.attacks import auc, empirical_epsilon, tpr_at_fpr
 
     rng = np.random.default_rng(0)
     members, non_members = rng.normal(0.5, 1, 700), rng.normal(0, 1, 900)
@@ -155,7 +155,7 @@ def test_membership_metrics_agree_with_scikit_learn():
 
 def test_overfit_model_leaks_membership_and_dp_model_stays_under_its_epsilon(tiny_config, tmp_path):
     from conftest import make_rows, write_csv
-    from trustfm.audit.run_membership import audit_membership_run
+    from trustfm.audit.membership.plugin import audit_membership_run
 
     rows = make_rows(240, seed=5)
     rng = np.random.default_rng(0)

@@ -1,6 +1,6 @@
 """Audit stage: functions over model outputs that return typed result objects."""
 
-from trustfm.audit.performance import PerformanceResult, evaluate_predictions, quick_metrics
+from trustfm.audit.performance.evaluation import PerformanceResult, evaluate_predictions, quick_metrics
 from trustfm.audit.registry import load_builtin_audits, register_audit, registered_audits
 
 __all__ = [

@@ -18,9 +18,9 @@ from dataclasses import dataclass
 from typing import Callable
 
 BUILTIN_MODULES = (
-    "trustfm.audit.run_performance", "trustfm.audit.run_fairness", "trustfm.audit.run_explain",
-    "trustfm.audit.run_robustness", "trustfm.audit.run_attacks", "trustfm.audit.run_ood",
-    "trustfm.audit.run_output_rules", "trustfm.audit.run_ensemble", "trustfm.audit.run_membership",
+    "trustfm.audit.performance.plugin", "trustfm.audit.fairness.plugin", "trustfm.audit.explanations.plugin",
+    "trustfm.audit.robustness.plugin", "trustfm.audit.attacks.plugin", "trustfm.audit.ood.plugin",
+    "trustfm.audit.output_rules.plugin", "trustfm.audit.ensemble.plugin", "trustfm.audit.membership.plugin",
 )
 
 

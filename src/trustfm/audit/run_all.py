@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from pathlib import Path
 from typing import Literal
 
@@ -21,6 +22,7 @@ class AuditStatus(BaseModel):
     status: str  # ran, not applicable, failed
     reason: str | None = None
     results: list[str] = []
+    seconds: float | None = None  # wall time of the audit, including what it loaded first into the shared context
 
 
 class AuditSummary(Result):
@@ -54,13 +56,15 @@ def run_all_audits(run_dir: str | Path, *, options: dict[str, dict] | None = Non
         if reason:
             statuses.append(AuditStatus(audit=name, description=spec.description, status="not applicable", reason=reason))
             continue
+        started = time.perf_counter()
         try:
             written = spec.run(ctx, show_progress=show_progress, **given)
         except TrustfmError as exc:  # the audit could not run on this run: say why, go on
             log.warning("audit %s could not run: %s", name, exc)
             statuses.append(AuditStatus(audit=name, description=spec.description, status="failed", reason=str(exc)))
             continue
-        statuses.append(AuditStatus(audit=name, description=spec.description, status="ran", results=sorted(written)))
+        statuses.append(AuditStatus(audit=name, description=spec.description, status="ran", results=sorted(written),
+                                    seconds=round(time.perf_counter() - started, 2)))
     summary = AuditSummary(run_dir=str(paths.root), finished=now_iso(), audits=statuses)
     write_json_atomic(paths.result("audits"), summary.model_dump(mode="json"))
     return summary

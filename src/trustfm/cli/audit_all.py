@@ -24,8 +24,9 @@ def audit_all(
     if output_format is OutputFormat.json:
         emit_json(summary.model_dump(mode="json"))  # the same document as results/audits.json
         return
-    rows = table(f"audits — {run_dir}", ["audit", "status", "results / reason"])
+    rows = table(f"audits — {run_dir}", ["audit", "status", "results / reason", "seconds"])
     for s in summary.audits:
-        rows.add_row(s.audit, s.status, ", ".join(s.results) if s.status == "ran" else (s.reason or ""))
+        rows.add_row(s.audit, s.status, ", ".join(s.results) if s.status == "ran" else (s.reason or ""),
+                     "" if s.seconds is None else f"{s.seconds:.1f}")
     print_rich(rows)
     typer.echo(f"report: {html.resolve()}")

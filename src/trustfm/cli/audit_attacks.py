@@ -19,7 +19,7 @@ def attack(
     output_format: OutputFormat = FORMAT_OPTION,
 ) -> None:
     """DeepWordBug (black-box character edits) and HotFlip (white-box word swaps), batched across texts."""
-    from trustfm.audit.run_attacks import audit_attacks_run
+    from trustfm.audit.attacks.plugin import audit_attacks_run
 
     suite = audit_attacks_run(run_dir, max_texts=max_texts, attacks=tuple(method or ("deepwordbug", "hotflip")))["attacks"]
     if output_format is OutputFormat.json:

@@ -18,7 +18,7 @@ def ensemble(
     output_format: OutputFormat = FORMAT_OPTION,
 ) -> None:
     """Accuracy, calibration and robustness of the probability-averaged ensemble against the single model."""
-    from trustfm.audit.run_ensemble import audit_ensemble_run
+    from trustfm.audit.ensemble.plugin import audit_ensemble_run
 
     result = audit_ensemble_run(run_dir, members=member, attack_texts=attack_texts)["ensemble"]
     if output_format is OutputFormat.json:

@@ -16,7 +16,10 @@ def fairness(
     run_dir: Path = typer.Argument(..., help="run folder written by trustfm train"),
     sensitive: Optional[str] = typer.Option(None, "--sensitive", help="sensitive column(s), comma-separated"),
     probe: Optional[str] = typer.Option(None, "--probe", help="hatecheck | jigsaw-templates | eec-style | PATH"),
-    probe_data: Optional[Path] = typer.Option(None, "--probe-data", help="folder of the probe's files (default ../shared/data/...)"),
+    probe_data: Optional[Path] = typer.Option(
+        None, "--probe-data",
+        help="folder of the probe's files (default: $TRUSTFM_DATA_DIR/<probe>, else shared/data/<probe> beside the "
+             "trustfm checkout; never relative to the working directory)"),
     probe_positive: Optional[str] = typer.Option(None, "--probe-positive", help="positive label of a probe file"),
     positive_label: Optional[str] = typer.Option(None, "--positive-label", help="model class(es) counted as positive, comma-separated [fairness.positive_label]"),
     postprocess: Optional[str] = typer.Option(None, "--postprocess", help="threshold_optimizer: fit group thresholds on validation"),
@@ -25,7 +28,7 @@ def fairness(
     output_format: OutputFormat = FORMAT_OPTION,
 ) -> None:
     """Per-group metrics with 95% intervals, disparities, counterfactual flips and mitigation comparisons."""
-    from trustfm.audit.run_fairness import audit_fairness_run
+    from trustfm.audit.fairness.plugin import audit_fairness_run
     from trustfm.errors import ConfigError
 
     if postprocess not in (None, "threshold_optimizer"):
@@ -50,10 +53,10 @@ def _fmt(iv) -> str:
 def _table(name: str, result):
     from rich.table import Table
 
-    from trustfm.audit.comparison import MitigationComparison
-    from trustfm.audit.counterfactual import CounterfactualResult
-    from trustfm.audit.fairness import FairnessResult
-    from trustfm.audit.representation import RepresentationResult
+    from trustfm.audit.fairness.comparison import MitigationComparison
+    from trustfm.audit.fairness.counterfactual import CounterfactualResult
+    from trustfm.audit.fairness.group import FairnessResult
+    from trustfm.audit.fairness.representation import RepresentationResult
 
     if isinstance(result, FairnessResult):
         table = Table(title=f"{name}: {result.dataset}, positive = {result.positive_label}")

@@ -17,7 +17,7 @@ def membership(
     output_format: OutputFormat = FORMAT_OPTION,
 ) -> None:
     """Loss-threshold and reference-calibrated membership inference: AUC, TPR at low FPR, empirical epsilon."""
-    from trustfm.audit.run_membership import audit_membership_run
+    from trustfm.audit.membership.plugin import audit_membership_run
 
     result = audit_membership_run(run_dir, max_rows=max_rows)["membership"]
     if output_format is OutputFormat.json:

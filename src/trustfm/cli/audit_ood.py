@@ -19,7 +19,7 @@ def ood(
     output_format: OutputFormat = FORMAT_OPTION,
 ) -> None:
     """AUROC and FPR at 95% TPR for max-softmax, energy and Mahalanobis; saves the detector with the model."""
-    from trustfm.audit.run_ood import audit_ood_run
+    from trustfm.audit.ood.plugin import audit_ood_run
 
     result = audit_ood_run(run_dir, ood_data=ood_data, ood_text_column=ood_text_column)["ood"]
     if output_format is OutputFormat.json:

@@ -17,7 +17,7 @@ def robustness(
     output_format: OutputFormat = FORMAT_OPTION,
 ) -> None:
     """Invariance tests (the label must hold) and directional tests (negation must flip it), with 95% intervals."""
-    from trustfm.audit.run_robustness import audit_robustness_run
+    from trustfm.audit.robustness.plugin import audit_robustness_run
 
     result = audit_robustness_run(run_dir, max_texts=max_texts)["robustness"]
     if output_format is OutputFormat.json:

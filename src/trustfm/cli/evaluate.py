@@ -18,7 +18,7 @@ def evaluate(
     output_format: OutputFormat = FORMAT_OPTION,
 ) -> None:
     """Accuracy, F1, ROC-AUC, calibration and the confusion matrix, with intervals."""
-    from trustfm.audit.run_performance import evaluate_run
+    from trustfm.audit.performance.plugin import evaluate_run
 
     result = evaluate_run(run_dir, data_path=data, show_progress=True).model_dump(mode="json")
     if output_format is OutputFormat.json:

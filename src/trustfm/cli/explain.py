@@ -22,12 +22,12 @@ def explain(
     output_format: OutputFormat = FORMAT_OPTION,
 ) -> None:
     """With --text: per-token scores. Without: faithfulness of each method, global terms, error slices."""
-    from trustfm.audit.explain import METHODS, make_explainer
+    from trustfm.audit.explanations.methods import METHODS, make_explainer
     from trustfm.audit.context import AuditContext
-    from trustfm.audit.run_explain import ExplanationTexts
+    from trustfm.audit.explanations.plugin import ExplanationTexts
 
     if not text:
-        from trustfm.audit.run_explain import explain_run
+        from trustfm.audit.explanations.plugin import explain_run
 
         report = explain_run(run_dir, faithfulness_texts=texts_for_faithfulness, global_texts=texts_for_global,
                              show_progress=True)["explanations"]

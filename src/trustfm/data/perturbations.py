@@ -8,7 +8,7 @@ existing negation), so a sentiment label should flip.
 
 Each perturbation is ``(text, rng) -> str | None`` (None: not applicable to
 this text), seeded by the caller so its use is reproducible. The robustness
-audit measures them (``trustfm.audit.perturb``); training can augment with them
+audit measures them (``trustfm.audit.robustness.perturb``); training can augment with them
 (``trustfm.data.augment.perturbation_augment``).
 """
 

@@ -18,6 +18,7 @@ Each probe has a ``positive_label`` in its own label vocabulary (``hateful``,
 from __future__ import annotations
 
 import itertools
+import os
 import re
 from dataclasses import dataclass, field
 from importlib import resources
@@ -25,7 +26,13 @@ from pathlib import Path
 
 from trustfm.errors import ConfigError, DataError
 
-SHARED_DATA = Path(__file__).resolve().parents[4] / "shared" / "data"
+
+def shared_data_dir() -> Path:
+    """Where the built-in probes' files are found when no folder is given: ``$TRUSTFM_DATA_DIR``, else
+    ``shared/data`` beside the trustfm checkout (never the current working directory)."""
+    configured = os.environ.get("TRUSTFM_DATA_DIR")
+    return Path(configured).expanduser() if configured else Path(__file__).resolve().parents[4] / "shared" / "data"
+
 BUILT_IN = ("hatecheck", "jigsaw-templates", "eec-style")
 
 
@@ -44,7 +51,7 @@ class ProbeSet:
 
 
 def _shared(data_root: Path | None, *parts: str) -> Path:
-    root = data_root or SHARED_DATA
+    root = data_root or shared_data_dir()
     path = root.joinpath(*parts)
     if not path.exists():
         raise DataError(f"probe data not found (pass --probe-data DIR pointing at the folder)", file=str(path))

@@ -82,23 +82,40 @@ def highlight_tokens(attribution: dict) -> str:
 
 
 # kinds the report's own template renders (those no audit writes, and the headline); every audit renders its
-# kinds in its section, ``trustfm/audit/sections/<audit name>.html.j2``
+# kinds in its own section, ``section.html.j2`` beside its plugin module
 REPORT_KINDS = ("pii", "privacy", "audits", "gate", "performance")
+SECTION_FILE = "section.html.j2"
+
+
+def _section_file(spec):
+    """The ``section.html.j2`` in the package of an audit's plugin module (a Traversable; may not exist)."""
+    from importlib import resources
+
+    package = spec.run.__module__.rpartition(".")[0]
+    return resources.files(package) / SECTION_FILE
 
 
 def audit_sections() -> tuple[list[str], set[str]]:
-    """The registered audits' report sections (template names, in registration order) and the kinds they render."""
-    from importlib import resources
-
+    """The registered audits' report sections (template names ``section:<audit>``, in registration order) and the
+    kinds they render."""
     from trustfm.audit.registry import registered_audits
 
-    folder = resources.files("trustfm.audit") / "sections"
     templates, kinds = [], set()
     for name, spec in registered_audits().items():
-        if (folder / f"{name}.html.j2").is_file():
-            templates.append(f"{name}.html.j2")
+        if _section_file(spec).is_file():
+            templates.append(f"section:{name}")
             kinds |= {model.model_fields["kind"].default for model in spec.results}
     return templates, kinds
+
+
+def _load_section(name: str):
+    """Jinja loader for ``section:<audit>`` template names."""
+    from trustfm.audit.registry import registered_audits
+
+    if not name.startswith("section:"):
+        return None
+    spec = registered_audits().get(name.removeprefix("section:"))
+    return None if spec is None else _section_file(spec).read_text(encoding="utf-8")
 
 
 def classify_results(results: dict[str, dict]) -> dict[str, dict[str, dict]]:
@@ -119,7 +136,7 @@ def build_report(run_dir: str | Path, *, signing_key: Path | None = None) -> tup
     The provenance block is signed (see :mod:`trustfm.report.provenance`); the
     HTML embeds the signed JSON so either file can be verified.
     """
-    from jinja2 import ChoiceLoader, Environment, PackageLoader, select_autoescape
+    from jinja2 import ChoiceLoader, Environment, FunctionLoader, PackageLoader, select_autoescape
 
     from trustfm.report import plots
 
@@ -154,7 +171,7 @@ def build_report(run_dir: str | Path, *, signing_key: Path | None = None) -> tup
     for name, result in sections["output_rules"].items():
         point = (result["coverage"]["value"], result["accuracy_answered"]["value"])
         figures[f"{name}:coverage"] = plots.coverage_accuracy(result["confidence_curve"], point)
-    loader = ChoiceLoader([PackageLoader("trustfm.report", "templates"), PackageLoader("trustfm.audit", "sections")])
+    loader = ChoiceLoader([PackageLoader("trustfm.report", "templates"), FunctionLoader(_load_section)])
     env = Environment(loader=loader, autoescape=select_autoescape(["html", "j2"]))
     env.filters["highlight"] = highlight_tokens
     html = env.get_template("report.html.j2").render(

@@ -20,7 +20,7 @@ def predict_texts(
     the model's own and ``rule`` the rule that decided (None: no rule matched);
     OOD rules use this run's detector.
     """
-    from trustfm.audit.ensemble import average_proba
+    from trustfm.audit.ensemble.average import average_proba
     from trustfm.config import load_config
     from trustfm.data.redaction import redact_texts
     from trustfm.models.predictor import Predictor
@@ -48,7 +48,7 @@ def predict_texts(
         for p, t in zip(proba, truncated)
     ]
     if rules_path is not None:
-        from trustfm.audit.rules import apply_rules_with_ood, load_rules
+        from trustfm.audit.output_rules.rules import apply_rules_with_ood, load_rules
 
         rules, _ = load_rules(rules_path)
         rules.check_labels(names, str(rules_path))

@@ -1,0 +1,1 @@
+"""The output rules audit: its computation over model outputs, its result model, its plugin and its report section."""
