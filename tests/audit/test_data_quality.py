@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from conftest import make_rows, run_cli, write_csv
-from trustfm.audit.data_quality import clean_plan, find_issues
+from trustfm.audit.data_quality.issues import clean_plan, find_issues
 
 
 def test_findings_on_known_duplicates_and_leakage_with_given_features():

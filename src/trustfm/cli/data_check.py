@@ -114,7 +114,7 @@ def check(
 
 
 def _find_issues(part, cfg, *, test_data, near_threshold: float, relabel: bool):
-    from trustfm.audit.data_quality import clean_plan, embed, find_issues
+    from trustfm.audit.data_quality.issues import clean_plan, embed, find_issues
     from trustfm.data.validate import label_order, validate_table
     from trustfm.data.io import read_table
 
