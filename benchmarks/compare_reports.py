@@ -57,8 +57,11 @@ def numbers(tree, prefix: str = "") -> dict[str, float]:
 
 
 def trustfm(src: Path, *args: str, env: dict) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "trustfm.cli", *args], check=True, capture_output=True, text=True,
+    done = subprocess.run([sys.executable, "-m", "trustfm.cli", *args], capture_output=True, text=True,
                           env={**env, "PYTHONPATH": str(src)})
+    if done.returncode != 0:
+        raise SystemExit(f"trustfm {' '.join(args)} ({src}) exited {done.returncode}: {done.stderr.strip()[-2000:]}")
+    return done
 
 
 def main() -> None:
@@ -77,7 +80,7 @@ def main() -> None:
     if args.sst2_acceptance:
         from _sst2 import SST2, sample_sst2_train
 
-        train = sample_sst2_train(8000, 0, args.out / "sst2-train-8000-0.tsv")
+        train = sample_sst2_train(8000, 0, (args.out / "sst2-train-8000-0.tsv").resolve())
         args.config = args.out / "sst2-acceptance.yaml"
         args.config.write_text(json.dumps({
             "data": {"train": str(train), "test": str(SST2 / "dev.tsv"), "text_column": "sentence", "max_length": 64},

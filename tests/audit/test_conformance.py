@@ -56,7 +56,7 @@ def test_every_registered_audit_conforms(runs):
     ctx = AuditContext(run)
     audits = registered_audits()
     assert {"performance", "fairness", "explanations", "robustness", "attacks", "ood", "output_rules", "ensemble",
-            "membership"} <= set(audits)
+            "membership", "data_quality"} <= set(audits)
     for name, spec in audits.items():
         assert spec.description and spec.results, f"{name}: registers no description or result models"
         declared = {model.model_fields["kind"].default for model in spec.results}
@@ -89,7 +89,8 @@ def test_report_renders_every_kind_in_its_own_section(runs):
     assert kinds <= rendered, f"kinds without a report section: {kinds - rendered}"
     page = html.read_text(encoding="utf-8")
     assert 'class="extra-result"' not in page
-    for section in ("fairness", "explanations", "robustness", "attacks", "ood", "output-rules", "ensemble", "membership"):
+    for section in ("fairness", "explanations", "robustness", "attacks", "ood", "output-rules", "ensemble", "membership",
+                    "data-quality"):
         assert f'id="{section}' in page, f"no {section} section in the report"
 
 
