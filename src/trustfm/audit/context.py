@@ -32,6 +32,13 @@ class Bootstrap:
         """As the keyword arguments of the audit functions (``bootstrap_samples``, ``confidence``, ``seed``)."""
         return {"bootstrap_samples": self.samples, "confidence": self.confidence, "seed": self.seed}
 
+    def mean(self, values) -> "Interval":
+        """Mean of per-row ``values`` (n,) with its row-resampling interval (e.g. accuracy from a 0/1 array)."""
+        from trustfm.results import bootstrap_mean
+
+        return bootstrap_mean(values, samples=self.samples, confidence=self.confidence,
+                              rng=np.random.default_rng(self.seed))
+
 
 class AuditContext:
     """One run folder, opened for auditing.
@@ -96,11 +103,11 @@ class AuditContext:
     @property
     def eval_part(self):
         """The rows of :attr:`eval_split` (:class:`~trustfm.data.validate.LabelledTexts`)."""
-        return self.data.test if len(self.data.test) else self.data.validation
+        return self.eval_part_of(self.data)
 
     def eval_part_of(self, data):
         """The evaluation split of ``data`` (a :meth:`data_with_groups` result): test, else validation."""
-        return data.test if len(data.test) else data.validation
+        return getattr(data, self.eval_split)
 
     def sample_eval_texts(self, max_texts: int) -> tuple[list[str], np.ndarray, str]:
         """Up to ``max_texts`` rows of the evaluation split, drawn with the run's seed.

@@ -115,7 +115,7 @@ def audit_fairness_run(
         if postprocess == "threshold_optimizer":
             _, score = _binary(proba, positive_ids)
             save(f"fairness-{probe_set.name}-threshold_optimizer",
-                 _probe_threshold_optimizer(probe_set, truth, predicted, score, config, constraint))
+                 _probe_threshold_optimizer(probe_set, truth, predicted, score, ctx, constraint))
         if compare is not None:
             _compare_with_baseline(compare, result, f"fairness-{probe_set.name}", paths, save)
         return written
@@ -179,12 +179,6 @@ def _fit_thresholds(fit_score, fit_y, fit_groups, apply_score, apply_groups, *, 
     return optimizer.predict(np.asarray(apply_score)[:, None], sensitive_features=list(apply_groups), random_state=seed)
 
 
-def _bootstrap_accuracy(correct: np.ndarray, *, samples: int, confidence: float, seed: int):
-    from trustfm.results import bootstrap_mean
-
-    return bootstrap_mean(correct, samples=samples, confidence=confidence, rng=np.random.default_rng(seed))
-
-
 def _threshold_optimizer(ctx: AuditContext, data, columns, before, test_proba, positive_ids, constraint, show_progress):
     """Group thresholds fitted on the validation split's scores, applied to the test split."""
     from trustfm.audit.fairness.comparison import compare_fairness
@@ -205,18 +199,17 @@ def _threshold_optimizer(ctx: AuditContext, data, columns, before, test_proba, p
     after = group_fairness(
         y_true, y_pred, {c: test.groups[c] for c in columns}, runner.label_names,
         positive_label=runner.label_names[pos], dataset=before.dataset, min_group_size=config.fairness.min_group_size,
-        bootstrap_samples=config.evaluate.bootstrap_samples, confidence=config.evaluate.confidence, seed=config.seed,
+        **ctx.bootstrap.kwargs(),
     )
-    accuracy = lambda pred: _bootstrap_accuracy(pred == y_true, samples=config.evaluate.bootstrap_samples,  # noqa: E731
-                                                confidence=config.evaluate.confidence, seed=config.seed)
     return compare_fairness(
         before, after, name=f"threshold_optimizer ({constraint})", before_label="argmax predictions",
         after_label="group thresholds fitted on the validation split",
-        accuracy_before=accuracy(test_proba.argmax(axis=1)), accuracy_after=accuracy(y_pred),
+        accuracy_before=ctx.bootstrap.mean(test_proba.argmax(axis=1) == y_true),
+        accuracy_after=ctx.bootstrap.mean(y_pred == y_true),
     )
 
 
-def _probe_threshold_optimizer(probe_set, truth, predicted, score, config, constraint):
+def _probe_threshold_optimizer(probe_set, truth, predicted, score, ctx: AuditContext, constraint):
     """Per-identity thresholds fitted on a seeded half of the probe, judged on the other half."""
     from trustfm.audit.fairness.comparison import compare_fairness
     from trustfm.audit.fairness.group import group_fairness
@@ -224,6 +217,7 @@ def _probe_threshold_optimizer(probe_set, truth, predicted, score, config, const
     protected = [c for c in probe_set.groups if c not in probe_set.descriptive]
     column = protected[0]
     groups = np.asarray(probe_set.groups[column])
+    config = ctx.config
     rng = np.random.default_rng(config.seed)
     fit = np.zeros(len(truth), dtype=bool)
     for value in np.unique(groups):  # half of every group fits, the other half judges
@@ -243,11 +237,9 @@ def _probe_threshold_optimizer(probe_set, truth, predicted, score, config, const
     audit = lambda pred: group_fairness(  # noqa: E731
         truth[held].astype(int), pred.astype(int), {column: groups[held]}, names,
         positive_label=probe_set.positive_label, dataset=f"probe {probe_set.name}, held-out half ({held.sum()} texts)",
-        intersections=False, min_group_size=config.fairness.min_group_size,
-        bootstrap_samples=config.evaluate.bootstrap_samples, confidence=config.evaluate.confidence, seed=config.seed,
+        intersections=False, min_group_size=config.fairness.min_group_size, **ctx.bootstrap.kwargs(),
     )
-    accuracy = lambda pred: _bootstrap_accuracy(pred == truth[held], samples=config.evaluate.bootstrap_samples,  # noqa: E731
-                                                confidence=config.evaluate.confidence, seed=config.seed)
+    accuracy = lambda pred: ctx.bootstrap.mean(pred == truth[held])  # noqa: E731
     return compare_fairness(
         audit(predicted[held]), audit(adjusted.astype(bool)), name=f"threshold_optimizer ({constraint}) on {column}"
         + (f"; kept the model's decisions for one-class groups: {', '.join(single)}" if single else ""),
