@@ -101,3 +101,21 @@ def test_a_result_without_kind_is_refused_with_its_file_name(tmp_path):
         parse_result({"accuracy": 0.9}, source="results/old.json")
     with pytest.raises(ConfigError, match="unknown result kind 'nope'"):
         parse_result({"kind": "nope"}, source="x")
+
+
+def test_audits_leave_the_shared_context_as_they_found_it(runs):
+    run, options = runs
+    ctx = AuditContext(run)
+    # without group columns the fairness audit groups texts by identity mentions: a column it must not add in place
+    ctx.config = ctx.config.model_copy(update={"data": ctx.config.data.model_copy(update={"group_columns": []})})
+    before = {split: (list(getattr(ctx.data, split).texts), dict(getattr(ctx.data, split).groups))
+              for split in ("train", "validation", "test")}
+    weights = {k: v.clone() for k, v in ctx.predictor.model.state_dict().items()}
+    for name, spec in registered_audits().items():
+        spec.run(ctx, **options.get(name, {}))
+    for split, (texts, groups) in before.items():
+        part = getattr(ctx.data, split)
+        assert part.texts == texts and part.groups.keys() == groups.keys(), f"{split} split changed in place"
+    after = ctx.predictor.model.state_dict()
+    assert all((after[k] == v).all() for k, v in weights.items()), "an audit changed the shared model's weights"
+    assert not ctx.predictor.model.training

@@ -47,6 +47,10 @@ class AuditContext:
     resolved :class:`~trustfm.config.RunConfig`), ``bootstrap``; loaded on first
     use: ``predictor``, ``data`` (the prepared splits, checked against the hashes
     recorded at training and redacted as the run was), ``eval_part``.
+
+    What the context holds is shared by every audit of the command: an audit
+    reads it and never changes it in place (add a column to a copy, as the
+    fairness audit does; restore any model setting it changes).
     """
 
     def __init__(self, run_dir: str | Path, *, show_progress: bool = False):

@@ -15,6 +15,7 @@ Writes, as applicable:
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from pathlib import Path
 from typing import Sequence
@@ -125,8 +126,10 @@ def audit_fairness_run(
     if not columns:
         # no sensitive column in the data: group texts by the identity axis they mention
         # (Dixon et al., 2018), which is what identity-term bias in text models hangs on
-        for part in (data.train, data.validation, data.test):
-            part.groups[IDENTITY_MENTION] = identity_mentions(part.texts)
+        # (on copies: the context's data is shared with the other audits and stays as the run prepared it)
+        data = dataclasses.replace(data, **{
+            split: dataclasses.replace(part, groups={**part.groups, IDENTITY_MENTION: identity_mentions(part.texts)})
+            for split, part in (("train", data.train), ("validation", data.validation), ("test", data.test))})
         columns = [IDENTITY_MENTION]
         log.info("no sensitive columns: grouping texts by the identity axis they mention (%s)", IDENTITY_MENTION)
     test = ctx.eval_part_of(data)
