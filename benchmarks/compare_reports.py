@@ -111,12 +111,19 @@ def main() -> None:
         results = reports["base"]["results"]
         if old in results:
             results[new] = results.pop(old)
+    # a result file only one side writes (an audit added or removed by the change) is listed, not compared
+    files = {side: set(report["results"]) for side, report in reports.items()}
+    only = {"base": sorted(files["base"] - files["head"]), "head": sorted(files["head"] - files["base"])}
+    for side, names in only.items():
+        for name in names:
+            reports[side]["results"].pop(name)
     base, head = numbers(reports["base"]), numbers(reports["head"])
     differences = [{"number": k, "base": base.get(k), "head": head.get(k)} for k in sorted(set(base) | set(head))
                    if k not in base or k not in head
                    or not math.isclose(base[k], head[k], rel_tol=1e-9, abs_tol=1e-12)]
     line = {"benchmark": "report_equality", "base": sha, "head": shas["head"], "config": str(args.config), "numbers_compared": len(base),
-            "differences": len(differences), "first_differences": differences[:20]}
+            "differences": len(differences), "first_differences": differences[:20],
+            "result_files_only_in": only}
     if args.rounds:
         def timed(side: str):
             def arm() -> float:
