@@ -42,8 +42,8 @@ def demo_flow(output_dir: Path, *, epochs: int | None = None, show_progress: boo
     """
     from importlib import resources
 
-    from trustfm.audit.run_all import run_all_audits
     from trustfm.audit.fairness.plugin import audit_fairness_run
+    from trustfm.audit.run_all import run_all_audits
     from trustfm.config import load_config
     from trustfm.report import build_report
     from trustfm.report.policy import gate_run
@@ -63,9 +63,7 @@ def demo_flow(output_dir: Path, *, epochs: int | None = None, show_progress: boo
             else:
                 written = audit_fairness_run(run_dir, compare=runs["baseline"], show_progress=show_progress)
                 summary["fairness_comparison"] = written["fairness-comparison"].model_dump(mode="json")
-            html, _ = build_report(run_dir)
-            summary["runs"][name] = {"run_dir": str(run_dir), "report": str(html)}
-        for name, run_dir in runs.items():
             summary["gate"][name] = gate_run(run_dir, policy).model_dump(mode="json")
-            build_report(run_dir)  # again, now with the gate's outcome in it
+            html, _ = build_report(run_dir)  # after the gate, so the report shows its outcome
+            summary["runs"][name] = {"run_dir": str(run_dir), "report": str(html)}
     return summary

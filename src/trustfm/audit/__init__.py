@@ -1,12 +1,11 @@
 """Audit stage: functions over model outputs that return typed result objects."""
 
-from trustfm.audit.performance.evaluation import PerformanceResult, evaluate_predictions, quick_metrics
+from trustfm.audit.performance.evaluation import PerformanceResult, evaluate_predictions
 from trustfm.audit.registry import load_builtin_audits, register_audit, registered_audits
 
 __all__ = [
     "PerformanceResult",
     "evaluate_predictions",
-    "quick_metrics",
     "load_builtin_audits",
     "register_audit",
     "registered_audits",

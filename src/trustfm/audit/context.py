@@ -11,13 +11,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
 from trustfm.config import RunConfig, load_config
 from trustfm.errors import DataError
 from trustfm.runs import RunPaths, RunRecord, existing_run, write_json_atomic
+
+if TYPE_CHECKING:
+    from trustfm.results import Interval
 
 
 @dataclass(frozen=True)

@@ -118,12 +118,12 @@ def _load_section(name: str):
     return None if spec is None else _section_file(spec).read_text(encoding="utf-8")
 
 
-def classify_results(results: dict[str, dict]) -> dict[str, dict[str, dict]]:
-    """Result documents grouped by their ``kind`` (each is validated against its model first); kinds no section
-    renders (a plugin without one) are grouped under ``other`` and shown as JSON."""
+def classify_results(results: dict[str, dict], section_kinds: set[str]) -> dict[str, dict[str, dict]]:
+    """Result documents grouped by their ``kind`` (each is validated against its model first); kinds that neither
+    the report nor an audit section (``section_kinds``) renders are grouped under ``other`` and shown as JSON."""
     from trustfm.report.namespace import parse_results
 
-    rendered = {*REPORT_KINDS, *audit_sections()[1]}
+    rendered = {*REPORT_KINDS, *section_kinds}
     kinds: dict[str, dict[str, dict]] = {kind: {} for kind in (*rendered, "other")}
     for name, typed in parse_results(results).items():
         kinds[typed.kind if typed.kind in rendered else "other"][name] = results[name]
@@ -157,7 +157,8 @@ def build_report(run_dir: str | Path, *, signing_key: Path | None = None) -> tup
         figures["reliability"] = plots.reliability_diagram(
             performance["calibration_bins"], performance["expected_calibration_error"]
         )
-    sections = classify_results(content["results"])
+    section_templates, section_kinds = audit_sections()
+    sections = classify_results(content["results"], section_kinds)
     for name, result in sections["fairness"].items():
         for sl in result["slices"]:
             figures[f"{name}:{sl['name']}"] = plots.group_intervals(
@@ -178,7 +179,7 @@ def build_report(run_dir: str | Path, *, signing_key: Path | None = None) -> tup
         report=content,
         performance=performance,
         sections=sections,
-        audit_sections=audit_sections()[0],
+        audit_sections=section_templates,
         figures=figures,
         config_yaml=paths.config.read_text(encoding="utf-8"),
         # "</" would end the script element early; JSON allows the escaped form

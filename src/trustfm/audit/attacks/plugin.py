@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal, Sequence
 
-from pydantic import BaseModel
 
 from trustfm.audit.attacks.recipes import AttackResult
 from trustfm.audit.context import AuditContext, as_context

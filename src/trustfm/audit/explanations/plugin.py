@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Literal, Sequence
 
 import numpy as np
-from pydantic import BaseModel
 
 from trustfm.audit.explanations.methods import (
     AttentionMap, ErrorSlice, FaithfulnessResult, GlobalExplanation, TokenAttribution, attention_map, error_slices,

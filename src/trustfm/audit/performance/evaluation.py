@@ -12,8 +12,7 @@ import numpy as np
 from pydantic import BaseModel
 
 from trustfm import metrics as M
-from trustfm.metrics import quick_metrics  # noqa: F401  (re-exported)
-from trustfm.results import Interval, Result, bootstrap_mean  # noqa: F401  (Interval, bootstrap_mean re-exported)
+from trustfm.results import Interval, Result
 
 
 class ClassReport(BaseModel):
