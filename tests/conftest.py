@@ -50,6 +50,19 @@ def run_cli(args, **kwargs) -> subprocess.CompletedProcess:
                           **{"capture_output": True, "text": True, **kwargs})
 
 
+def start_cli(args, **kwargs) -> subprocess.Popen:
+    """``trustfm ARGS...`` started in a child process (for kill and concurrency tests); output to pipes."""
+    return subprocess.Popen([sys.executable, "-m", "trustfm.cli", *(str(a) for a in args)],
+                            **{"stdout": subprocess.PIPE, "stderr": subprocess.PIPE, "text": True, **kwargs})
+
+
+def set_flags(overrides: dict) -> list[str]:
+    """``--set key=json`` flags for every override (``output_dir`` included)."""
+    import json
+
+    return [flag for key, value in overrides.items() for flag in ("--set", f"{key}={json.dumps(value)}")]
+
+
 def make_rows(n: int, seed: int = 0) -> list[dict]:
     """Separable synthetic sentiment rows: id, text, label (pos/neg), group (a/b)."""
     rng = random.Random(seed)

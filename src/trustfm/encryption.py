@@ -52,15 +52,12 @@ def load_key(key_file: str | Path | None = None) -> bytes:
 
 def new_key_file(path: str | Path) -> Path:
     """Write a new random 32-byte key (hex) to ``path`` with mode 600; refuses to overwrite."""
+    from trustfm.fileio import write_text_atomic
+
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        raise ConfigError(f"{path} already exists; not overwriting a key") from None
-    with os.fdopen(fd, "w") as handle:
-        handle.write(os.urandom(32).hex() + "\n")
-    return path
+    if path.exists():
+        raise ConfigError(f"{path} already exists; not overwriting a key")
+    return write_text_atomic(path, os.urandom(32).hex() + "\n", mode=0o600)
 
 
 def is_encrypted(path: str | Path) -> bool:
@@ -93,14 +90,9 @@ def decrypt_bytes(blob: bytes, key: bytes, *, source: str = "data") -> bytes:
 
 def write_encrypted(path: str | Path, data: bytes, key: bytes) -> Path:
     """Encrypt ``data`` into ``path`` atomically (temporary file, fsync, rename)."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    with tmp.open("wb") as handle:
-        handle.write(encrypt_bytes(data, key))
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
-    return path
+    from trustfm.fileio import write_bytes_atomic
+
+    return write_bytes_atomic(path, encrypt_bytes(data, key))
 
 
 def read_decrypted(path: str | Path, key: bytes | None = None) -> bytes:

@@ -48,3 +48,12 @@ class DataError(TrustfmError):
             where.append(f"column '{column}'")
         prefix = ", ".join(where)
         super().__init__(f"{prefix}: {message}" if prefix else message)
+
+
+class OutputError(TrustfmError):
+    """A file could not be written: disk full, read-only folder, no permission (exit code 5).
+
+    Whatever the failed write had started is removed; earlier versions stay as they were.
+    """
+
+    exit_code = 5

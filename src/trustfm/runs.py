@@ -17,7 +17,6 @@
 from __future__ import annotations
 
 import json
-import os
 import platform
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -27,6 +26,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict
 
 from trustfm.errors import ConfigError
+from trustfm.fileio import write_json_atomic
 
 TRACKED_PACKAGES = (
     "trustfm", "torch", "transformers", "tokenizers", "safetensors", "numpy",
@@ -88,7 +88,7 @@ class RunRecord(BaseModel):
 
     model_config = ConfigDict(extra="allow")
 
-    status: str  # running | complete
+    status: str  # running | complete | abandoned (trustfm ledger abandon)
     started: str  # ISO 8601, UTC
     seed: int
     finished: str | None = None
@@ -132,13 +132,6 @@ def package_versions() -> dict[str, str]:
         except metadata.PackageNotFoundError:
             continue
     return versions
-
-
-def write_json_atomic(path: Path, data) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, default=str), encoding="utf-8")
-    os.replace(tmp, path)
 
 
 def read_json(path: Path):

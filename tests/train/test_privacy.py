@@ -43,6 +43,7 @@ def test_dp_run_spends_its_target_epsilon_as_opacus_accounts_it(dp_config):
     assert len(spent) == 2 and 0 < spent[0] < spent[1] == pytest.approx(privacy["epsilon"])
     entries = [json.loads(line) for line in open(dp_config["privacy.ledger"])]
     assert len(entries) == 1 and entries[0]["epsilon"] == pytest.approx(privacy["epsilon"])
+    assert entries[0]["status"] == "settled" and entries[0]["planned_epsilon"] == 8.0
     assert entries[0]["data_sha256"] == privacy["data_sha256"]
 
 

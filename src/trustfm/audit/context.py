@@ -17,7 +17,8 @@ import numpy as np
 
 from trustfm.config import RunConfig, load_config
 from trustfm.errors import DataError
-from trustfm.runs import RunPaths, RunRecord, existing_run, write_json_atomic
+from trustfm.fileio import write_json_atomic
+from trustfm.runs import RunPaths, RunRecord, existing_run
 
 if TYPE_CHECKING:
     from trustfm.results import Interval

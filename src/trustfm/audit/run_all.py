@@ -11,7 +11,8 @@ from pydantic import BaseModel
 
 from trustfm.errors import TrustfmError
 from trustfm.results import Result
-from trustfm.runs import now_iso, write_json_atomic
+from trustfm.fileio import write_json_atomic
+from trustfm.runs import now_iso
 
 log = logging.getLogger("trustfm.audit")
 

@@ -1,7 +1,10 @@
 """The ``trustfm`` command line: one module per command, each a thin wrapper.
 
-Exit codes: 0 ok, 1 internal error, 2 usage or config error, 3 data error.
-User errors print one clear message and no traceback.
+Exit codes: 0 ok, 1 internal error, 2 usage or config error, 3 data error, 4 a gate or
+verification failed, 5 an output could not be written (disk full, read-only folder).
+User errors print one clear message and no traceback; so does an unexpected error
+(its type, where it happened, and its message with quoted values masked), unless
+``--debug`` or ``TRUSTFM_DEBUG=1`` asks for the traceback.
 """
 
 from __future__ import annotations
@@ -13,7 +16,8 @@ import typer
 
 app = typer.Typer(
     name="trustfm",
-    help="Fine-tune a pretrained foundation model on your data, then audit its risks.",
+    help="Fine-tune a pretrained foundation model on your data, then audit its risks. "
+    "Add --debug to any command to see the traceback of an unexpected error.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
@@ -24,14 +28,38 @@ data_app = typer.Typer(help="Inspect and validate datasets.", no_args_is_help=Tr
 app.add_typer(data_app, name="data")
 audit_app = typer.Typer(help="Audit a trained run's risks.", no_args_is_help=True, rich_markup_mode=None)
 app.add_typer(audit_app, name="audit")
+ledger_app = typer.Typer(help="The privacy ledger: epsilon spent per dataset.", no_args_is_help=True,
+                         rich_markup_mode=None)
+app.add_typer(ledger_app, name="ledger")
 
 
 def _register() -> None:
     # importing a command module registers its command on ``app`` / ``data_app``
     from trustfm.cli import (  # noqa: F401
         audit_all, audit_attacks, audit_ensemble, audit_fairness, audit_membership, audit_ood, audit_output_rules,
-        audit_robustness, data_check, data_pii, demo, evaluate, explain, gate, predict, report, train, verify,
+        audit_robustness, data_check, data_pii, demo, evaluate, explain, gate, ledger, predict, report, train, verify,
     )
+
+
+def describe_unexpected(exc: BaseException) -> str:
+    """``Type at module:line: message`` with anything quoted and every long number masked.
+
+    Library messages often quote the value they choked on (a text, a name), and
+    that value may be personal data; the type and the place are enough to file a bug.
+    """
+    import re
+    import traceback
+
+    frames = [f for f in traceback.extract_tb(exc.__traceback__) if "trustfm" in f.filename]
+    where = ""
+    if frames:
+        last = frames[-1]
+        module = last.filename.split("trustfm", 1)[-1].strip("/\\").removesuffix(".py").replace("/", ".")
+        where = f" at trustfm.{module}:{last.lineno}"
+    message = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    message = re.sub(r"(['\"`])(?:(?!\1).)*\1", r"\1…\1", message)  # quoted values
+    message = re.sub(r"\d{4,}", "…", message)[:200]  # long numbers: phones, cards, ids
+    return f"{type(exc).__name__}{where}" + (f": {message}" if message else "")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -47,6 +75,8 @@ def main(argv: list[str] | None = None) -> int:
 
     configure_logging()
     args = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in args or os.environ.get("TRUSTFM_DEBUG", "") not in ("", "0")
+    args = [a for a in args if a != "--debug"]
     if args[:1] == ["audit"] and "--all" in args:
         # `trustfm audit RUN_DIR --all` is the documented spelling of `trustfm audit all RUN_DIR`
         args = ["audit", "all", *[a for a in args[1:] if a != "--all"]]
@@ -69,6 +99,16 @@ def main(argv: list[str] | None = None) -> int:
         else:
             error_console().print(f"error: {escape(str(exc))}", soft_wrap=True)
         code = getattr(exc, "exit_code", 2)
+    except KeyboardInterrupt:
+        error_console().print("interrupted")
+        code = 130
+    except Exception as exc:  # the last resort: one line, never a traceback (unless asked for)
+        if debug:
+            raise
+        error_console().print(f"internal error: {escape(describe_unexpected(exc))}", highlight=False, soft_wrap=True)
+        error_console().print("This is a bug in trustfm. Rerun with --debug (or TRUSTFM_DEBUG=1) for the traceback.",
+                              highlight=False, soft_wrap=True)
+        code = 1
     if argv is None:
         sys.exit(code)
     return code

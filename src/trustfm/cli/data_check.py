@@ -10,6 +10,7 @@ import typer
 
 from trustfm.cli import data_app
 from trustfm.cli._output import FORMAT_OPTION, OutputFormat, emit_json, print_rich
+from trustfm.fileio import write_lines_atomic
 
 
 @data_app.command("check")
@@ -40,7 +41,7 @@ def check(
     from trustfm.config import load_config
     from trustfm.config.schema import ProblemPolicies
     from trustfm.data.batching import encode_texts
-    from trustfm.data.io import read_table
+    from trustfm.data.io import read_table_source
     from trustfm.data.validate import validate_table
     from trustfm.errors import DataError
 
@@ -48,7 +49,13 @@ def check(
     cfg = load_config(config, overrides_from_flags(flags, set_))
     # collect every problem (drop all), then judge against the configured policies
     collect = ProblemPolicies(**{k: "drop" for k in ProblemPolicies.model_fields})
-    frame = read_table(data, cfg.data.format)
+    if cfg.data.on_problem.control_characters in ("strip", "keep"):
+        collect.control_characters = cfg.data.on_problem.control_characters
+    wanted = [c for c in (cfg.data.text_column, cfg.data.label_column, cfg.data.id_column) if c]
+    # only the configured columns are read (memory grows with them, not with the file's width);
+    # --fix writes a cleaned copy of every column, so it reads them all
+    frame, source = read_table_source(data, cfg.data.format,
+                                      columns=None if fix is not None else wanted + list(cfg.data.group_columns))
     part = validate_table(
         frame,
         file=str(data),
@@ -81,6 +88,8 @@ def check(
         "file": str(data),
         "rows": part.rows_in,
         "usable_rows": len(part) - (too_long if cfg.data.on_problem.too_long == "drop" else 0),
+        "read_as": source.describe(),
+        "read_notes": source.notes + part.notes,
         "columns": [str(c) for c in frame.columns],
         "labels": dict(Counter(part.labels).most_common()),
         "groups": {c: dict(Counter(v).most_common()) for c, v in part.groups.items()},
@@ -168,9 +177,8 @@ def _write_fix(frame, part, actions, out: Path, label_column: str) -> dict:
     keep = [i for i in range(len(cleaned)) if i + 1 not in removed]
     write_table(cleaned.iloc[keep], out)
     log_path = out.with_name(out.name + ".log.jsonl")
-    with log_path.open("w", encoding="utf-8") as handle:  # row numbers and reasons only: never the texts
-        for entry in sorted(log_rows, key=lambda e: e["row"]):
-            handle.write(json.dumps(entry) + "\n")
+    # row numbers and reasons only: never the texts
+    write_lines_atomic(log_path, (json.dumps(entry) for entry in sorted(log_rows, key=lambda e: e["row"])))
     return {"output": str(out), "log": str(log_path), "rows_in": len(frame), "rows_out": len(keep),
             "removed": len(removed), "relabelled": len(relabelled)}
 
@@ -187,6 +195,9 @@ def _print(report: dict) -> None:
     table = Table(title=f"data check — {report['file']}")
     table.add_column("item")
     table.add_column("value", justify="right")
+    table.add_row("read as", report["read_as"])
+    for note in report["read_notes"]:
+        table.add_row("note", note)
     table.add_row("rows", str(report["rows"]))
     table.add_row("usable rows", str(report["usable_rows"]))
     for label, n in report["labels"].items():

@@ -10,6 +10,7 @@ import typer
 
 from trustfm.cli import app
 from trustfm.cli._output import FORMAT_OPTION, OutputFormat, emit_json, print_rich
+from trustfm.fileio import write_lines_atomic
 
 
 @app.command()
@@ -43,9 +44,7 @@ def predict(
         if row is not None:
             prediction["row"] = row
     if output is not None:
-        with output.open("w", encoding="utf-8") as handle:
-            for prediction in predictions:
-                handle.write(json.dumps(prediction) + "\n")
+        write_lines_atomic(output, (json.dumps(prediction) for prediction in predictions))
     if output_format is OutputFormat.json:
         emit_json(predictions)
         return

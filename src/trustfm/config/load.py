@@ -126,4 +126,6 @@ def load_config(
 def dump_config(config: RunConfig, path: str | Path) -> None:
     """Write the resolved config as YAML (all defaults filled in)."""
     data = config.model_dump(mode="json")
-    Path(path).write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+    from trustfm.fileio import write_text_atomic
+
+    write_text_atomic(path, yaml.safe_dump(data, sort_keys=False))

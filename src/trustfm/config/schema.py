@@ -46,6 +46,8 @@ class ProblemPolicies(_Strict):
     unseen_label: ProblemPolicy = "error"
     duplicate_id: ProblemPolicy = "error"
     undecodable: ProblemPolicy = "error"
+    not_text: ProblemPolicy = "error"  # a JSON object or array where a text or label belongs
+    control_characters: Literal["strip", "keep", "error", "drop"] = "strip"  # C0/C1 controls, bidi overrides
     too_long: Literal["truncate", "error", "drop"] = "truncate"
 
 

@@ -85,10 +85,9 @@ def pii_salt() -> bytes:
         return env.encode("utf-8")
     path = Path.home() / ".trustfm" / "pii-salt"
     if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as handle:
-            handle.write(os.urandom(32).hex())
+        from trustfm.fileio import write_text_atomic
+
+        write_text_atomic(path, os.urandom(32).hex(), mode=0o600)
     return path.read_text(encoding="utf-8").strip().encode("utf-8")
 
 

@@ -16,7 +16,7 @@ import numpy as np
 
 from trustfm.config.schema import DataConfig
 from trustfm.data.batching import EncodedTexts
-from trustfm.data.io import read_table
+from trustfm.data.io import read_table_source
 from trustfm.data.split import stratified_split
 from trustfm.data.validate import LabelledTexts, Rejection, label_order, validate_table
 from trustfm.errors import ConfigError, DataError
@@ -64,20 +64,28 @@ def load_labelled(
 
     Unlabelled data (``labelled=False``, for prediction) needs only the text column.
     """
-    frame = read_table(path, config.format)
+    text_column = config.text_column
+    label_column = config.label_column if labelled else None
+    id_column = config.id_column if labelled else None
+    group_columns = list(config.group_columns) if labelled else []
+    columns = [c for c in (text_column, label_column, id_column) if c] + group_columns
+    frame, source = read_table_source(path, config.format, columns=columns)
     part = validate_table(
         frame,
         file=str(path),
-        text_column=config.text_column,
-        label_column=config.label_column if labelled else None,
-        id_column=config.id_column if labelled else None,
-        group_columns=config.group_columns if labelled else (),
+        text_column=text_column,
+        label_column=label_column,
+        id_column=id_column,
+        group_columns=group_columns,
         policies=config.on_problem,
         known_labels=known_labels,
     )
+    part.notes = [f"read as {source.describe()}", *source.notes, *part.notes]
     log.info(
         "%s: %d rows in, %d kept, %d dropped", path, part.rows_in, len(part), len(part.rejected)
     )
+    for note in part.notes[1:]:
+        log.info("%s: %s", path, note)
     return part
 
 

@@ -12,7 +12,7 @@ from typing import Literal, Sequence
 
 from trustfm.config.schema import PrivacyConfig
 from trustfm.results import Result
-from trustfm.runs import write_json_atomic
+from trustfm.fileio import write_json_atomic
 
 
 class RedactionCounts(Result):

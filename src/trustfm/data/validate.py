@@ -9,6 +9,7 @@ file, because it may hold personal data.
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field
 from typing import Sequence
 
@@ -16,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from trustfm.config.schema import ProblemPolicies
+from trustfm.data.io import describe_header
 from trustfm.errors import DataError
 
 
@@ -50,6 +52,7 @@ class LabelledTexts:
     groups: dict[str, list[str]] = field(default_factory=dict)
     rejected: list[Rejection] = field(default_factory=list)
     rows_in: int = 0
+    notes: list[str] = field(default_factory=list)  # how the file was read and cleaned, one line each
 
     def __len__(self) -> int:
         return len(self.texts)
@@ -71,6 +74,21 @@ class LabelledTexts:
 
 def _is_null(value: object) -> bool:
     return value is None or (isinstance(value, float) and math.isnan(value)) or value is pd.NA
+
+
+# C0 and C1 control characters except tab, newline and carriage return, and the bidirectional embedding,
+# override and isolate controls ("Trojan Source"): invisible, they change what a reader sees, not what the
+# model reads. Left-to-right / right-to-left marks (U+200E/F) are ordinary in Arabic and Hebrew text and stay.
+CONTROL_CHARACTERS = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+
+
+def _not_text(value: object) -> str | None:
+    """What a non-scalar value is (JSON object / array), or None for a scalar."""
+    if isinstance(value, dict):
+        return "a JSON object"
+    if isinstance(value, (list, tuple, np.ndarray)):
+        return "a JSON array"
+    return None
 
 
 def _has_surrogates(value: object) -> bool:
@@ -113,9 +131,8 @@ def validate_table(
     required += ([id_column] if id_column else []) + list(group_columns)
     for column in required:
         if column not in frame.columns:
-            available = ", ".join(map(str, frame.columns))
             raise DataError(
-                f"required column is missing (columns present: {available})",
+                f"required column is missing ({describe_header([str(c) for c in frame.columns])})",
                 file=file,
                 column=column,
             )
@@ -141,17 +158,41 @@ def validate_table(
     for column in used:
         for i, value in enumerate(values[column]):
             if _has_surrogates(value):
-                problem("undecodable", i, column, "bytes that are not valid UTF-8")
+                problem("undecodable", i, column, "bytes that are not valid UTF-8 (a file in another encoding, such as "
+                                                  "Latin-1 or cp1252, must be converted to UTF-8 first)")
+
+    for column in used:
+        for i, value in enumerate(values[column]):
+            what = _not_text(value)
+            if what is not None:
+                problem("not_text", i, column, f"{what}, not a text")
 
     texts = values[text_column]
+    control = getattr(policies, "control_characters", "strip")
+    stripped = 0
     for i, text in enumerate(texts):
+        if not keep[i]:
+            continue
+        if control != "keep" and isinstance(text, str) and CONTROL_CHARACTERS.search(text):
+            if control == "strip":
+                texts[i] = text = CONTROL_CHARACTERS.sub("", text)
+                stripped += 1
+            else:
+                problem("control_characters", i, text_column, "control or bidirectional-override characters")
+                continue
         if _is_null(text) or not str(text).strip():
             problem("empty_text", i, text_column, "empty or whitespace-only text")
+    notes = []
+    if stripped:
+        notes.append(f"control or bidi-override characters removed from {stripped} text(s) "
+                     "(data.on_problem.control_characters: strip)")
 
     labels: list[str] = [""] * n
     if label_column:
         known = set(known_labels) if known_labels is not None else None
         for i, value in enumerate(values[label_column]):
+            if not keep[i] and _not_text(value):
+                continue
             if _is_null(value) or not str(value).strip():
                 problem("null_label", i, label_column, "missing label")
                 continue
@@ -180,6 +221,7 @@ def validate_table(
         groups={c: ["" if _is_null(values[c][i]) else str(values[c][i]) for i in index] for c in group_columns},
         rejected=rejected,
         rows_in=n,
+        notes=notes,
     )
 
 

@@ -10,7 +10,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from trustfm.runs import existing_run, now_iso, read_json, write_json_atomic
+from trustfm.fileio import write_json_atomic, write_text_atomic
+from trustfm.runs import existing_run, now_iso, read_json
 
 
 def _read_log(path: Path) -> tuple[list[dict], list[dict]]:
@@ -148,7 +149,7 @@ def build_report(run_dir: str | Path, *, signing_key: Path | None = None) -> tup
     content["signature"] = sign_provenance(content["provenance"], signing_key)
     content["model_card"] = build_model_card(content)
     write_json_atomic(paths.report_json, content)
-    (paths.root / "model_card.md").write_text(render_markdown(content["model_card"]), encoding="utf-8")
+    write_text_atomic(paths.root / "model_card.md", render_markdown(content["model_card"]))
     steps, epochs = _read_log(paths.metrics_log)
     figures: dict[str, str | None] = {"training": plots.training_curves(steps, epochs)}
     performance = content["results"].get("performance")
@@ -185,7 +186,5 @@ def build_report(run_dir: str | Path, *, signing_key: Path | None = None) -> tup
         # "</" would end the script element early; JSON allows the escaped form
         report_json=json.dumps(content, sort_keys=True).replace("</", "<\\/"),
     )
-    tmp = paths.report_html.with_name(paths.report_html.name + ".tmp")
-    tmp.write_text(html, encoding="utf-8")
-    tmp.replace(paths.report_html)
+    write_text_atomic(paths.report_html, html)
     return paths.report_html, paths.report_json

@@ -121,7 +121,8 @@ def run_metrics(run_dir: str | Path) -> dict[str, float]:
 
 def gate_run(run_dir: str | Path, policy: str | Path) -> GateResult:
     """Check ``policy`` (a YAML file) against the run's recorded results; writes and returns ``results/gate.json``."""
-    from trustfm.runs import existing_run, write_json_atomic
+    from trustfm.fileio import write_json_atomic
+    from trustfm.runs import existing_run
 
     paths = existing_run(run_dir)
     name, rules = load_policy(policy)

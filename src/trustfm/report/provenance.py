@@ -23,6 +23,7 @@ from pathlib import Path
 from pydantic import BaseModel
 
 from trustfm.errors import ConfigError
+from trustfm.fileio import write_bytes_atomic
 
 log = logging.getLogger("trustfm.report")
 DEFAULT_KEY = Path.home() / ".trustfm" / "signing-key.pem"
@@ -41,12 +42,10 @@ def generate_keypair(folder: str | Path) -> tuple[Path, Path]:
     folder.mkdir(parents=True, exist_ok=True)
     private = Ed25519PrivateKey.generate()
     private_path, public_path = folder / "signing-key.pem", folder / "signing-key.pub.pem"
-    fd = os.open(private_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(private.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
-    public_path.write_bytes(private.public_key().public_bytes(serialization.Encoding.PEM,
-                                                              serialization.PublicFormat.SubjectPublicKeyInfo))
+    write_bytes_atomic(private_path, private.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                                           serialization.NoEncryption()), mode=0o600)
+    write_bytes_atomic(public_path, private.public_key().public_bytes(serialization.Encoding.PEM,
+                                                                      serialization.PublicFormat.SubjectPublicKeyInfo))
     return private_path, public_path
 
 

@@ -87,7 +87,9 @@ class JsonlLogger(Callback):
                 continue  # a line cut short by a killed process
             if record.get("step", 0) <= step:
                 kept.append(line)
-        self.path.write_text("".join(k + "\n" for k in kept), encoding="utf-8")
+        from trustfm.fileio import write_lines_atomic
+
+        write_lines_atomic(self.path, kept)
 
     def on_fit_start(self, trainer) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)

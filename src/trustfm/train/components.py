@@ -15,6 +15,10 @@ same hooks on every component, in order:
    :class:`~trustfm.train.FineTuner` (the checkpoint encryption key).
 5. ``after_fit(setup)`` — record what the feature did (epsilon spent).
 
+``abandon_unstarted(setup)`` runs instead of the rest when set-up fails before
+the first training step: the component undoes what it claimed (the DP
+reservation in the privacy ledger).
+
 ``setup.record`` is the run's ``run.json`` being written
 (:class:`~trustfm.runs.RunRecord`); a component adds its own block to it as an
 attribute (``setup.record.privacy = {...}``). A new feature (federated client, compression-aware training)
@@ -24,11 +28,13 @@ is a new component, not an edit of ``train_run``.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from trustfm.config import RunConfig
 from trustfm.errors import ConfigError
-from trustfm.runs import RunPaths, RunRecord, write_json_atomic
+from trustfm.fileio import write_json_atomic
+from trustfm.runs import RunPaths, RunRecord
 from trustfm.train.callbacks import Callback
 
 
@@ -69,6 +75,8 @@ class TrustComponent:
 
     def after_fit(self, setup: TrainSetup) -> None: ...
 
+    def abandon_unstarted(self, setup: TrainSetup) -> None:
+        """The run failed before its first training step: undo what the component claimed (a reservation)."""
 
 class Redaction(TrustComponent):
     """``privacy.redact``: personal data replaced in every split before tokenisation; counts in ``results/pii.json``."""
@@ -142,9 +150,11 @@ class DifferentialPrivacy(TrustComponent):
 
     def __init__(self):
         self.dpsgd = None
+        self.ledger = None
 
     def callbacks(self, setup):
-        from trustfm.train.privacy import DPSGD, check_budget, default_delta, ledger_path, set_trainable
+        from trustfm.train.ledger import PrivacyLedger, ledger_path
+        from trustfm.train.privacy import DPSGD, default_delta, set_trainable
 
         config, model = setup.config, setup.model
         dp = config.privacy.dp
@@ -153,9 +163,12 @@ class DifferentialPrivacy(TrustComponent):
         if delta >= 1.0 / n_train:
             raise ConfigError(f"privacy.dp.delta {delta:g} is not below 1/N = {1.0 / n_train:g} ({n_train} training rows)")
         train_hash = setup.data.file_hashes[str(config.data.train)]
-        if not setup.resume:
-            check_budget(ledger_path(config.privacy.ledger), train_hash, dp.epsilon, config.privacy.total_epsilon,
-                         dataset=str(config.data.train))
+        # write-ahead: check and reserve the planned epsilon in one locked step, before the first step
+        # (a resumed run finds its reservation and keeps it)
+        self.ledger = PrivacyLedger(ledger_path(config.privacy.ledger))
+        self.ledger.reserve(run_dir=self._run_key(setup), data_sha256=train_hash, dataset=str(config.data.train),
+                            epsilon=dp.epsilon, delta=delta, accountant=dp.accountant,
+                            total_budget=config.privacy.total_epsilon)
         for name, p in model.named_parameters():
             # The pooler is unused by our pooling (no per-example gradient would exist). The embedding tables stay
             # frozen: a per-example gradient of the 30522 x 384 word table is 47 MB per example, and position and
@@ -174,18 +187,23 @@ class DifferentialPrivacy(TrustComponent):
                            accountant=dp.accountant, clipping=dp.clipping)
         return [self.dpsgd]
 
+    @staticmethod
+    def _run_key(setup) -> str:
+        return str(Path(setup.paths.root).resolve())
+
+    def abandon_unstarted(self, setup):
+        if self.ledger is not None:
+            self.ledger.release(self._run_key(setup), reason="the run stopped before its first training step")
+
     def after_fit(self, setup):
-        from trustfm.train.privacy import DPAccounting, append_ledger, ledger_path, read_ledger, spent_on
+        from trustfm.train.privacy import DPAccounting
 
         config, record = setup.config, setup.record
         spent = self.dpsgd.epsilon_spent()
-        ledger = ledger_path(config.privacy.ledger)
+        self.ledger.settle(self._run_key(setup), spent)
         privacy = {**record.privacy, "epsilon": spent, "noise_multiplier": self.dpsgd.noise_multiplier,
-                   "sample_rate": self.dpsgd.sample_rate, "ledger": str(ledger)}
-        append_ledger(ledger, {"data_sha256": privacy["data_sha256"], "dataset": str(config.data.train),
-                               "run_dir": str(setup.paths.root), "epsilon": spent, "delta": privacy["delta"],
-                               "accountant": privacy["accountant"]})
-        privacy["dataset_epsilon_spent"] = spent_on(read_ledger(ledger), privacy["data_sha256"])
+                   "sample_rate": self.dpsgd.sample_rate, "ledger": str(self.ledger.path)}
+        privacy["dataset_epsilon_spent"] = self.ledger.spent(privacy["data_sha256"])
         privacy["dataset_total_epsilon"] = config.privacy.total_epsilon
         record.privacy = privacy
         write_json_atomic(setup.paths.result("privacy"), DPAccounting(**privacy).model_dump(mode="json"))

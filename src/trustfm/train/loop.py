@@ -110,12 +110,10 @@ def _atomic_torch_save(obj, path: Path, encryption_key: bytes | None = None) -> 
         torch.save(obj, buffer)
         write_encrypted(path, buffer.getvalue(), encryption_key)
         return
-    tmp = path.with_name(path.name + ".tmp")
-    with tmp.open("wb") as handle:
-        torch.save(obj, handle)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
+    from trustfm.fileio import atomic_path
+
+    with atomic_path(path) as tmp:
+        torch.save(obj, tmp)
 
 
 class FineTuner:

@@ -1,4 +1,4 @@
-"""Differentially private fine-tuning (DP-SGD with Opacus) as a callback, and the privacy ledger.
+"""Differentially private fine-tuning (DP-SGD with Opacus) as a callback (the ledger: :mod:`trustfm.train.ledger`).
 
 :class:`DPSGD` joins the one training loop like any other callback:
 
@@ -37,9 +37,7 @@ trainable parameters means less noise in total, often better utility per epsilon
 
 from __future__ import annotations
 
-import json
 import math
-import time
 import warnings
 from pathlib import Path
 from typing import Literal
@@ -246,45 +244,3 @@ class DPSGD(Callback):
         self.randomness.load_state_dict(state.get("randomness", {}))
         if self._accountant is not None:
             self._accountant.history = list(self._history)
-
-
-def ledger_path(configured: Path | None) -> Path:
-    """The privacy ledger: the configured file, else $TRUSTFM_PRIVACY_LEDGER, else ~/.trustfm/privacy-ledger.jsonl."""
-    import os
-
-    if configured is not None:
-        return Path(configured)
-    env = os.environ.get("TRUSTFM_PRIVACY_LEDGER")
-    return Path(env) if env else Path.home() / ".trustfm" / "privacy-ledger.jsonl"
-
-
-def read_ledger(path: Path) -> list[dict]:
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-
-
-def spent_on(entries: list[dict], data_sha256: str) -> float:
-    """Epsilon spent on one dataset so far (basic composition: epsilons add up)."""
-    return float(sum(e["epsilon"] for e in entries if e["data_sha256"] == data_sha256))
-
-
-def check_budget(path: Path, data_sha256: str, planned_epsilon: float, total_budget: float | None, *,
-                 dataset: str) -> None:
-    """Refuse a run that would push the dataset past ``total_budget`` (epsilon, basic composition)."""
-    if total_budget is None:
-        return
-    spent = spent_on(read_ledger(path), data_sha256)
-    if spent + planned_epsilon > total_budget + 1e-9:
-        from trustfm.errors import ConfigError
-
-        raise ConfigError(
-            f"privacy budget: {dataset} (sha256 {data_sha256[:12]}…) has spent epsilon {spent:.3g} of its total "
-            f"{total_budget:.3g} (ledger {path}); this run would spend {planned_epsilon:.3g} more. Lower "
-            "privacy.dp.epsilon, raise privacy.total_epsilon, or use other data")
-
-
-def append_ledger(path: Path, entry: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a", encoding="utf-8") as handle:
-        handle.write(json.dumps({"recorded": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), **entry}) + "\n")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import shutil
 from contextlib import contextmanager
 from pathlib import Path
@@ -9,7 +10,10 @@ from typing import Sequence
 
 from trustfm.config import RunConfig, dump_config
 from trustfm.errors import ConfigError, DataError, TrustfmError
+from trustfm.fileio import write_lines_atomic
 from trustfm.runs import RunPaths, RunRecord, now_iso, package_versions
+
+log = logging.getLogger("trustfm.train")
 
 
 def _encode_part(part, tokenizer, config: RunConfig, rejected: list):
@@ -28,10 +32,7 @@ def write_rejections(path: Path, rejected: Sequence) -> None:
     """One JSON line per dropped row (file, row, column, reason); the text is never written."""
     import json
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", encoding="utf-8") as handle:
-        for r in rejected:
-            handle.write(json.dumps(r.as_dict()) + "\n")
+    write_lines_atomic(path, (json.dumps(r.as_dict()) for r in rejected))
 
 
 @contextmanager
@@ -50,6 +51,16 @@ def _discard_unstarted_run(paths: RunPaths, *, fresh: bool, created: bool):
         raise
 
 
+@contextmanager
+def _abandon_on_failure(components, setup):
+    try:
+        yield
+    except BaseException:
+        for component in components:
+            component.abandon_unstarted(setup)
+        raise
+
+
 def train_run(config: RunConfig, *, resume: bool = False, show_progress: bool = True,
               extra_components: Sequence = ()) -> RunPaths:
     """Fine-tune and keep the best checkpoint in ``RUN_DIR/model``; returns the run's paths.
@@ -62,26 +73,67 @@ def train_run(config: RunConfig, *, resume: bool = False, show_progress: bool = 
     ``extra_components``: :class:`~trustfm.train.components.TrustComponent` instances to run after the ones
     the config turns on (a later stage's training concern, e.g. a federated client).
     """
-    from trustfm.data.prepare import file_sha256, prepare_data
-    from trustfm.metrics import quick_metrics
-    from trustfm.models import build_classifier, save_classifier
-    from trustfm.models.loading import resolve_model_dir, weight_files
     from trustfm.models.predictor import quiet_transformers
-    from trustfm.train.callbacks import JsonlLogger
-    from trustfm.train.components import TrainSetup, trust_components
-    from trustfm.train.lora import merged_copy
-    from trustfm.train.loop import FineTuner, seed_everything
 
     quiet_transformers()
     paths = RunPaths(Path(config.output_dir))
     created = not paths.root.exists()
+    with _training_lock(paths):
+        return _train_locked(config, paths, created=created, resume=resume, show_progress=show_progress,
+                             extra_components=extra_components)
+
+
+@contextmanager
+def _training_lock(paths: RunPaths):
+    """One training process per run folder: a second ``train`` or ``--resume`` while one runs is refused."""
+    import fcntl
+
+    from trustfm.fileio import output_error
+
+    try:
+        paths.root.mkdir(parents=True, exist_ok=True)
+        handle = open(paths.root / ".train.lock", "a+")
+    except OSError as exc:
+        raise output_error(paths.root, exc) from None
+    with handle:
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise ConfigError(f"run folder {paths.root} is being trained by another process; wait for it") from None
+        try:
+            yield
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+
+def _train_locked(config: RunConfig, paths: RunPaths, *, created: bool, resume: bool, show_progress: bool,
+                  extra_components: Sequence) -> RunPaths:
+    from trustfm.data.prepare import file_sha256, prepare_data
+    from trustfm.metrics import quick_metrics
+    from trustfm.models import build_classifier, save_classifier
+    from trustfm.models.loading import resolve_model_dir, weight_files
+    from trustfm.train.callbacks import JsonlLogger
+    from trustfm.train.components import TrainSetup, trust_components
+    from trustfm.train.lora import merged_copy
+    from trustfm.train.loop import CHECKPOINT_FILE, FineTuner, seed_everything
+
     if resume:
         info = RunRecord.load(paths)
+        if not (paths.checkpoints / CHECKPOINT_FILE).exists():
+            # killed before its first checkpoint: nothing trained is kept, so it starts again from the start
+            log.warning("%s: no checkpoint yet; training starts from the beginning", paths.root)
+            resume_from = None
+        else:
+            resume_from = paths.checkpoints
     else:
+        resume_from = None
         if paths.run_info.exists():
+            unfinished = RunRecord.load(paths).status != "complete"
             raise ConfigError(
-                f"run folder {paths.root} already holds a run: choose another output_dir, "
-                "delete it, or continue it with --resume"
+                f"run folder {paths.root} already holds "
+                + ("an unfinished run (was it killed?): continue it with `trustfm train --resume "
+                   f"{paths.root}`, or delete the folder" if unfinished else
+                   "a finished run: choose another output_dir, or delete it")
             )
         paths.root.mkdir(parents=True, exist_ok=True)
         dump_config(config, paths.config)
@@ -90,8 +142,9 @@ def train_run(config: RunConfig, *, resume: bool = False, show_progress: bool = 
     info.save(paths)
     components = [*trust_components(config), *extra_components]
     setup = TrainSetup(config=config, paths=paths, record=info, resume=resume)
-    # a user error before training starts leaves no half-made run behind to block the corrected rerun
-    with _discard_unstarted_run(paths, fresh=not resume, created=created):
+    # a user error before training starts leaves no half-made run behind to block the corrected rerun,
+    # and any failure before the first step undoes what components claimed (a DP reservation)
+    with _discard_unstarted_run(paths, fresh=not resume, created=created), _abandon_on_failure(components, setup):
         data = prepare_data(config.data, seed=config.seed)
         for component in components:
             data = component.wrap_data(setup, data)
@@ -143,7 +196,7 @@ def train_run(config: RunConfig, *, resume: bool = False, show_progress: bool = 
         # LoRA adapters (privacy.dp.trainable: lora) are folded into the weights: the saved model is a plain one
         save_best=lambda m: save_classifier(merged_copy(m), tokenizer, paths.model, label_names=data.label_names,
                                             extra=extra),
-        resume=resume,
+        resume=resume_from is not None,
     )
     for component in components:
         component.after_fit(setup)

@@ -71,12 +71,14 @@ class MahalanobisDetector:
         import torch
         from safetensors.torch import save_file
 
+        from trustfm.fileio import atomic_path, write_json_atomic
+
         folder = Path(folder)
-        save_file({"means": torch.from_numpy(self.means_), "precision": torch.from_numpy(self.precision_)},
-                  str(folder / DETECTOR_FILE))
-        (folder / "ood_detector.json").write_text(json.dumps(
-            {"method": "mahalanobis", "classes": [str(c) for c in self.classes_],
-             "threshold_at_95_tpr": threshold}, indent=2), encoding="utf-8")
+        with atomic_path(folder / DETECTOR_FILE) as tmp:
+            save_file({"means": torch.from_numpy(self.means_), "precision": torch.from_numpy(self.precision_)},
+                      str(tmp))
+        write_json_atomic(folder / "ood_detector.json", {"method": "mahalanobis", "classes": [str(c) for c in self.classes_],
+                                                        "threshold_at_95_tpr": threshold})
         return folder / DETECTOR_FILE
 
     @classmethod
