@@ -81,6 +81,8 @@ def decrypt_bytes(blob: bytes, key: bytes, *, source: str = "data") -> bytes:
 
     if not blob.startswith(HEADER):
         raise ConfigError(f"{source} is not a trustfm-encrypted file")
+    if len(blob) < len(HEADER) + NONCE_BYTES + 16:  # header, nonce and the 16-byte GCM tag at the least
+        raise ConfigError(f"{source}: the encrypted file was cut short")
     nonce = blob[len(HEADER):len(HEADER) + NONCE_BYTES]
     try:
         return AESGCM(key).decrypt(nonce, blob[len(HEADER) + NONCE_BYTES:], HEADER)

@@ -117,8 +117,13 @@ def check(
     else:
         _print(report)
     if blocking and fix is None:
+        # the first blocking problem, located, then the count of each kind
+        first = min((r for r in part.rejected if r.kind in blocking), key=lambda r: r.row, default=None)
         detail = ", ".join(f"{n} {k} (first at row {first_rows[k][0]})" for k, n in blocking.items())
-        raise DataError(f"problems whose policy is 'error': {detail}", file=str(data))
+        if first is None:  # only too_long, which has no rejection record here
+            raise DataError(f"problems whose policy is 'error': {detail}", file=str(data))
+        raise DataError(f"{first.reason}; problems whose policy is 'error': {detail}", file=str(data),
+                        row=first.row, column=first.column)
 
 
 

@@ -45,6 +45,39 @@ def _set_path(tree: dict, dotted: str, value: Any) -> None:
     node[parts[-1]] = value
 
 
+def read_yaml_mapping(path: str | Path, *, what: str) -> dict:
+    """A YAML file whose top level is a mapping (config, policy, rules); one-line :class:`ConfigError` otherwise.
+
+    An empty file is an empty mapping. ``what`` names the file's role in messages.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise ConfigError(f"{what} {path} does not exist")
+    if not path.is_file():
+        raise ConfigError(f"{what} {path} is not a file")
+    try:
+        loaded = yaml.safe_load(path.read_bytes().decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start}); is it a {what}?") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {_first_line(exc)}") from None
+    except (RecursionError, OSError, ValueError) as exc:
+        raise ConfigError(f"{path}: cannot be read as YAML ({type(exc).__name__})") from None
+    if loaded is None:
+        return {}
+    if not isinstance(loaded, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping of keys to values")
+    return loaded
+
+
+def _first_line(exc: BaseException) -> str:
+    problem = getattr(exc, "problem", None)
+    mark = getattr(exc, "problem_mark", None)
+    if problem and mark is not None:
+        return f"{problem} (line {mark.line + 1}, column {mark.column + 1})"
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+
+
 def _known_keys(model: type[BaseModel], loc: tuple) -> list[str]:
     """Field names valid at ``loc`` (minus its last element) in the schema, for suggestions."""
     current: Any = model
@@ -91,17 +124,7 @@ def load_config(
     if path is not None:
         path = Path(path)
         source = str(path)
-        if not path.is_file():
-            raise ConfigError(f"config file {path} does not exist")
-        try:
-            loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{path}: not valid YAML: {exc}") from None
-        if loaded is None:
-            loaded = {}
-        if not isinstance(loaded, dict):
-            raise ConfigError(f"{path}: the top level must be a mapping of sections")
-        tree = loaded
+        tree = read_yaml_mapping(path, what="config file")
         base = path.resolve().parent
         data = tree.get("data")
         if isinstance(data, dict):

@@ -15,7 +15,8 @@ ProblemPolicy = Literal["error", "drop"]
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    # NaN and infinity pass every ``gt``/``le`` bound unnoticed (NaN compares false both ways): refuse them
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
 
 class SplitConfig(_Strict):

@@ -179,6 +179,8 @@ def read_table_source(
 
     encoding, text = _decode(head, blob, source)
     if content == "jsonl":
+        if text is None and blob is not None:
+            text = blob.decode("utf-8", "surrogateescape")
         frame = _read_json(text if text is not None else path, source, columns)
         return _select(frame, columns, source, selected=True), source
     delimiter = _sniff_delimiter(head.decode(encoding if encoding != "utf-8-sig" else "utf-8", "replace")
@@ -414,7 +416,33 @@ def _read_delimited(source_obj, source: TableSource, *, delimiter: str, tsv: boo
     if names is not None:
         # usecols keeps file order; name the columns by position as configured
         frame.columns = [names[i] for i in usecols]
+        # with usecols pandas ignores fields beyond the header: data that would be lost without a word
+        _check_field_counts(source_obj, source, delimiter=delimiter, tsv=tsv, encoding=encoding,
+                            expected=len(header))
     return _drop_trailing_blank(frame, source)
+
+
+def _check_field_counts(source_obj, source: TableSource, *, delimiter: str, tsv: bool, encoding: str,
+                        expected: int) -> None:
+    """A row with more fields than the header is an error naming the row (one streaming pass, C speed)."""
+    if isinstance(source_obj, str):
+        handle = io.StringIO(source_obj, newline="")
+    elif isinstance(source_obj, io.BytesIO):
+        handle = io.TextIOWrapper(io.BytesIO(source_obj.getvalue()), encoding=encoding, errors="surrogateescape",
+                                  newline="")
+    else:
+        handle = open(source_obj, encoding=encoding, errors="surrogateescape", newline="")
+    with handle:
+        reader = csv.reader(handle, delimiter=delimiter, quoting=csv.QUOTE_NONE if tsv else csv.QUOTE_MINIMAL)
+        try:
+            next(reader, None)
+            for row, fields in enumerate(reader, start=1):
+                if len(fields) > expected:
+                    raise DataError(f"has {len(fields)} fields where the header has {expected} (a stray "
+                                    f"{_DELIMITERS.get(delimiter, 'delimiter')} or an unquoted text?)",
+                                    file=source.path, row=row)
+        except csv.Error as exc:
+            raise DataError(f"malformed {'TSV' if tsv else 'CSV'}: {_short(exc)}", file=source.path) from None
 
 
 def _drop_trailing_blank(frame: pd.DataFrame, source: TableSource) -> pd.DataFrame:

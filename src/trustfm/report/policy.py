@@ -18,12 +18,13 @@ never make a gate pass by checking nothing.
 from __future__ import annotations
 
 import difflib
+import math
 import operator
 import re
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from trustfm.errors import ConfigError
 from trustfm.results import Result
@@ -33,7 +34,7 @@ _RULE = re.compile(r"^\s*([\w.\-&| ]+?)\s*(>=|<=|==|!=|>|<)\s*(-?[\d.eE+-]+)\s*$
 
 
 class Rule(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
     metric: str
     op: str
     value: float
@@ -58,30 +59,34 @@ class GateResult(Result):
 
 
 def load_policy(path: str | Path) -> tuple[str, list[Rule]]:
-    import yaml
+    from trustfm.config.load import read_yaml_mapping
 
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"policy file {path} does not exist")
-    try:
-        spec = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
-    unknown = set(spec) - {"name", "rules"}
+    spec = read_yaml_mapping(path, what="policy file")
+    unknown = {str(k) for k in spec} - {"name", "rules"}
     if unknown:
         raise ConfigError(f"{path}: unknown key(s) {sorted(unknown)} (a policy has 'name' and 'rules')")
+    items = spec.get("rules") or []
+    if not isinstance(items, list):
+        raise ConfigError(f"{path}: 'rules' must be a list of rules, e.g. - performance.accuracy >= 0.8")
     rules = []
-    for i, item in enumerate(spec.get("rules") or [], start=1):
+    for i, item in enumerate(items, start=1):
         if isinstance(item, str):
             match = _RULE.match(item)
-            if not match:
+            try:
+                value = float(match.group(3)) if match else None
+            except ValueError:
+                value = None
+            if value is None or not math.isfinite(value):
                 raise ConfigError(f"{path}: rule {i} '{item}' is not 'metric OP number' (OP one of {list(_OPS)})")
-            rules.append(Rule(metric=match.group(1).strip(), op=match.group(2), value=float(match.group(3))))
+            rules.append(Rule(metric=match.group(1).strip(), op=match.group(2), value=value))
         elif isinstance(item, dict):
             try:
-                rules.append(Rule(**item))
-            except Exception as exc:  # pydantic's message names the field
-                raise ConfigError(f"{path}: rule {i}: {exc}") from None
+                rules.append(Rule(**{str(k): v for k, v in item.items()}))
+            except ValidationError as exc:  # pydantic's message names the field
+                first = exc.errors()[0]
+                field = ".".join(str(p) for p in first["loc"]) or "rule"
+                raise ConfigError(f"{path}: rule {i}: {field}: {first['msg']}") from None
             if rules[-1].op not in _OPS:
                 raise ConfigError(f"{path}: rule {i}: op must be one of {list(_OPS)}")
         else:

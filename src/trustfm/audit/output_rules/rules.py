@@ -31,7 +31,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 class Condition(_Strict):
@@ -91,20 +91,13 @@ class RuleSet(_Strict):
 
 def load_rules(path: str | Path) -> tuple[RuleSet, str]:
     """Read and validate a rules file; returns (rules, sha256 of the file). Errors name the file and the rule."""
-    import yaml
-
+    from trustfm.config.load import read_yaml_mapping
     from trustfm.errors import ConfigError
 
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"rules file {path} does not exist")
-    raw = path.read_bytes()
+    tree = read_yaml_mapping(path, what="rules file")
     try:
-        tree = yaml.safe_load(raw.decode("utf-8"))
-    except (UnicodeDecodeError, yaml.YAMLError) as exc:
-        raise ConfigError(f"{path}: not valid YAML ({exc})") from None
-    try:
-        return RuleSet.model_validate(tree), hashlib.sha256(raw).hexdigest()
+        return RuleSet.model_validate(tree), hashlib.sha256(path.read_bytes()).hexdigest()
     except ValidationError as exc:
         problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
         raise ConfigError(f"{path}: {problems}") from None
