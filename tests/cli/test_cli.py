@@ -105,3 +105,48 @@ def test_train_evaluate_predict_report_round_trip(tmp_path, tiny_model_dir, tiny
 
 def test_resume_refuses_extra_settings(tmp_path):
     assert run("train", "--resume", tmp_path, "--epochs", "2").returncode == 2
+
+
+MISSING = "/nonexistent/trustfm-test/path"
+
+
+@pytest.mark.parametrize("args", [
+    ["train", "--data", MISSING], ["train", "--resume", MISSING], ["evaluate", MISSING], ["audit", "all", MISSING],
+    ["audit", "fairness", MISSING], ["audit", "robustness", MISSING], ["audit", "attacks", MISSING],
+    ["audit", "membership", MISSING], ["audit", "ood", MISSING, "--ood-data", MISSING],
+    ["audit", "output-rules", MISSING, "--rules", MISSING], ["audit", "ensemble", MISSING, "--member", MISSING],
+    ["report", MISSING], ["gate", MISSING, "--policy", MISSING], ["verify", MISSING],
+    ["predict", MISSING, "--text", "hi"], ["explain", MISSING, "--text", "hi"], ["data", "check", MISSING],
+    ["data", "scan", MISSING], ["data", "redact", MISSING, "-o", "/tmp/trustfm-out.csv"],
+    ["ledger", "abandon", MISSING], ["ledger", "show", "--ledger", "/"],
+], ids=lambda a: " ".join(a[:2]))
+def test_every_path_argument_answers_a_missing_path_with_one_line(args, capsys):
+    from trustfm.cli import main
+
+    code = main(args)
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert code in (2, 3, 5), err
+    assert len(lines) == 1 and lines[0].startswith("error:") and "Traceback" not in err, err
+
+
+def test_an_unexpected_error_prints_one_masked_line_and_debug_shows_the_traceback(tmp_path, monkeypatch, capsys):
+    import trustfm.data.io
+    from trustfm.cli import main
+
+    def boom(*args, **kwargs):
+        raise RuntimeError("cannot handle 'Priya Raghunathan' at +44 7700 900123, id 55512345")
+
+    monkeypatch.setattr(trustfm.data.io, "read_table_source", boom)
+    (tmp_path / "d.csv").write_text("text,label\na,1\n")
+    assert main(["data", "check", str(tmp_path / "d.csv"), "--no-issues"]) == 1
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and "Priya" not in err and "55512345" not in err
+    first, second = [line for line in err.splitlines() if line.strip()]
+    assert first.startswith("internal error: RuntimeError at trustfm.cli.data_check:")
+    assert "--debug" in second and "TRUSTFM_DEBUG" in second
+    with pytest.raises(RuntimeError):
+        main(["data", "check", str(tmp_path / "d.csv"), "--no-issues", "--debug"])
+    monkeypatch.setenv("TRUSTFM_DEBUG", "1")
+    with pytest.raises(RuntimeError):
+        main(["data", "check", str(tmp_path / "d.csv"), "--no-issues"])

@@ -184,7 +184,7 @@ def read_table_source(
         frame = _read_json(text if text is not None else path, source, columns)
         return _select(frame, columns, source, selected=True), source
     delimiter = _sniff_delimiter(head.decode(encoding if encoding != "utf-8-sig" else "utf-8", "replace")
-                                 if text is None else text[:SNIFF_BYTES], suffix_format, source)
+                                 if text is None else text[:SNIFF_BYTES], suffix_format, source, columns)
     frame = _read_delimited(text if text is not None else (io.BytesIO(blob) if blob is not None else path),
                             source, delimiter=delimiter, tsv=suffix_format == "tsv" and delimiter == "\t",
                             encoding=encoding, columns=columns)
@@ -282,23 +282,31 @@ def _decode(head: bytes, blob: bytes | None, source: TableSource) -> tuple[str, 
     return encoding, text.lstrip("\ufeff")
 
 
-def _sniff_delimiter(head_text: str, suffix_format: str | None, source: TableSource) -> str:
-    """The delimiter that splits the first lines into the same number (> 1) of fields; else the suffix's."""
+def _sniff_delimiter(head_text: str, suffix_format: str | None, source: TableSource,
+                     columns: Sequence[str] | None = None) -> str:
+    """The delimiter whose header holds the configured columns and that splits the first lines alike.
+
+    Ranked by: how many configured columns the header then names, how many of
+    the first 50 lines have the header's field count, and the suffix's own
+    delimiter first on a tie. A file of one column gets the suffix's delimiter.
+    """
     default = "\t" if suffix_format == "tsv" else ","
     lines = head_text.splitlines()
     if len(head_text) >= SNIFF_BYTES - 4 and len(lines) > 1:
         lines = lines[:-1]  # the last line may be cut at the sniff boundary
     lines = [line for line in lines if line.strip()][:50]
-    best, best_score = default, (0, 0)
+    wanted = {c.strip().casefold() for c in columns or ()}
+    best, best_score = default, (0, 0, 0)
     for delimiter in _DELIMITERS:
         try:
-            counts = [len(r) for r in csv.reader(lines, delimiter=delimiter)] if lines else []
+            rows = list(csv.reader(lines, delimiter=delimiter)) if lines else []
         except csv.Error:
             continue
-        if not counts or counts[0] < 2:
+        if not rows or len(rows[0]) < 2:
             continue
-        consistent = sum(1 for c in counts if c == counts[0])
-        score = (consistent, counts[0] if delimiter == default else 0)
+        named = len(wanted & {h.strip().casefold() for h in rows[0]})
+        consistent = sum(1 for r in rows if len(r) == len(rows[0]))
+        score = (named, consistent, 1 if delimiter == default else 0)
         if score > best_score:
             best, best_score = delimiter, score
     if best != default:

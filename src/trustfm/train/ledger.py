@@ -65,6 +65,8 @@ class PrivacyLedger:
 
     @contextmanager
     def _locked(self) -> Iterator[None]:
+        if not self.path.name or self.path.is_dir():
+            raise ConfigError(f"privacy ledger {self.path} is a folder; give a file path (privacy.ledger)")
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             handle = open(self.path.with_name(self.path.name + ".lock"), "a+")
