@@ -69,10 +69,14 @@ def fsync_folder(folder: Path) -> None:
 
 
 def _remove(path: Path) -> None:
+    """Best effort: on a read-only or vanished file system the temporary may never have existed."""
     if path.is_dir() and not path.is_symlink():
         shutil.rmtree(path, ignore_errors=True)
-    else:
+        return
+    try:
         path.unlink(missing_ok=True)
+    except OSError:
+        pass
 
 
 @contextmanager
