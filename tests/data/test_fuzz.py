@@ -6,13 +6,11 @@ number of examples with no shrinking deadline, well under a minute in all.
 
 from __future__ import annotations
 
-import codecs
 import csv
 import io
 import math
 
 import pandas as pd
-import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 

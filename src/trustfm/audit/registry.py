@@ -17,9 +17,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
+# registry order is run order: robustness before explanations, whose error slices read its result
 BUILTIN_MODULES = (
-    "trustfm.audit.performance.plugin", "trustfm.audit.fairness.plugin", "trustfm.audit.explanations.plugin",
-    "trustfm.audit.robustness.plugin", "trustfm.audit.attacks.plugin", "trustfm.audit.ood.plugin",
+    "trustfm.audit.performance.plugin", "trustfm.audit.fairness.plugin", "trustfm.audit.robustness.plugin",
+    "trustfm.audit.explanations.plugin", "trustfm.audit.attacks.plugin", "trustfm.audit.ood.plugin",
     "trustfm.audit.output_rules.plugin", "trustfm.audit.ensemble.plugin", "trustfm.audit.membership.plugin",
     "trustfm.audit.data_quality.plugin",
 )

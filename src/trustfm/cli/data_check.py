@@ -31,6 +31,9 @@ def check(
     near_threshold: float = typer.Option(0.97, "--near-threshold", help="cosine similarity for near duplicates"),
     fix: Optional[Path] = typer.Option(None, "--fix", help="write a cleaned copy here (+ OUT.log.jsonl of every change)"),
     relabel: bool = typer.Option(False, "--relabel", help="with --fix: relabel label issues instead of removing them"),
+    model_sample: int = typer.Option(8000, "--model-sample", min=0,
+                                     help="rows embedded for label issues and near duplicates (a seeded sample; "
+                                          "0: all rows). Exact duplicates and leakage always cover every row"),
     output_format: OutputFormat = FORMAT_OPTION,
 ) -> None:
     """Count rows, labels and problems; find label issues, duplicates and leakage; optionally write a cleaned copy.
@@ -79,7 +82,7 @@ def check(
 
     tokenizer = AutoTokenizer.from_pretrained(resolve_model_dir(cfg.model.name_or_path), local_files_only=True)
     encoded = encode_texts(tokenizer, part.texts, cfg.data.max_length)
-    lengths = encoded.lengths
+    lengths = encoded.full_lengths  # before truncation: what the texts are, not what the model keeps
     too_long = int(encoded.truncated.sum())
     if too_long:
         kinds["too_long"] = too_long
@@ -97,7 +100,7 @@ def check(
         "problem_reasons": dict(reasons),
         "first_rows": first_rows,
         "policies": cfg.data.on_problem.model_dump(),
-        "tokens": {
+        "tokens": {  # per text, special tokens included, before truncation to max_length
             "max_length": cfg.data.max_length,
             "mean": float(lengths.mean()) if len(lengths) else 0.0,
             "p95": float(_quantile(lengths, 0.95)),
@@ -106,8 +109,8 @@ def check(
         },
     }
     if issues or fix is not None:
-        report["issues"], actions = _find_issues(part, cfg, test_data=test_data,
-                                                 near_threshold=near_threshold, relabel=relabel)
+        report["issues"], actions = _find_issues(part, cfg, test_data=test_data, near_threshold=near_threshold,
+                                                 relabel=relabel, model_sample=model_sample)
         if fix is not None:
             report["fix"] = _write_fix(frame, part, actions, fix, cfg.data.label_column)
     blocking = {k: n for k, n in kinds.items() if getattr(cfg.data.on_problem, k) == "error"}
@@ -127,13 +130,20 @@ def check(
 
 
 
-def _find_issues(part, cfg, *, test_data, near_threshold: float, relabel: bool):
+def _find_issues(part, cfg, *, test_data, near_threshold: float, relabel: bool, model_sample: int):
+    import numpy as np
+
     from trustfm.audit.data_quality.issues import clean_plan, embed, find_issues
     from trustfm.data.validate import label_order, validate_table
     from trustfm.data.io import read_table
 
     names = label_order(part.labels)
-    features = embed(part.texts, model_name_or_path=cfg.model.name_or_path, max_length=cfg.data.max_length)
+    positions = None
+    if model_sample and len(part) > model_sample:
+        # embedding is the cost (about 150 texts/s on 2 CPU cores): a seeded sample keeps the check within minutes
+        positions = np.sort(np.random.default_rng(cfg.seed).choice(len(part), size=model_sample, replace=False))
+    texts = part.texts if positions is None else [part.texts[i] for i in positions]
+    features = embed(texts, model_name_or_path=cfg.model.name_or_path, max_length=cfg.data.max_length)
     test = None
     if test_data is not None:
         test = validate_table(read_table(test_data, cfg.data.format), file=str(test_data),
@@ -142,7 +152,7 @@ def _find_issues(part, cfg, *, test_data, near_threshold: float, relabel: bool):
         part.texts, part.labels, part.rows, features, names, near_threshold=near_threshold, seed=cfg.seed,
         test_texts=test.texts if test else (), test_rows=test.rows if test else None,
         test_features=embed(test.texts, model_name_or_path=cfg.model.name_or_path, max_length=cfg.data.max_length)
-        if test else None,
+        if test else None, model_positions=positions,
     )
     actions = clean_plan(findings, relabel=relabel)
     by_kind = Counter(d.kind for d in findings.duplicates)
@@ -153,9 +163,13 @@ def _find_issues(part, cfg, *, test_data, near_threshold: float, relabel: bool):
         "duplicates": dict(by_kind),
         "conflicting_duplicates": sum(1 for d in findings.duplicates if d.same_label is False),
         "duplicate_rows": [d.row for d in findings.duplicates[:10]],
+        # test rows that repeat a training row: each test row counted once, by the first kind that matched
         "leakage": len(findings.leakage) if test is not None else None,
+        "leakage_by_kind": dict(Counter(d.kind for d in findings.leakage)) if test is not None else None,
         "leakage_test_rows": [d.row for d in findings.leakage[:10]],
         "near_threshold": near_threshold,
+        # label issues and near duplicates come from this many rows; exact duplicates and leakage from all
+        "model_rows": len(part) if positions is None else len(positions),
     }
     return summary, actions
 
@@ -214,15 +228,21 @@ def _print(report: dict) -> None:
         policy = report["policies"][kind]
         table.add_row(f"problem: {kind} ({policy})", f"{n} (rows {', '.join(map(str, report['first_rows'][kind]))}…)")
     tokens = report["tokens"]
-    table.add_row("tokens mean / p95 / max", f"{tokens['mean']:.1f} / {tokens['p95']:.0f} / {tokens['max']}")
+    table.add_row("tokens before truncation: mean / p95 / max",
+                  f"{tokens['mean']:.1f} / {tokens['p95']:.0f} / {tokens['max']}")
+    table.add_row(f"texts longer than max_length {tokens['max_length']}", str(tokens["truncated"]))
     issues = report.get("issues")
     if issues:
-        table.add_row("label issues (cleanlab)", str(issues["label_issues"]))
+        sampled = issues["model_rows"] < report["usable_rows"]
+        table.add_row("label issues (cleanlab" + (f", on a sample of {issues['model_rows']} rows; --model-sample 0 "
+                                                  "for all" if sampled else "") + ")", str(issues["label_issues"]))
         for kind, n in issues["duplicates"].items():
             table.add_row(f"duplicates: {kind}", str(n))
         table.add_row("duplicates with conflicting labels", str(issues["conflicting_duplicates"]))
         if issues["leakage"] is not None:
-            table.add_row("test rows leaked from training", str(issues["leakage"]))
+            by_kind = ", ".join(f"{n} {k}" for k, n in issues["leakage_by_kind"].items()) or "none"
+            table.add_row(f"test rows that repeat a training row (exact, normalised, near ≥ {issues['near_threshold']})",
+                          f"{issues['leakage']} ({by_kind})")
     if "fix" in report:
         f = report["fix"]
         table.add_row("cleaned copy", f"{f['output']}: {f['rows_out']} of {f['rows_in']} rows, "

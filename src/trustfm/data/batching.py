@@ -23,9 +23,12 @@ class EncodedTexts:
     input_ids: list[np.ndarray]
     max_length: int
     truncated: np.ndarray  # bool, shape (n,)
+    # tokens per text before truncation, special tokens included, shape (n,); None where not measured
+    full_lengths: np.ndarray | None = None
 
     @property
     def lengths(self) -> np.ndarray:
+        """Tokens per text as kept (after truncation), shape (n,)."""
         return np.fromiter((len(x) for x in self.input_ids), dtype=np.int64, count=len(self.input_ids))
 
     def __len__(self) -> int:
@@ -36,10 +39,14 @@ def encode_texts(tokenizer, texts: Sequence[str], max_length: int, chunk: int = 
     """Tokenise ``texts`` with special tokens, truncating to ``max_length`` tokens.
 
     Truncation is detected in the same pass through the fast tokenizer's overflow
-    mapping, so it costs no second tokenisation.
+    mapping, so it costs no second tokenisation; the overflow pieces also give each
+    text's length before truncation (``full_lengths``: the pieces' contents add up,
+    the stride being 0).
     """
     ids: list[np.ndarray] = []
     truncated = np.zeros(len(texts), dtype=bool)
+    specials = tokenizer.num_special_tokens_to_add(pair=False)
+    full = np.zeros(len(texts), dtype=np.int64)
     for start in range(0, len(texts), chunk):
         part = list(texts[start : start + chunk])
         enc = tokenizer(
@@ -53,15 +60,18 @@ def encode_texts(tokenizer, texts: Sequence[str], max_length: int, chunk: int = 
         mapping = enc.get("overflow_to_sample_mapping")
         if mapping is None:  # slow tokenizers: no overflow mapping; one row per text
             ids.extend(np.asarray(x, dtype=np.int64) for x in enc["input_ids"])
+            full[start:start + len(part)] = [len(x) for x in enc["input_ids"]]
             continue
         previous = -1
         for row, sample in enumerate(mapping):
+            full[start + sample] += len(enc["input_ids"][row]) - specials
             if sample == previous:
                 truncated[start + sample] = True
                 continue
             ids.append(np.asarray(enc["input_ids"][row], dtype=np.int64))
             previous = sample
-    return EncodedTexts(input_ids=ids, max_length=max_length, truncated=truncated)
+        full[start:start + len(part)] += specials
+    return EncodedTexts(input_ids=ids, max_length=max_length, truncated=truncated, full_lengths=full)
 
 
 def bucketed_batches(

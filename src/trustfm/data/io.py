@@ -185,8 +185,11 @@ def read_table_source(
         return _select(frame, columns, source, selected=True), source
     delimiter = _sniff_delimiter(head.decode(encoding if encoding != "utf-8-sig" else "utf-8", "replace")
                                  if text is None else text[:SNIFF_BYTES], suffix_format, source, columns)
+    tsv = suffix_format == "tsv" and delimiter == "\t"
+    if tsv:
+        source.format = "tsv"
     frame = _read_delimited(text if text is not None else (io.BytesIO(blob) if blob is not None else path),
-                            source, delimiter=delimiter, tsv=suffix_format == "tsv" and delimiter == "\t",
+                            source, delimiter=delimiter, tsv=tsv,
                             encoding=encoding, columns=columns)
     return frame, source
 

@@ -8,8 +8,6 @@ and ``trustfm_model.json`` with class names and pooling.
 from __future__ import annotations
 
 import json
-import os
-import shutil
 from pathlib import Path
 
 import torch
@@ -143,32 +141,24 @@ def init_head_from_descriptions(
 def save_classifier(
     model: TextClassifier, tokenizer, folder: str | Path, *, label_names: list[str], extra: dict | None = None
 ) -> Path:
-    """Write the classifier folder atomically: a temporary folder, then a rename."""
+    """Write the classifier folder crash-safely: a temporary folder, fsynced, then renamed over the old one."""
     from safetensors.torch import save_file
 
+    from trustfm.fileio import atomic_path
+
     folder = Path(folder)
-    tmp = folder.with_name(folder.name + ".tmp")
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir(parents=True)
-    model.encoder.save_pretrained(tmp, safe_serialization=True)
-    save_file({k: v.detach().contiguous() for k, v in model.head.state_dict().items()}, str(tmp / HEAD_FILE))
-    tokenizer.save_pretrained(tmp)
-    meta = {
-        "label_names": list(label_names),
-        "pooling": model.pooling,
-        "dropout": model.dropout.p,
-        **(extra or {}),
-    }
-    (tmp / MODEL_META).write_text(json.dumps(meta, indent=2), encoding="utf-8")
-    old = folder.with_name(folder.name + ".old")
-    if folder.exists():
-        if old.exists():
-            shutil.rmtree(old)
-        os.replace(folder, old)
-    os.replace(tmp, folder)
-    if old.exists():
-        shutil.rmtree(old)
+    with atomic_path(folder) as tmp:
+        tmp.mkdir()
+        model.encoder.save_pretrained(tmp, safe_serialization=True)
+        save_file({k: v.detach().contiguous() for k, v in model.head.state_dict().items()}, str(tmp / HEAD_FILE))
+        tokenizer.save_pretrained(tmp)
+        meta = {
+            "label_names": list(label_names),
+            "pooling": model.pooling,
+            "dropout": model.dropout.p,
+            **(extra or {}),
+        }
+        (tmp / MODEL_META).write_text(json.dumps(meta, indent=2), encoding="utf-8")
     return folder
 
 

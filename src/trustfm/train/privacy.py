@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import math
 import warnings
-from pathlib import Path
 from typing import Literal
 
 import numpy as np

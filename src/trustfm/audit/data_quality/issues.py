@@ -51,6 +51,7 @@ class CleaningFindings(BaseModel):
     out_of_fold_accuracy: float | None  # accuracy of the out-of-fold probabilities (how trustworthy they are)
     near_threshold: float
     folds: int
+    model_rows: int | None = None  # rows the model-based checks (label issues, near duplicates) saw; None: all
 
 
 class RowAction(BaseModel):
@@ -134,24 +135,33 @@ def _near_pairs(a: np.ndarray, b: np.ndarray, threshold: float, *, same: bool, c
 def find_issues(
     texts: Sequence[str], labels: Sequence[str], rows: np.ndarray, features: np.ndarray, label_names: Sequence[str], *,
     test_texts: Sequence[str] = (), test_rows: np.ndarray | None = None, test_features: np.ndarray | None = None,
-    near_threshold: float = 0.97, folds: int = 5, seed: int = 0,
+    near_threshold: float = 0.97, folds: int = 5, seed: int = 0, model_positions: np.ndarray | None = None,
 ) -> CleaningFindings:
-    """All findings for one labelled file (``features`` from :func:`embed`, rows' file numbers in ``rows``)."""
+    """All findings for one labelled file (``features`` from :func:`embed`, rows' file numbers in ``rows``).
+
+    ``model_positions``: the positions of ``texts`` that ``features`` embed, when
+    the model-based checks (label issues, near duplicates, near leakage) run on a
+    sample; exact and normalised duplicates and leakage always cover every row.
+    """
     index = {n: i for i, n in enumerate(label_names)}
-    y = np.array([index[x] for x in labels])
+    y_all = np.array([index[x] for x in labels])
+    positions = np.arange(len(texts)) if model_positions is None else np.asarray(model_positions, dtype=np.int64)
+    y = y_all[positions]
     issues, oof_accuracy = [], None
     if len(set(y.tolist())) >= 2 and int(np.bincount(y).min()) >= 2:
         proba = out_of_fold_proba(features, y, folds=folds, seed=seed)
         oof_accuracy = float((proba.argmax(axis=1) == y).mean())
-        for i in label_issues(y, proba):
-            issues.append(LabelIssue(row=int(rows[i]), given=labels[i], suggested=label_names[int(proba[i].argmax())],
-                                     self_confidence=float(proba[i, y[i]])))
+        for k in label_issues(y, proba):
+            i = positions[k]
+            issues.append(LabelIssue(row=int(rows[i]), given=labels[i], suggested=label_names[int(proba[k].argmax())],
+                                     self_confidence=float(proba[k, y[k]])))
     duplicates, marked = [], set()
     for i, j, kind in _text_duplicates(texts):
         duplicates.append(DuplicatePair(row=int(rows[i]), duplicate_of=int(rows[j]), kind=kind, similarity=1.0,
                                         same_label=labels[i] == labels[j]))
         marked.add(i)
-    for i, j, sim in _near_pairs(features, features, near_threshold, same=True):
+    for k, m, sim in _near_pairs(features, features, near_threshold, same=True):
+        i, j = int(positions[k]), int(positions[m])
         if i not in marked:
             duplicates.append(DuplicatePair(row=int(rows[i]), duplicate_of=int(rows[j]), kind="near", similarity=sim,
                                             same_label=labels[i] == labels[j]))
@@ -172,13 +182,14 @@ def find_issues(
         best: dict[int, tuple[int, float]] = {}
         for i, j, sim in _near_pairs(test_features, features, near_threshold, same=False):
             if i not in leaked and (i not in best or sim > best[i][1]):
-                best[i] = (j, sim)
+                best[i] = (int(positions[j]), sim)
         for i, (j, sim) in sorted(best.items()):
             leakage.append(DuplicatePair(row=int(test_rows[i]), duplicate_of=int(rows[j]), kind="near", similarity=sim,
                                          same_label=None))
     duplicates.sort(key=lambda d: d.row)
     return CleaningFindings(rows=len(texts), label_issues=issues, duplicates=duplicates, leakage=leakage,
-                            out_of_fold_accuracy=oof_accuracy, near_threshold=near_threshold, folds=folds)
+                            out_of_fold_accuracy=oof_accuracy, near_threshold=near_threshold, folds=folds,
+                            model_rows=None if model_positions is None else len(positions))
 
 
 def clean_plan(findings: CleaningFindings, *, relabel: bool = False, remove_near: bool = True) -> list[RowAction]:

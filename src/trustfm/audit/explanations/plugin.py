@@ -18,7 +18,7 @@ from trustfm.audit.explanations.methods import (
 )
 from trustfm.audit.context import AuditContext, as_context
 from trustfm.audit.registry import register_audit
-from trustfm.results import Result, per_item_metrics
+from trustfm.results import Interval, Result, per_item_metrics
 
 
 class ExplanationReport(Result):
@@ -46,6 +46,31 @@ class ExplanationTexts(Result):
     def metrics(self) -> dict[str, float]:
         """None: per-text attributions have no dataset-level numbers."""
         return {}
+
+
+def perturbation_slices(robustness_file: Path) -> tuple[list, str | None]:
+    """Error rate on each perturbation's texts, read from the robustness audit's result; else why there is none.
+
+    The robustness audit measured accuracy on perturbed texts against their
+    expected labels; the error rate is its complement, interval included.
+    """
+    import json
+
+    from trustfm.audit.explanations.methods import ErrorSlice
+
+    if not robustness_file.exists():
+        return [], "needs the robustness audit's result: run `trustfm audit robustness RUN_DIR` first"
+    tests = json.loads(robustness_file.read_text(encoding="utf-8")).get("tests", [])
+    slices = []
+    for test in tests:
+        accuracy = test.get("accuracy")
+        if not accuracy or test.get("n", 0) < 10:
+            continue
+        low, high = accuracy.get("low"), accuracy.get("high")
+        error = Interval(value=1.0 - accuracy["value"], low=None if high is None else 1.0 - high,
+                         high=None if low is None else 1.0 - low, confidence=accuracy.get("confidence"))
+        slices.append(ErrorSlice(slice="perturbation", value=test["name"], n=int(test["n"]), error_rate=error))
+    return slices, None if slices else "the robustness result has no perturbation with an accuracy on 10+ texts"
 
 
 @register_audit("explanations", "token attributions (IG, occlusion, KernelSHAP) with ERASER faithfulness, global terms, error slices",
@@ -83,10 +108,14 @@ def explain_run(
     # so it scales to hundreds of texts on a CPU; the faithfulness table shows how it compares
     occlusion = make_explainer("occlusion", runner.model, runner.tokenizer, max_length=max_length, seed=config.seed)
     global_view = global_explanation(occlusion, [texts[i] for i in chosen], predicted[chosen], names, dataset=dataset)
-    slices, not_sliced = [], {"perturbation": "needs the robustness audit's perturbations (not in this run)"}
+    slices, not_sliced = [], {}
     if y_true is not None:
         lengths = np.array([len(runner.tokenizer(t, truncation=True, max_length=max_length)["input_ids"]) for t in texts])
         slices = error_slices(predicted == y_true, lengths, groups, seed=config.seed)
+        perturbed, why_not = perturbation_slices(ctx.paths.result("robustness"))
+        slices = sorted(slices + perturbed, key=lambda s: -s.error_rate.value)
+        if why_not:
+            not_sliced["perturbation"] = why_not
         if not groups:
             not_sliced["group"] = "the run's data has no group columns"
     else:
