@@ -38,6 +38,7 @@ class Case:
     rows: int | None = None  # rows read, for exit 0
     row: int | None = None  # the row the error names
     column: str | None = None  # the column the error names
+    settings: tuple[str, ...] = ("data.min_class_rows=1",)  # the corpus files are tiny
 
 
 def _zip(entries: dict[str, bytes]) -> bytes:
@@ -146,6 +147,9 @@ CASES = [
     Case("blank line in the middle", "d.csv", b"text,label\ngood,pos\n\nbad,neg\n", 3, "empty", row=2),
     Case("blank lines at the end", "d.csv", (GOOD + "\n\n\n").encode(), 0, "blank line(s) at the end", rows=3),
     Case("missing label", "d.csv", b"text,label\ngood,pos\nbad,\n", 3, "missing label", row=2, column="label"),
+    Case("a class of one row (a typo)", "d.csv",
+         ("text,label\n" + "".join(f"row {i},{'pos' if i % 2 else 'neg'}\n" for i in range(30)) + "odd one,2\n").encode(),
+         3, "class '2' has 1 rows, fewer than data.min_class_rows = 10", row=31, column="label", settings=()),
     # --- JSON
     Case("json array", "d.json", json.dumps([{"text": "a", "label": "pos"}, {"text": "b", "label": "neg"}]).encode(),
          0, "one JSON array", rows=2),
@@ -196,8 +200,8 @@ def test_the_corpus_is_large_and_covers_both_outcomes():
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
 def test_malformed_input(case, tmp_path, capsys):
     path = _materialise(case, tmp_path)
-    code = main(["data", "check", str(path), "--no-issues", "--format", "json",
-                 "--set", "data.label_column=label"])
+    settings = [flag for setting in case.settings for flag in ("--set", setting)]
+    code = main(["data", "check", str(path), "--no-issues", "--format", "json", *settings])
     out, err = capsys.readouterr()
     assert "Traceback" not in out + err
     assert SECRET not in out + err
@@ -251,7 +255,8 @@ def test_encrypted_files_fail_cleanly_with_a_wrong_key_or_cut_short(tmp_path, mo
     (tmp_path / "cut.csv").write_bytes(blob[: len(blob) // 2])
     (tmp_path / "header-only.csv").write_bytes(blob[:20])  # the format header and part of the nonce
     monkeypatch.setenv("TRUSTFM_ENCRYPTION_KEY", key.hex())
-    assert main(["data", "check", str(tmp_path / "good.csv"), "--no-issues", "--format", "json"]) == 0
+    assert main(["data", "check", str(tmp_path / "good.csv"), "--no-issues", "--format", "json",
+                 "--set", "data.min_class_rows=1"]) == 0
     capsys.readouterr()
     for name in ("cut.csv", "header-only.csv"):
         assert main(["data", "check", str(tmp_path / name), "--no-issues"]) == 2

@@ -42,7 +42,7 @@ def test_rerun_into_an_existing_run_folder_is_refused(tiny_config):
 
     config = load_config(None, {**tiny_config, "train.epochs": 1})
     train_and_evaluate(config, show_progress=False)
-    with pytest.raises(ConfigError, match="--resume"):
+    with pytest.raises(ConfigError, match="already holds a finished run"):
         train_and_evaluate(config, show_progress=False)
 
 

@@ -95,6 +95,11 @@ class AuditContext:
             recorded = self.run_info.data_hashes
             if recorded and recorded != data.file_hashes:
                 raise DataError(f"data files changed since training (hashes differ from {self.paths.run_info})")
+            if data_config.on_problem.too_long != "truncate":
+                # the rows training dropped (or refused) as too long are not judged either
+                from trustfm.data.prepare import apply_length_policies
+
+                apply_length_policies(data, self.predictor.tokenizer, data_config)
             self._data_with[columns] = data
         return self._data_with[columns]
 

@@ -48,6 +48,7 @@ class ProblemPolicies(_Strict):
     duplicate_id: ProblemPolicy = "error"
     undecodable: ProblemPolicy = "error"
     not_text: ProblemPolicy = "error"  # a JSON object or array where a text or label belongs
+    rare_class: ProblemPolicy = "error"  # a label with fewer than data.min_class_rows training rows (a typo?)
     control_characters: Literal["strip", "keep", "error", "drop"] = "strip"  # C0/C1 controls, bidi overrides
     too_long: Literal["truncate", "error", "drop"] = "truncate"
 
@@ -64,6 +65,7 @@ class DataConfig(_Strict):
     id_column: str | None = None
     group_columns: list[str] = Field(default_factory=list)
     max_length: int = Field(128, ge=8, le=4096, description="tokens per text, special tokens included")
+    min_class_rows: int = Field(10, ge=1, description="a class with fewer training rows is a problem (rare_class)")
     split: SplitConfig = Field(default_factory=SplitConfig)
     on_problem: ProblemPolicies = Field(default_factory=ProblemPolicies)
 

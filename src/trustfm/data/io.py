@@ -320,7 +320,7 @@ def _sniff_delimiter(head_text: str, suffix_format: str | None, source: TableSou
     return best
 
 
-def _header_cells(source_obj, *, delimiter: str, tsv: bool, encoding: str) -> list[str]:
+def _header_cells(source_obj, *, delimiter: str, tsv: bool, encoding: str, name: str) -> list[str]:
     """The header row as the file spells it."""
     if isinstance(source_obj, str):
         first = source_obj
@@ -332,7 +332,10 @@ def _header_cells(source_obj, *, delimiter: str, tsv: bool, encoding: str) -> li
             first = handle.read(SNIFF_BYTES * 4).decode("utf-8-sig" if encoding == "utf-8-sig" else "utf-8",
                                                         "surrogateescape")
     quoting = csv.QUOTE_NONE if tsv else csv.QUOTE_MINIMAL
-    return next(csv.reader(io.StringIO(first), delimiter=delimiter, quoting=quoting), [])
+    try:
+        return next(csv.reader(io.StringIO(first, newline=""), delimiter=delimiter, quoting=quoting), [])
+    except csv.Error as exc:
+        raise DataError(f"the header line cannot be parsed ({_short(exc)})", file=name) from None
 
 
 def _match_columns(header: Sequence[object], wanted: Sequence[str], source: TableSource) -> dict[str, int]:
@@ -396,7 +399,7 @@ def _read_delimited(source_obj, source: TableSource, *, delimiter: str, tsv: boo
     # TSV follows the GLUE convention: no quoting at all, so a stray quote
     # character is text, not the start of a multi-line field.
     options = {"sep": delimiter, "quoting": csv.QUOTE_NONE if tsv else csv.QUOTE_MINIMAL}
-    header = _header_cells(source_obj, delimiter=delimiter, tsv=tsv, encoding=encoding)
+    header = _header_cells(source_obj, delimiter=delimiter, tsv=tsv, encoding=encoding, name=source.path)
     if not any(str(h).strip() for h in header):
         raise DataError("the first line (the header) is empty", file=source.path)
     if columns is None:

@@ -48,6 +48,7 @@ class PreparedData:
     label_names: list[str]
     file_hashes: dict[str, str] = field(default_factory=dict)
     rejected: list[Rejection] = field(default_factory=list)
+    rows_read: int = 0  # data rows in the files read; rows_read - len(rejected) = train + validation + test
 
     def label_ids(self, part: LabelledTexts) -> np.ndarray:
         index = {name: i for i, name in enumerate(self.label_names)}
@@ -89,6 +90,38 @@ def load_labelled(
     return part
 
 
+def rare_classes(labels: list[str], min_rows: int) -> dict[str, int]:
+    """Classes with fewer than ``min_rows`` rows -> their row count."""
+    from collections import Counter
+
+    return {label: n for label, n in Counter(labels).items() if n < min_rows}
+
+
+def drop_rare_classes(part: LabelledTexts, config: DataConfig) -> LabelledTexts:
+    """Apply ``on_problem.rare_class`` to classes with fewer than ``min_class_rows`` training rows.
+
+    One row labelled ``2`` in a binary file is far likelier a typo than a class:
+    under the default policy it stops the run, naming the label and its first row.
+    """
+    rare = rare_classes(part.labels, config.min_class_rows)
+    if not rare:
+        return part
+    positions = [i for i, label in enumerate(part.labels) if label in rare]
+    shown = ", ".join(f"'{label}' ({n} rows)" for label, n in sorted(rare.items()))
+    reason = f"class with fewer than data.min_class_rows = {config.min_class_rows} training rows"
+    if config.on_problem.rare_class == "error":
+        raise DataError(f"{reason}: {shown} (fix the labels, lower data.min_class_rows, or set "
+                        "data.on_problem.rare_class: drop)", file=part.file, row=int(part.rows[positions[0]]),
+                        column=config.label_column)
+    keep = sorted(set(range(len(part))) - set(positions))
+    kept = part.subset(keep)
+    kept.rows_in, kept.notes = part.rows_in, part.notes
+    kept.rejected = part.rejected + [Rejection(part.file, int(part.rows[i]), config.label_column, "rare_class",
+                                               reason) for i in positions]
+    kept.rejected.sort(key=lambda r: r.row)
+    return kept
+
+
 def prepare_data(config: DataConfig, *, seed: int) -> PreparedData:
     """Load the configured files, validate them, and split what is not given."""
     if config.train is None:
@@ -96,6 +129,7 @@ def prepare_data(config: DataConfig, *, seed: int) -> PreparedData:
     train_all = load_labelled(config.train, config)
     if len(train_all) == 0:
         raise DataError("no usable rows after validation", file=str(config.train))
+    train_all = drop_rare_classes(train_all, config)
     names = label_order(train_all.labels)
     if len(names) < 2:
         raise DataError(
@@ -128,7 +162,27 @@ def prepare_data(config: DataConfig, *, seed: int) -> PreparedData:
             "validation split is empty: give data.validation or raise data.split.validation",
             file=str(config.train),
         )
-    return PreparedData(train, validation, test, names, hashes, rejected)
+    rows_read = train_all.rows_in + sum(part.rows_in for part in loaded.values())
+    return PreparedData(train, validation, test, names, hashes, rejected, rows_read)
+
+
+def apply_length_policies(data: PreparedData, tokenizer, config: DataConfig) -> dict[str, int]:
+    """Apply ``on_problem.too_long`` to every split of ``data`` in place; returns texts truncated per split.
+
+    Dropped rows join ``data.rejected``, so the counts still add up. Training
+    and every audit apply it the same way, so they judge the same rows.
+    """
+    from trustfm.data.batching import encode_texts
+
+    truncated = {}
+    for role in ("train", "validation", "test"):
+        part = getattr(data, role)
+        encoded = encode_texts(tokenizer, part.texts, config.max_length)
+        kept, _, dropped = apply_length_policy(part, encoded, config.on_problem.too_long, config.text_column)
+        setattr(data, role, kept)
+        data.rejected.extend(dropped)
+        truncated[role] = int(encoded.truncated.sum()) if config.on_problem.too_long == "truncate" else 0
+    return truncated
 
 
 def apply_length_policy(

@@ -14,18 +14,7 @@ from trustfm.fileio import write_lines_atomic
 from trustfm.runs import RunPaths, RunRecord, now_iso, package_versions
 
 log = logging.getLogger("trustfm.train")
-
-
-def _encode_part(part, tokenizer, config: RunConfig, rejected: list):
-    from trustfm.data.batching import encode_texts
-    from trustfm.data.prepare import apply_length_policy
-
-    encoded = encode_texts(tokenizer, part.texts, config.data.max_length)
-    part, encoded, dropped = apply_length_policy(
-        part, encoded, config.data.on_problem.too_long, config.data.text_column
-    )
-    rejected.extend(dropped)
-    return part, encoded
+TRAIN_LOCK = ".train.lock"  # held (flock) by the one process training a run folder
 
 
 def write_rejections(path: Path, rejected: Sequence) -> None:
@@ -46,7 +35,8 @@ def _discard_unstarted_run(paths: RunPaths, *, fresh: bool, created: bool):
             if created:
                 shutil.rmtree(paths.root, ignore_errors=True)
             else:
-                for path in (paths.run_info, paths.config, paths.rejected, paths.result("pii")):
+                for path in (paths.run_info, paths.config, paths.rejected, paths.result("pii"),
+                             paths.root / TRAIN_LOCK):
                     path.unlink(missing_ok=True)
         raise
 
@@ -92,7 +82,7 @@ def _training_lock(paths: RunPaths):
 
     try:
         paths.root.mkdir(parents=True, exist_ok=True)
-        handle = open(paths.root / ".train.lock", "a+")
+        handle = open(paths.root / TRAIN_LOCK, "a+")
     except OSError as exc:
         raise output_error(paths.root, exc) from None
     with handle:
@@ -108,7 +98,8 @@ def _training_lock(paths: RunPaths):
 
 def _train_locked(config: RunConfig, paths: RunPaths, *, created: bool, resume: bool, show_progress: bool,
                   extra_components: Sequence) -> RunPaths:
-    from trustfm.data.prepare import file_sha256, prepare_data
+    from trustfm.data.batching import encode_texts
+    from trustfm.data.prepare import apply_length_policies, file_sha256, prepare_data
     from trustfm.metrics import quick_metrics
     from trustfm.models import build_classifier, save_classifier
     from trustfm.models.loading import resolve_model_dir, weight_files
@@ -154,13 +145,17 @@ def _train_locked(config: RunConfig, paths: RunPaths, *, created: bool, resume: 
         seed_everything(config.seed)
         model, tokenizer = build_classifier(config.model, data.label_names)
         setup.model, setup.tokenizer = model, tokenizer
+        # the length policy acts on every split before augmentation: the counts add up per split
+        truncated = apply_length_policies(data, tokenizer, config.data)
         rejected = list(data.rejected)
-        train_part, augmented = data.train, 0
+        train, augmented = data.train, 0
         for component in components:
-            train_part, added = component.wrap_train(setup, train_part)
+            train, added = component.wrap_train(setup, train)
             augmented += added
-        train, train_enc = _encode_part(train_part, tokenizer, config, rejected)
-        validation, val_enc = _encode_part(data.validation, tokenizer, config, rejected)
+        # augmented copies may outgrow max_length: they are cut, never dropped (they are not the user's rows)
+        train_enc = encode_texts(tokenizer, train.texts, config.data.max_length)
+        validation = data.validation
+        val_enc = encode_texts(tokenizer, validation.texts, config.data.max_length)
         setup.train, setup.train_label_ids = train, data.label_ids(train)
         write_rejections(paths.rejected, rejected)
         base_dir = resolve_model_dir(config.model.name_or_path)
@@ -171,10 +166,11 @@ def _train_locked(config: RunConfig, paths: RunPaths, *, created: bool, resume: 
             "weights_sha256": {p.name: file_sha256(p) for p in weight_files(base_dir)},
         }
         info.label_names = data.label_names
-        info.rows = {**data.counts(), "rejected": len(rejected), "augmented": augmented}
+        # read - rejected = train + validation + test (augmented rows come on top of train)
+        info.rows = {"read": data.rows_read, "rejected": len(rejected), **data.counts(), "augmented": augmented}
         info.fairness_mitigation = config.fairness.mitigation
         info.robust_training = config.robustness.model_dump(mode="json", exclude_defaults=True)
-        info.truncated = {"train": int(train_enc.truncated.sum()), "validation": int(val_enc.truncated.sum())}
+        info.truncated = truncated
         info.save(paths)
         # components whose callbacks add to the step/epoch records run before the logger writes them
         callbacks = [cb for c in components if c.adds_to_log for cb in c.callbacks(setup)]
