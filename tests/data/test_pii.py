@@ -48,6 +48,40 @@ def test_names_places_and_spelt_out_dates_are_found(scanner):
     assert [(f.entity, text[f.start:f.end]) for f in scanner.scan_one(text)] == [("IP_ADDRESS", "10.20.30.40")]
 
 
+@pytest.mark.parametrize("value", [
+    "+1 691 868 6636", "+1-379-550-2492", "+44 20 5799 9211", "6918686636", "07700900123", "0044 20 7946 0958",
+    "+91 98765 43210", "+234 803 123 4567", "+33 6 12 34 56 78", "691.868.6636", "691-868-6636 x123",
+])
+def test_phone_numbers_in_everyday_formats_are_found_valid_or_not(scanner, value):
+    text = f"Texted {value} and heard nothing."
+    assert [(f.entity, text[f.start:f.end]) for f in scanner.scan_one(text)] == [("PHONE_NUMBER", value)]
+
+
+@pytest.mark.parametrize("value", ["2296 0487 6475 9385", "2296-0487-6475-9385", "2296048764759385",
+                                   "000-12-3456"])
+def test_cards_in_groups_and_social_security_numbers_of_any_range_are_found(scanner, value):
+    text = f"Charged {value} twice."
+    entity = "US_SSN" if value.count("-") == 2 else "CREDIT_CARD"
+    assert [(f.entity, text[f.start:f.end]) for f in scanner.scan_one(text)] == [(entity, value)]
+
+
+@pytest.mark.parametrize("name", ["Priya Raghunathan", "Oluwasanmi Soyinka", "Nneka Ihejirika", "Kojo Twumasi",
+                                  "Gilbert Lemaire", "Titilayo Ninalowo"])
+def test_names_of_many_origins_are_masked(scanner, name):
+    text = f"Service was friendly and quick. Ask {name} about the refund."
+    assert name not in scanner.redact_one(text)
+
+
+def test_urls_end_at_url_boundaries_and_handles_follow_their_policy(scanner):
+    for text in ("refugees.Their homes were lost", "the sequel..sorry, the prequel", "Great product.Would buy again"):
+        assert scanner.scan_one(text) == [], text
+    assert scanner.redact_one("See www.example.com/page. Or example.org!") == "See <URL>. Or <URL>!"
+    text = "Loved it #BestBuy #JohnSmith, thanks @mary_jones (mail mary@jones.com)"
+    assert scanner.redact_one(text) == "Loved it #BestBuy #JohnSmith, thanks <HANDLE> (mail <EMAIL>)"
+    keep_mentions = PIIScanner(mentions="keep", hashtags="mask")
+    assert keep_mentions.redact_one(text) == "Loved it <HANDLE> <HANDLE>, thanks @mary_jones (mail <EMAIL>)"
+
+
 def test_batched_scan_matches_one_text_at_a_time(scanner):
     texts = ["", "Ask Maria Lopez in Boston.", "card 4111 1111 1111 1111 please", "nothing here", "Paris in May"]
     assert scanner.scan(texts, batch_size=2) == [scanner.scan_one(t) for t in texts]

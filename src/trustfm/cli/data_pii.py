@@ -29,11 +29,17 @@ def _texts_of(values: list) -> tuple[list[int], list[str]]:
     return rows, [values[i] for i in rows]
 
 
+MENTIONS_OPTION = typer.Option("mask", "--mentions", help="@-mentions: mask (as <HANDLE>) or keep [privacy.mentions]")
+HASHTAGS_OPTION = typer.Option("keep", "--hashtags", help="#hashtags: keep whole or mask [privacy.hashtags]")
+
+
 @data_app.command("scan")
 def scan(
     data: Path = typer.Argument(..., help="data file (csv, tsv, jsonl, parquet)"),
     column: Optional[list[str]] = typer.Option(None, "--column", help="columns to scan (default: every text column)"),
     data_format: str = typer.Option("auto", "--data-format", help="csv|tsv|jsonl|parquet"),
+    mentions: str = MENTIONS_OPTION,
+    hashtags: str = HASHTAGS_OPTION,
     output_format: OutputFormat = FORMAT_OPTION,
 ) -> None:
     """Count personal data per column and type (Presidio). Prints row numbers, never the values."""
@@ -41,7 +47,7 @@ def scan(
     from trustfm.data.pii import PIIScanner
 
     frame = read_table(data, data_format)
-    scanner = PIIScanner()
+    scanner = PIIScanner(mentions=mentions, hashtags=hashtags)
     counts: dict[str, Counter] = {}
     rows: dict[str, list[int]] = {}
     for c in _text_columns(frame, column):
@@ -77,6 +83,8 @@ def redact(
     data_format: str = typer.Option("auto", "--data-format", help="csv|tsv|jsonl|parquet"),
     encrypt: bool = typer.Option(False, "--encrypt", help="write the copy AES-GCM encrypted (trustfm reads it back)"),
     key_file: Optional[Path] = typer.Option(None, "--key-file", help="encryption key file (default: $TRUSTFM_ENCRYPTION_KEY[_FILE])"),
+    mentions: str = MENTIONS_OPTION,
+    hashtags: str = HASHTAGS_OPTION,
     output_format: OutputFormat = FORMAT_OPTION,
 ) -> None:
     """Write a copy with personal data replaced; counts per column and type."""
@@ -92,7 +100,7 @@ def redact(
 
         key = load_key(key_file)  # before any work: a missing key fails fast
     frame = read_table(data, data_format)
-    scanner = PIIScanner()
+    scanner = PIIScanner(mentions=mentions, hashtags=hashtags)
     counts: dict[str, Counter] = {}
     for c in _text_columns(frame, column):
         values = frame[c].tolist()

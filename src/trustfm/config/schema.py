@@ -233,6 +233,9 @@ class PrivacyConfig(_Strict):
     )
     key_file: Path | None = Field(None, description="encryption key file (32 bytes, hex or base64)")
     redact_mode: Literal["mask", "placeholder", "hash"] = "placeholder"
+    mentions: Literal["mask", "keep"] = Field("mask", description="@-mentions when redacting: a handle names a person")
+    hashtags: Literal["keep", "mask"] = Field("keep", description="#hashtags when redacting: kept whole, never read "
+                                                                  "as a name")
 
 
 class CardConfig(_Strict):

@@ -34,7 +34,7 @@ def redact_texts(texts: Sequence[str], privacy: PrivacyConfig) -> list[str]:
         return list(texts)
     from trustfm.data.pii import PIIScanner
 
-    return PIIScanner().redact(texts, mode=privacy.redact_mode)
+    return PIIScanner(mentions=privacy.mentions, hashtags=privacy.hashtags).redact(texts, mode=privacy.redact_mode)
 
 
 def redact_parts(data, privacy: PrivacyConfig, *, counts_to: Path | None = None):
@@ -46,7 +46,7 @@ def redact_parts(data, privacy: PrivacyConfig, *, counts_to: Path | None = None)
         return data
     from trustfm.data.pii import PIIScanner
 
-    scanner = PIIScanner()
+    scanner = PIIScanner(mentions=privacy.mentions, hashtags=privacy.hashtags)
     counts: dict[str, dict[str, int]] = {}
     for split, part in (("train", data.train), ("validation", data.validation), ("test", data.test)):
         part.texts, found = scanner.redact_counted(part.texts, mode=privacy.redact_mode)
