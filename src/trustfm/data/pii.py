@@ -47,6 +47,8 @@ PLACEHOLDER = {"EMAIL_ADDRESS": "EMAIL", "PHONE_NUMBER": "PHONE", "CREDIT_CARD":
                "LOCATION": "LOCATION", "HANDLE": "HANDLE"}
 MODES = ("mask", "placeholder", "hash")
 HANDLE_POLICIES = ("mask", "keep")
+# our recognisers on top of Presidio's: identifiers by shape, URLs at URL boundaries, names as proper-noun runs
+EXTENSIONS = ("shapes", "url_boundaries", "proper_noun_names")
 # @user_name or #Tag, not inside a word or an e-mail address (john@smith.com)
 _HANDLE = re.compile(r"(?<![\w@#])([@#])\w(?:[\w.]*\w)?")
 
@@ -101,8 +103,8 @@ def _luhn(digits: str) -> bool:
     return total % 10 == 0
 
 
-def _look_alike_recognizers() -> list:
-    """Our pattern recognisers for phone numbers, cards, SSNs and URLs, matched by shape (see above)."""
+def _look_alike_recognizers() -> dict[str, list]:
+    """Our pattern recognisers by extension: phone numbers, cards and SSNs by shape; URLs at URL boundaries."""
     from presidio_analyzer import Pattern, PatternRecognizer
 
     class PhoneShape(PatternRecognizer):
@@ -117,7 +119,7 @@ def _look_alike_recognizers() -> list:
             digits = re.sub(r"\D", "", pattern_text)
             return (13 <= len(digits) <= 19 and _luhn(digits)) or False
 
-    return [
+    shapes = [
         PhoneShape(supported_entity="PHONE_NUMBER", name="PhoneShapeRecognizer", context=["call", "phone", "tel",
                    "mobile", "cell", "text", "whatsapp", "fax"],
                    patterns=[Pattern(f"phone ({k})", v, 0.5) for k, v in PHONE_PATTERNS.items()]),
@@ -127,9 +129,10 @@ def _look_alike_recognizers() -> list:
                           # above the 0.75 Presidio's phone recogniser gives "123-45-6789" after "number":
                           # nine digits in 3-2-4 groups are an SSN's shape, never a phone number's
                           patterns=[Pattern("ssn shape", SSN_PATTERN, 0.85)]),
-        PatternRecognizer(supported_entity="URL", name="UrlBoundaryRecognizer",
-                          patterns=[Pattern(f"url ({k})", v, 0.6) for k, v in URL_PATTERNS.items()]),
     ]
+    urls = [PatternRecognizer(supported_entity="URL", name="UrlBoundaryRecognizer",
+                              patterns=[Pattern(f"url ({k})", v, 0.6) for k, v in URL_PATTERNS.items()])]
+    return {"shapes": shapes, "url_boundaries": urls}
 
 
 _CALENDAR_WORDS = {"monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday", "january",
@@ -222,7 +225,7 @@ class PIIScanner:
     """
 
     def __init__(self, *, entities: Sequence[str] = ENTITIES, score_threshold: float = 0.35,
-                 mentions: str = "mask", hashtags: str = "keep"):
+                 mentions: str = "mask", hashtags: str = "keep", extensions: Sequence[str] = EXTENSIONS):
         from trustfm.errors import ConfigError
 
         unknown = [e for e in entities if e not in ENTITIES]
@@ -234,6 +237,7 @@ class PIIScanner:
         self.entities = list(entities)
         self.score_threshold = score_threshold
         self.handle_policy = {"@": mentions, "#": hashtags}
+        self.extensions = tuple(extensions)  # ours on top of Presidio's (benchmarks/pii_planted.py measures each)
 
     @cached_property
     def _analyzer(self):
@@ -266,11 +270,14 @@ class PIIScanner:
             engine.nlp["en"].disable_pipe("parser")
         found = analyzer.AnalyzerEngine(nlp_engine=engine, supported_languages=["en"])
         found.registry.add_recognizer(_month_name_dates())
-        # Presidio's URL recogniser splits words at a dot ("refugees.Their" -> a URL): ours replaces it
-        found.registry.remove_recognizer("UrlRecognizer")
-        for recognizer in _look_alike_recognizers():
-            found.registry.add_recognizer(recognizer)
-        if _spacy_model() is not None:  # the blank pipeline has no part-of-speech tags
+        ours = _look_alike_recognizers()
+        if "url_boundaries" in self.extensions:
+            # Presidio's URL recogniser splits words at a dot ("refugees.Their" -> a URL): ours replaces it
+            found.registry.remove_recognizer("UrlRecognizer")
+        for extension in ("shapes", "url_boundaries"):
+            for recognizer in ours[extension] if extension in self.extensions else ():
+                found.registry.add_recognizer(recognizer)
+        if "proper_noun_names" in self.extensions and _spacy_model() is not None:  # blank pipeline: no POS tags
             found.registry.add_recognizer(_proper_noun_names())
         return found
 
