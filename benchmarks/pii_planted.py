@@ -64,6 +64,10 @@ PHONE_FORMATS = {
 }
 
 
+PHONE_LOCALES = ["en_US", "en_GB", "en_IN", "fr_FR", "de_DE", "pt_BR", "en_NG", "es_MX", "tr_TR", "pl_PL", "id_ID",
+                 "vi_VN", "en_AU", "it_IT", "nl_NL"]
+
+
 def _card_digits(fake) -> str:
     return fake.credit_card_number(card_type=random.choice(["visa16", "mastercard", "discover"]))
 
@@ -136,6 +140,10 @@ def _overlaps(finding, plant: tuple[str, int, int]) -> bool:
 def _value(kind: str, fake, fakes: dict, plan: dict) -> tuple[str, str | None]:
     """A planted value of ``kind`` and its format or origin group (None where the type has one form)."""
     if kind == "PHONE_NUMBER":
+        if random.random() < 0.25:
+            # formats we did not write the recogniser from: Faker's own, per locale
+            locale = random.choice(PHONE_LOCALES)
+            return fakes[locale].phone_number(), f"faker {locale}"
         form = random.choice(list(PHONE_FORMATS))
         return PHONE_FORMATS[form](), form
     if kind == "CREDIT_CARD":
@@ -160,7 +168,7 @@ def main() -> None:
     random.seed(args.seed)
     Faker.seed(args.seed)
     fake = Faker("en_US")
-    fakes = {loc: Faker(loc) for locs in NAME_ORIGINS.values() for loc in locs}
+    fakes = {loc: Faker(loc) for loc in {*PHONE_LOCALES, *(x for locs in NAME_ORIGINS.values() for x in locs)}}
     plan = {"EMAIL_ADDRESS": lambda f: f.email(), "IBAN_CODE": lambda f: f.iban(), "IP_ADDRESS": lambda f: f.ipv4(),
             "URL": lambda f: f.url(), "US_SSN": lambda f: f.ssn(), "DATE_TIME": _date_of_birth,
             "LOCATION": lambda f: random.choice([f.city(), f.state(), f.country()])}

@@ -70,8 +70,10 @@ _EXTENSION = r"(?:\s?(?:x|ext\.?)\s?\d{1,5})?"
 PHONE_PATTERNS = {
     # +CC or 00CC, then groups separated by spaces, dots or dashes, an optional (area code)
     "international": rf"(?<![\w+])(?:\+|00)\d{{1,3}}(?:[ .-]?\(\d{{1,4}}\))?(?:[ .-]?\d{{1,5}}){{1,5}}{_EXTENSION}(?![\w])",
-    # (area) or area-, then groups: 691-868-6636, (691) 868-6636, 020 7946 0958, 06 12 34 56 78
-    "national": rf"(?<![\w+.-])(?:\(\d{{2,5}}\)\s?|\d{{2,5}}[ .-])\d{{2,5}}(?:[ .-]\d{{2,5}}){{0,3}}{_EXTENSION}(?![\w]|[.-]\d)",
+    # an optional trunk 1-, (area) or area-, then groups: 691-868-6636, 1-691-868-6636, (691) 868-6636,
+    # (0062)-752139, 020 7946 0958, 05894 680805, 06 12 34 56 78
+    "national": rf"(?<![\w+.-])(?:1[ .-])?(?:\(\d{{2,5}}\)[ -]?|\d{{2,5}}[ .-])\d{{2,8}}(?:[ .-]\d{{2,8}}){{0,3}}{_EXTENSION}"
+                r"(?![\w]|[.-]\d)",
     "bare": r"(?<![\w+.-])\d{10,11}(?![\w]|[.-]\d)",
 }
 _SSN_SHAPE = re.compile(r"^\d{3}-\d{2}-\d{4}$")
