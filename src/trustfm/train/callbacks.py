@@ -103,6 +103,7 @@ class JsonlLogger(Callback):
 
     def on_step_end(self, trainer, record: dict) -> None:
         self._write({"kind": "step", **record})
+        self._handle.flush()  # visible per step, during the epoch (one small write per step)
 
     def on_epoch_end(self, trainer, record: dict) -> None:
         self._write({"kind": "epoch", **record})
