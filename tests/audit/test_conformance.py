@@ -60,7 +60,7 @@ def test_every_registered_audit_conforms(runs):
     for name, spec in audits.items():
         assert spec.description and spec.results, f"{name}: registers no description or result models"
         declared = {model.model_fields["kind"].default for model in spec.results}
-        reason = spec.why_not_applicable(ctx) if spec.why_not_applicable else None
+        reason = spec.why_not_applicable(ctx, {}) if spec.why_not_applicable else None
         assert reason is None or (isinstance(reason, str) and reason), f"{name}: why_not_applicable must be None or a reason"
         written = spec.run(ctx, **options.get(name, {}))
         assert written, f"{name} wrote no result"

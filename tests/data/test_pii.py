@@ -147,6 +147,8 @@ def test_planted_pii_never_reaches_any_file_a_run_writes(tiny_model_dir, tmp_pat
     assert train.returncode == 0, train.stderr
     for command in (["audit", "robustness", str(run_dir), "--max-texts", "40"],
                     ["audit", "attacks", str(run_dir), "--max-texts", "40"], ["explain", str(run_dir)],
+                    # the privacy audit, its reference models kept: they must hold no training text either
+                    ["audit", "membership", str(run_dir), "--max-rows", "30", "--keep-reference-models"],
                     ["report", str(run_dir)]):
         done = run_cli(command, capture_output=True, text=True, env=env)
         assert done.returncode == 0, done.stderr

@@ -166,11 +166,14 @@ def test_overfit_model_leaks_membership_and_dp_model_stays_under_its_epsilon(tin
     overfit = {**tiny_config, "data.train": str(data), "train.epochs": 12, "train.early_stopping": None,
                "data.split": {"validation": 0.25, "test": 0.25}, "output_dir": str(tmp_path / "overfit")}
     paths = train_and_evaluate(load_config(None, overfit), show_progress=False)
-    result = audit_membership_run(paths.root, max_rows=120)["membership"]
+    result = audit_membership_run(paths.root, max_rows=120, keep_reference_models=True)["membership"]
     attacks = {a.attack: a for a in result.attacks}
     assert result.accounted_epsilon is None
     assert attacks["loss_threshold"].auc.value > 0.65 and attacks["loss_threshold"].auc.low > 0.55
+    # kept on request, without their training file (raw text)
     assert (paths.root / "privacy-audit" / "reference-1042" / "model").exists()
+    assert not list((paths.root / "privacy-audit").rglob("*.csv"))
+    assert result.reference_models_kept and result.reference_models_bytes > 0
 
     private = {**overfit, "output_dir": str(tmp_path / "private"), "privacy.dp": {"epsilon": 1.0},
                "privacy.ledger": str(tmp_path / "ledger.jsonl")}

@@ -2,7 +2,7 @@
 
 An audit registers a name, a one-line description, the function that runs it
 (``run(ctx, **options)``: writes its results to ``results/`` and returns them
-by file name), and optionally ``why_not_applicable(ctx) -> None | reason``,
+by file name), and optionally ``why_not_applicable(ctx, options) -> None | reason``,
 the reason it cannot run on a given run (None: it can). ``ctx`` is the
 run's :class:`~trustfm.audit.context.AuditContext`, built once per command.
 ``trustfm audit RUN_DIR --all`` runs every registered audit that applies and
@@ -31,7 +31,7 @@ class AuditSpec:
     name: str
     description: str
     run: Callable  # (ctx, **options) -> dict[result file name, result]
-    why_not_applicable: Callable | None = None  # (ctx) -> None when it can run, else the reason
+    why_not_applicable: Callable | None = None  # (ctx, options) -> None when it can run, else the reason
     results: tuple[type, ...] = ()  # the Result models it writes (their kinds become known to every reader)
 
 

@@ -42,8 +42,9 @@ def run_all_audits(run_dir: str | Path, *, options: dict[str, dict] | None = Non
     """Each registered audit in registration order, all on one :class:`AuditContext` (the model is loaded
     and the data prepared once); a user error in one does not stop the rest.
 
-    ``options``: keyword options per audit name (e.g. ``{"attacks": {"max_texts": 100}}``); an audit whose
-    options supply what it needs (``ood_data``, ``rules``, ``members``) runs although it would otherwise not apply.
+    ``options``: keyword options per audit name (e.g. ``{"attacks": {"max_texts": 100}}``). Each audit's
+    ``why_not_applicable(ctx, options)`` sees its options, so one that supplies what the audit needs (``ood_data``,
+    ``rules``, ``members``) makes it apply.
     """
     from trustfm.audit.context import AuditContext
     from trustfm.audit.registry import registered_audits
@@ -53,7 +54,7 @@ def run_all_audits(run_dir: str | Path, *, options: dict[str, dict] | None = Non
     statuses = []
     for name, spec in registered_audits().items():
         given = (options or {}).get(name, {})
-        reason = spec.why_not_applicable(ctx) if spec.why_not_applicable and not given else None
+        reason = spec.why_not_applicable(ctx, given) if spec.why_not_applicable else None
         if reason:
             statuses.append(AuditStatus(audit=name, description=spec.description, status="not applicable", reason=reason))
             continue

@@ -24,6 +24,9 @@ class SplitConfig(_Strict):
 
     validation: float = Field(0.1, ge=0.0, lt=1.0)
     test: float = Field(0.1, ge=0.0, lt=1.0)
+    holdout: float = Field(0.0, ge=0.0, lt=0.5, description="share of the training rows kept out of training "
+                                                            "(after validation and test): the membership audit's "
+                                                            "non-members, from the training file's own distribution")
     seed: int | None = Field(
         None, description="seed of the split (default: the run's seed); fix it so runs with other seeds share a test split"
     )

@@ -48,14 +48,25 @@ class PreparedData:
     label_names: list[str]
     file_hashes: dict[str, str] = field(default_factory=dict)
     rejected: list[Rejection] = field(default_factory=list)
-    rows_read: int = 0  # data rows in the files read; rows_read - len(rejected) = train + validation + test
+    rows_read: int = 0  # data rows in the files read; rows_read - len(rejected) = the sum of counts()
+    holdout: LabelledTexts | None = None  # training-file rows kept out of training (data.split.holdout)
 
     def label_ids(self, part: LabelledTexts) -> np.ndarray:
         index = {name: i for i, name in enumerate(self.label_names)}
         return np.fromiter((index[x] for x in part.labels), dtype=np.int64, count=len(part))
 
     def counts(self) -> dict[str, int]:
-        return {"train": len(self.train), "validation": len(self.validation), "test": len(self.test)}
+        counts = {"train": len(self.train), "validation": len(self.validation), "test": len(self.test)}
+        if self.holdout is not None:
+            counts["holdout"] = len(self.holdout)
+        return counts
+
+    def parts(self) -> dict[str, LabelledTexts]:
+        """Every split by name, the holdout included when there is one."""
+        parts = {"train": self.train, "validation": self.validation, "test": self.test}
+        if self.holdout is not None:
+            parts["holdout"] = self.holdout
+        return parts
 
 
 def load_labelled(
@@ -146,14 +157,22 @@ def prepare_data(config: DataConfig, *, seed: int) -> PreparedData:
             hashes[str(path)] = file_sha256(path)
             rejected += loaded[role].rejected
 
+    split_seed = config.split.seed if config.split.seed is not None else seed
     want_val = "validation" not in loaded
     want_test = "test" not in loaded
     train_idx, val_idx, test_idx = stratified_split(
         train_all.labels,
         validation=config.split.validation if want_val else 0.0,
         test=config.split.test if want_test else 0.0,
-        seed=config.split.seed if config.split.seed is not None else seed,
+        seed=split_seed,
     )
+    holdout = None
+    if config.split.holdout > 0:
+        # carved from what training would get, after validation and test: those splits stay as they were
+        labels = [train_all.labels[i] for i in train_idx]
+        keep, held, _ = stratified_split(labels, validation=config.split.holdout, test=0.0, seed=split_seed + 1)
+        holdout = train_all.subset(train_idx[held])
+        train_idx = train_idx[keep]
     train = train_all.subset(train_idx)
     validation = loaded.get("validation") or train_all.subset(val_idx)
     test = loaded.get("test") or train_all.subset(test_idx)
@@ -163,7 +182,7 @@ def prepare_data(config: DataConfig, *, seed: int) -> PreparedData:
             file=str(config.train),
         )
     rows_read = train_all.rows_in + sum(part.rows_in for part in loaded.values())
-    return PreparedData(train, validation, test, names, hashes, rejected, rows_read)
+    return PreparedData(train, validation, test, names, hashes, rejected, rows_read, holdout)
 
 
 def apply_length_policies(data: PreparedData, tokenizer, config: DataConfig) -> dict[str, int]:
@@ -175,7 +194,7 @@ def apply_length_policies(data: PreparedData, tokenizer, config: DataConfig) -> 
     from trustfm.data.batching import encode_texts
 
     truncated = {}
-    for role in ("train", "validation", "test"):
+    for role in data.parts():
         part = getattr(data, role)
         encoded = encode_texts(tokenizer, part.texts, config.max_length)
         kept, _, dropped = apply_length_policy(part, encoded, config.on_problem.too_long, config.text_column)

@@ -48,7 +48,7 @@ def redact_parts(data, privacy: PrivacyConfig, *, counts_to: Path | None = None)
 
     scanner = PIIScanner(mentions=privacy.mentions, hashtags=privacy.hashtags)
     counts: dict[str, dict[str, int]] = {}
-    for split, part in (("train", data.train), ("validation", data.validation), ("test", data.test)):
+    for split, part in data.parts().items():
         part.texts, found = scanner.redact_counted(part.texts, mode=privacy.redact_mode)
         counts[split] = dict(found)
     if counts_to is not None:

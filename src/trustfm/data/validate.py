@@ -82,6 +82,14 @@ def _is_null(value: object) -> bool:
 CONTROL_CHARACTERS = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
 
 
+_NOT_ALNUM = re.compile(r"[^0-9a-z]+")
+
+
+def normalise_text(text: str) -> str:
+    """Lower-cased letters and digits only: texts equal after it are "normalised duplicates"."""
+    return _NOT_ALNUM.sub("", text.lower())
+
+
 def _not_text(value: object) -> str | None:
     """What a non-scalar value is (JSON object / array), or None for a scalar."""
     if isinstance(value, dict):

@@ -25,7 +25,8 @@ from typing import Sequence
 import numpy as np
 from pydantic import BaseModel
 
-_NORMALISE = re.compile(r"[^0-9a-z]+")
+from trustfm.data.validate import normalise_text
+
 
 
 class LabelIssue(BaseModel):
@@ -62,7 +63,8 @@ class RowAction(BaseModel):
 
 
 def normalise(text: str) -> str:
-    return _NORMALISE.sub("", text.lower())
+    """See :func:`trustfm.data.validate.normalise_text`."""
+    return normalise_text(text)
 
 
 def embed(texts: Sequence[str], *, model_name_or_path: str = "default", max_length: int = 128) -> np.ndarray:

@@ -10,7 +10,9 @@ from trustfm.audit.ensemble.average import EnsembleResult
 from trustfm.audit.registry import register_audit
 
 
-def _needs_members(ctx: AuditContext) -> str | None:
+def _needs_members(ctx: AuditContext, options: dict) -> str | None:
+    if options.get("members"):
+        return None
     return "needs other runs to average with: run `trustfm audit ensemble RUN_DIR --member OTHER_RUN ...`"
 
 

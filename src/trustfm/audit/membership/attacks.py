@@ -48,6 +48,11 @@ class MembershipInferenceResult(Result):
     non_members: int
     reference_models: int
     reference_training: str
+    members_from: str = ""  # where the members were drawn from
+    non_members_from: str = ""  # where the non-members were drawn from (the training file's own distribution)
+    non_member_duplicates_removed: dict[str, int] = {}  # candidate non-members that repeat a training row, by kind
+    reference_models_kept: bool = False  # False: deleted after scoring (their training file holds raw text)
+    reference_models_bytes: int = 0  # disk the reference runs took (kept or not)
     delta: float
     accounted_epsilon: float | None  # from DP training, when the run was private
     attacks: list[AttackScores]

@@ -17,7 +17,9 @@ from trustfm.audit.registry import register_audit
 from trustfm.errors import ConfigError
 
 
-def _needs_ood_data(ctx: AuditContext) -> str | None:
+def _needs_ood_data(ctx: AuditContext, options: dict) -> str | None:
+    if options.get("ood_data"):
+        return None
     return "needs out-of-distribution data: run `trustfm audit ood RUN_DIR --ood-data PATH`"
 
 

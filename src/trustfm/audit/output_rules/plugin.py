@@ -9,7 +9,9 @@ from trustfm.audit.output_rules.effect import OutputRulesResult
 from trustfm.audit.registry import register_audit
 
 
-def _needs_rules(ctx: AuditContext) -> str | None:
+def _needs_rules(ctx: AuditContext, options: dict) -> str | None:
+    if options.get("rules"):
+        return None
     return "needs a rules file: run `trustfm audit output-rules RUN_DIR --rules RULES.yaml`"
 
 
