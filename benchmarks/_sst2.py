@@ -38,7 +38,7 @@ def train_sst2_model(out: Path, *, n: int | None = 8000, sample_seed: int = 0, o
     train = sample_sst2_train(n, sample_seed, out.parent / f"sst2-train-{n or 'all'}-{sample_seed}.tsv")
     config = load_config(None, {
         "data.train": str(train), "data.test": str(SST2 / "dev.tsv"), "data.text_column": "sentence",
-        "data.max_length": 64, "train.epochs": 1, "output_dir": str(out), **(overrides or {}),
+        "data.max_length": 64, "train.epochs": 1, "task": "sentiment", "output_dir": str(out), **(overrides or {}),
     })
     return train_and_evaluate(config, show_progress=False).root
 

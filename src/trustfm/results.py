@@ -92,6 +92,11 @@ class Result(BaseModel):
                 raise ValueError(f"result kind '{kind}' is already defined by {_RESULT_MODELS[kind].__qualname__}")
             _RESULT_MODELS[kind] = cls
 
+    def flags(self) -> list[str]:
+        """Warnings a reviewer must see whatever the policy says (e.g. a detector worse than chance); one line
+        each. Default: none."""
+        return []
+
     def metrics(self) -> dict[str, float]:
         """Flat numbers of this result (names relative to the file's prefix). Default: its top-level numbers,
         booleans and intervals."""

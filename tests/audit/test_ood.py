@@ -67,3 +67,15 @@ def test_ood_cli_saves_the_detector_and_audit_all_says_why_it_skips(tiny_model_d
     metrics = json.loads(run_cli(["gate", str(run_dir), "--list", "--format", "json"],
                                         capture_output=True, text=True, env=env).stdout)
     assert "ood.mahalanobis.auroc" in metrics
+
+
+
+def test_a_detector_worse_than_chance_is_flagged_in_result_metrics_and_gate_warnings():
+    rng = np.random.default_rng(0)
+    inside, outside = rng.normal(1.0, 1.0, 300), rng.normal(0.0, 1.0, 300)  # OOD scores lower: inverted
+    result = ood_separation({"inverted": inside, "fine": outside}, {"inverted": outside, "fine": inside},
+                            bootstrap_samples=300)
+    flags = {d.detector: d.worse_than_chance for d in result.detectors}
+    assert flags == {"inverted": True, "fine": False}
+    assert result.metrics()["inverted.worse_than_chance"] == 1.0 and result.metrics()["fine.worse_than_chance"] == 0.0
+    assert len(result.flags()) == 1 and "inverted is worse than chance" in result.flags()[0]

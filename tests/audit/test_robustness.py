@@ -113,3 +113,19 @@ def test_robustness_cli_on_a_trained_run(tiny_model_dir, tiny_data, tmp_path):
     assert report.returncode == 0 and 'id="robustness"' in html
     assert 'id="attacks"' in html and 'id="output-rules"' in html and 'id="ensemble"' in html
     assert "Robustness" in (run_dir / "model_card.md").read_text() and "flip rate" in (run_dir / "model_card.md").read_text()
+
+
+def test_the_negation_test_and_a_sentiment_probe_do_not_apply_to_a_hate_speech_run(tiny_config, tmp_path):
+    from trustfm.audit.fairness.plugin import audit_fairness_run
+    from trustfm.audit.robustness.plugin import audit_robustness_run
+    from trustfm.config import load_config
+    from trustfm.errors import ConfigError
+    from trustfm.pipeline import train_and_evaluate
+
+    hate = {**tiny_config, "task": "hate_speech", "train.epochs": 1, "output_dir": str(tmp_path / "hate")}
+    paths = train_and_evaluate(load_config(None, hate), show_progress=False)
+    result = audit_robustness_run(paths.root, max_texts=40)["robustness"]
+    assert "negation" not in {t.name for t in result.tests}
+    assert "assumes sentiment labels" in result.skipped["negation"] and "hate_speech" in result.skipped["negation"]
+    with pytest.raises(ConfigError, match="its labels are sentiment .* this run's task is hate_speech"):
+        audit_fairness_run(paths.root, probe="eec-style", positive_label="pos")

@@ -109,6 +109,12 @@ class AuditContext:
         return self.data_with_groups()
 
     @property
+    def task(self) -> tuple[str | None, str]:
+        """(what the labels mean, how that is known): declared in the config, read from the label names, or
+        (None, "undeclared"). Audits with a task assumption (negation flips sentiment, a probe's labels) check it."""
+        return task_of(self.config.task, self.run_info.label_names or [])
+
+    @property
     def eval_split(self) -> str:
         """``"test"``, or ``"validation"`` when the run has no test rows: the split audits judge the model on."""
         return "test" if len(self.data.test) else "validation"
@@ -140,6 +146,26 @@ class AuditContext:
     def save(self, name: str, result) -> None:
         """Write a result model to ``results/<name>.json`` (atomically)."""
         write_json_atomic(self.paths.result(name), result.model_dump(mode="json"))
+
+
+_SENTIMENT_LABELS = {"positive", "negative", "pos", "neg", "neutral"}
+_HATE_LABELS = {"hate", "hateful", "not_hate", "nothate", "non-hate", "noHate", "offensive", "abusive"}
+_TOXIC_LABELS = {"toxic", "non-toxic", "nontoxic", "not_toxic"}
+# tasks whose positive class means the same thing to a probe: abusive language
+COMPATIBLE_TASKS = {"toxicity": {"toxicity", "hate_speech"}, "hate_speech": {"toxicity", "hate_speech"},
+                    "sentiment": {"sentiment"}, "other": {"other"}}
+
+
+def task_of(declared: str | None, label_names: Sequence[str]) -> tuple[str | None, str]:
+    """The run's task: ``declared`` (config ``task``), else read from ``label_names``, else None."""
+    if declared:
+        return declared, "declared (task in config.yaml)"
+    names = {str(n).strip().lower() for n in label_names}
+    for task, words in (("sentiment", _SENTIMENT_LABELS), ("hate_speech", {w.lower() for w in _HATE_LABELS}),
+                        ("toxicity", _TOXIC_LABELS)):
+        if names and names <= words | {"other", "none"} and names & words:
+            return task, f"read from the label names {sorted(names)}"
+    return None, "undeclared (set task: sentiment|toxicity|hate_speech|other when training)"
 
 
 def as_context(run: "str | Path | AuditContext", *, show_progress: bool = False) -> AuditContext:

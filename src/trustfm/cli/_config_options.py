@@ -22,6 +22,7 @@ FLAG_KEYS = {
     "batch_size": "train.batch_size",
     "learning_rate": "train.learning_rate",
     "seed": "seed",
+    "task": "task",
     "dp_epsilon": "privacy.dp.epsilon",
     "redact": "privacy.redact",
     "adversarial_training": "robustness.adversarial_training.method",

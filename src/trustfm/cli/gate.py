@@ -42,6 +42,8 @@ def gate(
         for o in result.outcomes:
             rows.add_row(o.rule, f"{o.observed:.4f}", "[green]PASS[/]" if o.passed else "[bold red]FAIL[/]")
         print_rich(rows)
+        for warning in result.warnings:
+            typer.echo(f"warning: {warning}", err=True)
         typer.echo("PASS" if result.passed else "FAIL")
     if not result.passed:
         raise typer.Exit(EXIT_CHECK_FAILED)

@@ -36,6 +36,7 @@ def train(
     batch_size: Optional[int] = typer.Option(None, help="texts per step [train.batch_size]"),
     learning_rate: Optional[float] = typer.Option(None, help="peak AdamW learning rate [train.learning_rate]"),
     seed: Optional[int] = typer.Option(None, help="seed for split, initialisation and batch order [seed]"),
+    task: Optional[str] = typer.Option(None, help="what the labels mean: sentiment|toxicity|hate_speech|other [task]"),
     dp_epsilon: Optional[float] = typer.Option(None, help="train with DP-SGD to this epsilon [privacy.dp.epsilon]"),
     redact: bool = typer.Option(False, "--redact", help="replace personal data in every text first [privacy.redact]"),
     adversarial_training: Optional[str] = typer.Option(

@@ -257,6 +257,9 @@ class RunConfig(_Strict):
 
     seed: int = 42
     output_dir: Path = Path("runs/latest")
+    task: Literal["sentiment", "toxicity", "hate_speech", "other"] | None = Field(
+        None, description="what the labels mean; audits whose assumptions need a task check it (undeclared: "
+                          "read from label names such as positive/negative, else unknown)")
     data: DataConfig = Field(default_factory=DataConfig)
     model: ModelConfig = Field(default_factory=ModelConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)

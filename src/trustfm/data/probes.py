@@ -45,6 +45,7 @@ class ProbeSet:
     groups: dict[str, list[str]] = field(default_factory=dict)
     source: str = ""
     descriptive: tuple[str, ...] = ()  # group columns that describe the test, not a protected group
+    task: str | None = None  # what its labels mean (sentiment, hate_speech, toxicity); None: a user's file, unknown
 
     def __len__(self) -> int:
         return len(self.texts)
@@ -72,6 +73,7 @@ def load_hatecheck(folder: Path | None = None) -> ProbeSet:
         texts=[str(t).strip() for t in frame["test_case"]],
         labels=[str(v) for v in frame["label_gold"]],
         positive_label="hateful",
+        task="hate_speech",
         groups={
             "target_ident": [str(v) if isinstance(v, str) and v else "none" for v in frame["target_ident"]],
             "functionality": [str(v) for v in frame["functionality"]],
@@ -107,6 +109,7 @@ def load_jigsaw_templates(folder: Path | None = None) -> ProbeSet:
         texts=texts,
         labels=[str(v) for v in sentences["toxicity"]],
         positive_label="toxic",
+        task="toxicity",
         groups={"identity": found, "identity_subtype": kinds, "template": [str(v) for v in sentences["template"]]},
         source=str(base),
         descriptive=("template",),
@@ -143,6 +146,7 @@ def load_eec_style() -> ProbeSet:
         texts=texts,
         labels=labels,
         positive_label="positive",
+        task="sentiment",
         groups={"gender": gender, "race": race, "emotion": emotion},
         source="trustfm/data/resources/eec_style_probe.yaml",
         descriptive=("emotion",),

@@ -56,6 +56,7 @@ class GateResult(Result):
     policy: str
     passed: bool
     outcomes: list[RuleOutcome]
+    warnings: list[str] = []  # every result's flags (worse-than-chance detectors, ...), whatever the rules say
 
 
 def load_policy(path: str | Path) -> tuple[str, list[Rule]]:
@@ -130,7 +131,10 @@ def gate_run(run_dir: str | Path, policy: str | Path) -> GateResult:
     from trustfm.runs import existing_run
 
     paths = existing_run(run_dir)
+    from trustfm.report.namespace import read_results
+
     name, rules = load_policy(policy)
     result = evaluate_policy(name, rules, run_metrics(paths.root))
+    result.warnings = [flag for r in read_results(paths.results, exclude=("gate",)).values() for flag in r.flags()]
     write_json_atomic(paths.result("gate"), result.model_dump(mode="json"))
     return result

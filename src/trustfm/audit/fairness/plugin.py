@@ -60,6 +60,28 @@ def _positive_ids(label_names: Sequence[str], positive: str | None) -> list[int]
     return [list(label_names).index(p) for p in wanted]
 
 
+def probe_fit(probe_set, ctx: AuditContext, *, mapped: bool) -> None:
+    """Refuse a probe whose labels mean something else than the run's (a sentiment probe on a hate model).
+
+    Runs when the probe's task fits the run's (declared, or read from its label
+    names), or, for a run whose task is unknown, when the user mapped the model's
+    positive class onto the probe's positive label (``--positive-label``).
+    """
+    from trustfm.audit.context import COMPATIBLE_TASKS
+    from trustfm.errors import ConfigError
+
+    if probe_set.task is None:
+        return
+    task, known = ctx.task
+    if task is None and mapped:
+        return
+    if task is None or probe_set.task not in COMPATIBLE_TASKS.get(task, {task}):
+        raise ConfigError(
+            f"probe {probe_set.name} is not applicable to this run: its labels are {probe_set.task} "
+            f"('{probe_set.positive_label}'), and this run's task is {task or 'unknown'}, {known}"
+            + (". Declare the task when training, or map the labels with --positive-label" if task is None else ""))
+
+
 def _binary(proba: np.ndarray, positive_ids: list[int]) -> tuple[np.ndarray, np.ndarray]:
     """(predicted positive (n,) bool, P(positive) (n,)) for a model whose positive class may be several."""
     predicted = np.isin(proba.argmax(axis=1), positive_ids)
@@ -102,6 +124,7 @@ def audit_fairness_run(
         from trustfm.data.probes import load_probe
 
         probe_set = load_probe(probe, data_dir=probe_data, positive_label=probe_positive)
+        probe_fit(probe_set, ctx, mapped=positive_label is not None)
         proba = runner.predict_proba(probe_set.texts, show_progress=show_progress)
         predicted, _ = _binary(proba, positive_ids)
         truth = np.array([label == probe_set.positive_label for label in probe_set.labels])

@@ -100,6 +100,9 @@ class DetectorSeparation(BaseModel):
     auroc: Interval  # OOD rows as positives; 0.5 = no separation, 1 = perfect
     fpr_at_95_tpr: Interval  # share of OOD rows accepted when 95% of in-distribution rows are
     threshold_at_95_tpr: float  # the score below which 95% of in-distribution rows fall
+    # its AUROC interval lies below 0.5: it ranks in-distribution rows as more unusual than OOD ones (inverted,
+    # or keyed to a feature the OOD data lacks); flagged in the report and the gate, never used as "best"
+    worse_than_chance: bool = False
 
 
 class OODResult(Result):
@@ -112,8 +115,12 @@ class OODResult(Result):
     best: str
 
     def metrics(self) -> dict[str, float]:
-        """``<detector>.auroc`` and ``<detector>.fpr_at_95_tpr``."""
-        return per_item_metrics(self.detectors, "detector", ("auroc", "fpr_at_95_tpr"))
+        """``<detector>.auroc``, ``<detector>.fpr_at_95_tpr`` and ``<detector>.worse_than_chance`` (1 or 0)."""
+        return per_item_metrics(self.detectors, "detector", ("auroc", "fpr_at_95_tpr", "worse_than_chance"))
+
+    def flags(self) -> list[str]:
+        return [f"OOD detector {d.detector} is worse than chance: AUROC {d.auroc.value:.3f} (interval "
+                f"{d.auroc.low:.3f}–{d.auroc.high:.3f}) below 0.5" for d in self.detectors if d.worse_than_chance]
 
 
 def _fpr_at_95(in_scores: np.ndarray, out_scores: np.ndarray) -> tuple[float, float]:
@@ -140,9 +147,11 @@ def ood_separation(
             auc_draws.append(binary_roc_auc(labels, np.concatenate([a[ia], b[ib]])))
             fpr_draws.append(_fpr_at_95(a[ia], b[ib])[0])
 
-        results.append(DetectorSeparation(detector=name, auroc=Interval.from_draws(auroc, auc_draws, confidence),
+        interval = Interval.from_draws(auroc, auc_draws, confidence)
+        results.append(DetectorSeparation(detector=name, auroc=interval,
                                           fpr_at_95_tpr=Interval.from_draws(fpr, fpr_draws, confidence),
-                                          threshold_at_95_tpr=threshold))
+                                          threshold_at_95_tpr=threshold,
+                                          worse_than_chance=interval.high is not None and interval.high < 0.5))
     best = max(results, key=lambda r: r.auroc.value).detector
     return OODResult(in_distribution=in_name, out_of_distribution=out_name, n_in=len(next(iter(scores_in.values()))),
                      n_out=len(next(iter(scores_out.values()))), detectors=results, best=best)

@@ -18,8 +18,13 @@ def audit_robustness_run(run: str | Path | AuditContext, *, max_texts: int = 500
     ctx = as_context(run, show_progress=show_progress)
     predictor = ctx.predictor
     texts, labels, dataset = ctx.sample_eval_texts(max_texts)
+    # the directional negation test assumes that negation flips the label: true of sentiment only
+    task, known = ctx.task
     result = perturbation_suite(texts, labels, predictor.predict_proba, predictor.label_names, dataset=dataset,
-                                **ctx.bootstrap.kwargs())
+                                directional=task == "sentiment", **ctx.bootstrap.kwargs())
+    if task != "sentiment":
+        result.skipped["negation"] = (f"not applicable: it assumes sentiment labels (negation flips the label); "
+                                      f"this run's task is {task or 'unknown'}, {known}")
     screen = ctx.example_screen()
     for test in result.tests:
         test.worst = screen.select(test.worst, lambda e: (e.original, e.perturbed))
