@@ -83,3 +83,60 @@ def test_verify_with_a_different_trusted_key_fails(reported_run, tmp_path):
     assert result.returncode == 4 and "different key" in result.stderr
     signer_public = Path(os.environ["TRUSTFM_SIGNING_KEY"]).with_name("signing-key.pub.pem")
     assert run("verify", reported_run / "report.json", "--public-key", signer_public).returncode == 0
+
+
+def _html_with(html: str, old: str, new: str) -> str:
+    assert old in html
+    return html.replace(old, new, 1)
+
+
+def test_verify_catches_an_edited_displayed_number_embedded_number_or_result_file(reported_run, tmp_path):
+    import shutil
+
+    copy = tmp_path / "run"
+    shutil.copytree(reported_run, copy)
+    html_path, json_path = copy / "report.html", copy / "report.json"
+    assert run("verify", html_path).returncode == 0
+    report = json.loads(json_path.read_text())
+    accuracy = report["results"]["performance"]["accuracy"]["value"]
+    shown = f"{accuracy:.4f}"
+    original = html_path.read_text()
+
+    # 1. a displayed number: the visible accuracy, the embedded JSON left alone
+    visible, embedded = original.split('<script type="application/json" id="trustfm-report">')
+    html_path.write_text(_html_with(visible, shown, "0.9999") + '<script type="application/json" id="trustfm-report">'
+                         + embedded)
+    result = run("verify", html_path, "--format", "json")
+    assert result.returncode == 4 and not json.loads(result.stdout)["html_checked"]
+
+    # 2. an embedded number: the accuracy in the JSON the page carries (and in report.json)
+    html_path.write_text(original.replace(f'"value": {accuracy}', '"value": 0.9999', 1))
+    assert run("verify", html_path).returncode == 4
+    edited = json.loads(json_path.read_text())
+    edited["results"]["performance"]["accuracy"]["value"] = 0.9999
+    json_path.write_text(json.dumps(edited))
+    result = run("verify", json_path, "--format", "json")
+    assert result.returncode == 4 and json.loads(result.stdout)["signature_valid"] is False
+    json_path.write_text(json.dumps(report))
+    html_path.write_text(original)
+    assert run("verify", html_path).returncode == 0
+
+    # 3. a result file
+    performance = copy / "results" / "performance.json"
+    kept = performance.read_text()
+    performance.write_text(kept.replace(str(accuracy), "0.9999", 1))
+    result = run("verify", html_path, "--format", "json")
+    assert result.returncode == 4
+    checks = {Path(f["path"]).name: f["status"] for f in json.loads(result.stdout)["files"] if f["role"] == "result"}
+    assert checks["performance.json"] == "modified"
+    performance.write_text(kept)
+
+    # outside its run folder: the report's own checks pass and the file checks are listed as not done
+    alone = tmp_path / "alone"
+    alone.mkdir()
+    shutil.copy(html_path, alone / "report.html")
+    result = run("verify", alone / "report.html", "--format", "json")
+    assert result.returncode == 0, result.stdout
+    outcome = json.loads(result.stdout)
+    assert outcome["signature_valid"] and outcome["html_checked"] and outcome["files"] == []
+    assert any("run folder" in item for item in outcome["not_checked"])

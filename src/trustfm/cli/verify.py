@@ -17,7 +17,11 @@ def verify(
     public_key: Optional[Path] = typer.Option(None, "--public-key", help="the signer's public key (PEM) to trust"),
     output_format: OutputFormat = FORMAT_OPTION,
 ) -> None:
-    """Check the signature and re-hash model and data files. Exit 0: intact; 4: tampered or missing."""
+    """Check the signature over every number and the page, and re-hash model, data and result files.
+
+    Exit 0: intact; 4: tampered or missing. Outside its run folder the report's own checks run and the
+    file checks are listed as not done.
+    """
     from trustfm.cli.gate import EXIT_CHECK_FAILED
     from trustfm.report.provenance import verify_report
 
@@ -25,7 +29,8 @@ def verify(
     if output_format is OutputFormat.json:
         emit_json(result.model_dump(mode="json"))
     else:
-        rows = table(f"verify {report}: signature {'valid' if result.signature_valid else 'INVALID'}",
+        page = "page as signed" if result.html_checked else "page NOT checked or changed"
+        rows = table(f"verify {report}: signature {'valid' if result.signature_valid else 'INVALID'}; {page}",
                      ["role", "file", "status"])
         for f in result.files:
             style = "green" if f.status == "ok" else "bold red"
@@ -33,6 +38,8 @@ def verify(
         print_rich(rows)
         for problem in result.problems:
             typer.echo(f"problem: {problem}", err=True)
+        for skipped in result.not_checked:
+            typer.echo(f"not checked: {skipped}", err=True)
         typer.echo("VERIFIED" if result.passed else "FAILED")
     if not result.passed:
         raise typer.Exit(EXIT_CHECK_FAILED)

@@ -142,14 +142,16 @@ def build_report(run_dir: str | Path, *, signing_key: Path | None = None) -> tup
     from trustfm.report import plots
 
     from trustfm.report.model_card import build_model_card, render_markdown
-    from trustfm.report.provenance import sign_provenance
+    from trustfm.data.prepare import file_sha256
+    from trustfm.report.provenance import seal, signature_block
 
     paths = existing_run(run_dir)
     content = collect_report(run_dir)
-    content["signature"] = sign_provenance(content["provenance"], signing_key)
     content["model_card"] = build_model_card(content)
-    write_json_atomic(paths.report_json, content)
-    write_text_atomic(paths.root / "model_card.md", render_markdown(content["model_card"]))
+    # the signature covers every number shown (report.json without its signature block) and the page itself
+    content["results_sha256"] = {p.stem: file_sha256(p) for p in sorted(paths.results.glob("*.json"))
+                                 if p.stem in content["results"]}
+    content["signature"], private_key = signature_block(signing_key)
     steps, epochs = _read_log(paths.metrics_log)
     figures: dict[str, str | None] = {"training": plots.training_curves(steps, epochs)}
     performance = content["results"].get("performance")
@@ -186,5 +188,8 @@ def build_report(run_dir: str | Path, *, signing_key: Path | None = None) -> tup
         # "</" would end the script element early; JSON allows the escaped form
         report_json=json.dumps(content, sort_keys=True).replace("</", "<\\/"),
     )
+    content, html = seal(content, html, private_key)
+    write_json_atomic(paths.report_json, content)
+    write_text_atomic(paths.root / "model_card.md", render_markdown(content["model_card"]))
     write_text_atomic(paths.report_html, html)
     return paths.report_html, paths.report_json

@@ -66,22 +66,44 @@ def _load_private_key(path: Path | None):
         raise ConfigError(f"signing key {path} is not a PEM private key: {exc}") from None
 
 
-def sign_provenance(provenance: dict, key_path: Path | None = None) -> dict:
-    """Signature block for ``provenance``: algorithm, base64 public key (DER) and signature."""
+SIGNATURE_PLACEHOLDER = "@@TRUSTFM-SIGNATURE@@"
+HTML_HASH_PLACEHOLDER = "@@TRUSTFM-HTML-SHA256@@"
+SIGNED = ("canonical JSON (sorted keys, no whitespace) of {report: report.json without its signature block, "
+          "html_sha256: sha256 of report.html with this block's value and html_sha256 replaced by placeholders}")
+
+
+def signature_block(key_path: Path | None = None) -> tuple[dict, object]:
+    """The signature block with placeholders for the signature and the HTML hash, and the private key."""
     from cryptography.hazmat.primitives import serialization
 
     private = _load_private_key(key_path)
     public = private.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
-    return {
-        "algorithm": "ed25519",
-        "public_key": base64.b64encode(public).decode(),
-        "signature": base64.b64encode(private.sign(canonical(provenance))).decode(),
-        "signed": "canonical JSON of the provenance block (sorted keys, no whitespace)",
-    }
+    block = {"algorithm": "ed25519", "public_key": base64.b64encode(public).decode(), "signed": SIGNED,
+             "value": SIGNATURE_PLACEHOLDER, "html_sha256": HTML_HASH_PLACEHOLDER}
+    return block, private
+
+
+def signed_payload(report: dict, html_sha256: str) -> bytes:
+    """What the signature covers: every number of the report (all but its signature block) and the page's hash."""
+    return canonical({"report": {k: v for k, v in report.items() if k != "signature"}, "html_sha256": html_sha256})
+
+
+def seal(report: dict, html: str, private_key) -> tuple[dict, str]:
+    """Sign ``report`` (holding a placeholder :func:`signature_block`) together with ``html`` (rendered from it).
+
+    Returns the report with its signature block filled in and the HTML with the
+    same values in place of the placeholders.
+    """
+    import hashlib
+
+    html_sha256 = hashlib.sha256(html.encode("utf-8")).hexdigest()
+    value = base64.b64encode(private_key.sign(signed_payload(report, html_sha256))).decode()
+    sealed = {**report, "signature": {**report["signature"], "value": value, "html_sha256": html_sha256}}
+    return sealed, html.replace(SIGNATURE_PLACEHOLDER, value).replace(HTML_HASH_PLACEHOLDER, html_sha256)
 
 
 class FileCheck(BaseModel):
-    role: str  # fine-tuned model, base model, data
+    role: str  # fine-tuned model, base model, data, result
     path: str
     expected_sha256: str
     actual_sha256: str | None
@@ -92,40 +114,77 @@ class VerifyResult(BaseModel):
     report: str
     signature_valid: bool
     signer_checked: bool  # a trusted public key was given and matched
-    files: list[FileCheck]
+    html_checked: bool  # report.html is byte for byte the page that was signed
+    files: list[FileCheck]  # model, data and result files re-hashed against the signed hashes
+    not_checked: list[str] = []  # checks that need the run folder, when the report is outside it
     passed: bool
     problems: list[str]
 
 
-def _report_json(path: Path) -> tuple[dict, Path]:
-    """report.json content and the run folder, from report.json or report.html."""
-    if path.suffix == ".html":
-        import re
+_EMBEDDED = r'<script type="application/json" id="trustfm-report">(.*?)</script>'
 
-        match = re.search(r'<script type="application/json" id="trustfm-report">(.*?)</script>',
-                          path.read_text(encoding="utf-8"), re.S)
-        if not match:
-            raise ConfigError(f"{path} has no embedded trustfm report data")
-        return json.loads(match.group(1).replace("<\\/", "</")), path.parent
+
+def _read_report(path: Path) -> tuple[dict, Path, str | None]:
+    """report.json content, the folder it sits in, and the HTML text (from report.html, or the one beside)."""
+    import re
+
     if not path.is_file():
         raise ConfigError(f"report {path} does not exist")
-    return json.loads(path.read_text(encoding="utf-8")), path.parent
+    html_path = path if path.suffix == ".html" else path.with_name("report.html")
+    html = html_path.read_text(encoding="utf-8") if html_path.is_file() else None
+    if path.suffix == ".html":
+        match = re.search(_EMBEDDED, html, re.S)
+        if not match:
+            raise ConfigError(f"{path} has no embedded trustfm report data")
+        return json.loads(match.group(1).replace("<\\/", "</")), path.parent, html
+    try:
+        return json.loads(path.read_text(encoding="utf-8")), path.parent, html
+    except json.JSONDecodeError:
+        raise ConfigError(f"{path} is not a trustfm report (not JSON)") from None
+
+
+def _html_hash(html: str, signature: dict) -> str:
+    import hashlib
+
+    restored = html.replace(signature["value"], SIGNATURE_PLACEHOLDER).replace(signature["html_sha256"],
+                                                                                 HTML_HASH_PLACEHOLDER)
+    return hashlib.sha256(restored.encode("utf-8")).hexdigest()
+
+
+def _check_files(expected: list[tuple[str, Path, str]], problems: list[str]) -> list[FileCheck]:
+    from trustfm.data.prepare import file_sha256
+
+    checks = []
+    for role, file, digest in expected:
+        actual = file_sha256(file) if file.exists() else None
+        status = "missing" if actual is None else ("ok" if actual == digest else "modified")
+        if status != "ok":
+            problems.append(f"{role} file {file} is {status}"
+                            + (" (changed after the report was signed, or a later audit rewrote it: rerun "
+                               "`trustfm report`)" if role == "result" and status == "modified" else ""))
+        checks.append(FileCheck(role=role, path=str(file), expected_sha256=digest, actual_sha256=actual, status=status))
+    return checks
 
 
 def verify_report(path: str | Path, *, public_key: Path | None = None) -> VerifyResult:
-    """Check the provenance signature and re-hash every model and data file it names."""
+    """Check the signature over every number of the report and over the page, then re-hash the files it names.
+
+    Outside its run folder the signature, the page and the embedded numbers are
+    still checked; the file checks that need the run folder are listed in ``not_checked``.
+    """
     from cryptography.exceptions import InvalidSignature
     from cryptography.hazmat.primitives import serialization
 
-    from trustfm.data.prepare import file_sha256
-
     path = Path(path)
-    report, run_dir = _report_json(path)
+    report, folder, html = _read_report(path)
     provenance, signature = report.get("provenance"), report.get("signature")
     problems: list[str] = []
-    signature_valid = signer_checked = False
+    signature_valid = signer_checked = html_checked = False
     if not provenance or not signature:
         problems.append("the report carries no signed provenance block")
+    elif "html_sha256" not in signature:
+        problems.append("the signature covers the provenance block only (a report from an older trustfm): its numbers "
+                        "are not covered; rerun `trustfm report`")
     else:
         embedded = serialization.load_der_public_key(base64.b64decode(signature["public_key"]))
         key = embedded
@@ -136,23 +195,33 @@ def verify_report(path: str | Path, *, public_key: Path | None = None) -> Verify
                 problems.append("the report was signed with a different key than the one given")
             key, signer_checked = trusted, raw(trusted) == raw(embedded)
         try:
-            key.verify(base64.b64decode(signature["signature"]), canonical(provenance))
+            key.verify(base64.b64decode(signature["value"]), signed_payload(report, signature["html_sha256"]))
             signature_valid = True
         except InvalidSignature:
-            problems.append("the provenance block was changed after it was signed")
+            problems.append("the report's numbers or provenance were changed after signing")
+        if html is None:
+            problems.append("report.html is not beside report.json: the page cannot be checked")
+        elif _html_hash(html, signature) != signature["html_sha256"]:
+            problems.append("report.html was changed after signing: the page differs from the one signed")
+        else:
+            html_checked = True
     files: list[FileCheck] = []
-    if provenance:
-        expected = [("fine-tuned model", run_dir / "model" / name, digest)
+    not_checked: list[str] = []
+    in_run_folder = (folder / "run.json").is_file()
+    if provenance and in_run_folder:
+        expected = [("fine-tuned model", folder / "model" / name, digest)
                     for name, digest in provenance.get("model_sha256", {}).items()]
         base = provenance.get("base_model", {})
         expected += [("base model", Path(base.get("path", "")) / name, digest)
                      for name, digest in base.get("weights_sha256", {}).items()]
         expected += [("data", Path(name), digest) for name, digest in provenance.get("data_sha256", {}).items()]
-        for role, file, digest in expected:
-            actual = file_sha256(file) if file.exists() else None
-            status = "missing" if actual is None else ("ok" if actual == digest else "modified")
-            if status != "ok":
-                problems.append(f"{role} file {file} is {status}")
-            files.append(FileCheck(role=role, path=str(file), expected_sha256=digest, actual_sha256=actual, status=status))
+        expected += [("result", folder / "results" / f"{stem}.json", digest)
+                     for stem, digest in report.get("results_sha256", {}).items()]
+        files = _check_files(expected, problems)
+    elif provenance:
+        not_checked = ["model weights against their signed hashes (needs the run folder)",
+                       "data files against their signed hashes (needs the run folder)",
+                       "results/*.json against the signed report (needs the run folder)"]
     return VerifyResult(report=str(path), signature_valid=signature_valid, signer_checked=signer_checked,
-                        files=files, passed=not problems, problems=problems)
+                        html_checked=html_checked, files=files, not_checked=not_checked, passed=not problems,
+                        problems=problems)
