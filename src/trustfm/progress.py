@@ -10,6 +10,6 @@ def progress_bar(enabled: bool, *, with_loss: bool = False):
 
     columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn()]
     if with_loss:
-        columns.append(TextColumn("loss {task.fields[loss]:.4f}"))
+        columns.append(TextColumn("loss {task.fields[loss]}"))  # a preformatted string: "–" before the first step
     columns.append(TimeRemainingColumn())
     return Progress(*columns, console=Console(stderr=True), disable=not enabled, transient=False)

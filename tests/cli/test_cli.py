@@ -87,6 +87,9 @@ def test_train_evaluate_predict_report_round_trip(tmp_path, tiny_model_dir, tiny
     run("predict", run_dir, "--data", tiny_data, "-o", out, "--format", "json", check=True)
     lines = out.read_text().splitlines()
     assert len(lines) == 400 and json.loads(lines[0])["row"] == 1
+    # with -o and a table, the rows go to the file only; stdout (redirected) says where, at full width
+    summary = run("predict", run_dir, "--data", tiny_data, "-o", out, check=True).stdout
+    assert summary.strip() == f"400 predictions written to {out}"
 
     reported = json.loads(run("report", run_dir, "--format", "json", check=True).stdout)
     data = json.loads(open(reported["json"]).read())
@@ -150,3 +153,14 @@ def test_an_unexpected_error_prints_one_masked_line_and_debug_shows_the_tracebac
     monkeypatch.setenv("TRUSTFM_DEBUG", "1")
     with pytest.raises(RuntimeError):
         main(["data", "check", str(tmp_path / "d.csv"), "--no-issues"])
+
+
+def test_tables_keep_their_full_width_when_output_is_redirected(tmp_path):
+    note = "x" * 30
+    path = tmp_path / ("a-rather-long-folder-name-" * 3) / "data.csv"
+    path.parent.mkdir()
+    path.write_text("TEXT,Label\n" + "".join(f"text {note} {i},{'pos' if i % 2 else 'neg'}\n" for i in range(30)))
+    out = run("data", "check", path, "--no-issues", check=True).stdout  # stdout is a pipe here, not a terminal
+    lines = out.splitlines()
+    assert max(len(line) for line in lines) > 100
+    assert any("column 'TEXT' read as 'text' (case or spaces differ)" in line for line in lines)  # not folded

@@ -64,7 +64,7 @@ def _start_and_kill_mid_training(overrides: dict, run: Path) -> None:
 
 
 def test_a_killed_dp_run_keeps_its_reservation_until_resumed_or_abandoned(dp_overrides, tmp_path):
-    overrides = {**dp_overrides, "train.epochs": 30, "train.log_every": 1}
+    overrides = {**dp_overrides, "train.epochs": 30}
     ledger = Path(overrides["privacy.ledger"])
     _start_and_kill_mid_training(overrides, tmp_path / "killed")
     (entry,) = _entries(ledger)

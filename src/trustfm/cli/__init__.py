@@ -73,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     _register()
     from trustfm.cli._output import configure_logging, error_console
 
-    configure_logging()
+    collapser = configure_logging()
     args = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args or os.environ.get("TRUSTFM_DEBUG", "") not in ("", "0")
     args = [a for a in args if a != "--debug"]
@@ -109,6 +109,8 @@ def main(argv: list[str] | None = None) -> int:
         error_console().print("This is a bug in trustfm. Rerun with --debug (or TRUSTFM_DEBUG=1) for the traceback.",
                               highlight=False, soft_wrap=True)
         code = 1
+    for line in collapser.summary():
+        error_console().print(line, highlight=False, soft_wrap=True)
     if argv is None:
         sys.exit(code)
     return code

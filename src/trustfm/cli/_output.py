@@ -24,14 +24,41 @@ def error_console():
     return Console(stderr=True)
 
 
-def configure_logging() -> None:
+class RepeatCollapser(logging.Filter):
+    """Lets the first of identical warnings through and counts the rest; :meth:`summary` reports the counts."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.repeats: dict[tuple[int, str], int] = {}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno < logging.WARNING:
+            return True
+        key = (record.levelno, record.getMessage())
+        if key in self.repeats:
+            self.repeats[key] += 1
+            return False
+        self.repeats[key] = 0
+        return True
+
+    def summary(self) -> list[str]:
+        return [f"(the warning above, \"{message[:80]}\", repeated {n} more times)"
+                for (_, message), n in self.repeats.items() if n]
+
+
+def configure_logging() -> RepeatCollapser:
+    """Log to stderr through Rich; returns the filter that collapses repeated warnings."""
     from rich.logging import RichHandler
 
+    collapser = RepeatCollapser()
     handler = RichHandler(console=error_console(), show_path=False, show_time=False)
+    handler.addFilter(collapser)
     logging.basicConfig(level=logging.INFO, format="%(message)s", handlers=[handler], force=True)
     logging.getLogger("trustfm").setLevel(logging.INFO)
     for noisy in ("transformers", "httpx", "urllib3", "matplotlib"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    logging.captureWarnings(True)  # Python warnings go through the same handler, so repeats collapse too
+    return collapser
 
 
 def emit_json(data: Any) -> None:
@@ -56,9 +83,15 @@ def metrics_table(title: str, rows: list[tuple[str, str]]):
 
 
 def print_rich(renderable) -> None:
+    """Print to stdout; redirected to a file or a pipe, tables keep their full width (no 80-column wrap)."""
+    import sys
+
     from rich.console import Console
 
-    Console().print(renderable)
+    Console(width=None if sys.stdout.isatty() else REDIRECTED_WIDTH).print(renderable)
+
+
+REDIRECTED_WIDTH = 200  # characters: rich would otherwise assume 80 and fold table cells
 
 
 def fmt_interval(item, digits: int = 4) -> str:

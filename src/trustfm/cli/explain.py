@@ -45,6 +45,8 @@ def explain(
         print_rich(table)
         for label, terms in report.global_view.top_terms.items():
             typer.echo(f"{label}: " + ", ".join(t.term for t in terms[:10]))
+        typer.echo(f"budget: faithfulness on {texts_for_faithfulness} texts, global view on {texts_for_global} "
+                   "(raise --faithfulness-texts / --global-texts for more; each text costs about 1 s here)", err=True)
         return
     ctx = AuditContext(run_dir)
     runner = ctx.predictor

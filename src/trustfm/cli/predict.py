@@ -45,6 +45,11 @@ def predict(
             prediction["row"] = row
     if output is not None:
         write_lines_atomic(output, (json.dumps(prediction) for prediction in predictions))
+        if output_format is OutputFormat.table:  # the rows went to the file: say where, not every row again
+            abstained = sum(p["label"] is None for p in predictions)
+            typer.echo(f"{len(predictions)} predictions written to {output}"
+                       + (f" ({abstained} abstained)" if abstained else ""))
+            return
     if output_format is OutputFormat.json:
         emit_json(predictions)
         return

@@ -128,7 +128,6 @@ class TrainConfig(_Strict):
     bucket_size: int = Field(
         64, ge=1, description="batches per length bucket; 1 disables length bucketing"
     )
-    log_every: int = Field(10, ge=1, description="steps between progress-bar loss updates")
     num_threads: int | None = Field(None, ge=1, description="torch CPU threads; default: all cores")
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
 

@@ -235,7 +235,7 @@ class FineTuner:
                 ]
                 for callback in self.callbacks:
                     batches = callback.on_epoch_batches(self, epoch, batches)
-                task = progress.add_task(f"epoch {epoch}/{cfg.epochs}", total=len(batches), loss=float("nan"))
+                task = progress.add_task(f"epoch {epoch}/{cfg.epochs}", total=len(batches), loss="–")
                 started = time.perf_counter()
                 loss_sum, seen = 0.0, 0
                 for rows in batches:
@@ -254,8 +254,8 @@ class FineTuner:
                         "tokens": tokens,
                     }
                     self._call("on_step_end", record)
-                    if self.state.global_step % cfg.log_every == 0:
-                        progress.update(task, advance=cfg.log_every, loss=loss_value)
+                    # the epoch's running mean so far: what the epoch record will log, never "nan" before it
+                    progress.update(task, advance=1, loss=f"{loss_sum / seen:.4f}" if seen else "–")
                 elapsed = time.perf_counter() - started
                 progress.update(task, completed=len(batches))
                 self.state.train_seconds += elapsed
