@@ -160,3 +160,27 @@ def test_tensorboard_logging_writes_event_files(tiny_config):
     assert "train/loss" in scalars and "validation/accuracy" in scalars
     steps = [e.step for e in events.Scalars("train/loss")]
     assert steps == list(range(1, len(steps) + 1)) and len(steps) == read_json(paths.run_info)["training"]["steps"]
+
+
+def test_row_counts_add_up_per_split_and_every_policy_applies_to_every_split(tiny_config, tmp_path):
+    rows = make_rows(200, seed=4)
+    rows[3]["text"] = ""  # dropped by empty_text: drop
+    rows[8]["text"] = " ".join(["word"] * 80)  # longer than max_length 32: dropped by too_long: drop
+    test_rows = make_rows(40, seed=6)
+    test_rows[5]["text"] = " ".join(["long"] * 80)  # the same policy applies to the test file
+    train, test = write_csv(tmp_path / "train.csv", rows), write_csv(tmp_path / "test.csv", test_rows)
+    config = {**tiny_config, "data.train": str(train), "data.test": str(test), "train.epochs": 1,
+              "data.on_problem": {"empty_text": "drop", "too_long": "drop"}}
+    paths = train_and_evaluate(load_config(None, config), show_progress=False)
+    record = json.loads(paths.run_info.read_text())
+    rows_ = record["rows"]
+    assert rows_["read"] == 240 and rows_["rejected"] == 3
+    assert rows_["read"] - rows_["rejected"] == rows_["train"] + rows_["validation"] + rows_["test"]
+    assert rows_["test"] == 39
+    rejected = [json.loads(line) for line in paths.rejected.read_text().splitlines()]
+    assert sorted((Path(r["file"]).name, r["row"], r["kind"]) for r in rejected) == [
+        ("test.csv", 6, "too_long"), ("train.csv", 4, "empty_text"), ("train.csv", 9, "too_long")]
+    assert set(record["truncated"]) == {"train", "validation", "test"}
+    # the audits judge the same test rows training kept
+    evaluated = json.loads(paths.result("performance").read_text())
+    assert evaluated["n"] == 39
