@@ -38,7 +38,7 @@ def test_config_errors_exit_2_without_traceback(tmp_path):
 
 
 def test_data_check_counts_problems_and_exits_3_on_error_policy(tmp_path, tiny_model_dir):
-    rows = make_rows(20)
+    rows = make_rows(24)  # 12 per class: above data.min_class_rows (10) after a drop
     rows[4]["text"] = " "
     rows[7]["label"] = ""
     path = write_csv(tmp_path / "d.csv", rows)
@@ -50,7 +50,7 @@ def test_data_check_counts_problems_and_exits_3_on_error_policy(tmp_path, tiny_m
     assert "row 5" in result.stderr
     ok = run("data", "check", path, "--model", tiny_model_dir, "--set", "data.on_problem.empty_text=drop",
              "--set", "data.on_problem.null_label=drop", "--format", "json")
-    assert ok.returncode == 0 and json.loads(ok.stdout)["usable_rows"] == 18
+    assert ok.returncode == 0 and json.loads(ok.stdout)["usable_rows"] == 22
 
 
 def test_train_evaluate_predict_report_round_trip(tmp_path, tiny_model_dir, tiny_data):
