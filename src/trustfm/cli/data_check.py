@@ -45,7 +45,8 @@ def check(
     from trustfm.config.schema import ProblemPolicies
     from trustfm.data.batching import encode_texts
     from trustfm.data.io import read_table_source
-    from trustfm.data.validate import Rejection, validate_table
+    from trustfm.data.prepare import rare_class_rejections
+    from trustfm.data.validate import validate_table
     from trustfm.errors import DataError
 
     flags = dict(locals())
@@ -68,14 +69,7 @@ def check(
         group_columns=cfg.data.group_columns,
         policies=collect,
     )
-    from trustfm.data.prepare import rare_classes
-
-    rare = rare_classes(part.labels, cfg.data.min_class_rows)
-    if rare:
-        part.rejected += [Rejection(str(data), int(r), cfg.data.label_column, "rare_class",
-                                    f"class '{label}' has {rare[label]} rows, fewer than data.min_class_rows = "
-                                    f"{cfg.data.min_class_rows}")
-                          for r, label in zip(part.rows, part.labels) if label in rare]
+    part.rejected += rare_class_rejections(part, cfg.data)
     reasons = Counter(r.reason for r in part.rejected)
     kinds = Counter(r.kind for r in part.rejected)
     first_rows: dict[str, list[int]] = {}

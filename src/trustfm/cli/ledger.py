@@ -41,7 +41,7 @@ def abandon(
 
     from trustfm.errors import ConfigError
     from trustfm.runs import RunRecord, existing_run
-    from trustfm.train.ledger import PrivacyLedger, ledger_path
+    from trustfm.train.ledger import PrivacyLedger, ledger_path, run_key
 
     paths = existing_run(run_dir)
     record = RunRecord.load(paths)
@@ -52,6 +52,6 @@ def abandon(
         shutil.rmtree(folder, ignore_errors=True)
     record.status = "abandoned"
     record.save(paths)
-    released = PrivacyLedger(ledger_path(ledger)).release(str(paths.root.resolve()), reason="abandoned")
+    released = PrivacyLedger(ledger_path(ledger)).release(run_key(paths.root), reason="abandoned")
     typer.echo(f"{run_dir}: checkpoints and model deleted; "
                + ("reservation released" if released else "no reservation in the ledger"))

@@ -174,15 +174,13 @@ def read_table_source(
         source.notes.append(f"named {path.suffix} but holds {shown}: read by its content")
 
     if content == "parquet":
-        frame = _read_parquet(io.BytesIO(blob) if blob is not None else path, name, columns)
-        return _select(frame, columns, source, selected=True), source
+        return _read_parquet(io.BytesIO(blob) if blob is not None else path, name, columns), source
 
     encoding, text = _decode(head, blob, source)
     if content == "jsonl":
         if text is None and blob is not None:
             text = blob.decode("utf-8", "surrogateescape")
-        frame = _read_json(text if text is not None else path, source, columns)
-        return _select(frame, columns, source, selected=True), source
+        return _read_json(text if text is not None else path, source, columns), source
     delimiter = _sniff_delimiter(head.decode(encoding if encoding != "utf-8-sig" else "utf-8", "replace")
                                  if text is None else text[:SNIFF_BYTES], suffix_format, source, columns)
     tsv = suffix_format == "tsv" and delimiter == "\t"
@@ -565,7 +563,7 @@ def _read_parquet(source_obj, name: str, columns: Sequence[str] | None) -> pd.Da
         raise DataError(f"not a readable Parquet file ({_short(exc)})", file=name) from None
     if len(frame) == 0:
         raise DataError("has no data rows", file=name)
-    return frame
+    return frame.reset_index(drop=True)  # a stored pandas index would not number the rows from 0
 
 
 def _read_hf(path: Path) -> pd.DataFrame:
@@ -585,10 +583,9 @@ def _read_hf(path: Path) -> pd.DataFrame:
     return loaded.to_pandas().astype(object)
 
 
-def _select(frame: pd.DataFrame, columns: Sequence[str] | None, source: TableSource, *,
-            selected: bool = False) -> pd.DataFrame:
-    """The configured columns of a fully read frame (formats that read everything first)."""
-    if columns is None or selected:
+def _select(frame: pd.DataFrame, columns: Sequence[str] | None, source: TableSource) -> pd.DataFrame:
+    """The configured columns of a fully read frame (a saved dataset is read whole)."""
+    if columns is None:
         return frame.reset_index(drop=True)
     positions = _match_columns(list(frame.columns), columns, source)
     picked = frame.iloc[:, [positions[c] for c in columns]].copy()

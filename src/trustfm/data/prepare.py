@@ -108,28 +108,33 @@ def rare_classes(labels: list[str], min_rows: int) -> dict[str, int]:
     return {label: n for label, n in Counter(labels).items() if n < min_rows}
 
 
+def rare_class_rejections(part: LabelledTexts, config: DataConfig) -> list[Rejection]:
+    """One ``rare_class`` rejection per row of a class with fewer than ``min_class_rows`` rows, in row order."""
+    rare = rare_classes(part.labels, config.min_class_rows)
+    return [Rejection(part.file, int(row), config.label_column, "rare_class",
+                      f"class '{label}' has {rare[label]} rows, fewer than data.min_class_rows = {config.min_class_rows}")
+            for row, label in zip(part.rows, part.labels) if label in rare]
+
+
 def drop_rare_classes(part: LabelledTexts, config: DataConfig) -> LabelledTexts:
     """Apply ``on_problem.rare_class`` to classes with fewer than ``min_class_rows`` training rows.
 
     One row labelled ``2`` in a binary file is far likelier a typo than a class:
     under the default policy it stops the run, naming the label and its first row.
     """
-    rare = rare_classes(part.labels, config.min_class_rows)
-    if not rare:
+    rejections = rare_class_rejections(part, config)
+    if not rejections:
         return part
-    positions = [i for i, label in enumerate(part.labels) if label in rare]
-    shown = ", ".join(f"'{label}' ({n} rows)" for label, n in sorted(rare.items()))
-    reason = f"class with fewer than data.min_class_rows = {config.min_class_rows} training rows"
     if config.on_problem.rare_class == "error":
-        raise DataError(f"{reason}: {shown} (fix the labels, lower data.min_class_rows, or set "
-                        "data.on_problem.rare_class: drop)", file=part.file, row=int(part.rows[positions[0]]),
-                        column=config.label_column)
-    keep = sorted(set(range(len(part))) - set(positions))
-    kept = part.subset(keep)
+        shown = ", ".join(f"'{label}' ({n} rows)"
+                          for label, n in sorted(rare_classes(part.labels, config.min_class_rows).items()))
+        raise DataError(f"class with fewer than data.min_class_rows = {config.min_class_rows} training rows: {shown} "
+                        "(fix the labels, lower data.min_class_rows, or set data.on_problem.rare_class: drop)",
+                        file=part.file, row=rejections[0].row, column=config.label_column)
+    dropped = {r.row for r in rejections}
+    kept = part.subset([i for i, row in enumerate(part.rows) if int(row) not in dropped])
     kept.rows_in, kept.notes = part.rows_in, part.notes
-    kept.rejected = part.rejected + [Rejection(part.file, int(part.rows[i]), config.label_column, "rare_class",
-                                               reason) for i in positions]
-    kept.rejected.sort(key=lambda r: r.row)
+    kept.rejected = sorted(part.rejected + rejections, key=lambda r: r.row)
     return kept
 
 
@@ -185,23 +190,23 @@ def prepare_data(config: DataConfig, *, seed: int) -> PreparedData:
     return PreparedData(train, validation, test, names, hashes, rejected, rows_read, holdout)
 
 
-def apply_length_policies(data: PreparedData, tokenizer, config: DataConfig) -> dict[str, int]:
-    """Apply ``on_problem.too_long`` to every split of ``data`` in place; returns texts truncated per split.
+def apply_length_policies(data: PreparedData, tokenizer, config: DataConfig) -> dict[str, EncodedTexts]:
+    """Apply ``on_problem.too_long`` to every split of ``data`` in place; returns each split's kept encoding.
 
     Dropped rows join ``data.rejected``, so the counts still add up. Training
-    and every audit apply it the same way, so they judge the same rows.
+    and every audit apply it the same way, so they judge the same rows. An
+    encoding's ``truncated`` counts the texts cut (none under ``drop``).
     """
     from trustfm.data.batching import encode_texts
 
-    truncated = {}
-    for role in data.parts():
-        part = getattr(data, role)
+    encodings = {}
+    for role, part in data.parts().items():
         encoded = encode_texts(tokenizer, part.texts, config.max_length)
-        kept, _, dropped = apply_length_policy(part, encoded, config.on_problem.too_long, config.text_column)
+        kept, encodings[role], dropped = apply_length_policy(part, encoded, config.on_problem.too_long,
+                                                             config.text_column)
         setattr(data, role, kept)
         data.rejected.extend(dropped)
-        truncated[role] = int(encoded.truncated.sum()) if config.on_problem.too_long == "truncate" else 0
-    return truncated
+    return encodings
 
 
 def apply_length_policy(

@@ -176,7 +176,7 @@ def validate_table(
                 problem("not_text", i, column, f"{what}, not a text")
 
     texts = values[text_column]
-    control = getattr(policies, "control_characters", "strip")
+    control = policies.control_characters
     stripped = 0
     for i, text in enumerate(texts):
         if not keep[i]:

@@ -28,7 +28,6 @@ is a new component, not an edit of ``train_run``.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from trustfm.config import RunConfig
@@ -36,6 +35,7 @@ from trustfm.errors import ConfigError
 from trustfm.fileio import write_json_atomic
 from trustfm.runs import RunPaths, RunRecord
 from trustfm.train.callbacks import Callback
+from trustfm.train.ledger import run_key
 
 
 @dataclass
@@ -77,6 +77,7 @@ class TrustComponent:
 
     def abandon_unstarted(self, setup: TrainSetup) -> None:
         """The run failed before its first training step: undo what the component claimed (a reservation)."""
+
 
 class Redaction(TrustComponent):
     """``privacy.redact``: personal data replaced in every split before tokenisation; counts in ``results/pii.json``."""
@@ -166,7 +167,7 @@ class DifferentialPrivacy(TrustComponent):
         # write-ahead: check and reserve the planned epsilon in one locked step, before the first step
         # (a resumed run finds its reservation and keeps it)
         self.ledger = PrivacyLedger(ledger_path(config.privacy.ledger))
-        self.ledger.reserve(run_dir=self._run_key(setup), data_sha256=train_hash, dataset=str(config.data.train),
+        self.ledger.reserve(run_dir=run_key(setup.paths.root), data_sha256=train_hash, dataset=str(config.data.train),
                             epsilon=dp.epsilon, delta=delta, accountant=dp.accountant,
                             total_budget=config.privacy.total_epsilon)
         for name, p in model.named_parameters():
@@ -187,20 +188,16 @@ class DifferentialPrivacy(TrustComponent):
                            accountant=dp.accountant, clipping=dp.clipping)
         return [self.dpsgd]
 
-    @staticmethod
-    def _run_key(setup) -> str:
-        return str(Path(setup.paths.root).resolve())
-
     def abandon_unstarted(self, setup):
         if self.ledger is not None:
-            self.ledger.release(self._run_key(setup), reason="the run stopped before its first training step")
+            self.ledger.release(run_key(setup.paths.root), reason="the run stopped before its first training step")
 
     def after_fit(self, setup):
         from trustfm.train.privacy import DPAccounting
 
         config, record = setup.config, setup.record
         spent = self.dpsgd.epsilon_spent()
-        self.ledger.settle(self._run_key(setup), spent)
+        self.ledger.settle(run_key(setup.paths.root), spent)
         privacy = {**record.privacy, "epsilon": spent, "noise_multiplier": self.dpsgd.noise_multiplier,
                    "sample_rate": self.dpsgd.sample_rate, "ledger": str(self.ledger.path)}
         privacy["dataset_epsilon_spent"] = self.ledger.spent(privacy["data_sha256"])

@@ -47,6 +47,11 @@ def ledger_path(configured: Path | None) -> Path:
     return Path(env) if env else Path.home() / ".trustfm" / "privacy-ledger.jsonl"
 
 
+def run_key(run_dir: str | Path) -> str:
+    """How the ledger names a run: its folder's absolute path."""
+    return str(Path(run_dir).resolve())
+
+
 def _now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 

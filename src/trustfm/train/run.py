@@ -146,16 +146,17 @@ def _train_locked(config: RunConfig, paths: RunPaths, *, created: bool, resume: 
         model, tokenizer = build_classifier(config.model, data.label_names)
         setup.model, setup.tokenizer = model, tokenizer
         # the length policy acts on every split before augmentation: the counts add up per split
-        truncated = apply_length_policies(data, tokenizer, config.data)
+        encoded = apply_length_policies(data, tokenizer, config.data)
         rejected = list(data.rejected)
         train, augmented = data.train, 0
         for component in components:
             train, added = component.wrap_train(setup, train)
             augmented += added
-        # augmented copies may outgrow max_length: they are cut, never dropped (they are not the user's rows)
-        train_enc = encode_texts(tokenizer, train.texts, config.data.max_length)
-        validation = data.validation
-        val_enc = encode_texts(tokenizer, validation.texts, config.data.max_length)
+        # augmented rows are tokenised once more; their copies may outgrow max_length and are cut, never dropped
+        # (they are not the user's rows)
+        train_enc = encoded["train"] if train is data.train else encode_texts(tokenizer, train.texts,
+                                                                               config.data.max_length)
+        validation, val_enc = data.validation, encoded["validation"]
         setup.train, setup.train_label_ids = train, data.label_ids(train)
         write_rejections(paths.rejected, rejected)
         base_dir = resolve_model_dir(config.model.name_or_path)
@@ -170,7 +171,7 @@ def _train_locked(config: RunConfig, paths: RunPaths, *, created: bool, resume: 
         info.rows = {"read": data.rows_read, "rejected": len(rejected), **data.counts(), "augmented": augmented}
         info.fairness_mitigation = config.fairness.mitigation
         info.robust_training = config.robustness.model_dump(mode="json", exclude_defaults=True)
-        info.truncated = truncated
+        info.truncated = {role: int(enc.truncated.sum()) for role, enc in encoded.items()}
         info.save(paths)
         # components whose callbacks add to the step/epoch records run before the logger writes them
         callbacks = [cb for c in components if c.adds_to_log for cb in c.callbacks(setup)]

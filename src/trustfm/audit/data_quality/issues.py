@@ -19,14 +19,12 @@ audits (which may use models) rather than in ``trustfm.data``.
 
 from __future__ import annotations
 
-import re
 from typing import Sequence
 
 import numpy as np
 from pydantic import BaseModel
 
-from trustfm.data.validate import normalise_text
-
+from trustfm.data.validate import normalise_text as normalise
 
 
 class LabelIssue(BaseModel):
@@ -60,11 +58,6 @@ class RowAction(BaseModel):
     action: str  # removed | relabelled
     reason: str  # label_issue | duplicate | near_duplicate | leakage
     detail: dict[str, str | int | float | bool | None]
-
-
-def normalise(text: str) -> str:
-    """See :func:`trustfm.data.validate.normalise_text`."""
-    return normalise_text(text)
 
 
 def embed(texts: Sequence[str], *, model_name_or_path: str = "default", max_length: int = 128) -> np.ndarray:

@@ -51,11 +51,12 @@ def non_member_source(ctx: AuditContext) -> tuple[list[str], list[str], str] | N
     return texts, labels, f"the {roles} rows carved from {config.train} before training"
 
 
-def _why_not(ctx: AuditContext, options: dict | None = None) -> str | None:
-    if non_member_source(ctx) is None:
-        return ("non-members must come from the training file's distribution, and this run's validation and test "
-                "rows come from other files: retrain with data.split.holdout (e.g. 0.05)")
-    return None
+NO_NON_MEMBERS = ("non-members must come from the training file's distribution, and this run's validation and test "
+                  "rows come from other files: retrain with data.split.holdout (e.g. 0.05)")
+
+
+def _why_not(ctx: AuditContext, options: dict) -> str | None:
+    return NO_NON_MEMBERS if non_member_source(ctx) is None else None
 
 
 def _dedupe(texts: list[str], labels: list[str], train_texts: list[str]) -> tuple[list[str], list[str], dict]:
@@ -68,7 +69,7 @@ def _dedupe(texts: list[str], labels: list[str], train_texts: list[str]) -> tupl
     for text, label in zip(texts, labels):
         if text in exact:
             removed["exact"] += 1
-        elif normalise_text(text) and normalise_text(text) in normalised:
+        elif (key := normalise_text(text)) and key in normalised:
             removed["normalised"] += 1
         else:
             kept_texts.append(text)
@@ -111,12 +112,12 @@ def audit_membership_run(run: str | Path | AuditContext, *, max_rows: int = 500,
     from trustfm.train.privacy import default_delta
 
     ctx = as_context(run, show_progress=show_progress)
-    reason = _why_not(ctx)
-    if reason:
-        raise ConfigError(f"membership audit: {reason}")
+    source = non_member_source(ctx)
+    if source is None:
+        raise ConfigError(f"membership audit: {NO_NON_MEMBERS}")
     runner, config, data = ctx.predictor, ctx.config, ctx.data
     rng = np.random.default_rng(config.seed)
-    source_texts, source_labels, non_members_from = non_member_source(ctx)
+    source_texts, source_labels, non_members_from = source
     non_texts, non_labels, removed = _dedupe(source_texts, source_labels, data.train.texts)
     n = min(max_rows, len(non_texts), len(data.train))
     if n < 10:

@@ -101,7 +101,7 @@ class DetectorSeparation(BaseModel):
     fpr_at_95_tpr: Interval  # share of OOD rows accepted when 95% of in-distribution rows are
     threshold_at_95_tpr: float  # the score below which 95% of in-distribution rows fall
     # its AUROC interval lies below 0.5: it ranks in-distribution rows as more unusual than OOD ones (inverted,
-    # or keyed to a feature the OOD data lacks); flagged in the report and the gate, never used as "best"
+    # or keyed to a feature the OOD data lacks); flagged in the report and as a gate warning
     worse_than_chance: bool = False
 
 
