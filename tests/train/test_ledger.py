@@ -81,7 +81,7 @@ def test_a_killed_dp_run_keeps_its_reservation_until_resumed_or_abandoned(dp_ove
     second = {**overrides, "privacy.total_epsilon": 100.0}
     _start_and_kill_mid_training(second, tmp_path / "abandoned")
     assert _entries(ledger)[-1]["status"] == "reserved"
-    abandoned = run_cli(["ledger", "abandon", tmp_path / "abandoned", "--ledger", ledger])
+    abandoned = run_cli(["ledger", "abandon", tmp_path / "abandoned"])  # the run's own privacy.ledger
     assert abandoned.returncode == 0, abandoned.stderr
     assert _entries(ledger)[-1]["status"] == "released"
     assert not (tmp_path / "abandoned" / "checkpoints").exists()

@@ -36,9 +36,13 @@ def abandon(
     run_dir: Path = typer.Argument(..., help="an unfinished DP run (killed mid-training) that will not be resumed"),
     ledger: Optional[Path] = LEDGER_OPTION,
 ) -> None:
-    """Delete what a killed DP run trained (checkpoints, model) and release its reserved epsilon."""
+    """Delete what a killed DP run trained (checkpoints, model) and release its reserved epsilon.
+
+    The ledger is ``--ledger``, else the one the run was trained against (its ``privacy.ledger``).
+    """
     import shutil
 
+    from trustfm.config import load_config
     from trustfm.errors import ConfigError
     from trustfm.runs import RunRecord, existing_run
     from trustfm.train.ledger import PrivacyLedger, ledger_path, run_key
@@ -52,6 +56,7 @@ def abandon(
         shutil.rmtree(folder, ignore_errors=True)
     record.status = "abandoned"
     record.save(paths)
-    released = PrivacyLedger(ledger_path(ledger)).release(run_key(paths.root), reason="abandoned")
+    book = PrivacyLedger(ledger_path(ledger or load_config(paths.config).privacy.ledger))
+    released = book.release(run_key(paths.root), reason="abandoned")
     typer.echo(f"{run_dir}: checkpoints and model deleted; "
                + ("reservation released" if released else "no reservation in the ledger"))

@@ -133,9 +133,11 @@ def _train_locked(config: RunConfig, paths: RunPaths, *, created: bool, resume: 
     info.save(paths)
     components = [*trust_components(config), *extra_components]
     setup = TrainSetup(config=config, paths=paths, record=info, resume=resume)
-    # a user error before training starts leaves no half-made run behind to block the corrected rerun,
-    # and any failure before the first step undoes what components claimed (a DP reservation)
-    with _discard_unstarted_run(paths, fresh=not resume, created=created), _abandon_on_failure(components, setup):
+    # a user error before training starts leaves no half-made run behind to block the corrected rerun, and any
+    # failure before the first step undoes what components claimed (a DP reservation) -- unless the run resumes
+    # from a checkpoint, whose noisy updates already spent what was reserved
+    undo = components if resume_from is None else ()
+    with _discard_unstarted_run(paths, fresh=not resume, created=created), _abandon_on_failure(undo, setup):
         data = prepare_data(config.data, seed=config.seed)
         for component in components:
             data = component.wrap_data(setup, data)
