@@ -114,6 +114,7 @@ CASES = [
          rows=2),
     Case("unnamed index column", "d.csv", b",text,label\n0,good,pos\n1,bad,neg\n", 0, "csv", rows=2),
     Case("empty header line", "d.csv", b"\ngood,pos\n", 3, "header"),
+    Case("a lone carriage return for a header (found by the fuzzer)", "d.csv", b"\r!", 3, "(the header) is empty"),
     Case("missing text column", "d.csv", b"review,label\ngood,pos\n", 3, "required column is missing",
          column="text"),
     Case("no header row, personal data first", "d.csv", f"{SECRET},pos\nok,neg\n".encode(), 3,
