@@ -57,3 +57,12 @@ class OutputError(TrustfmError):
     """
 
     exit_code = 5
+
+
+class FidelityError(TrustfmError):
+    """A compressed model's outputs moved further from its parent's than the tolerance allows (exit code 6).
+
+    Nothing is written: the compressed model is discarded, with the measured gap in the message.
+    """
+
+    exit_code = 6

@@ -106,14 +106,20 @@ def bucketed_batches(
     return [batches[i] for i in rng.permutation(len(batches))]
 
 
-def pad_batch(input_ids: Sequence[np.ndarray], pad_id: int) -> dict[str, torch.Tensor]:
-    """Pad a list of id arrays to the longest: ``input_ids`` and ``attention_mask``, shape (b, t)."""
+def pad_arrays(input_ids: Sequence[np.ndarray], pad_id: int) -> tuple[np.ndarray, np.ndarray]:
+    """Pad a list of id arrays to the longest: (input ids, attention mask), int64 arrays of shape (b, t)."""
     width = max(len(x) for x in input_ids)
     ids = np.full((len(input_ids), width), pad_id, dtype=np.int64)
     mask = np.zeros((len(input_ids), width), dtype=np.int64)
     for row, seq in enumerate(input_ids):
         ids[row, : len(seq)] = seq
         mask[row, : len(seq)] = 1
+    return ids, mask
+
+
+def pad_batch(input_ids: Sequence[np.ndarray], pad_id: int) -> dict[str, torch.Tensor]:
+    """:func:`pad_arrays` as torch tensors: ``input_ids`` and ``attention_mask``, shape (b, t)."""
+    ids, mask = pad_arrays(input_ids, pad_id)
     return {"input_ids": torch.from_numpy(ids), "attention_mask": torch.from_numpy(mask)}
 
 

@@ -3,6 +3,14 @@
 Saved as one folder: the encoder in Hugging Face layout (``config.json`` and
 ``model.safetensors``), the head in ``head.safetensors``, the tokenizer files,
 and ``trustfm_model.json`` with class names and pooling.
+
+A compressed classifier (:mod:`trustfm.compress`) records its ``format`` there too:
+
+- ``torch`` (default): the layout above; a pruned one adds its ``structure``
+  (:mod:`trustfm.models.structure`) and keeps all weights in ``classifier.safetensors``;
+- ``torch-int8``: torchao int8 weights (its safetensors encoding) in ``classifier.safetensors``;
+- ``onnx``: ``model.onnx`` for ONNX Runtime, loaded by :class:`~trustfm.models.predictor.Predictor`
+  without any torch model code.
 """
 
 from __future__ import annotations
@@ -18,6 +26,8 @@ from trustfm.models.loading import load_encoder, resolve_model_dir
 
 MODEL_META = "trustfm_model.json"
 HEAD_FILE = "head.safetensors"
+STATE_FILE = "classifier.safetensors"  # the whole classifier's weights, for pruned and int8 models
+FORMATS = ("torch", "torch-int8", "onnx")
 
 
 class TextClassifier(nn.Module):
@@ -141,22 +151,34 @@ def init_head_from_descriptions(
 def save_classifier(
     model: TextClassifier, tokenizer, folder: str | Path, *, label_names: list[str], extra: dict | None = None
 ) -> Path:
-    """Write the classifier folder crash-safely: a temporary folder, fsynced, then renamed over the old one."""
+    """Write the classifier folder crash-safely: a temporary folder, fsynced, then renamed over the old one.
+
+    ``extra`` joins ``trustfm_model.json``; with ``structure`` (a pruned encoder) or ``format: torch-int8``
+    (torchao int8 weights) every weight goes to one ``classifier.safetensors`` beside the unchanged encoder
+    config, since the Hugging Face layout cannot describe either.
+    """
     from safetensors.torch import save_file
 
     from trustfm.fileio import atomic_path
 
     folder = Path(folder)
+    extra = extra or {}
+    whole = "structure" in extra or extra.get("format") == "torch-int8"
     with atomic_path(folder) as tmp:
         tmp.mkdir()
-        model.encoder.save_pretrained(tmp, safe_serialization=True)
-        save_file({k: v.detach().contiguous() for k, v in model.head.state_dict().items()}, str(tmp / HEAD_FILE))
+        if whole:
+            tensors, header = _flat_state(model.state_dict())
+            model.encoder.config.save_pretrained(tmp)
+            save_file(tensors, str(tmp / STATE_FILE), metadata=header)
+        else:
+            model.encoder.save_pretrained(tmp, safe_serialization=True)
+            save_file({k: v.detach().contiguous() for k, v in model.head.state_dict().items()}, str(tmp / HEAD_FILE))
         tokenizer.save_pretrained(tmp)
         meta = {
             "label_names": list(label_names),
             "pooling": model.pooling,
             "dropout": model.dropout.p,
-            **(extra or {}),
+            **extra,
         }
         (tmp / MODEL_META).write_text(json.dumps(meta, indent=2), encoding="utf-8")
     return folder
@@ -173,6 +195,11 @@ def load_classifier(folder: str | Path):
     if not meta_path.is_file():
         raise ConfigError(f"{folder} is not a trustfm model folder (no {MODEL_META})")
     meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    fmt = meta.get("format", "torch")
+    if fmt not in ("torch", "torch-int8"):
+        raise ConfigError(f"{folder} holds a {fmt} model, which has no torch form: load it with Predictor")
+    if (folder / STATE_FILE).is_file():
+        return _load_whole(folder, meta), _load_tokenizer(folder), meta
     encoder, tokenizer = load_encoder(folder, allow_pickle=False)
     model = TextClassifier(
         encoder, len(meta["label_names"]), pooling=meta["pooling"], dropout=meta.get("dropout", 0.1)
@@ -180,3 +207,43 @@ def load_classifier(folder: str | Path):
     model.head.load_state_dict(load_file(str(folder / HEAD_FILE)))
     model.eval()
     return model, tokenizer, meta
+
+
+def _load_tokenizer(folder: Path):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(folder, local_files_only=True)
+
+
+def _flat_state(state: dict) -> tuple[dict, dict | None]:
+    """Tensors and safetensors header of a state dict; torchao's int8 tensors are written in its own encoding."""
+    if any(type(v) is not torch.Tensor and isinstance(v, torch.Tensor) for v in state.values()):
+        from torchao.prototype.safetensors.safetensors_support import flatten_tensor_state_dict
+
+        return flatten_tensor_state_dict(state)
+    return {k: v.detach().contiguous() for k, v in state.items()}, None
+
+
+def _load_whole(folder: Path, meta: dict) -> TextClassifier:
+    """A pruned or int8 classifier: its encoder built from the config, shaped as recorded, then its weights."""
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+    from transformers import AutoConfig, AutoModel
+
+    from trustfm.models.structure import apply_structure
+
+    config = AutoConfig.from_pretrained(folder, local_files_only=True)
+    encoder = AutoModel.from_config(config, attn_implementation="sdpa")
+    if meta.get("structure"):
+        apply_structure(encoder, meta["structure"])
+    model = TextClassifier(encoder, len(meta["label_names"]), pooling=meta["pooling"], dropout=meta.get("dropout", 0.1))
+    tensors = load_file(str(folder / STATE_FILE))
+    with safe_open(str(folder / STATE_FILE), "pt") as handle:
+        header = handle.metadata()
+    if meta.get("format") == "torch-int8":
+        from torchao.prototype.safetensors.safetensors_support import unflatten_tensor_state_dict
+
+        tensors, _ = unflatten_tensor_state_dict(tensors, header)
+    model.load_state_dict(tensors, assign=True)
+    model.eval()
+    return model

@@ -93,3 +93,10 @@ def load_encoder(path: Path, *, allow_pickle: bool, dropout: float | None = None
         # decoder-only families (GPT-2) ship without a pad token; padding is masked anyway
         tokenizer.pad_token = tokenizer.eos_token
     return encoder, tokenizer
+
+
+def model_weight_hashes(folder: Path) -> dict[str, str]:
+    """sha256 of each weight file of a saved classifier folder (safetensors, ONNX graphs), by file name."""
+    from trustfm.data.prepare import file_sha256
+
+    return {p.name: file_sha256(p) for p in sorted([*folder.glob("*.safetensors"), *folder.glob("*.onnx")])}

@@ -8,6 +8,7 @@ detectors: those wrap it where they are used.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Sequence
 
@@ -29,6 +30,11 @@ def quiet_transformers() -> None:
 class Predictor:
     """The fine-tuned classifier in a model folder (``RUN_DIR/model`` or any folder :func:`save_classifier` wrote).
 
+    Every model format answers the same way: a torch classifier (pruned and distilled ones included), torchao
+    int8 (``torch-int8``) and ONNX Runtime graphs (``onnx``, loaded without torch model code). Only the torch
+    formats expose :attr:`model`; :attr:`differentiable` says whether gradients reach the input embeddings
+    (gradient attributions and white-box attacks need them).
+
     Parameters
     ----------
     model_dir:
@@ -46,15 +52,28 @@ class Predictor:
 
     def __init__(self, model_dir: str | Path, *, max_length: int | None = None, batch_size: int = 64,
                  precision: str = "fp32"):
-        from trustfm.models.classifier import load_classifier
-
         if precision not in PRECISIONS:
             raise ConfigError(f"precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
         self.model_dir = Path(model_dir)
-        if not (self.model_dir / "trustfm_model.json").exists():
+        meta_path = self.model_dir / "trustfm_model.json"
+        if not meta_path.exists():
             raise ConfigError(f"{self.model_dir} holds no trained model (no trustfm_model.json)")
         quiet_transformers()
-        self.model, self.tokenizer, meta = load_classifier(self.model_dir)
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        self.format: str = meta.get("format", "torch")
+        self.onnx = None
+        if self.format == "onnx":
+            from transformers import AutoTokenizer
+
+            from trustfm.models.onnx_session import OnnxClassifier
+
+            self.model = None
+            self.onnx = OnnxClassifier(self.model_dir)
+            self.tokenizer = AutoTokenizer.from_pretrained(self.model_dir, local_files_only=True)
+        else:
+            from trustfm.models.classifier import load_classifier
+
+            self.model, self.tokenizer, meta = load_classifier(self.model_dir)
         self.label_names: list[str] = list(meta["label_names"])
         self.max_length = int(max_length or meta.get("max_length") or 128)
         self.batch_size = batch_size
@@ -79,6 +98,28 @@ class Predictor:
     def num_labels(self) -> int:
         return len(self.label_names)
 
+    @property
+    def differentiable(self) -> bool:
+        """True when :attr:`model` is a float torch classifier that gradients flow through."""
+        return self.format == "torch"
+
+    def _onnx_outputs(self, encoded) -> tuple[np.ndarray, np.ndarray]:
+        """Logits and pooled features from the ONNX session, length-bucketed batches, rows in input order."""
+        from trustfm.data.batching import bucketed_batches, pad_arrays
+
+        pad_id = self.tokenizer.pad_token_id
+        logits, pooled = None, None
+        for index in bucketed_batches(encoded.lengths, batch_size=self.batch_size, bucket_size=1, seed=0, epoch=0,
+                                      shuffle=False):
+            batch_logits, batch_pooled = self.onnx.run(*pad_arrays([encoded.input_ids[i] for i in index], pad_id))
+            if logits is None:
+                logits = np.empty((len(encoded), batch_logits.shape[1]), dtype=np.float32)
+                pooled = np.empty((len(encoded), batch_pooled.shape[1]), dtype=np.float32)
+            logits[index], pooled[index] = batch_logits, batch_pooled
+        if logits is None:
+            return np.zeros((0, self.num_labels), np.float32), np.zeros((0, 0), np.float32)
+        return logits, pooled
+
     def _encode(self, texts: Sequence[str]):
         from trustfm.data.batching import encode_texts
 
@@ -89,6 +130,10 @@ class Predictor:
     def predict_proba(self, texts: Sequence[str], *, precision: str | None = None,
                       show_progress: bool = False) -> np.ndarray:
         """Class probabilities, float32 array (n, num_labels), rows in input order; each row sums to 1."""
+        if self.onnx is not None:
+            from trustfm.models.onnx_session import softmax
+
+            return softmax(self._onnx_outputs(self._encode(texts))[0])
         from trustfm.models.inference import predict_proba
 
         return predict_proba(self.model, self._encode(texts), pad_id=self.tokenizer.pad_token_id,
@@ -102,6 +147,8 @@ class Predictor:
     def logits_and_embeddings(self, texts: Sequence[str], *, precision: str | None = None
                               ) -> tuple[np.ndarray, np.ndarray]:
         """Logits (n, num_labels) and pooled encoder embeddings (n, hidden), float32, rows in input order."""
+        if self.onnx is not None:
+            return self._onnx_outputs(self._encode(texts))
         from trustfm.models.inference import predict_logits_and_features
 
         return predict_logits_and_features(self.model, self._encode(texts), pad_id=self.tokenizer.pad_token_id,

@@ -122,6 +122,8 @@ class FineTuner:
     ``validation_metrics(y_true (n,), proba (n, k)) -> dict`` scores each epoch;
     ``config.early_stopping.metric`` must be one of its keys. ``save_best(model)``
     is called whenever validation improves (best-checkpoint selection).
+    ``loss(logits (b, k), batch) -> scalar`` is the training objective (default:
+    :func:`batch_loss`); distillation passes one that reads soft targets from ``batch["labels"]``.
     """
 
     def __init__(
@@ -132,8 +134,10 @@ class FineTuner:
         callbacks: Sequence[Callback] = (),
         show_progress: bool = True,
         encryption_key: bytes | None = None,
+        loss: Callable[[torch.Tensor, dict], torch.Tensor] = batch_loss,
     ):
         self.config = config
+        self.loss = loss
         self.encryption_key = encryption_key  # checkpoints written AES-GCM encrypted when set
         self.seed = seed
         self.callbacks = list(callbacks)
@@ -327,7 +331,7 @@ class FineTuner:
         for batch in micro_batches:
             batch = self._apply_batch_hooks(batch)
             batch["step_rows"] = total
-            loss = batch_loss(self.model(batch["input_ids"], batch["attention_mask"]), batch)
+            loss = self.loss(self.model(batch["input_ids"], batch["attention_mask"]), batch)
             if len(micro_batches) > 1:
                 loss = loss * (len(batch["labels"]) / total)
             loss.backward()

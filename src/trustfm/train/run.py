@@ -102,7 +102,7 @@ def _train_locked(config: RunConfig, paths: RunPaths, *, created: bool, resume: 
     from trustfm.data.prepare import apply_length_policies, file_sha256, prepare_data
     from trustfm.metrics import quick_metrics
     from trustfm.models import build_classifier, save_classifier
-    from trustfm.models.loading import resolve_model_dir, weight_files
+    from trustfm.models.loading import model_weight_hashes, resolve_model_dir, weight_files
     from trustfm.train.callbacks import JsonlLogger
     from trustfm.train.components import TrainSetup, trust_components
     from trustfm.train.lora import merged_copy
@@ -208,7 +208,7 @@ def _train_locked(config: RunConfig, paths: RunPaths, *, created: bool, resume: 
         "train_seconds": state.train_seconds,
         "train_samples_per_second": state.train_samples / state.train_seconds if state.train_seconds else None,
     }
-    info.model_sha256 = {p.name: file_sha256(p) for p in sorted(paths.model.glob("*.safetensors"))}
+    info.model_sha256 = model_weight_hashes(paths.model)
     info.status = "complete"
     info.finished = now_iso()
     info.save(paths)

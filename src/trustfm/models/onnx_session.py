@@ -1,0 +1,57 @@
+"""A classifier exported to ONNX, run by ONNX Runtime: no torch model code at inference time.
+
+The graph (written by :func:`trustfm.compress.onnx.export_onnx`) takes ``input_ids`` and
+``attention_mask`` (int64, shape (batch, tokens)) and returns ``logits`` (batch, classes)
+and ``pooled`` (batch, hidden): the same two things the torch classifier gives the
+:class:`~trustfm.models.predictor.Predictor`.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+ONNX_FILE = "model.onnx"
+
+
+def session_options(*, threads: int | None = None):
+    """ONNX Runtime session options: every graph optimisation on, ``threads`` intra-op threads (default: all cores)."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.intra_op_num_threads = threads or os.cpu_count() or 1
+    options.log_severity_level = 3  # errors only: its warnings about unused initialisers are not the user's business
+    return options
+
+
+class OnnxClassifier:
+    """``model.onnx`` of a model folder in an ONNX Runtime CPU session."""
+
+    def __init__(self, model_dir: str | Path, *, threads: int | None = None):
+        from trustfm.errors import ConfigError
+
+        try:
+            import onnxruntime as ort
+        except ImportError:
+            raise ConfigError("this model is an ONNX graph and needs onnxruntime: pip install 'trustfm[compress]'") from None
+        path = Path(model_dir) / ONNX_FILE
+        if not path.is_file():
+            raise ConfigError(f"{model_dir} is an ONNX model folder without {ONNX_FILE}")
+        self.session = ort.InferenceSession(str(path), session_options(threads=threads),
+                                            providers=["CPUExecutionProvider"])
+
+    def run(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Logits (b, classes) and pooled features (b, hidden), float32, for one padded batch."""
+        logits, pooled = self.session.run(["logits", "pooled"], {"input_ids": input_ids,
+                                                                 "attention_mask": attention_mask})
+        return logits, pooled
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    """Row-wise softmax of (n, k) logits, float32; each row sums to 1."""
+    shifted = logits - logits.max(axis=1, keepdims=True)
+    exp = np.exp(shifted)
+    return (exp / exp.sum(axis=1, keepdims=True)).astype(np.float32)
