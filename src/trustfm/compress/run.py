@@ -67,6 +67,23 @@ class Fidelity(BaseModel):
     max_proba_diff_allowed: float | None
 
 
+class CompressionRecord(BaseModel):
+    """The child's ``compression`` block in ``run.json`` (and what ``trustfm compress`` prints): its parent, the
+    method, the settings given, the fidelity check, the weight sizes in bytes and the method's own details."""
+
+    model_config = ConfigDict(extra="allow")
+
+    run_dir: str | None = None  # the child folder (not stored in run.json: the folder may move)
+    parent: str
+    parent_model_sha256: dict[str, str]
+    method: str
+    settings: dict
+    fidelity: Fidelity
+    seconds: float
+    size_bytes: int
+    parent_size_bytes: int
+
+
 def measure_fidelity(parent_proba: np.ndarray, child_proba: np.ndarray, *, split: str) -> dict:
     """Agreement and probability gaps between two (n, k) probability arrays of the same rows."""
     gap = np.abs(child_proba.astype(np.float64) - parent_proba.astype(np.float64))
@@ -242,9 +259,9 @@ def check_fidelity(ctx, model_dir: Path, settings: CompressionSettings) -> Fidel
 
 
 def compress_run(run_dir: str | Path, *, settings: CompressionSettings, output_dir: str | Path,
-                 show_progress: bool = False) -> dict:
+                 show_progress: bool = False) -> CompressionRecord:
     """Compress the best model of ``run_dir`` into a new run folder ``output_dir``, check it against the parent,
-    evaluate it on the parent's test split, and return the child's ``compression`` block (plus its folder)."""
+    evaluate it on the parent's test split, and return the child's ``compression`` block (with its folder)."""
     from trustfm.audit.context import AuditContext
     from trustfm.audit.performance.plugin import evaluate_run
     from trustfm.fileio import atomic_path
@@ -288,4 +305,4 @@ def compress_run(run_dir: str | Path, *, settings: CompressionSettings, output_d
         RunRecord.model_validate(record).save(child)
         child.results.mkdir()
     evaluate_run(output_dir, show_progress=show_progress)
-    return {"run_dir": str(output_dir), **block}
+    return CompressionRecord.model_validate({"run_dir": str(output_dir), **block})

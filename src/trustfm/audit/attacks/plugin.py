@@ -20,6 +20,7 @@ class AttackSuiteResult(Result):
     texts: int
     attacks: list[AttackResult]
     examples_withheld_for_pii: int = 0  # example texts left out because they contain personal data
+    skipped: dict[str, str] = {}  # attack -> why it did not run on this model
 
     def metrics(self) -> dict[str, float]:
         """``<attack>.success_rate``, ``.robust_accuracy``, ``.mean_queries`` and ``.mean_words_perturbed``."""
@@ -44,7 +45,11 @@ def audit_attacks_run(
     runner, config = ctx.predictor, ctx.config
     texts, labels, dataset = ctx.sample_eval_texts(max_texts)
     common = dict(dataset=dataset, **ctx.bootstrap.kwargs())
-    results = []
+    results, skipped = [], {}
+    if "hotflip" in attacks and not runner.differentiable:
+        # HotFlip follows the gradient of the embeddings; an ONNX or int8 graph has none to follow
+        skipped["hotflip"] = f"white-box: needs gradients, and this run's model is {runner.format}"
+        attacks = [a for a in attacks if a != "hotflip"]
     if "deepwordbug" in attacks:
         results.append(deepwordbug_attack(texts, labels, runner.predict_proba, runner.label_names,
                                           search_predict_proba=runner.fast_predict_proba, **common))
@@ -55,6 +60,6 @@ def audit_attacks_run(
     for result in results:
         result.examples = screen.select(result.examples, lambda e: (e.original, e.adversarial))
     suite = AttackSuiteResult(dataset=dataset, texts=len(texts), attacks=results,
-                              examples_withheld_for_pii=screen.withheld)
+                              examples_withheld_for_pii=screen.withheld, skipped=skipped)
     ctx.save("attacks", suite)
     return {"attacks": suite}

@@ -73,8 +73,16 @@ def perturbation_slices(robustness_file: Path) -> tuple[list, str | None]:
     return slices, None if slices else "the robustness result has no perturbation with an accuracy on 10+ texts"
 
 
+def _needs_torch_model(ctx: AuditContext, options: dict) -> str | None:
+    fmt = ctx.predictor.format
+    if fmt == "torch":
+        return None
+    return (f"gradient attributions and attention maps need the float torch model, and this run's model is {fmt}: "
+            "explain its torch parent instead")
+
+
 @register_audit("explanations", "token attributions (IG, occlusion, KernelSHAP) with ERASER faithfulness, global terms, error slices",
-                results=(ExplanationReport, ExplanationTexts))
+                results=(ExplanationReport, ExplanationTexts), why_not_applicable=_needs_torch_model)
 def explain_run(
     run: str | Path | AuditContext, *, texts: Sequence[str] | None = None, faithfulness_texts: int = 20,
     global_texts: int = 150, examples: int = 5, methods: Sequence[str] = ("integrated_gradients", "occlusion",
@@ -83,6 +91,11 @@ def explain_run(
 ) -> dict[str, object]:
     """Explain the run's model on its test split (or on ``texts``) and write ``explanations.json``."""
     ctx = as_context(run, show_progress=show_progress)
+    not_applicable = _needs_torch_model(ctx, {})
+    if not_applicable:
+        from trustfm.errors import ConfigError
+
+        raise ConfigError(f"explanations: not applicable: {not_applicable}")
     runner, config = ctx.predictor, ctx.config
     names = runner.label_names
     max_length = config.data.max_length
