@@ -19,8 +19,18 @@ from trustfm.errors import ConfigError
 PRECISIONS = ("fp32", "bf16", "auto")
 
 
+# loggers of libraries Transformers imports on the way (torchao, when installed, reports the CUDA kernels it cannot
+# load on a CPU machine, and torch's pytree a deprecation meant for torchao's developers)
+NOISY_LOGGERS = ("torchao", "torch.utils._pytree")
+
+
 def quiet_transformers() -> None:
-    """Silence Transformers' info logging and download progress bars (nothing is downloaded here)."""
+    """Silence Transformers' info logging and download progress bars (nothing is downloaded here), and the
+    warnings of the libraries it imports that are not the user's to act on."""
+    import logging
+
+    for name in NOISY_LOGGERS:
+        logging.getLogger(name).setLevel(logging.ERROR)
     import transformers
 
     transformers.utils.logging.set_verbosity_error()

@@ -53,6 +53,7 @@ def collect_report(run_dir: str | Path) -> dict:
             "base_model": info.get("base_model", {}),
             "model_sha256": info.get("model_sha256", {}),
             "versions": info.get("versions", {}),
+            "compression": info.get("compression"),  # a compressed run: its parent, method and fidelity
         },
         "data": {
             "label_names": info.get("label_names", []),
@@ -86,6 +87,8 @@ def highlight_tokens(attribution: dict) -> str:
 # kinds in its own section, ``section.html.j2`` beside its plugin module
 REPORT_KINDS = ("pii", "privacy", "audits", "gate", "performance")
 SECTION_FILE = "section.html.j2"
+# stages above the audits whose results have a report section of their own, beside the module defining them
+STAGE_SECTIONS = {"compress": ("trustfm.compress", ("compression-comparison",))}
 
 
 def _section_file(spec):
@@ -106,6 +109,9 @@ def audit_sections() -> tuple[list[str], set[str]]:
         if _section_file(spec).is_file():
             templates.append(f"section:{name}")
             kinds |= {model.model_fields["kind"].default for model in spec.results}
+    for name, (_, stage_kinds) in STAGE_SECTIONS.items():
+        templates.append(f"section:{name}")
+        kinds |= set(stage_kinds)
     return templates, kinds
 
 
@@ -115,6 +121,11 @@ def _load_section(name: str):
 
     if not name.startswith("section:"):
         return None
+    if name.removeprefix("section:") in STAGE_SECTIONS:
+        from importlib import resources
+
+        package = STAGE_SECTIONS[name.removeprefix("section:")][0]
+        return (resources.files(package) / SECTION_FILE).read_text(encoding="utf-8")
     spec = registered_audits().get(name.removeprefix("section:"))
     return None if spec is None else _section_file(spec).read_text(encoding="utf-8")
 
@@ -172,6 +183,10 @@ def build_report(run_dir: str | Path, *, signing_key: Path | None = None) -> tup
         if attention:
             figures[f"{name}:attention-grid"] = plots.attention_grid(attention["tokens"], attention["weights"])
             figures[f"{name}:attention-last"] = plots.attention_layer_mean(attention["tokens"], attention["weights"])
+    for name, result in sections["compression-comparison"].items():
+        figures[f"{name}:deltas"] = plots.delta_forest(
+            [d for d in result["deltas"] if not d["metric"].endswith("selection_rate")][:40],
+            f"what {result['method']} changed")
     for name, result in sections["output_rules"].items():
         point = (result["coverage"]["value"], result["accuracy_answered"]["value"])
         figures[f"{name}:coverage"] = plots.coverage_accuracy(result["confidence_curve"], point)

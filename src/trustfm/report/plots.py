@@ -172,3 +172,26 @@ def coverage_accuracy(curve: list[dict], rules_point: tuple[float, float] | None
     ax.legend(frameon=False, fontsize=8)
     ax.spines[["top", "right"]].set_visible(False)
     return _svg(fig)
+
+
+def delta_forest(deltas: list[dict], title: str) -> str:
+    """One row per metric: its change (child - parent) with the paired interval as a whisker, zero marked.
+    Red: the interval excludes zero on the worse side; green: on the better side; grey: no clear change."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6.5, 0.9 + 0.26 * max(len(deltas), 1)))
+    for i, d in enumerate(deltas):
+        iv, better = d["delta"], d.get("higher_is_better")
+        low, high = iv.get("low"), iv.get("high")
+        colour = "#7f7f7f"
+        if low is not None and better is not None and (low > 0 or high < 0):
+            colour = "#2e7d32" if (low > 0) == better else "#c0504d"
+        if low is not None:
+            ax.plot([low, high], [i, i], color=colour, linewidth=2, alpha=0.6)
+        ax.plot([iv["value"]], [i], "o", color=colour, markersize=4)
+    ax.axvline(0.0, color="#444444", linewidth=0.8)
+    ax.set_yticks(range(len(deltas)), [d["metric"] for d in deltas], fontsize=7)
+    ax.invert_yaxis()
+    ax.set_xlabel("child - parent (paired 95% interval; red: worse, green: better)", fontsize=8)
+    ax.set_title(title, fontsize=9)
+    ax.spines[["top", "right"]].set_visible(False)
+    return _svg(fig)

@@ -91,6 +91,8 @@ class AttackResult(BaseModel):
     seconds: float
     settings: dict[str, float | int | str]
     examples: list[AdversarialExample]
+    attacked_rows: list[int] = []  # positions (in the texts given) of the texts attacked: those classified right
+    succeeded_rows: list[int] = []  # positions of the texts whose label the attack flipped
 
 
 @dataclass
@@ -171,6 +173,7 @@ def _finish(
         mean_queries=float(np.mean([t.queries for t in targets])) if targets else 0.0,
         mean_words_perturbed=float(np.mean(shares)) if shares else 0.0,
         seconds=seconds, settings=settings,
+        attacked_rows=[t.row for t in targets], succeeded_rows=[t.row for t in succeeded],
         examples=[AdversarialExample(
             original=texts[t.row], adversarial=adversarial[t.row], original_label=label_names[int(gold[t.row])],
             adversarial_label=label_names[final_pred[t.row]], words_perturbed=len(t.perturbed), queries=t.queries,

@@ -49,7 +49,7 @@ def identity_mentions(texts: Sequence[str]) -> list[str]:
     return out
 
 
-def _positive_ids(label_names: Sequence[str], positive: str | None) -> list[int]:
+def positive_class_ids(label_names: Sequence[str], positive: str | None) -> list[int]:
     """Model classes that count as positive: a name, a comma list of names, or the last class."""
     if positive is None:
         return [len(label_names) - 1]
@@ -82,7 +82,7 @@ def probe_fit(probe_set, ctx: AuditContext, *, mapped: bool) -> None:
             + (". Declare the task when training, or map the labels with --positive-label" if task is None else ""))
 
 
-def _binary(proba: np.ndarray, positive_ids: list[int]) -> tuple[np.ndarray, np.ndarray]:
+def binary_predictions(proba: np.ndarray, positive_ids: list[int]) -> tuple[np.ndarray, np.ndarray]:
     """(predicted positive (n,) bool, P(positive) (n,)) for a model whose positive class may be several."""
     predicted = np.isin(proba.argmax(axis=1), positive_ids)
     return predicted, proba[:, positive_ids].sum(axis=1)
@@ -112,7 +112,7 @@ def audit_fairness_run(
     names = runner.label_names
     fair = config.fairness
     positive = positive_label or fair.positive_label
-    positive_ids = _positive_ids(names, positive)
+    positive_ids = positive_class_ids(names, positive)
     positive_name = ",".join(names[i] for i in positive_ids)
     written: dict[str, object] = {}
 
@@ -126,7 +126,7 @@ def audit_fairness_run(
         probe_set = load_probe(probe, data_dir=probe_data, positive_label=probe_positive)
         probe_fit(probe_set, ctx, mapped=positive_label is not None)
         proba = runner.predict_proba(probe_set.texts, show_progress=show_progress)
-        predicted, _ = _binary(proba, positive_ids)
+        predicted, _ = binary_predictions(proba, positive_ids)
         truth = np.array([label == probe_set.positive_label for label in probe_set.labels])
         binary_names = [f"not {probe_set.positive_label}", probe_set.positive_label]
         result = group_fairness(
@@ -137,7 +137,7 @@ def audit_fairness_run(
         )
         save(f"fairness-{probe_set.name}", result)
         if postprocess == "threshold_optimizer":
-            _, score = _binary(proba, positive_ids)
+            _, score = binary_predictions(proba, positive_ids)
             save(f"fairness-{probe_set.name}-threshold_optimizer",
                  _probe_threshold_optimizer(probe_set, truth, predicted, score, ctx, constraint))
         if compare is not None:
