@@ -140,3 +140,21 @@ def shared_data(*parts: str) -> Path:
     if not path.exists():
         pytest.skip(f"{path} is absent (../shared/data is not beside this checkout)")
     return path
+
+
+@pytest.fixture(scope="session")
+def parent_run(tiny_model_dir, tiny_data, tmp_path_factory):
+    """A trained, evaluated run of the tiny BERT (3 epochs, group column ``group``): a parent to compress."""
+    from trustfm.audit.performance.plugin import evaluate_run
+    from trustfm.config import load_config
+    from trustfm.train.run import train_run
+
+    out = tmp_path_factory.mktemp("compress-parent") / "run"
+    config = load_config(None, {
+        "data.train": str(tiny_data), "data.id_column": "id", "data.group_columns": ["group"], "data.max_length": 32,
+        "model.name_or_path": str(tiny_model_dir), "train.epochs": 3, "train.batch_size": 16,
+        "train.learning_rate": 3e-3, "evaluate.bootstrap_samples": 200, "fairness.min_group_size": 5,
+        "output_dir": str(out)})
+    train_run(config, show_progress=False)
+    evaluate_run(out)
+    return out

@@ -58,7 +58,7 @@ def shrink_encoder(encoder: nn.Module, heads: Sequence[Sequence[int]], ffn_units
     record (kept head ids, kept unit counts)."""
     layers = bert_layers(encoder)
     if len(heads) != len(layers) or len(ffn_units) != len(layers):
-        raise ValueError(f"a structure for {len(heads)} layers, but the encoder has {len(layers)}")
+        raise ValueError(f"a structure for {len(heads)} layer(s), but the encoder has {len(layers)}")
     size = head_size(encoder)
     for layer, kept_heads, kept_units in zip(layers, heads, ffn_units):
         if not kept_heads or not len(kept_units):

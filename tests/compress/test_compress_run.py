@@ -1,0 +1,134 @@
+"""``trustfm compress``: every method writes a child run that every command takes, linked to its parent, and a
+child that strays from its parent is never written."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from conftest import run_cli
+from trustfm.compress.run import CompressionSettings, compress_run
+from trustfm.config import load_config
+from trustfm.errors import ConfigError, FidelityError
+from trustfm.models.loading import model_weight_hashes
+from trustfm.models.predictor import Predictor
+from trustfm.runs import RunRecord, RunPaths
+
+# the tiny random model's probabilities sit near 0.5, where int8 rounding flips labels: the tolerance is the
+# parent's own agreement check, tested on its own below
+LOOSE = {"min_agreement": 0.5}
+SETTINGS = {
+    "onnx": {},
+    "onnx-int8": LOOSE,
+    "torch-int8": LOOSE,
+    "distill": {"layers": 1, "epochs": 2, **LOOSE},
+    "prune": {"fraction": 0.5, **LOOSE},
+}
+
+
+@pytest.mark.parametrize("method", list(SETTINGS))
+def test_each_method_writes_a_child_run_linked_to_its_parent(parent_run, tmp_path, method):
+    child = tmp_path / method
+    record = compress_run(parent_run, settings=CompressionSettings(method=method, **SETTINGS[method]),
+                          output_dir=child)
+    info = RunRecord.load(RunPaths(child))
+    block = info.model_extra["compression"]
+    assert block["parent"] == str(parent_run.resolve()) and block["method"] == method
+    assert block["parent_model_sha256"] == model_weight_hashes(parent_run / "model")
+    assert info.model_sha256 == model_weight_hashes(child / "model") and info.model_sha256
+    assert record.fidelity.agreement >= 0.5 and record.fidelity.rows > 0
+    assert (child / "results" / "performance.json").is_file()
+    texts = ["good", "bad stuff", "a longer text with several words in it"]
+    child_proba = Predictor.from_run(child).predict_proba(texts)
+    parent_proba = Predictor.from_run(parent_run).predict_proba(texts)
+    assert child_proba.shape == (3, 2) and np.allclose(child_proba.sum(1), 1, atol=1e-5)
+    if method == "onnx":
+        np.testing.assert_allclose(child_proba, parent_proba, atol=1e-5)
+        assert Predictor.from_run(child).format == "onnx"
+    if method in ("onnx-int8", "torch-int8"):
+        assert record.size_bytes < record.parent_size_bytes
+    if method == "distill":
+        assert block["layers"] == 1 and block["training"]["epochs"] >= 1
+    if method == "prune":
+        assert block["heads_kept"] == [1, 1] and block["ffn_units_kept"] == [32, 32]
+
+
+def test_the_cli_chain_compress_compare_report_gate_verify(parent_run, tmp_path):
+    child = tmp_path / "child"
+    out = run_cli(["compress", str(parent_run), "--method", "onnx", "-o", str(child), "--format", "json"])
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["method"] == "onnx"
+    for args in (["evaluate", str(child)], ["predict", str(child), "--text", "fine words"],
+                 ["audit", "compare", str(parent_run), str(child), "--robustness-texts", "40", "--attack-texts", "8",
+                  "--membership-rows", "40"],
+                 ["report", str(child)]):
+        done = run_cli(args)
+        assert done.returncode == 0, (args, done.stderr[-2000:])
+    policy = tmp_path / "policy.yaml"
+    policy.write_text("name: compression\nrules:\n  - compare.worst_group_accuracy_drop <= 0.02\n"
+                      "  - compare.agreement >= 0.99\n", encoding="utf-8")
+    gate = run_cli(["gate", str(child), "--policy", str(policy)])
+    assert gate.returncode == 0 and "PASS" in gate.stdout, gate.stdout + gate.stderr
+    strict = tmp_path / "strict.yaml"
+    strict.write_text("name: strict\nrules:\n  - compare.agreement > 1.0\n", encoding="utf-8")
+    assert run_cli(["gate", str(child), "--policy", str(strict)]).returncode == 4
+    html = (child / "report.html").read_text(encoding="utf-8")
+    assert "Compression — onnx" in html and "Compression-identified exemplars" in html
+    assert run_cli(["verify", str(child / "report.json")]).returncode == 0
+
+
+def test_a_child_beyond_the_tolerance_is_never_written(parent_run, tmp_path):
+    child = tmp_path / "child"
+    done = run_cli(["compress", str(parent_run), "--method", "torch-int8", "-o", str(child),
+                    "--max-proba-diff", "1e-9"])
+    assert done.returncode == 6
+    line = done.stderr.strip().splitlines()[-1]
+    assert "was not written" in line and "--max-proba-diff" in line and "Traceback" not in done.stderr
+    assert not child.exists() and not list(tmp_path.iterdir())
+
+
+def test_bad_requests_get_one_clear_line(parent_run, tmp_path):
+    unknown = run_cli(["compress", str(parent_run), "--method", "zip", "-o", str(tmp_path / "x")])
+    assert unknown.returncode == 2 and "'zip' is not one of" in unknown.stderr
+    busy = tmp_path / "busy"
+    busy.mkdir()
+    (busy / "file").write_text("x")
+    taken = run_cli(["compress", str(parent_run), "--method", "onnx", "-o", str(busy)])
+    assert taken.returncode == 2 and "not empty" in taken.stderr
+    inside = run_cli(["compress", str(parent_run), "--method", "onnx", "-o", str(parent_run / "small")])
+    assert inside.returncode == 2 and "outside its parent" in inside.stderr
+    fraction = run_cli(["compress", str(parent_run), "--method", "prune", "--fraction", "1.5", "-o", str(tmp_path / "p")])
+    assert fraction.returncode == 2 and "--fraction" in fraction.stderr
+
+
+def test_compressing_a_compressed_onnx_model_is_refused(parent_run, tmp_path):
+    child = tmp_path / "onnx"
+    compress_run(parent_run, settings=CompressionSettings(method="onnx"), output_dir=child)
+    with pytest.raises(ConfigError, match="holds a onnx model"):
+        compress_run(child, settings=CompressionSettings(method="onnx-int8"), output_dir=tmp_path / "again")
+
+
+def test_a_dp_teacher_is_not_distilled_on_its_private_texts(parent_run, tmp_path):
+    dp_run = tmp_path / "dp"
+    shutil.copytree(parent_run, dp_run)
+    config = load_config(dp_run / "config.yaml", {"privacy.dp": {"epsilon": 8.0}})
+    (dp_run / "config.yaml").write_text(json.dumps(config.model_dump(mode="json")), encoding="utf-8")
+    with pytest.raises(ConfigError, match="differential privacy.*--public-texts-only"):
+        compress_run(dp_run, settings=CompressionSettings(method="distill", layers=1), output_dir=tmp_path / "s")
+    with pytest.raises(ConfigError, match="needs --unlabelled"):
+        compress_run(dp_run, settings=CompressionSettings(method="distill", layers=1, public_texts_only=True),
+                     output_dir=tmp_path / "s")
+    public = tmp_path / "public.csv"
+    public.write_text("text\n" + "\n".join(f"public sentence number {i} is fine" for i in range(40)) + "\n")
+    record = compress_run(dp_run, settings=CompressionSettings(method="distill", layers=1, epochs=1,
+                                                               unlabelled=str(public), public_texts_only=True,
+                                                               min_agreement=0.0), output_dir=tmp_path / "s")
+    assert record.training["rows"] == 40 and record.training["unlabelled_rows"] == 40
+    with pytest.raises(FidelityError):
+        compress_run(parent_run, settings=CompressionSettings(method="prune", fraction=0.5, epochs=1,
+                                                              min_agreement=1.0, max_proba_diff=1e-9),
+                     output_dir=tmp_path / "never")
+    assert not (tmp_path / "never").exists()
