@@ -96,7 +96,11 @@ def load_encoder(path: Path, *, allow_pickle: bool, dropout: float | None = None
 
 
 def model_weight_hashes(folder: Path) -> dict[str, str]:
-    """sha256 of each weight file of a saved classifier folder (safetensors, ONNX graphs), by file name."""
+    """sha256 of each weight file of a saved classifier folder (safetensors, ONNX graphs), by file name.
+
+    The OOD detector an audit later saves beside the model (``ood_detector.*``) is not the model's.
+    """
     from trustfm.data.prepare import file_sha256
 
-    return {p.name: file_sha256(p) for p in sorted([*folder.glob("*.safetensors"), *folder.glob("*.onnx")])}
+    files = [p for p in [*folder.glob("*.safetensors"), *folder.glob("*.onnx")] if not p.name.startswith("ood_detector")]
+    return {p.name: file_sha256(p) for p in sorted(files)}

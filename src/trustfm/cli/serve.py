@@ -1,0 +1,124 @@
+"""``trustfm serve RUN_DIR``: the inference service; ``trustfm serve keys create|revoke|list RUN_DIR``: its API keys."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+from typer.core import TyperGroup
+
+from trustfm.cli import app
+from trustfm.cli._output import FORMAT_OPTION, OutputFormat, emit_json, print_rich, table
+
+
+class _StartByDefault(TyperGroup):
+    """``serve RUN_DIR ...`` means ``serve start RUN_DIR ...``; ``serve keys ...`` is the keys group."""
+
+    def resolve_command(self, ctx, args):
+        if args and args[0] not in self.commands and not args[0].startswith("-"):
+            args.insert(0, "start")
+        return super().resolve_command(ctx, args)
+
+
+serve_app = typer.Typer(cls=_StartByDefault, help="Serve a run's model over HTTP, and manage its API keys.",
+                        no_args_is_help=True, rich_markup_mode=None)
+keys_app = typer.Typer(help="API keys of a run's service (stored as hashes; a key is shown once).",
+                       no_args_is_help=True, rich_markup_mode=None)
+serve_app.add_typer(keys_app, name="keys")
+app.add_typer(serve_app, name="serve")
+
+KEYS_FILE = typer.Option(None, "--keys-file", help="keys file [default: RUN_DIR/serving/keys.json]")
+
+
+def _store(run_dir: Path, keys_file: Optional[Path]):
+    from trustfm.runs import existing_run
+    from trustfm.serve.keys import KeyStore
+
+    existing_run(run_dir)
+    return KeyStore(keys_file or run_dir / "serving" / "keys.json")
+
+
+@keys_app.command("create")
+def create_key(run_dir: Path = typer.Argument(..., help="the served run folder"),
+               name: str = typer.Option(..., "--name", help="who the key is for"),
+               keys_file: Optional[Path] = KEYS_FILE) -> None:
+    """Create a key and print it once (only its hash is kept)."""
+    key = _store(run_dir, keys_file).create(name)
+    typer.echo(key)
+    typer.echo(f"key '{name}' created; it is shown only now", err=True)
+
+
+@keys_app.command("revoke")
+def revoke_key(run_dir: Path = typer.Argument(..., help="the served run folder"),
+               name: str = typer.Argument(..., help="the key's name or id"),
+               keys_file: Optional[Path] = KEYS_FILE) -> None:
+    """Revoke a key; a running service refuses it from its next request."""
+    record = _store(run_dir, keys_file).revoke(name)
+    typer.echo(f"revoked key '{record['name']}' ({record['id']})")
+
+
+@keys_app.command("list")
+def list_keys(run_dir: Path = typer.Argument(..., help="the served run folder"),
+              keys_file: Optional[Path] = KEYS_FILE, output_format: OutputFormat = FORMAT_OPTION) -> None:
+    """Active keys: id, name, creation time (never the key)."""
+    active = _store(run_dir, keys_file).active()
+    if output_format is OutputFormat.json:
+        emit_json(active)
+        return
+    rows = table(f"API keys of {run_dir}", ["id", "name", "created"])
+    for record in active:
+        rows.add_row(record["id"], record["name"], record["created"])
+    print_rich(rows)
+
+
+@serve_app.command("start")
+def start(
+    run_dir: Path = typer.Argument(..., help="run folder to serve (its report must be signed and intact)"),
+    config: Optional[Path] = typer.Option(None, "--config", help="YAML of serve settings (ServeSettings)"),
+    host: Optional[str] = typer.Option(None, "--host", help="[host] 127.0.0.1"),
+    port: Optional[int] = typer.Option(None, "--port", help="[port] 8000"),
+    workers: Optional[int] = typer.Option(None, "--workers", help="[workers] processes, each with the model"),
+    rules: Optional[Path] = typer.Option(None, "--rules", help="[rules] output rules applied to every answer"),
+    log_url: Optional[str] = typer.Option(None, "--log-url", help="[log_url] SQLAlchemy URL of the request log"),
+    no_auth: bool = typer.Option(False, "--no-auth", help="serve without API keys (loopback testing only)"),
+    unsigned: bool = typer.Option(False, "--unsigned", help="serve a run whose report is not signed (not advised)"),
+    ssl_certfile: Optional[Path] = typer.Option(None, "--ssl-certfile", help="TLS certificate (PEM)"),
+    ssl_keyfile: Optional[Path] = typer.Option(None, "--ssl-keyfile", help="TLS private key (PEM)"),
+) -> None:
+    """Serve RUN_DIR's model: predict, explain, feedback, model info, health, Prometheus metrics."""
+    from trustfm.serve.run import serve_run, settings_from
+
+    overrides = {k: v for k, v in {"host": host, "port": port, "workers": workers, "rules": rules,
+                                   "log_url": log_url}.items() if v is not None}
+    if no_auth:
+        overrides["auth"] = False
+    if unsigned:
+        overrides["require_signed_report"] = False
+    settings = settings_from(config, overrides)
+    signed = _verified_report(run_dir) if settings.require_signed_report else None
+    typer.echo(f"serving {run_dir} on http{'s' if ssl_certfile else ''}://{settings.host}:{settings.port} "
+               f"({settings.workers} worker{'s' if settings.workers > 1 else ''}); stop with Ctrl-C or SIGTERM",
+               err=True)
+    serve_run(run_dir, settings, signed_report_ok=signed, ssl_certfile=ssl_certfile, ssl_keyfile=ssl_keyfile)
+
+
+def _verified_report(run_dir: Path) -> bool:
+    """The run's report signature holds and the model files are the ones it signed (data files may be absent
+    on a serving machine: they are not the model)."""
+    from trustfm.errors import ConfigError
+    from trustfm.report.provenance import verify_report
+
+    report = run_dir / "report.json"
+    if not report.is_file():
+        raise ConfigError(f"{run_dir} has no signed report: run `trustfm report {run_dir}` first (or --unsigned)")
+    result = verify_report(report)
+    model_files = [f for f in result.files if f.role == "fine-tuned model"]
+    bad = [f for f in model_files if f.status != "ok"]
+    if not result.signature_valid:
+        raise ConfigError(f"refusing to serve {run_dir}: its report's signature does not hold "
+                          f"({'; '.join(result.problems)})")
+    if bad or not model_files:
+        raise ConfigError(f"refusing to serve {run_dir}: " + (f"model file {bad[0].path} is {bad[0].status} since "
+                          "the report was signed" if bad else "the signed report lists no model files"))
+    return True

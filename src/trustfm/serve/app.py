@@ -1,0 +1,391 @@
+"""The inference service: FastAPI over one :class:`~trustfm.serve.model.ServingModel`, micro-batched.
+
+``create_app(run_dir, settings)`` builds it; ``trustfm serve`` runs it under uvicorn. Endpoints:
+``POST /v1/predict``, ``POST /v1/explain``, ``POST /v1/feedback``, ``GET /v1/model``, ``GET /healthz``,
+``GET /readyz``, ``GET /metrics`` (Prometheus). Every request is authenticated by an API key
+(``Authorization: Bearer tfm_...`` or ``X-API-Key``) unless ``auth`` is off, limited in size and
+rate, and logged to the request log without its raw text. Errors are one JSON line
+``{"error": ..., "detail": ...}`` with a 4xx status; nothing the client sends produces a 500.
+"""
+
+# no `from __future__ import annotations`: FastAPI reads the endpoints' annotations, and the request models are
+# imported inside create_app (fastapi is an optional dependency), so they must be evaluated where they are defined
+import json
+import logging
+import time
+import uuid
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from trustfm.errors import ConfigError
+from trustfm.serve.settings import ServeSettings, default_paths
+
+log = logging.getLogger("trustfm.serve")
+
+API_PATHS = ("/v1/predict", "/v1/explain", "/v1/feedback", "/v1/model")
+
+
+def check_model_files(run_dir: Path) -> dict[str, str]:
+    """The served weight files' sha256, checked against ``run.json``'s record; ConfigError when they differ
+    (the CLI checks, before this, that ``run.json``'s record is the one the run's report signed)."""
+    from trustfm.models.loading import model_weight_hashes
+    from trustfm.runs import RunRecord, existing_run
+
+    paths = existing_run(run_dir)
+    recorded = RunRecord.load(paths).model_sha256 or {}
+    actual = model_weight_hashes(paths.model)
+    changed = sorted(name for name in recorded if actual.get(name) != recorded[name])
+    if not recorded or changed:
+        raise ConfigError(f"refusing to serve {paths.model}: " + (
+            f"{', '.join(changed)} differ(s) from the hashes recorded in run.json" if changed
+            else "run.json records no model hashes"))
+    return actual
+
+
+class RateLimiter:
+    """Token bucket per API key: ``per_minute`` requests, refilled continuously, bursts up to the same number."""
+
+    def __init__(self, per_minute: int):
+        self.rate, self.capacity = per_minute / 60.0, float(per_minute)
+        self.buckets: dict[str, tuple[float, float]] = {}
+
+    def allow(self, key: str) -> float:
+        """0 when the request may go ahead, else the seconds until it may."""
+        now = time.monotonic()
+        tokens, last = self.buckets.get(key, (self.capacity, now))
+        tokens = min(self.capacity, tokens + (now - last) * self.rate)
+        if tokens >= 1.0:
+            self.buckets[key] = (tokens - 1.0, now)
+            return 0.0
+        self.buckets[key] = (tokens, now)
+        return (1.0 - tokens) / self.rate
+
+
+class BodyLimit:
+    """ASGI middleware: reads a request body up to ``max_bytes`` and answers 413 beyond it (Content-Length or
+    not), then hands the buffered body to the app."""
+
+    def __init__(self, app, *, max_bytes: int):
+        self.app, self.max_bytes = app, max_bytes
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http" or scope["method"] not in ("POST", "PUT", "PATCH"):
+            return await self.app(scope, receive, send)
+        declared = dict(scope.get("headers") or []).get(b"content-length")
+        too_large = declared is not None and (not declared.isdigit() or int(declared) > self.max_bytes)
+        body = bytearray()
+        while not too_large:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return None
+            body += message.get("body", b"")
+            too_large = len(body) > self.max_bytes
+            if not message.get("more_body"):
+                break
+        if too_large:
+            response = _error(413, "too_large", f"the body is over {self.max_bytes} bytes")
+            return await response(scope, receive, send)
+        replayed = False
+
+        async def replay():
+            nonlocal replayed
+            if replayed:
+                return await receive()
+            replayed = True
+            return {"type": "http.request", "body": bytes(body), "more_body": False}
+
+        return await self.app(scope, replay, send)
+
+
+def _metrics(registry):
+    from prometheus_client import Counter, Gauge, Histogram
+
+    return {
+        "requests": Counter("trustfm_requests", "requests by endpoint and status", ["endpoint", "status"],
+                            registry=registry),
+        "latency": Histogram("trustfm_request_latency_seconds", "request latency by endpoint", ["endpoint"],
+                             buckets=(.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10), registry=registry),
+        "batch": Histogram("trustfm_batch_size_texts", "texts per model batch",
+                           buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256), registry=registry),
+        "batch_seconds": Histogram("trustfm_batch_seconds", "seconds per model batch", registry=registry),
+        "queue": Gauge("trustfm_queue_texts", "texts waiting for a batch", registry=registry,
+                       multiprocess_mode="livesum"),
+        "predictions": Counter("trustfm_predictions", "answers by predicted label", ["label"], registry=registry),
+        "ood": Counter("trustfm_ood", "answers flagged out-of-distribution", registry=registry),
+        "abstain": Counter("trustfm_abstain", "answers where an output rule abstained", registry=registry),
+        "texts": Counter("trustfm_texts", "texts answered", registry=registry),
+    }
+
+
+def _error(status: int, error: str, detail: str, headers: dict | None = None):
+    from fastapi.responses import JSONResponse
+
+    return JSONResponse({"error": error, "detail": detail}, status_code=status, headers=headers)
+
+
+def create_app(run_dir: str | Path, settings: ServeSettings | None = None):
+    """The FastAPI application serving ``run_dir``'s model under ``settings``."""
+    import os
+
+    from fastapi import FastAPI, Request
+    from fastapi.exceptions import RequestValidationError
+    from fastapi.responses import PlainTextResponse
+    from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+    from starlette.exceptions import HTTPException as StarletteHTTPException
+
+    from trustfm.serve.batcher import MicroBatcher, QueueFull
+    from trustfm.serve.keys import KeyStore
+    from trustfm.serve.requestlog import RequestLog
+    from trustfm.serve.schemas import (ExplainRequest, ExplainResponse, FeedbackRequest, ModelInfo, PredictRequest,
+                                       PredictResponse)
+
+    run_dir = Path(run_dir)
+    settings = settings or ServeSettings()
+    model_hashes = check_model_files(run_dir)
+    model_hash = sorted(model_hashes.values())[0] if len(model_hashes) == 1 else \
+        __import__("hashlib").sha256("".join(sorted(model_hashes.values())).encode()).hexdigest()
+    keys_path, log_url = default_paths(run_dir, settings)
+    registry = CollectorRegistry()
+    metrics = _metrics(registry)
+    state: dict[str, Any] = {"ready": False}
+
+    @asynccontextmanager
+    async def lifespan(app):
+        from trustfm.config import load_config
+        from trustfm.runs import existing_run
+        from trustfm.serve.model import ServingModel
+
+        model = ServingModel(run_dir, rules_path=settings.rules, disclosure=settings.disclosure,
+                             digits=settings.digits, batch_size=settings.max_batch_texts)
+        tokenizer = model.predictor.tokenizer
+        max_length = model.predictor.max_length
+
+        def count_tokens(text: str) -> int:
+            # characters / 4 bounds a word-piece count well enough for budgeting, without tokenising twice
+            return min(max_length, 2 + len(text) // 4)
+
+        def on_batch(size: int, tokens: int, seconds: float) -> None:
+            metrics["batch"].observe(size)
+            metrics["batch_seconds"].observe(seconds)
+
+        batcher = MicroBatcher(model.answer, count_tokens=count_tokens, max_batch_texts=settings.max_batch_texts,
+                               max_batch_tokens=settings.max_batch_tokens, max_wait_ms=settings.max_wait_ms,
+                               max_queue_texts=settings.max_queue_texts, on_batch=on_batch)
+        await batcher.start()
+        config = load_config(existing_run(run_dir).config)
+        state.update(model=model, batcher=batcher, tokenizer=tokenizer, keys=KeyStore(keys_path),
+                     limiter=RateLimiter(settings.rate_limit_per_minute),
+                     log=RequestLog(log_url, text_policy=settings.log_text, privacy=config.privacy,
+                                    salt=_log_salt(run_dir)),
+                     executor=batcher._executor)
+        if settings.auth and not state["keys"].active():
+            log.warning("no API keys yet: every request will get 401 (create one: trustfm serve keys create %s)",
+                        run_dir)
+        state["ready"] = True
+        yield
+        state["ready"] = False
+        await batcher.stop()  # in-flight requests finish; their log rows are committed before they answer
+        state["log"].close()
+
+    app = FastAPI(title="trustfm", version="1", lifespan=lifespan,
+                  description=f"Predictions of the audited model in {run_dir.name}.")
+    # innermost: the body is read (bounded) before anything parses it
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    if settings.cors_origins:
+        from fastapi.middleware.cors import CORSMiddleware
+
+        app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["GET", "POST"],
+                           allow_headers=["Authorization", "X-API-Key", "Content-Type"])
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, exc: RequestValidationError):
+        first = exc.errors()[0] if exc.errors() else {}
+        where = ".".join(str(p) for p in first.get("loc", ()) if p != "body") or "body"
+        message = first.get("msg", "invalid request")
+        if first.get("type") == "json_invalid":
+            where, message = "body", "not valid JSON"
+        return _error(422, "invalid_request", f"{where}: {message}")
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException):
+        if exc.status_code == 400:
+            # Starlette's own words for a body it could not decode (bytes that are not UTF-8)
+            return _error(400, "invalid_request", "body: not valid UTF-8 JSON")
+        return _error(exc.status_code, "http_error", str(exc.detail))
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception):
+        # never the message: it may quote the input
+        log.error("internal error %s on %s", type(exc).__name__, request.url.path)
+        return _error(500, "internal_error", f"{type(exc).__name__}; the request id is in the X-Request-Id header")
+
+    @app.middleware("http")
+    async def guard(request: Request, call_next):
+        started = time.perf_counter()
+        request.state.request_id = str(uuid.uuid4())
+        request.state.key_id = None
+        path = request.url.path
+        endpoint = path if path in (*API_PATHS, "/healthz", "/readyz", "/metrics") else "other"
+        response = await _guarded(request, call_next, path)
+        response.headers["X-Request-Id"] = request.state.request_id
+        metrics["requests"].labels(endpoint, str(response.status_code)).inc()
+        metrics["latency"].labels(endpoint).observe(time.perf_counter() - started)
+        return response
+
+    async def _guarded(request: Request, call_next, path: str):
+        if path in API_PATHS:
+            if settings.auth:
+                keys = state.get("keys")
+                if keys is None:
+                    return _error(503, "not_ready", "the service is starting")
+                keys.reload_if_changed()
+                presented = request.headers.get("x-api-key")
+                bearer = request.headers.get("authorization", "")
+                if presented is None and bearer.lower().startswith("bearer "):
+                    presented = bearer[7:].strip()
+                key_id = keys.check(presented)
+                if key_id is None:
+                    return _error(401, "unauthorized", "a valid API key is required (Authorization: Bearer KEY)",
+                                  {"WWW-Authenticate": "Bearer"})
+                request.state.key_id = key_id
+                wait = state["limiter"].allow(key_id)
+                if wait > 0:
+                    return _error(429, "rate_limited", f"over {settings.rate_limit_per_minute} requests per minute",
+                                  {"Retry-After": str(max(1, round(wait)))})
+            if request.method == "POST":
+                kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+                if kind != "application/json":
+                    return _error(415, "unsupported_media_type", "send the body as application/json")
+        return await call_next(request)
+
+    def _limit_texts(texts: list[str]) -> list[str] | Any:
+        if len(texts) > settings.max_texts_per_request:
+            return _error(413, "too_many_texts", f"{len(texts)} texts; at most {settings.max_texts_per_request} "
+                                                 "per request")
+        long = [i for i, t in enumerate(texts) if len(t) > settings.max_chars_per_text]
+        if long and settings.too_long == "reject":
+            return _error(413, "text_too_long", f"texts[{long[0]}] has {len(texts[long[0]])} characters; at most "
+                                                f"{settings.max_chars_per_text} per text")
+        return [t[:settings.max_chars_per_text] for t in texts]
+
+    async def _in_thread(func, *args):
+        import asyncio
+
+        return await asyncio.get_running_loop().run_in_executor(None, func, *args)
+
+    @app.post("/v1/predict", response_model=PredictResponse, responses={
+        401: {"description": "no or unknown API key"}, 413: {"description": "too many texts, or a text too long"},
+        415: {"description": "not JSON"}, 422: {"description": "invalid body"}, 429: {"description": "rate limited"},
+        503: {"description": "at capacity or starting"}})
+    async def predict(body: PredictRequest, request: Request):
+        """Labels, probabilities, the OOD flag and any output-rule decision for a batch of texts."""
+        if not state["ready"]:
+            return _error(503, "not_ready", "the service is starting or stopping")
+        texts = _limit_texts(body.texts)
+        if not isinstance(texts, list):
+            return texts
+        started = time.perf_counter()
+        try:
+            answers = await state["batcher"].submit(texts)
+        except QueueFull as exc:
+            return _error(503, "at_capacity", str(exc), {"Retry-After": "1"})
+        for answer in answers:
+            metrics["predictions"].labels(answer["model_label"] if "model_label" in answer else answer["label"]).inc()
+            metrics["ood"].inc(bool(answer.get("ood")))
+            metrics["abstain"].inc("rule" in answer and answer["label"] is None)
+        metrics["texts"].inc(len(texts))
+        latency = 1000 * (time.perf_counter() - started)
+        # committed before the answer leaves: an acknowledged request is in the log
+        await _in_thread(lambda: state["log"].record(
+            request_id=request.state.request_id, endpoint="predict", key_id=request.state.key_id, status=200,
+            latency_ms=latency, model_sha256=model_hash, texts=texts, answers=answers))
+        return PredictResponse(request_id=request.state.request_id, model_sha256=model_hash,
+                               predictions=answers)
+
+    @app.post("/v1/explain", response_model=ExplainResponse)
+    async def explain(body: ExplainRequest, request: Request):
+        """Word attributions for one text: how much each word moves the predicted class's probability."""
+        from trustfm.serve.explain import occlusion_attributions
+
+        texts = _limit_texts([body.text])
+        if not isinstance(texts, list):
+            return texts
+        import asyncio
+
+        # on the model's own thread: the model is not shared between threads
+        result = await asyncio.get_running_loop().run_in_executor(
+            state["executor"], occlusion_attributions, state["model"], texts[0], body.max_words)
+        await _in_thread(lambda: state["log"].record(
+            request_id=request.state.request_id, endpoint="explain", key_id=request.state.key_id, status=200,
+            latency_ms=None, model_sha256=model_hash, texts=[], answers=[]))
+        return ExplainResponse(request_id=request.state.request_id, **result)
+
+    @app.post("/v1/feedback", status_code=201)
+    async def feedback(body: FeedbackRequest, request: Request):
+        """The true label of an earlier answer (request id and position in that request)."""
+        names = state["model"].label_names
+        if body.label not in names:
+            return _error(422, "invalid_request", f"label: '{body.label}' is not a class of this model ({names})")
+        try:
+            known = await _in_thread(lambda: state["log"].add_feedback(
+                request_id=body.request_id, position=body.position, true_label=body.label,
+                key_id=request.state.key_id))
+        except ConfigError as exc:
+            return _error(409, "conflict", str(exc))
+        if not known:
+            return _error(404, "not_found", f"no answer {body.position} of request {body.request_id} in the log")
+        return {"request_id": body.request_id, "position": body.position, "recorded": True}
+
+    @app.get("/v1/model", response_model=ModelInfo)
+    async def model_info():
+        """Which model this is: run, weight hashes, classes, format, and the gate result at release time."""
+        return ModelInfo.from_run(run_dir, state["model"], model_hashes)
+
+    @app.get("/healthz")
+    async def healthz():
+        return {"status": "ok"}
+
+    @app.get("/readyz")
+    async def readyz():
+        if not state["ready"]:
+            return _error(503, "not_ready", "the model is loading or the service is stopping")
+        return {"status": "ready"}
+
+    @app.get("/metrics", response_class=PlainTextResponse)
+    async def prometheus():
+        if state.get("batcher") is not None:
+            metrics["queue"].set(state["batcher"].queued_texts)
+        if "PROMETHEUS_MULTIPROC_DIR" in os.environ:
+            from prometheus_client import multiprocess
+
+            merged = CollectorRegistry()
+            multiprocess.MultiProcessCollector(merged)
+            return PlainTextResponse(generate_latest(merged), media_type=CONTENT_TYPE_LATEST)
+        return PlainTextResponse(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+
+    return app
+
+
+def _log_salt(run_dir: Path) -> str:
+    """The request log's hashing salt, created once per run folder (0600), so every worker hashes alike."""
+    import secrets
+
+    from trustfm.fileio import write_text_atomic
+
+    path = run_dir / "serving" / "log_salt"
+    if not path.is_file():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            write_text_atomic(path, secrets.token_hex(16), mode=0o600)
+        except Exception:  # noqa: BLE001 - another worker wrote it first
+            pass
+    return path.read_text(encoding="utf-8").strip()
+
+
+def app_from_environment():
+    """uvicorn's factory for ``--workers N``: the run folder and settings come from ``TRUSTFM_SERVE_*``."""
+    import os
+
+    settings = ServeSettings.model_validate(json.loads(os.environ["TRUSTFM_SERVE_SETTINGS"]))
+    return create_app(os.environ["TRUSTFM_SERVE_RUN"], settings)

@@ -1,0 +1,103 @@
+"""API keys: created once and shown once, kept only as salted hashes, compared in constant time.
+
+A key reads ``tfm_<id>_<secret>``: the id (8 hex characters) finds the record, the 32-byte
+secret is checked against its scrypt hash. The keys file (JSON, mode 0600) holds ids, names,
+hashes, salts, creation and revocation times; never a key.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import secrets
+from pathlib import Path
+
+from trustfm.errors import ConfigError
+
+PREFIX = "tfm_"
+
+
+def _hash(secret: str, salt: bytes) -> str:
+    # scrypt, not a bare sha256: a stolen keys file must not be cheap to brute-force (cost kept low: keys are random)
+    return hashlib.scrypt(secret.encode(), salt=salt, n=2 ** 12, r=8, p=1, dklen=32).hex()
+
+
+class KeyStore:
+    """The keys file of a service; ``create``/``revoke`` write it atomically, ``check`` reads the loaded copy."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self._load()
+
+    def _load(self) -> None:
+        self.records: dict[str, dict] = {}
+        self._verified: dict[str, str] = {}  # sha256 of a key already checked -> its id (memory only)
+        self._mtime = self.path.stat().st_mtime_ns if self.path.is_file() else None
+        if self.path.is_file():
+            try:
+                self.records = {r["id"]: r for r in json.loads(self.path.read_text(encoding="utf-8"))["keys"]}
+            except (ValueError, KeyError, TypeError) as exc:
+                raise ConfigError(f"{self.path} is not a trustfm keys file ({type(exc).__name__})") from None
+
+    def _save(self) -> None:
+        from trustfm.fileio import write_text_atomic
+
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        write_text_atomic(self.path, json.dumps({"keys": list(self.records.values())}, indent=2), mode=0o600)
+
+    def create(self, name: str) -> str:
+        """A new key for ``name`` (returned once, never stored)."""
+        from trustfm.runs import now_iso
+
+        if any(r["name"] == name and not r.get("revoked") for r in self.records.values()):
+            raise ConfigError(f"a key named '{name}' already exists: revoke it first or choose another name")
+        key_id, secret, salt = secrets.token_hex(4), secrets.token_urlsafe(32), secrets.token_bytes(16)
+        self.records[key_id] = {"id": key_id, "name": name, "salt": salt.hex(), "hash": _hash(secret, salt),
+                                "created": now_iso(), "revoked": None}
+        self._save()
+        return f"{PREFIX}{key_id}_{secret}"
+
+    def revoke(self, name_or_id: str) -> dict:
+        """Mark a key revoked (by name or id); returns its record."""
+        from trustfm.runs import now_iso
+
+        found = [r for r in self.records.values() if name_or_id in (r["id"], r["name"]) and not r.get("revoked")]
+        if not found:
+            raise ConfigError(f"no active key named or numbered '{name_or_id}' in {self.path}")
+        for record in found:
+            record["revoked"] = now_iso()
+        self._save()
+        return found[0]
+
+    def reload_if_changed(self) -> None:
+        """Re-read the keys file when it changed on disk (a key created or revoked while serving)."""
+        mtime = self.path.stat().st_mtime_ns if self.path.is_file() else None
+        if mtime != self._mtime:
+            self._load()
+
+    def check(self, presented: str | None) -> str | None:
+        """The key's id when ``presented`` is an active key, else None (constant-time on the secret).
+
+        The scrypt check runs once per key and process; later requests with the same key match a sha256 of it
+        (kept in memory only, dropped when the keys file changes).
+        """
+        if not presented or not presented.startswith(PREFIX) or presented.count("_") < 2:
+            return None
+        digest = hashlib.sha256(presented.encode()).hexdigest()
+        if digest in self._verified:
+            return self._verified[digest]
+        key_id, _, secret = presented[len(PREFIX):].partition("_")
+        record = self.records.get(key_id)
+        if record is None or record.get("revoked"):
+            # hash anyway, so an unknown id takes as long as a wrong secret
+            _hash(secret, b"0" * 16)
+            return None
+        if not hmac.compare_digest(_hash(secret, bytes.fromhex(record["salt"])), record["hash"]):
+            return None
+        self._verified[digest] = key_id
+        return key_id
+
+    def active(self) -> list[dict]:
+        """The active keys' public fields (id, name, created)."""
+        return [{k: r[k] for k in ("id", "name", "created")} for r in self.records.values() if not r.get("revoked")]

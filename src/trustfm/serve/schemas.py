@@ -1,0 +1,87 @@
+"""The service's request and response models: what the OpenAPI schema publishes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, StrictStr
+
+
+class PredictRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    texts: list[StrictStr] = Field(..., min_length=1, description="texts to classify, answered in this order")
+
+
+class Prediction(BaseModel):
+    label: str | None = Field(..., description="the answer; null when an output rule abstained")
+    confidence: float | None = Field(..., description="probability of the model's label (null with top1 disclosure)")
+    probabilities: dict[str, float]
+    truncated: bool = Field(..., description="the text was cut to the model's max_length tokens")
+    ood: bool | None = Field(..., description="out-of-distribution by the run's saved detector; null: no detector")
+    model_label: str | None = Field(None, description="with output rules: the model's own label")
+    rule: str | None = Field(None, description="with output rules: the rule that decided (null: none matched)")
+
+
+class PredictResponse(BaseModel):
+    request_id: str
+    model_sha256: str
+    predictions: list[Prediction]
+
+
+class ExplainRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    text: StrictStr = Field(..., min_length=1)
+    max_words: int = Field(64, ge=1, le=256, description="words scored, from the start")
+
+
+class WordAttribution(BaseModel):
+    word: str
+    score: float  # drop of the predicted class's probability when the word is removed (positive: supports it)
+
+
+class ExplainResponse(BaseModel):
+    request_id: str
+    label: str
+    probability: float
+    method: str
+    attributions: list[WordAttribution]
+
+
+class FeedbackRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    request_id: StrictStr = Field(..., min_length=1, max_length=36)
+    position: int = Field(0, ge=0, description="the text's position in that request")
+    label: StrictStr = Field(..., description="the true class")
+
+
+class ModelInfo(BaseModel):
+    run: str
+    model_sha256: dict[str, str]
+    classes: list[str]
+    format: str
+    max_length: int
+    compression: dict | None = None  # a compressed run: its parent and method
+    gate: dict | None = None  # results/gate.json at release time: policy, passed, outcomes
+    report_signed: bool
+
+    @classmethod
+    def from_run(cls, run_dir: Path, model, hashes: dict[str, str]) -> "ModelInfo":
+        import json
+
+        from trustfm.runs import RunRecord, RunPaths
+
+        paths = RunPaths(Path(run_dir))
+        info = RunRecord.load(paths)
+        gate = None
+        if paths.result("gate").is_file():
+            document = json.loads(paths.result("gate").read_text(encoding="utf-8"))
+            gate = {k: document.get(k) for k in ("policy", "passed", "outcomes")}
+        compression = (info.model_extra or {}).get("compression")
+        return cls(run=paths.root.name, model_sha256=hashes, classes=model.label_names,
+                   format=model.predictor.format, max_length=model.predictor.max_length,
+                   compression=None if compression is None else {"parent": Path(compression["parent"]).name,
+                                                                 "method": compression["method"]},
+                   gate=gate, report_signed=paths.report_json.is_file())

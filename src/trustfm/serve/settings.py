@@ -1,0 +1,49 @@
+"""``ServeSettings``: how ``trustfm serve`` runs, as a pydantic model (a YAML file mirrors it)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class ServeSettings(BaseModel):
+    """Every limit and policy of the service. Sizes in bytes or characters; times in milliseconds unless named."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=0, le=65535)
+    workers: int = Field(1, ge=1, le=64)
+    # micro-batching across concurrent requests: a batch closes at max_batch_texts texts, max_batch_tokens
+    # (texts x longest text, the padded size the model computes) or max_wait_ms after its first text
+    max_batch_texts: int = Field(64, ge=1)
+    max_batch_tokens: int = Field(8192, ge=16)
+    max_wait_ms: float = Field(5.0, ge=0)
+    max_queue_texts: int = Field(4096, ge=1)  # beyond it requests get 503 (backpressure), not an unbounded queue
+    # request limits: beyond them a 413 (or truncation of over-long texts, when too_long is truncate)
+    max_body_bytes: int = Field(1_000_000, ge=1024)
+    max_texts_per_request: int = Field(256, ge=1)
+    max_chars_per_text: int = Field(10_000, ge=1)
+    too_long: Literal["reject", "truncate"] = "reject"
+    # the answers: full probabilities, rounded to `digits`, or the top label only (extraction defence)
+    disclosure: Literal["full", "rounded", "top1"] = "full"
+    digits: int = Field(2, ge=0, le=6)
+    # authentication: keys file (hashes only); per-key requests per minute (token bucket) and total texts budget
+    keys_file: Path | None = None  # default RUN_DIR/serving/keys.json
+    auth: bool = True
+    rate_limit_per_minute: int = Field(600, ge=1)
+    # request log: SQLAlchemy URL (default: SQLite RUN_DIR/serving/requests.db); texts redacted, hashed or not kept
+    log_url: str | None = None
+    log_text: Literal["redacted", "hash", "none"] = "redacted"
+    rules: Path | None = None  # output rules applied to every answer
+    require_signed_report: bool = True  # refuse to start unless the model matches the run's signed report
+    cors_origins: list[str] = []  # CORS is off unless origins are listed
+
+
+def default_paths(run_dir: Path, settings: ServeSettings) -> tuple[Path, str]:
+    """The keys file and the request-log URL, with the run folder's defaults filled in."""
+    keys = settings.keys_file or run_dir / "serving" / "keys.json"
+    url = settings.log_url or f"sqlite:///{(run_dir / 'serving' / 'requests.db').resolve()}"
+    return keys, url
