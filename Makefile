@@ -8,7 +8,7 @@ export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 export NO_MKDOCS_2_WARNING := 1
 
-.PHONY: demo test venv browser clean
+.PHONY: demo test venv browser postgres clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -29,12 +29,18 @@ browser:
 	  { $$SUDO apt-get update -qq && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } \
 	  || echo "WARNING: could not install Debian chromium: the HTML report browser test will be skipped"; }
 
+# PostgreSQL binaries for the request-log tests (Debian package; each test starts its own throw-away cluster)
+postgres:
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] && echo "" || echo sudo ); \
+	  $$SUDO apt-get update -qq && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; }
+
 demo: venv
 	rm -rf runs/demo
 	$(BIN)/trustfm demo --output-dir runs/demo
 
 # the layer contracts (pyproject [tool.importlinter]) and the docs site are checked before the suite runs
-test: venv browser
+test: venv browser postgres
 	$(BIN)/lint-imports
 	$(BIN)/mkdocs build --strict --quiet
 	$(BIN)/python -m pytest

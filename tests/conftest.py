@@ -8,6 +8,9 @@ tokenised exactly as in real runs.
 from __future__ import annotations
 
 import csv
+import glob
+import socket
+import time
 import os
 import random
 import shutil
@@ -158,3 +161,59 @@ def parent_run(tiny_model_dir, tiny_data, tmp_path_factory):
     train_run(config, show_progress=False)
     evaluate_run(out)
     return out
+
+
+# --- a real PostgreSQL for the request-log tests: a throw-away cluster (initdb in a temporary folder), started
+# and stopped here. In CI (CI set) a missing PostgreSQL fails the tests; elsewhere they are skipped with the reason.
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _pg_bin() -> Path | None:
+    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
+    if found:
+        return Path(found[-1]).parent
+    initdb = shutil.which("initdb")
+    return Path(initdb).resolve().parent if initdb else None
+
+
+@pytest.fixture(scope="session")
+def postgres_url(tmp_path_factory):
+    """``postgresql+psycopg://...`` of a fresh cluster on a free loopback port."""
+    bindir = _pg_bin()
+    if bindir is None:
+        if os.environ.get("CI"):
+            pytest.fail("PostgreSQL is not installed: .ci/run (make test) installs Debian's postgresql")
+        pytest.skip("PostgreSQL is not installed (Debian: apt-get install postgresql)")
+    import tempfile
+
+    # not under pytest's temporary folder: that one is private to this user, and the cluster's user must reach it
+    root = Path(tempfile.mkdtemp(prefix="trustfm-pg-"))
+    data, port = root / "data", free_port()
+    as_user: list[str] = []
+    if os.geteuid() == 0:
+        # PostgreSQL refuses to run as root: the cluster belongs to the postgres user
+        shutil.chown(root, "postgres")
+        as_user = ["runuser", "-u", "postgres", "--"]
+    subprocess.run([*as_user, str(bindir / "initdb"), "-D", str(data), "-A", "trust", "-U", "trustfm",
+                    "--no-sync"], check=True, capture_output=True, cwd=root)
+    subprocess.run([*as_user, str(bindir / "pg_ctl"), "-D", str(data), "-l", str(root / "log"), "-w", "-o",
+                    f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c fsync=off", "start"],
+                   check=True, capture_output=True, cwd=root)
+    try:
+        for _ in range(50):
+            if subprocess.run([str(bindir / "pg_isready"), "-h", "127.0.0.1", "-p", str(port)],
+                              capture_output=True).returncode == 0:
+                break
+            time.sleep(0.1)
+        subprocess.run([str(bindir / "createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", "trustfm", "requests"],
+                       check=True, capture_output=True)
+        yield f"postgresql+psycopg://trustfm@127.0.0.1:{port}/requests"
+    finally:
+        subprocess.run([*as_user, str(bindir / "pg_ctl"), "-D", str(data), "-m", "fast", "stop"], capture_output=True,
+                       cwd=root)
+        shutil.rmtree(root, ignore_errors=True)

@@ -20,7 +20,7 @@ def settings_from(path: Path | None, overrides: dict) -> ServeSettings:
 
     from trustfm.config.load import read_yaml_mapping
 
-    data = read_yaml_mapping(path) if path is not None else {}
+    data = read_yaml_mapping(path, what="serve settings") if path is not None else {}
     try:
         return ServeSettings.model_validate({**data, **overrides})
     except ValidationError as exc:

@@ -1,0 +1,74 @@
+"""Micro-batching across concurrent requests, and the request log on SQLite and PostgreSQL alike."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from sqlalchemy import text
+
+from trustfm.errors import ConfigError
+from trustfm.serve.batcher import MicroBatcher, QueueFull
+from trustfm.serve.requestlog import RequestLog
+
+
+def test_concurrent_requests_share_batches_within_budgets_and_keep_their_order():
+    batches = []
+
+    def answer(texts):
+        batches.append(list(texts))
+        return [t.upper() for t in texts]
+
+    async def scenario():
+        batcher = MicroBatcher(answer, count_tokens=len, max_batch_texts=8, max_batch_tokens=40, max_wait_ms=20,
+                               max_queue_texts=20)
+        await batcher.start()
+        requests = [[f"r{r}t{i}" for i in range(3)] for r in range(5)]
+        results = await asyncio.gather(*(batcher.submit(texts) for texts in requests))
+        with pytest.raises(QueueFull):
+            await asyncio.gather(batcher.submit(["x"] * 15), batcher.submit(["y"] * 15))
+        await batcher.stop()
+        return requests, results
+
+    requests, results = asyncio.run(scenario())
+    assert results == [[t.upper() for t in texts] for texts in requests]
+    assert max(len(b) for b in batches[:2]) > 3  # texts of several requests in one forward pass
+    assert all(len(b) <= 8 and len(b) * max(map(len, b)) <= 40 for b in batches)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def log_url(request, tmp_path):
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'log.db'}"
+    return request.getfixturevalue("postgres_url")
+
+
+ANSWER = {"label": "pos", "confidence": 0.9, "probabilities": {"neg": 0.1, "pos": 0.9}, "truncated": False, "ood": None}
+
+
+@pytest.mark.parametrize("policy", ["redacted", "hash", "none"])
+def test_the_log_keeps_no_raw_text_on_either_database(log_url, policy):
+    log = RequestLog(log_url, text_policy=policy, salt="fixed")
+    request_id = f"req-{policy}"
+    log.record(request_id=request_id, endpoint="predict", key_id="k1", status=200, latency_ms=3.0, model_sha256="ab",
+               texts=["mail bob.smith@example.com now"], answers=[ANSWER])
+    with log.engine.connect() as connection:
+        stored = connection.execute(text("select text, text_chars from trustfm_predictions where request_id = :r"),
+                                    {"r": request_id}).one()
+    expected = {"redacted": "mail <EMAIL> now", "none": None}.get(policy)
+    if policy == "hash":
+        assert len(stored[0]) == 64 and "example" not in stored[0]
+    else:
+        assert stored[0] == expected
+    assert stored[1] == len("mail bob.smith@example.com now")
+    assert log.add_feedback(request_id=request_id, position=0, true_label="neg", key_id="k1")
+    assert not log.add_feedback(request_id=request_id, position=5, true_label="neg", key_id="k1")
+    with pytest.raises(ConfigError, match="already given"):
+        log.add_feedback(request_id=request_id, position=0, true_label="neg", key_id="k1")
+    log.close()
+
+
+def test_an_unreachable_database_is_one_clear_error_without_the_password():
+    with pytest.raises(ConfigError, match="cannot open the database") as error:
+        RequestLog("postgresql+psycopg://user:s3cret@127.0.0.1:1/none")
+    assert "s3cret" not in str(error.value)

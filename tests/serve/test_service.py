@@ -1,0 +1,208 @@
+"""The inference service, run as users run it: ``trustfm serve`` on loopback, real HTTP, a real database."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import signal
+import time
+
+import httpx
+import pytest
+from sqlalchemy import create_engine, text
+
+from conftest import free_port, run_cli, start_cli
+
+
+PLANTED = ["write to jane.doe@example.com about it, terrible", "call 415-555-0132 now, it was great"]
+
+
+@pytest.fixture(scope="module")
+def served_run(parent_run, tmp_path_factory):
+    """A copy of the parent run with a signed report and one API key (returned with the run folder)."""
+    run = tmp_path_factory.mktemp("served") / "run"
+    shutil.copytree(parent_run, run)
+    assert run_cli(["report", str(run)]).returncode == 0
+    created = run_cli(["serve", "keys", "create", str(run), "--name", "alice"])
+    assert created.returncode == 0, created.stderr
+    return run, created.stdout.strip()
+
+
+class Server:
+    def __init__(self, run, *args):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.process = start_cli(["serve", str(run), "--port", str(self.port), *args])
+        for _ in range(300):
+            if self.process.poll() is not None:
+                raise AssertionError(f"server exited: {self.process.stderr.read()[-2000:]}")
+            try:
+                if httpx.get(f"{self.url}/readyz", timeout=1).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            time.sleep(0.1)
+        raise AssertionError("server did not become ready")
+
+    def stop(self) -> tuple[int, str]:
+        self.process.send_signal(signal.SIGTERM)
+        out, err = self.process.communicate(timeout=60)
+        return self.process.returncode, out + err
+
+
+@pytest.fixture(scope="module")
+def server(served_run, postgres_url):
+    run, _ = served_run
+    server = Server(run, "--log-url", postgres_url)
+    yield server
+    if server.process.poll() is None:
+        server.stop()
+
+
+def _post(server, path, body, key=None, **headers):
+    if key:
+        headers["Authorization"] = f"Bearer {key}"
+    return httpx.post(f"{server.url}{path}", content=body if isinstance(body, bytes) else json.dumps(body),
+                      headers={"content-type": "application/json", **headers}, timeout=30)
+
+
+def test_predict_needs_a_key_and_answers_in_order(served_run, server):
+    _, key = served_run
+    assert _post(server, "/v1/predict", {"texts": ["good"]}).status_code == 401
+    assert _post(server, "/v1/predict", {"texts": ["good"]}, key="tfm_0000_wrong").status_code == 401
+    response = _post(server, "/v1/predict", {"texts": ["good", "bad stuff", "fine"]}, key=key)
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert len(body["predictions"]) == 3 and body["request_id"] == response.headers["x-request-id"]
+    for prediction in body["predictions"]:
+        assert prediction["label"] in prediction["probabilities"]
+        assert sum(prediction["probabilities"].values()) == pytest.approx(1.0, abs=1e-5)
+    info = httpx.get(f"{server.url}/v1/model", headers={"X-API-Key": key}).json()
+    assert info["classes"] == ["neg", "pos"] and info["format"] == "torch" and info["report_signed"]
+    assert "/v1/predict" in httpx.get(f"{server.url}/openapi.json").json()["paths"]
+
+
+@pytest.mark.parametrize("case, body, headers, status", [
+    ("empty list", {"texts": []}, {}, 422),
+    ("too many texts", {"texts": ["x"] * 300}, {}, 413),
+    ("text too long", {"texts": ["a" * 20_000]}, {}, 413),
+    ("body over 1 MB", {"texts": ["a" * 1_100_000]}, {}, 413),
+    ("invalid JSON", b'{"texts": [oops', {}, 422),
+    ("non-UTF-8 bytes", b'{"texts": ["\xff\xfe"]}', {}, 400),
+    ("not a string", {"texts": [3]}, {}, 422),
+    ("unknown field", {"texts": ["a"], "extra": 1}, {}, 422),
+    ("wrong content type", b"hello", {"content-type": "text/plain"}, 415),
+])
+def test_bad_requests_get_a_clear_4xx(served_run, server, case, body, headers, status):
+    response = _post(server, "/v1/predict", body, key=served_run[1], **headers)
+    assert response.status_code == status, (case, response.text)
+    assert set(response.json()) == {"error", "detail"} and response.json()["detail"]
+
+
+def test_personal_data_never_reaches_the_log_metrics_or_output(served_run, server, postgres_url):
+    _, key = served_run
+    response = _post(server, "/v1/predict", {"texts": PLANTED}, key=key)
+    assert response.status_code == 200
+    request_id = response.json()["request_id"]
+    feedback = _post(server, "/v1/feedback", {"request_id": request_id, "position": 1, "label": "pos"}, key=key)
+    assert feedback.status_code == 201
+    assert _post(server, "/v1/feedback", {"request_id": request_id, "position": 1, "label": "pos"},
+                 key=key).status_code == 409
+    assert _post(server, "/v1/feedback", {"request_id": "nope", "label": "pos"}, key=key).status_code == 404
+    engine = create_engine(postgres_url)
+    with engine.connect() as connection:
+        stored = [row[0] for row in connection.execute(text(
+            "select text from trustfm_predictions where request_id = :r order by position"), {"r": request_id})]
+        labels = list(connection.execute(text("select true_label from trustfm_feedback where request_id = :r"),
+                                         {"r": request_id}))
+    engine.dispose()
+    assert stored == ["write to <EMAIL> about it, terrible", "call <PHONE> now, it was great"]
+    assert labels == [("pos",)]
+    metrics = httpx.get(f"{server.url}/metrics").text
+    assert "trustfm_predictions_total" in metrics and "trustfm_batch_size_texts_bucket" in metrics
+    for secret in ("jane.doe", "example.com", "415-555", key):
+        assert secret not in metrics
+
+
+def test_a_revoked_key_is_refused_and_sigterm_stops_cleanly(served_run, tmp_path, postgres_url):
+    import threading
+
+    run, alice = served_run
+    created = run_cli(["serve", "keys", "create", str(run), "--name", "bob"])
+    bob = created.stdout.strip()
+    server = Server(run, "--log-url", postgres_url)
+    in_flight: dict = {}
+    try:
+        assert _post(server, "/v1/predict", {"texts": ["ok"]}, key=bob).status_code == 200
+        assert run_cli(["serve", "keys", "revoke", str(run), "bob"]).returncode == 0
+        assert _post(server, "/v1/predict", {"texts": ["ok"]}, key=bob).status_code == 401
+        # a request in flight when SIGTERM arrives is answered and logged before the process exits
+        worker = threading.Thread(target=lambda: in_flight.update(
+            response=_post(server, "/v1/predict", {"texts": [f"text number {i} " * 20 for i in range(256)]},
+                           key=alice)))
+        worker.start()
+        time.sleep(0.05)
+    finally:
+        code, output = server.stop()
+    worker.join(timeout=60)
+    # uvicorn finishes what is in flight, then re-raises the signal: killed by SIGTERM after a clean shutdown
+    assert code in (0, -signal.SIGTERM)
+    assert in_flight["response"].status_code == 200
+    request_id = in_flight["response"].json()["request_id"]
+    engine = create_engine(postgres_url)
+    with engine.connect() as connection:
+        logged = connection.execute(text("select count(*) from trustfm_predictions where request_id = :r"),
+                                    {"r": request_id}).scalar()
+    engine.dispose()
+    assert logged == 256
+    for secret in PLANTED[0].split()[2:3] + ["415-555", bob]:
+        assert secret not in output
+    listed = json.loads(run_cli(["serve", "keys", "list", str(run), "--format", "json"]).stdout)
+    assert [k["name"] for k in listed] == ["alice"]
+    assert "hash" not in json.dumps(listed) and bob not in (run / "serving" / "keys.json").read_text()
+
+
+def test_rate_limit_and_explain(served_run, tmp_path):
+    run, key = served_run
+    config = tmp_path / "serve.yaml"
+    config.write_text("rate_limit_per_minute: 2\nlog_text: hash\n", encoding="utf-8")
+    server = Server(run, "--config", str(config), "--log-url", f"sqlite:///{tmp_path / 'log.db'}")
+    try:
+        explained = _post(server, "/v1/explain", {"text": "a good and fine thing"}, key=key)
+        assert explained.status_code == 200, explained.text
+        words = [a["word"] for a in explained.json()["attributions"]]
+        assert words == ["a", "good", "and", "fine", "thing"]
+        assert _post(server, "/v1/predict", {"texts": ["ok"]}, key=key).status_code == 200
+        limited = _post(server, "/v1/predict", {"texts": ["ok"]}, key=key)
+        assert limited.status_code == 429 and int(limited.headers["retry-after"]) >= 1
+    finally:
+        server.stop()
+
+
+def test_a_tampered_or_unsigned_model_is_not_served(served_run, tmp_path):
+    run, _ = served_run
+    tampered = tmp_path / "tampered"
+    shutil.copytree(run, tampered)
+    head = tampered / "model" / "head.safetensors"
+    head.write_bytes(head.read_bytes()[:-1] + b"\x00")
+    refused = run_cli(["serve", str(tampered), "--port", str(free_port())])
+    assert refused.returncode == 2 and "head.safetensors is modified" in refused.stderr
+    (tampered / "report.json").unlink()
+    unsigned = run_cli(["serve", str(tampered), "--port", str(free_port())])
+    assert unsigned.returncode == 2 and "no signed report" in unsigned.stderr
+    # --unsigned skips the report, but the model must still match run.json
+    forced = run_cli(["serve", str(tampered), "--unsigned", "--port", str(free_port())])
+    assert forced.returncode == 2 and "differ(s) from the hashes recorded in run.json" in forced.stderr
+
+
+def test_a_compressed_onnx_run_is_served(parent_run, tmp_path):
+    child = tmp_path / "onnx"
+    assert run_cli(["compress", str(parent_run), "--method", "onnx", "-o", str(child)]).returncode == 0
+    assert run_cli(["report", str(child)]).returncode == 0
+    server = Server(child, "--no-auth")
+    try:
+        response = _post(server, "/v1/predict", {"texts": ["good", "bad"]})
+        assert response.status_code == 200
+        assert httpx.get(f"{server.url}/v1/model").json()["format"] == "onnx"
+    finally:
+        server.stop()
