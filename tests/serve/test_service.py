@@ -206,3 +206,65 @@ def test_a_compressed_onnx_run_is_served(parent_run, tmp_path):
         assert httpx.get(f"{server.url}/v1/model").json()["format"] == "onnx"
     finally:
         server.stop()
+
+
+def _workers(parent: int) -> list[str]:
+    """Process ids of uvicorn's workers under ``parent`` (not multiprocessing's resource tracker)."""
+    import subprocess
+    from pathlib import Path
+
+    children = subprocess.run(["ps", "-o", "pid=", "--ppid", str(parent)], capture_output=True, text=True).stdout.split()
+    return [pid for pid in children
+            if b"resource_tracker" not in Path(f"/proc/{pid}/cmdline").read_bytes()]
+
+
+def test_a_killed_worker_is_replaced_and_no_acknowledged_request_is_lost(served_run, postgres_url):
+    import os
+    import threading
+
+    run, key = served_run
+    server = Server(run, "--workers", "2", "--log-url", postgres_url)
+    acknowledged, stop = [], threading.Event()
+
+    def load():
+        while not stop.is_set():
+            try:
+                response = _post(server, "/v1/predict", {"texts": ["steady load", "more text"]}, key=key)
+            except httpx.TransportError:
+                continue  # a request the killed worker held: never acknowledged
+            if response.status_code == 200:
+                acknowledged.append(response.json()["request_id"])
+
+    threads = [threading.Thread(target=load) for _ in range(4)]
+    try:
+        for thread in threads:
+            thread.start()
+        for _ in range(600):  # both workers load the model; wait for answers from the load first
+            if len(acknowledged) >= 20:
+                break
+            time.sleep(0.1)
+        workers = _workers(server.process.pid)
+        served_before = len(acknowledged)
+        os.kill(int(workers[0]), signal.SIGKILL)
+        for _ in range(300):  # uvicorn's supervisor notices and starts a new worker
+            alive = _workers(server.process.pid)
+            if workers[0] not in alive and len(alive) == 2:
+                break
+            time.sleep(0.1)
+        time.sleep(1)
+        stop.set()
+        for thread in threads:
+            thread.join(timeout=30)
+        assert served_before > 0 and len(acknowledged) > served_before
+        after = _post(server, "/v1/predict", {"texts": ["after the kill"]}, key=key)
+        assert after.status_code == 200
+        alive = _workers(server.process.pid)
+        assert workers[0] not in alive and len(alive) == 2
+    finally:
+        stop.set()
+        server.stop()
+    engine = create_engine(postgres_url)
+    with engine.connect() as connection:
+        logged = {row[0] for row in connection.execute(text("select request_id from trustfm_requests"))}
+    engine.dispose()
+    assert set(acknowledged) <= logged
