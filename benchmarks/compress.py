@@ -1,7 +1,8 @@
 """Compression on the SST-2 acceptance model: size, speed, accuracy and per-group cost of every method.
 
 For each method (``trustfm compress``'s defaults: ONNX fp32, ONNX Runtime dynamic int8, torchao int8, a 3-layer
-distilled student, 30% of heads and FFN units pruned with a 1-epoch recovery) the child is compared with the fp32
+distilled student, 30% of heads and FFN units pruned with a 1-epoch recovery; and ONNX int8 with static
+calibration) the child is compared with the fp32
 PyTorch parent **in the same run**: the arms are alternated over ``--rounds`` rounds (order reversed every other
 round) and each speed ratio is taken within a round. One JSON line per method:
 
@@ -32,7 +33,7 @@ import numpy as np  # noqa: E402
 from _rounds import alternate, ratio_summary  # noqa: E402
 from _sst2 import SST2, train_sst2_model  # noqa: E402
 
-METHODS = ("onnx", "onnx-int8", "torch-int8", "distill", "prune")
+METHODS = ("onnx", "onnx-int8", "onnx-int8-static", "torch-int8", "distill", "prune")
 
 
 def dev_set() -> tuple[list[str], np.ndarray]:
@@ -67,7 +68,10 @@ def main() -> None:
         child = args.out / method
         shutil.rmtree(child, ignore_errors=True)
         started = time.perf_counter()
-        record = compress_run(args.parent, settings=CompressionSettings(method=method), output_dir=child)
+        # onnx-int8-static: the same method with activation ranges calibrated on 256 training texts
+        settings = CompressionSettings(method=method.removesuffix("-static"),
+                                       calibration="static" if method.endswith("-static") else "dynamic")
+        record = compress_run(args.parent, settings=settings, output_dir=child)
         children[method] = (child, record, time.perf_counter() - started)
     predictors = {"parent": Predictor.from_run(args.parent, batch_size=32)}
     predictors.update({m: Predictor.from_run(c, batch_size=32) for m, (c, _, _) in children.items()})

@@ -268,3 +268,22 @@ def test_a_killed_worker_is_replaced_and_no_acknowledged_request_is_lost(served_
         logged = {row[0] for row in connection.execute(text("select request_id from trustfm_requests"))}
     engine.dispose()
     assert set(acknowledged) <= logged
+
+
+def test_no_generated_request_gets_a_server_error(server, served_run):
+    """Schemathesis draws requests from the live OpenAPI schema (a bounded number per operation): none gets a 5xx."""
+    import schemathesis
+    from hypothesis import HealthCheck, given, settings
+
+    schema = schemathesis.openapi.from_url(f"{server.url}/openapi.json")
+    operations = [result.ok() for result in schema.get_all_operations()]
+    assert {op.path for op in operations} >= {"/v1/predict", "/v1/explain", "/v1/feedback", "/v1/model"}
+    for operation in operations:
+
+        @settings(max_examples=12, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+        @given(case=operation.as_strategy())
+        def check(case):
+            response = case.call(headers={"Authorization": f"Bearer {served_run[1]}"}, timeout=30)
+            assert response.status_code < 500, (case.method, case.path, response.status_code, response.text[:300])
+
+        check()
