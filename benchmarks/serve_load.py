@@ -1,0 +1,161 @@
+"""Serving under load: trustfm serve against a naive per-request FastAPI service and LitServe, same model, same run.
+
+Each server runs on loopback in its own process; ``wrk`` (Debian's package) drives it with one SST-2 dev
+sentence per request (rotating over 200) at 1, 8, 32 and 128 concurrent connections for ``--seconds`` each.
+The arms are alternated over ``--rounds`` rounds (order reversed every other round); each ratio is taken within
+a round. One JSON line per arm and concurrency (throughput and p50/p95/p99 latency, medians over rounds), then
+one per comparison with the median ratio and its range.
+
+Arms: ``trustfm`` (as shipped: API key, request log with PII redaction in SQLite), ``trustfm-hashlog`` (the log
+keeps salted hashes instead, no PII scan per request), ``naive`` and ``litserve`` (benchmarks/_serve_baselines.py).
+
+Usage: python benchmarks/serve_load.py [--run runs/sst2-acceptance] [--rounds 3] [--seconds 8]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+from _sst2 import sst2_dev_sample, train_sst2_model  # noqa: E402
+
+LUA = r"""
+local bodies = {}
+local i = 0
+init = function(args)
+  for line in io.lines(args[1]) do table.insert(bodies, line) end
+end
+request = function()
+  i = (i % #bodies) + 1
+  return wrk.format("POST", nil, nil, bodies[i])
+end
+done = function(summary, latency, requests)
+  io.write(string.format('{"requests": %d, "seconds": %.3f, "errors": %d, "non2xx": %d, "p50": %.3f, "p95": %.3f, "p99": %.3f}\n',
+    summary.requests, summary.duration / 1e6, summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.timeout,
+    summary.errors.status, latency:percentile(50) / 1000, latency:percentile(95) / 1000, latency:percentile(99) / 1000))
+end
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start(arm: str, run: Path, port: int, workdir: Path) -> subprocess.Popen:
+    python = sys.executable
+    if arm.startswith("trustfm"):
+        config = workdir / f"{arm}.yaml"
+        log_text = "hash" if arm == "trustfm-hashlog" else "redacted"
+        config.write_text(f"log_text: {log_text}\nrate_limit_per_minute: 100000000\nmax_queue_texts: 100000\n")
+        command = [python, "-m", "trustfm.cli", "serve", str(run), "--port", str(port), "--config", str(config),
+                   "--log-url", f"sqlite:///{workdir / (arm + '.db')}"]
+    else:
+        command = [python, str(HERE / "_serve_baselines.py"), arm, str(run), str(port)]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    ready = "/readyz" if arm.startswith("trustfm") else ("/health" if arm == "litserve" else "/docs")
+    for _ in range(600):
+        if process.poll() is not None:
+            raise SystemExit(f"{arm} exited: {process.stderr.read()[-1500:]}")
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}{ready}", timeout=1).status_code == 200:
+                return process
+        except httpx.TransportError:
+            pass
+        time.sleep(0.2)
+    raise SystemExit(f"{arm} did not start")
+
+
+def drive(arm: str, port: int, connections: int, seconds: int, bodies: Path, key: str, script: Path) -> dict:
+    path = "/predict" if arm == "litserve" else "/v1/predict"
+    headers = ["-H", "Content-Type: application/json"]
+    if arm.startswith("trustfm"):
+        headers += ["-H", f"Authorization: Bearer {key}"]
+    out = subprocess.run(["wrk", "-t", str(min(connections, 2)), "-c", str(connections), "-d", f"{seconds}s",
+                          "--timeout", "30s", *headers, "-s", str(script), f"http://127.0.0.1:{port}{path}", "--",
+                          str(bodies)], capture_output=True, text=True, check=True).stdout
+    result = json.loads(out.strip().splitlines()[-1])
+    result["throughput"] = result["requests"] / result["seconds"]
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--run", type=Path, default=Path("runs/sst2-acceptance"))
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--seconds", type=int, default=8)
+    parser.add_argument("--connections", default="1,8,32,128")
+    parser.add_argument("--arms", default="trustfm,trustfm-hashlog,naive,litserve")
+    args = parser.parse_args()
+    if shutil.which("wrk") is None:
+        raise SystemExit("needs wrk (Debian: apt-get install wrk)")
+    if args.rounds < 3:
+        raise SystemExit("use at least 3 rounds")
+    if not (args.run / "model" / "trustfm_model.json").exists():
+        train_sst2_model(args.run)
+    workdir = Path(tempfile.mkdtemp(prefix="trustfm-serve-bench-"))
+    run = workdir / "run"
+    shutil.copytree(args.run, run, ignore=shutil.ignore_patterns("serving"))
+    subprocess.run([sys.executable, "-m", "trustfm.cli", "report", str(run)], check=True, capture_output=True)
+    key = subprocess.run([sys.executable, "-m", "trustfm.cli", "serve", "keys", "create", str(run), "--name", "bench"],
+                         check=True, capture_output=True, text=True).stdout.strip()
+    texts, _ = sst2_dev_sample(200, 0)
+    bodies = {fmt: workdir / f"bodies-{fmt}.jsonl" for fmt in ("texts", "text")}
+    bodies["texts"].write_text("".join(json.dumps({"texts": [t]}) + "\n" for t in texts))
+    bodies["text"].write_text("".join(json.dumps({"text": t}) + "\n" for t in texts))
+    script = workdir / "load.lua"
+    script.write_text(LUA)
+    arms = args.arms.split(",")
+    levels = [int(c) for c in args.connections.split(",")]
+    results: dict[tuple[str, int], list[dict]] = {(a, c): [] for a in arms for c in levels}
+    for r in range(args.rounds):
+        for arm in (arms if r % 2 == 0 else arms[::-1]):
+            port = free_port()
+            process = start(arm, run, port, workdir)
+            try:
+                drive(arm, port, 8, 2, bodies["text" if arm == "litserve" else "texts"], key, script)  # warm-up
+                for connections in levels:
+                    results[(arm, connections)].append(drive(arm, port, connections, args.seconds,
+                                                             bodies["text" if arm == "litserve" else "texts"], key,
+                                                             script))
+            finally:
+                process.terminate()
+                process.wait(timeout=60)
+    for (arm, connections), rows in results.items():
+        print(json.dumps({"benchmark": "serve_load", "arm": arm, "connections": connections,
+                          "throughput_rps": round(statistics.median(r["throughput"] for r in rows), 1),
+                          "p50_ms": round(statistics.median(r["p50"] for r in rows), 1),
+                          "p95_ms": round(statistics.median(r["p95"] for r in rows), 1),
+                          "p99_ms": round(statistics.median(r["p99"] for r in rows), 1),
+                          "errors": sum(r["errors"] + r["non2xx"] for r in rows), "rounds": len(rows)}))
+    for other in [a for a in arms if not a.startswith("trustfm")]:
+        for connections in levels:
+            ours, theirs = results[("trustfm", connections)], results[(other, connections)]
+            ratios = [o["throughput"] / t["throughput"] for o, t in zip(ours, theirs)]
+            p95 = [o["p95"] / t["p95"] for o, t in zip(ours, theirs)]
+            print(json.dumps({"benchmark": "serve_load", "compare": f"trustfm vs {other}", "connections": connections,
+                              "throughput_ratio": {"median": round(statistics.median(ratios), 3),
+                                                   "min": round(min(ratios), 3), "max": round(max(ratios), 3)},
+                              "p95_ratio": {"median": round(statistics.median(p95), 3), "min": round(min(p95), 3),
+                                            "max": round(max(p95), 3)}}))
+    shutil.rmtree(workdir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    main()
