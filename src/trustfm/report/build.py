@@ -88,7 +88,8 @@ def highlight_tokens(attribution: dict) -> str:
 REPORT_KINDS = ("pii", "privacy", "audits", "gate", "performance")
 SECTION_FILE = "section.html.j2"
 # stages above the audits whose results have a report section of their own, beside the module defining them
-STAGE_SECTIONS = {"compress": ("trustfm.compress", ("compression-comparison",))}
+STAGE_SECTIONS = {"compress": ("trustfm.compress", ("compression-comparison",)),
+                  "serve": ("trustfm.serve", ("extraction",))}
 
 
 def _section_file(spec):

@@ -43,6 +43,38 @@ def check_model_files(run_dir: Path) -> dict[str, str]:
     return actual
 
 
+class ExtractionWatch:
+    """Per key: texts sent (for the query budget) and, over a sliding window, how many and how many distinct.
+
+    Extraction attacks send many distinct texts (each query must teach the surrogate something new); ordinary
+    clients repeat themselves or send few. A key over ``alert_texts`` texts in ``window_s`` seconds with at least
+    95% of them distinct raises one alert per window (logged by key id, never the texts, and counted in metrics).
+    """
+
+    def __init__(self, *, budget: int | None, alert_texts: int, window_s: float):
+        self.budget, self.alert_texts, self.window_s = budget, alert_texts, window_s
+        self.totals: dict[str, int] = {}
+        self.recent: dict[str, list[tuple[float, int]]] = {}  # key -> (time, text hash) in the window
+        self.alerted_at: dict[str, float] = {}
+
+    def over_budget(self, key: str, texts: int) -> bool:
+        return self.budget is not None and self.totals.get(key, 0) + texts > self.budget
+
+    def record(self, key: str, texts: list[str]) -> bool:
+        """Count ``texts`` for ``key``; True when this raises an extraction alert."""
+        now = time.monotonic()
+        self.totals[key] = self.totals.get(key, 0) + len(texts)
+        window = [(t, h) for t, h in self.recent.get(key, []) if now - t <= self.window_s]
+        window += [(now, hash(text)) for text in texts]
+        self.recent[key] = window
+        if len(window) < self.alert_texts or now - self.alerted_at.get(key, -1e18) < self.window_s:
+            return False
+        if len({h for _, h in window}) >= 0.95 * len(window):
+            self.alerted_at[key] = now
+            return True
+        return False
+
+
 class RateLimiter:
     """Token bucket per API key: ``per_minute`` requests, refilled continuously, bursts up to the same number."""
 
@@ -115,6 +147,8 @@ def _metrics(registry):
         "ood": Counter("trustfm_ood", "answers flagged out-of-distribution", registry=registry),
         "abstain": Counter("trustfm_abstain", "answers where an output rule abstained", registry=registry),
         "texts": Counter("trustfm_texts", "texts answered", registry=registry),
+        "extraction_alerts": Counter("trustfm_extraction_alerts", "keys whose traffic looked like model extraction",
+                                     registry=registry),
     }
 
 
@@ -176,6 +210,8 @@ def create_app(run_dir: str | Path, settings: ServeSettings | None = None):
         config = load_config(existing_run(run_dir).config)
         state.update(model=model, batcher=batcher, tokenizer=tokenizer, keys=KeyStore(keys_path),
                      limiter=RateLimiter(settings.rate_limit_per_minute),
+                     watch=ExtractionWatch(budget=settings.key_query_budget, alert_texts=settings.alert_texts,
+                                           window_s=settings.alert_window_s),
                      log=RequestLog(log_url, text_policy=settings.log_text, privacy=config.privacy,
                                     salt=_log_salt(run_dir)),
                      executor=batcher._executor)
@@ -285,6 +321,14 @@ def create_app(run_dir: str | Path, settings: ServeSettings | None = None):
         texts = _limit_texts(body.texts)
         if not isinstance(texts, list):
             return texts
+        key_id = request.state.key_id or "anonymous"
+        if state["watch"].over_budget(key_id, len(texts)):
+            return _error(429, "query_budget_exhausted",
+                          f"this key's budget of {settings.key_query_budget} texts is spent")
+        if state["watch"].record(key_id, texts):
+            metrics["extraction_alerts"].inc()
+            log.warning("possible model extraction: key %s sent over %d distinct texts within %.0f s", key_id,
+                        settings.alert_texts, settings.alert_window_s)
         started = time.perf_counter()
         try:
             answers = await state["batcher"].submit(texts)

@@ -34,6 +34,11 @@ class ServeSettings(BaseModel):
     keys_file: Path | None = None  # default RUN_DIR/serving/keys.json
     auth: bool = True
     rate_limit_per_minute: int = Field(600, ge=1)
+    # model-extraction defences: texts one key may send over the service's life (None: no cap), and the alert on a
+    # key whose traffic looks like extraction (over alert_texts texts in alert_window_s seconds, nearly all distinct)
+    key_query_budget: int | None = Field(None, ge=1)
+    alert_texts: int = Field(2000, ge=10)
+    alert_window_s: float = Field(600.0, gt=0)
     # request log: SQLAlchemy URL (default: SQLite RUN_DIR/serving/requests.db); texts redacted, hashed or not kept
     log_url: str | None = None
     log_text: Literal["redacted", "hash", "none"] = "redacted"
