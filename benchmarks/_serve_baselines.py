@@ -40,29 +40,33 @@ def naive(run_dir: str, port: int) -> None:
     uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
 
 
+import litserve as ls  # noqa: E402  (LitServe pickles the API class into its worker: it must live at module level)
+
+
+class TrustfmLitAPI(ls.LitAPI):
+    def setup(self, device):
+        from trustfm.models.predictor import Predictor
+
+        self.predictor = Predictor.from_run(os.environ["TRUSTFM_BENCH_RUN"])
+
+    def decode_request(self, request):
+        return request["text"]
+
+    def predict(self, texts):
+        return self.predictor.predict_proba(list(texts))
+
+    def unbatch(self, output):
+        return list(output)
+
+    def encode_response(self, p):
+        names = self.predictor.label_names
+        return {"label": names[int(p.argmax())], "probabilities": dict(zip(names, map(float, p)))}
+
+
 def litserve(run_dir: str, port: int) -> None:
-    import litserve as ls
-
-    class API(ls.LitAPI):
-        def setup(self, device):
-            from trustfm.models.predictor import Predictor
-
-            self.predictor = Predictor.from_run(run_dir)
-
-        def decode_request(self, request):
-            return request["text"]
-
-        def predict(self, texts):
-            return self.predictor.predict_proba(list(texts))
-
-        def unbatch(self, output):
-            return list(output)
-
-        def encode_response(self, p):
-            names = self.predictor.label_names
-            return {"label": names[int(p.argmax())], "probabilities": dict(zip(names, map(float, p)))}
-
-    server = ls.LitServer(API(max_batch_size=64, batch_timeout=0.005), accelerator="cpu", workers_per_device=1)
+    os.environ["TRUSTFM_BENCH_RUN"] = run_dir
+    server = ls.LitServer(TrustfmLitAPI(max_batch_size=64, batch_timeout=0.005), accelerator="cpu",
+                          workers_per_device=1)
     server.run(host="127.0.0.1", port=port, log_level="warning", generate_client_file=False)
 
 

@@ -72,3 +72,14 @@ def test_an_unreachable_database_is_one_clear_error_without_the_password():
     with pytest.raises(ConfigError, match="cannot open the database") as error:
         RequestLog("postgresql+psycopg://user:s3cret@127.0.0.1:1/none")
     assert "s3cret" not in str(error.value)
+
+
+def test_a_nul_character_is_logged_on_postgresql_too(log_url):
+    # found by Schemathesis: PostgreSQL's text type cannot hold U+0000, and the request got a 500
+    log = RequestLog(log_url, text_policy="redacted")
+    log.record(request_id="nul", endpoint="predict", key_id=None, status=200, latency_ms=1.0, model_sha256=None,
+               texts=["a\x00b"], answers=[ANSWER])
+    with log.engine.connect() as connection:
+        assert connection.execute(text("select text from trustfm_predictions where request_id = 'nul'")).scalar() == \
+            "a\ufffdb"
+    log.close()

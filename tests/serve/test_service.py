@@ -147,6 +147,9 @@ def test_a_revoked_key_is_refused_and_sigterm_stops_cleanly(served_run, tmp_path
     worker.join(timeout=60)
     # uvicorn finishes what is in flight, then re-raises the signal: killed by SIGTERM after a clean shutdown
     assert code in (0, -signal.SIGTERM)
+    logged_lines = [json.loads(line) for line in output.splitlines() if line.startswith("{")]
+    assert {line["message"].split(":")[0] for line in logged_lines} >= {"ready", "stopped"}
+    assert all(set(line) == {"time", "level", "logger", "message"} for line in logged_lines)
     assert in_flight["response"].status_code == 200
     request_id = in_flight["response"].json()["request_id"]
     engine = create_engine(postgres_url)

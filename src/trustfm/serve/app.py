@@ -219,10 +219,13 @@ def create_app(run_dir: str | Path, settings: ServeSettings | None = None):
             log.warning("no API keys yet: every request will get 401 (create one: trustfm serve keys create %s)",
                         run_dir)
         state["ready"] = True
+        log.info("ready: %s (%s model, %d active keys, log %s)", run_dir.name, model.predictor.format,
+                 len(state["keys"].active()), state["log"].safe_url.split(":", 1)[0])
         yield
         state["ready"] = False
         await batcher.stop()  # in-flight requests finish; their log rows are committed before they answer
         state["log"].close()
+        log.info("stopped: every answered request is in the log")
 
     app = FastAPI(title="trustfm", version="1", lifespan=lifespan,
                   description=f"Predictions of the audited model in {run_dir.name}.")

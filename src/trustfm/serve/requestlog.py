@@ -95,7 +95,8 @@ class RequestLog:
             return self.url.split(":", 1)[0] + ":…"
 
     def stored_texts(self, texts: Sequence[str]) -> list[str | None]:
-        """What the log keeps of each text, by its policy."""
+        """What the log keeps of each text, by its policy (NUL characters, which PostgreSQL's text type cannot
+        hold, become U+FFFD)."""
         if self.text_policy == "none":
             return [None] * len(texts)
         if self.text_policy == "hash":
@@ -106,7 +107,7 @@ class RequestLog:
             privacy = self.privacy
             self._scanner = PIIScanner(**({} if privacy is None else {"mentions": privacy.mentions,
                                                                       "hashtags": privacy.hashtags}))
-        return self._scanner.redact(list(texts))
+        return [t.replace("\x00", "\ufffd") for t in self._scanner.redact(list(texts))]
 
     def record(self, *, request_id: str, endpoint: str, key_id: str | None, status: int, latency_ms: float,
                model_sha256: str | None, texts: Sequence[str] = (), answers: Sequence[dict] = ()) -> None:

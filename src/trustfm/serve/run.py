@@ -14,6 +14,28 @@ from trustfm.serve.settings import ServeSettings
 log = logging.getLogger("trustfm.serve")
 
 
+class JsonLogFormatter(logging.Formatter):
+    """One JSON object per line: time, level, logger, message. The service's messages name keys by id and counts,
+    never a request's text."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        from datetime import datetime, timezone
+
+        return json.dumps({"time": datetime.fromtimestamp(record.created, timezone.utc).isoformat(timespec="milliseconds"),
+                           "level": record.levelname.lower(), "logger": record.name, "message": record.getMessage()})
+
+
+def json_logging() -> None:
+    """Send the service's logs (and uvicorn's errors) to stderr as JSON lines."""
+    handler = logging.StreamHandler()
+    handler.setFormatter(JsonLogFormatter())
+    for name in ("trustfm.serve", "uvicorn.error"):
+        logger = logging.getLogger(name)
+        logger.handlers = [handler]
+        logger.propagate = False
+        logger.setLevel(logging.INFO if name == "trustfm.serve" else logging.WARNING)
+
+
 def settings_from(path: Path | None, overrides: dict) -> ServeSettings:
     """Serve settings from a YAML file (optional) and command-line overrides; ConfigError names the field."""
     from pydantic import ValidationError
@@ -45,8 +67,10 @@ def serve_run(run_dir: str | Path, settings: ServeSettings, *, signed_report_ok:
         raise ConfigError(f"{run_dir}: the run's signed report was not verified; run `trustfm report {run_dir}` "
                           "(and `trustfm verify`), or pass --unsigned")
     check_model_files(run_dir)
+    json_logging()
     ssl = {"ssl_certfile": str(ssl_certfile), "ssl_keyfile": str(ssl_keyfile)} if ssl_certfile else {}
-    common = dict(host=settings.host, port=settings.port, log_level="warning", access_log=False,
+    # log_config=None: uvicorn keeps the JSON handlers set above (its own config would replace them)
+    common = dict(host=settings.host, port=settings.port, log_level="warning", access_log=False, log_config=None,
                   timeout_graceful_shutdown=30, **ssl)
     if settings.workers == 1:
         uvicorn.run(create_app(run_dir, settings), **common)
