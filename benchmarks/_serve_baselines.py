@@ -8,8 +8,7 @@
 Usage: python benchmarks/_serve_baselines.py naive|litserve RUN_DIR PORT
 """
 
-from __future__ import annotations
-
+# no `from __future__ import annotations`: FastAPI must see the request model itself, not a string
 import os
 import sys
 

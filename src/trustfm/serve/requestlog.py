@@ -80,6 +80,18 @@ class RequestLog:
             Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
         try:
             self.engine = create_engine(url, pool_pre_ping=True)
+            if self.engine.dialect.name == "sqlite":
+                from sqlalchemy import event
+
+                @event.listens_for(self.engine, "connect")
+                def _wal(connection, _record):
+                    # write-ahead log: a commit survives a killed process without an fsync per request, and
+                    # several workers can write the same file
+                    cursor = connection.cursor()
+                    cursor.execute("PRAGMA journal_mode=WAL")
+                    cursor.execute("PRAGMA synchronous=NORMAL")
+                    cursor.execute("PRAGMA busy_timeout=10000")
+                    cursor.close()
             self.metadata.create_all(self.engine)
         except (SQLAlchemyError, ImportError, ValueError) as exc:
             raise ConfigError(f"request log {self.safe_url}: cannot open the database ({type(exc).__name__})") from None
