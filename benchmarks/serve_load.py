@@ -7,7 +7,9 @@ a round. One JSON line per arm and concurrency (throughput and p50/p95/p99 laten
 one per comparison with the median ratio and its range.
 
 Arms: ``trustfm`` (as shipped: API key, request log with PII redaction in SQLite), ``trustfm-hashlog`` (the log
-keeps salted hashes instead, no PII scan per request), ``naive`` and ``litserve`` (benchmarks/_serve_baselines.py).
+keeps salted hashes instead, no PII scan per request), ``trustfm-int8`` (as shipped, serving the run's
+``trustfm compress --method onnx-int8`` child given by ``--int8-run``), ``naive`` and ``litserve``
+(benchmarks/_serve_baselines.py). An arm with errors or non-2xx answers is reported with its count.
 
 Usage: python benchmarks/serve_load.py [--run runs/sst2-acceptance] [--rounds 3] [--seconds 8]
 """
@@ -59,6 +61,8 @@ def free_port() -> int:
 
 def start(arm: str, run: Path, port: int, workdir: Path) -> subprocess.Popen:
     python = sys.executable
+    if arm == "trustfm-int8":
+        run = workdir / "int8"
     if arm.startswith("trustfm"):
         config = workdir / f"{arm}.yaml"
         log_text = "hash" if arm == "trustfm-hashlog" else "redacted"
@@ -101,6 +105,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=8)
     parser.add_argument("--connections", default="1,8,32,128")
     parser.add_argument("--arms", default="trustfm,trustfm-hashlog,naive,litserve")
+    parser.add_argument("--int8-run", type=Path, default=None, help="an onnx-int8 child of --run: adds trustfm-int8")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         raise SystemExit("needs wrk (Debian: apt-get install wrk)")
@@ -114,13 +119,20 @@ def main() -> None:
     subprocess.run([sys.executable, "-m", "trustfm.cli", "report", str(run)], check=True, capture_output=True)
     key = subprocess.run([sys.executable, "-m", "trustfm.cli", "serve", "keys", "create", str(run), "--name", "bench"],
                          check=True, capture_output=True, text=True).stdout.strip()
+    arms = args.arms.split(",")
+    if args.int8_run is not None:
+        # the child keeps its parent link; the same key file serves both (copied, hashes only)
+        shutil.copytree(args.int8_run, workdir / "int8", ignore=shutil.ignore_patterns("serving"))
+        subprocess.run([sys.executable, "-m", "trustfm.cli", "report", str(workdir / "int8")], check=True,
+                       capture_output=True)
+        shutil.copytree(run / "serving", workdir / "int8" / "serving")
+        arms.insert(1, "trustfm-int8")
     texts, _ = sst2_dev_sample(200, 0)
     bodies = {fmt: workdir / f"bodies-{fmt}.jsonl" for fmt in ("texts", "text")}
     bodies["texts"].write_text("".join(json.dumps({"texts": [t]}) + "\n" for t in texts))
     bodies["text"].write_text("".join(json.dumps({"text": t}) + "\n" for t in texts))
     script = workdir / "load.lua"
     script.write_text(LUA)
-    arms = args.arms.split(",")
     levels = [int(c) for c in args.connections.split(",")]
     results: dict[tuple[str, int], list[dict]] = {(a, c): [] for a in arms for c in levels}
     for r in range(args.rounds):
@@ -143,12 +155,14 @@ def main() -> None:
                           "p95_ms": round(statistics.median(r["p95"] for r in rows), 1),
                           "p99_ms": round(statistics.median(r["p99"] for r in rows), 1),
                           "errors": sum(r["errors"] + r["non2xx"] for r in rows), "rounds": len(rows)}))
-    for other in [a for a in arms if not a.startswith("trustfm")]:
+    pairs = [("trustfm", other) for other in arms if not other.startswith("trustfm")]
+    pairs += [("trustfm-int8", "trustfm")] if "trustfm-int8" in arms else []
+    for mine, other in pairs:
         for connections in levels:
-            ours, theirs = results[("trustfm", connections)], results[(other, connections)]
+            ours, theirs = results[(mine, connections)], results[(other, connections)]
             ratios = [o["throughput"] / t["throughput"] for o, t in zip(ours, theirs)]
             p95 = [o["p95"] / t["p95"] for o, t in zip(ours, theirs)]
-            print(json.dumps({"benchmark": "serve_load", "compare": f"trustfm vs {other}", "connections": connections,
+            print(json.dumps({"benchmark": "serve_load", "compare": f"{mine} vs {other}", "connections": connections,
                               "throughput_ratio": {"median": round(statistics.median(ratios), 3),
                                                    "min": round(min(ratios), 3), "max": round(max(ratios), 3)},
                               "p95_ratio": {"median": round(statistics.median(p95), 3), "min": round(min(p95), 3),
