@@ -18,19 +18,19 @@ def attacked(parent_run, tmp_path_factory):
     shutil.copytree(parent_run, run)
     public = write_csv(tmp_path_factory.mktemp("public") / "public.csv", make_rows(120, seed=7))
     result = audit_extraction_run(run, attacker_texts=public, budgets=(20, 60), key_query_budget=20, alert_texts=50,
-                                  eval_rows=200)
+                                  eval_rows=200, defences=("full", "top1", "budget"))
     return run, public, result
 
 
 def test_each_defence_and_budget_is_measured_through_the_api(attacked):
     run, _, result = attacked
     assert [(p.defence, p.budget) for p in result.points] == [
-        (d, b) for d in ("full", "rounded", "top1", "budget") for b in (20, 60)]
+        (d, b) for d in ("full", "top1", "budget") for b in (20, 60)]
     answered = {(p.defence, p.budget): p.answered for p in result.points}
     assert answered[("full", 60)] == 60 and answered[("top1", 60)] == 60
     assert answered[("budget", 60)] == 20  # the per-key query budget refused the rest
     # the alert fires for the unbounded attacker (60 distinct texts over the 50 threshold), not the capped one
-    assert result.alerts == {"full": True, "rounded": True, "top1": True, "budget": False}
+    assert result.alerts == {"full": True, "top1": True, "budget": False}
     for p in result.points:
         assert 0.0 <= p.agreement.low <= p.agreement.value <= p.agreement.high <= 1.0
     saved = json.loads((run / "results" / "extraction.json").read_text())

@@ -57,6 +57,10 @@ def configure_logging() -> RepeatCollapser:
     logging.getLogger("trustfm").setLevel(logging.INFO)
     for noisy in ("transformers", "httpx", "urllib3", "matplotlib"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    # torchao (imported by Transformers and Presidio's stack when installed) reports CUDA kernels a CPU cannot load,
+    # and torch's pytree a deprecation meant for torchao's developers: nothing the user can act on
+    for silent in ("torchao", "torch.utils._pytree"):
+        logging.getLogger(silent).setLevel(logging.ERROR)
     logging.captureWarnings(True)  # Python warnings go through the same handler, so repeats collapse too
     return collapser
 
