@@ -71,7 +71,9 @@ def start(arm: str, run: Path, port: int, workdir: Path) -> subprocess.Popen:
                    "--log-url", f"sqlite:///{workdir / (arm + '.db')}"]
     else:
         command = [python, str(HERE / "_serve_baselines.py"), arm, str(run), str(port)]
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    # a session of its own: LitServe's worker processes outlive a terminated parent unless the group is ended
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                               start_new_session=True)
     ready = "/readyz" if arm.startswith("trustfm") else ("/health" if arm == "litserve" else "/docs")
     for _ in range(600):
         if process.poll() is not None:
@@ -146,8 +148,18 @@ def main() -> None:
                                                              bodies["text" if arm == "litserve" else "texts"], key,
                                                              script))
             finally:
-                process.terminate()
-                process.wait(timeout=60)
+                import signal
+
+                os.killpg(process.pid, signal.SIGTERM)
+                try:
+                    process.wait(timeout=60)
+                finally:
+                    os.killpg(process.pid, signal.SIGKILL) if process.poll() is None else None
+                    time.sleep(0.5)
+                    try:
+                        os.killpg(process.pid, signal.SIGKILL)  # stragglers of the group
+                    except ProcessLookupError:
+                        pass
     for (arm, connections), rows in results.items():
         print(json.dumps({"benchmark": "serve_load", "arm": arm, "connections": connections,
                           "throughput_rps": round(statistics.median(r["throughput"] for r in rows), 1),
