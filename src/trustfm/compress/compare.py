@@ -263,18 +263,12 @@ def _sample(n: int, limit: int, seed: int) -> np.ndarray:
 
 def _robustness_pairs(texts: list[str], parent, child, *, seed: int) -> list[PairedSet]:
     """One paired set per invariance perturbation: the texts it changed, and whether each model's label flipped."""
-    from trustfm.data.perturbations import INVARIANCE
+    from trustfm.data.perturbations import INVARIANCE, perturb_texts
 
     base = {"parent": parent.predict_proba(texts).argmax(1), "child": child.predict_proba(texts).argmax(1)}
     pairs = []
     for name, perturb in INVARIANCE.items():
-        rows, variants = [], []
-        for i, text in enumerate(texts):
-            # the seeds of the robustness audit: the same variants it judges
-            out = perturb(text, np.random.default_rng([seed, i, len(name)]))
-            if out is not None and out != text:
-                rows.append(i)
-                variants.append(out)
+        rows, variants = perturb_texts(texts, name, perturb, seed=seed)  # the robustness audit's variants
         if len(rows) < 2:
             continue
         rows_arr = np.array(rows)

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import re
 import string
-from typing import Callable
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -151,3 +151,15 @@ INVARIANCE: dict[str, Callable] = {
     "names": names, "numbers": numbers,
 }
 DIRECTIONAL: dict[str, Callable] = {"negation": negation}
+
+
+def perturb_texts(texts: Sequence[str], name: str, perturb: Callable, *, seed: int) -> tuple[list[int], list[str]]:
+    """The positions of the ``texts`` that perturbation ``name`` changes, and their variants. Each text's random
+    draw depends only on (seed, position, name), so every audit that asks sees the same variants."""
+    rows, variants = [], []
+    for i, text in enumerate(texts):
+        out = perturb(text, np.random.default_rng([seed, i, len(name)]))
+        if out is not None and out != text:
+            rows.append(i)
+            variants.append(out)
+    return rows, variants

@@ -12,7 +12,7 @@ import numpy as np
 from pydantic import BaseModel
 
 from trustfm.results import Interval, bootstrap_mean
-from trustfm.data.perturbations import DIRECTIONAL, INVARIANCE
+from trustfm.data.perturbations import DIRECTIONAL, INVARIANCE, perturb_texts
 from trustfm.results import Result, per_item_metrics
 
 class PerturbedExample(BaseModel):
@@ -63,12 +63,7 @@ def perturbation_suite(
         skipped["negation"] = "directional negation needs a binary (sentiment-like) classifier"
     results = []
     for name, perturb in chosen.items():
-        rows, variants = [], []
-        for i, text in enumerate(texts):
-            out = perturb(text, np.random.default_rng([seed, i, len(name)]))
-            if out is not None and out != text:
-                rows.append(i)
-                variants.append(out)
+        rows, variants = perturb_texts(texts, name, perturb, seed=seed)
         if not rows:
             skipped[name] = "applies to none of the texts"
             continue
