@@ -8,7 +8,7 @@ export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 export NO_MKDOCS_2_WARNING := 1
 
-.PHONY: demo test venv browser postgres clean
+.PHONY: demo test venv browser postgres evidently clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -21,6 +21,14 @@ $(VENV)/.installed: $(BIN)/python pyproject.toml requirements/ner.txt
 	touch $@
 
 venv: $(VENV)/.installed
+
+# Evidently in an environment of its own (see requirements/evidently.txt): the reference for the drift tests
+.venv-evidently/.installed: requirements/evidently.txt
+	$(PYTHON) -m venv .venv-evidently
+	.venv-evidently/bin/pip install --quiet -r requirements/evidently.txt
+	touch $@
+
+evidently: .venv-evidently/.installed
 
 # headless Chromium for the HTML report test (Debian package; needs root or sudo)
 browser:
@@ -40,7 +48,7 @@ demo: venv
 	$(BIN)/trustfm demo --output-dir runs/demo
 
 # the layer contracts (pyproject [tool.importlinter]) and the docs site are checked before the suite runs
-test: venv browser postgres
+test: venv browser postgres evidently
 	$(BIN)/lint-imports
 	$(BIN)/mkdocs build --strict --quiet
 	$(BIN)/python -m pytest

@@ -6,8 +6,9 @@ The arms are alternated over ``--rounds`` rounds (order reversed every other rou
 a round. One JSON line per arm and concurrency (throughput and p50/p95/p99 latency, medians over rounds), then
 one per comparison with the median ratio and its range.
 
-Arms: ``trustfm`` (as shipped: API key, request log with PII redaction in SQLite), ``trustfm-hashlog`` (the log
-keeps salted hashes instead, no PII scan per request), ``trustfm-int8`` (as shipped, serving the run's
+Arms: ``trustfm`` (as shipped: API key, request log in SQLite with group commit and PII redaction in batches
+behind the answers), ``trustfm-hashlog`` (the log keeps salted hashes only: no PII scan at all),
+``trustfm-2workers`` (as shipped, ``--workers 2``), ``trustfm-int8`` (as shipped, serving the run's
 ``trustfm compress --method onnx-int8`` child given by ``--int8-run``), ``naive`` and ``litserve``
 (benchmarks/_serve_baselines.py). An arm with errors or non-2xx answers is reported with its count.
 
@@ -66,7 +67,9 @@ def start(arm: str, run: Path, port: int, workdir: Path) -> subprocess.Popen:
     if arm.startswith("trustfm"):
         config = workdir / f"{arm}.yaml"
         log_text = "hash" if arm == "trustfm-hashlog" else "redacted"
-        config.write_text(f"log_text: {log_text}\nrate_limit_per_minute: 100000000\nmax_queue_texts: 100000\n")
+        workers = 2 if arm == "trustfm-2workers" else 1
+        config.write_text(f"log_text: {log_text}\nrate_limit_per_minute: 100000000\nmax_queue_texts: 100000\n"
+                          f"workers: {workers}\n")
         command = [python, "-m", "trustfm.cli", "serve", str(run), "--port", str(port), "--config", str(config),
                    "--log-url", f"sqlite:///{workdir / (arm + '.db')}"]
     else:
@@ -167,7 +170,8 @@ def main() -> None:
                           "p95_ms": round(statistics.median(r["p95"] for r in rows), 1),
                           "p99_ms": round(statistics.median(r["p99"] for r in rows), 1),
                           "errors": sum(r["errors"] + r["non2xx"] for r in rows), "rounds": len(rows)}))
-    pairs = [("trustfm", other) for other in arms if not other.startswith("trustfm")]
+    pairs = [(mine, other) for mine in arms if mine.startswith("trustfm") and mine != "trustfm-int8"
+             for other in arms if not other.startswith("trustfm")]
     pairs += [("trustfm-int8", "trustfm")] if "trustfm-int8" in arms else []
     for mine, other in pairs:
         for connections in levels:

@@ -9,15 +9,18 @@ from __future__ import annotations
 
 import csv
 import glob
-import socket
-import time
+import json
 import os
 import random
 import shutil
+import signal
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+import httpx
 import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -217,3 +220,36 @@ def postgres_url(tmp_path_factory):
         subprocess.run([*as_user, str(bindir / "pg_ctl"), "-D", str(data), "-m", "fast", "stop"], capture_output=True,
                        cwd=root)
         shutil.rmtree(root, ignore_errors=True)
+
+
+class Server:
+    """``trustfm serve RUN --port P ARGS...`` in a child process, ready when this returns; ``stop()`` sends
+    SIGTERM and returns (exit code, output)."""
+
+    def __init__(self, run, *args):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.process = start_cli(["serve", str(run), "--port", str(self.port), *args])
+        for _ in range(300):
+            if self.process.poll() is not None:
+                raise AssertionError(f"server exited: {self.process.stderr.read()[-2000:]}")
+            try:
+                if httpx.get(f"{self.url}/readyz", timeout=1).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            time.sleep(0.1)
+        raise AssertionError("server did not become ready")
+
+    def stop(self) -> tuple[int, str]:
+        self.process.send_signal(signal.SIGTERM)
+        out, err = self.process.communicate(timeout=60)
+        return self.process.returncode, out + err
+
+
+def post_json(server, path, body, key=None, **headers):
+    """POST ``body`` (a JSON-able value, or raw bytes) to the live ``server`` with an optional API key."""
+    if key:
+        headers["Authorization"] = f"Bearer {key}"
+    return httpx.post(f"{server.url}{path}", content=body if isinstance(body, bytes) else json.dumps(body),
+                      headers={"content-type": "application/json", **headers}, timeout=30)

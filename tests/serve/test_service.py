@@ -11,7 +11,8 @@ import httpx
 import pytest
 from sqlalchemy import create_engine, text
 
-from conftest import free_port, run_cli, start_cli
+from conftest import Server, free_port, run_cli, start_cli
+from conftest import post_json as _post
 
 
 PLANTED = ["write to jane.doe@example.com about it, terrible", "call 415-555-0132 now, it was great"]
@@ -28,28 +29,6 @@ def served_run(parent_run, tmp_path_factory):
     return run, created.stdout.strip()
 
 
-class Server:
-    def __init__(self, run, *args):
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.process = start_cli(["serve", str(run), "--port", str(self.port), *args])
-        for _ in range(300):
-            if self.process.poll() is not None:
-                raise AssertionError(f"server exited: {self.process.stderr.read()[-2000:]}")
-            try:
-                if httpx.get(f"{self.url}/readyz", timeout=1).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            time.sleep(0.1)
-        raise AssertionError("server did not become ready")
-
-    def stop(self) -> tuple[int, str]:
-        self.process.send_signal(signal.SIGTERM)
-        out, err = self.process.communicate(timeout=60)
-        return self.process.returncode, out + err
-
-
 @pytest.fixture(scope="module")
 def server(served_run, postgres_url):
     run, _ = served_run
@@ -57,13 +36,6 @@ def server(served_run, postgres_url):
     yield server
     if server.process.poll() is None:
         server.stop()
-
-
-def _post(server, path, body, key=None, **headers):
-    if key:
-        headers["Authorization"] = f"Bearer {key}"
-    return httpx.post(f"{server.url}{path}", content=body if isinstance(body, bytes) else json.dumps(body),
-                      headers={"content-type": "application/json", **headers}, timeout=30)
 
 
 def test_predict_needs_a_key_and_answers_in_order(served_run, server):
@@ -110,9 +82,15 @@ def test_personal_data_never_reaches_the_log_metrics_or_output(served_run, serve
                  key=key).status_code == 409
     assert _post(server, "/v1/feedback", {"request_id": "nope", "label": "pos"}, key=key).status_code == 404
     engine = create_engine(postgres_url)
+    deadline = time.monotonic() + 30
     with engine.connect() as connection:
-        stored = [row[0] for row in connection.execute(text(
-            "select text from trustfm_predictions where request_id = :r order by position"), {"r": request_id})]
+        while True:  # redaction runs in batches behind the answer
+            stored = [row[0] for row in connection.execute(text(
+                "select text from trustfm_predictions where request_id = :r order by position"), {"r": request_id})]
+            if None not in stored or time.monotonic() > deadline:
+                break
+            connection.rollback()
+            time.sleep(0.2)
         labels = list(connection.execute(text("select true_label from trustfm_feedback where request_id = :r"),
                                          {"r": request_id}))
     engine.dispose()

@@ -63,6 +63,9 @@ def compress(
         first = exc.errors()[0]
         raise ConfigError(f"--{str(first['loc'][0]).replace('_', '-')}: {first['msg']}") from None
     record = compress_run(run_dir, settings=settings, output_dir=output_dir, show_progress=True)
+    from trustfm.monitor.reference import build_reference
+
+    build_reference(output_dir)  # the child's own outputs are what its production traffic is compared with
     if output_format is OutputFormat.json:
         emit_json(record.model_dump(mode="json"))
         return

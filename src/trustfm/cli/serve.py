@@ -85,9 +85,15 @@ def start(
     unsigned: bool = typer.Option(False, "--unsigned", help="serve a run whose report is not signed (not advised)"),
     ssl_certfile: Optional[Path] = typer.Option(None, "--ssl-certfile", help="TLS certificate (PEM)"),
     ssl_keyfile: Optional[Path] = typer.Option(None, "--ssl-keyfile", help="TLS private key (PEM)"),
+    monitor_every: Optional[str] = typer.Option(None, "--monitor-every", help="also run trustfm monitor in the "
+                                                "background every duration (10m); its gauges join /metrics"),
+    monitor_window: str = typer.Option("1h", "--monitor-window", help="with --monitor-every: the window size "
+                                                                      "(1h, or a number of answers)"),
+    alerts_file: Optional[Path] = typer.Option(None, "--alerts", help="with --monitor-every: alert rules YAML"),
 ) -> None:
     """Serve RUN_DIR's model: predict, explain, feedback, model info, health, Prometheus metrics."""
     from trustfm.serve.run import serve_run, settings_from
+    from trustfm.serve.settings import default_paths
 
     overrides = {k: v for k, v in {"host": host, "port": port, "workers": workers, "rules": rules,
                                    "log_url": log_url}.items() if v is not None}
@@ -100,7 +106,37 @@ def start(
     typer.echo(f"serving {run_dir} on http{'s' if ssl_certfile else ''}://{settings.host}:{settings.port} "
                f"({settings.workers} worker{'s' if settings.workers > 1 else ''}); stop with Ctrl-C or SIGTERM",
                err=True)
-    serve_run(run_dir, settings, signed_report_ok=signed, ssl_certfile=ssl_certfile, ssl_keyfile=ssl_keyfile)
+    extra = None
+    if monitor_every is not None:
+        extra = _start_background_monitor(run_dir, log_url=default_paths(run_dir, settings)[1], every=monitor_every,
+                                          window=monitor_window, alerts_file=alerts_file, workers=settings.workers)
+    serve_run(run_dir, settings, signed_report_ok=signed, ssl_certfile=ssl_certfile, ssl_keyfile=ssl_keyfile,
+              extra_registry=extra)
+
+
+def _start_background_monitor(run_dir: Path, *, log_url: str, every: str, window: str, alerts_file: Path | None,
+                              workers: int):
+    """A daemon thread running the monitor every ``every``; returns the registry holding its gauges (served by
+    the app's /metrics with one worker; with several, the workers' /metrics cannot see this process's gauges)."""
+    import threading
+
+    from prometheus_client import CollectorRegistry
+
+    from trustfm.errors import ConfigError
+    from trustfm.monitor.alerts import AlertConfig, load_alert_config, parse_duration
+    from trustfm.monitor.run import MonitorGauges, monitor_loop, parse_window
+
+    if workers > 1:
+        raise ConfigError("--monitor-every runs with one worker; with --workers N run trustfm monitor --every "
+                          "beside the server (its gauges on --metrics-port)")
+    alerts = load_alert_config(alerts_file) if alerts_file is not None else AlertConfig()
+    pause = parse_duration(every, field="--monitor-every").total_seconds()
+    parse_window(window)
+    registry = CollectorRegistry()
+    gauges = MonitorGauges(registry)
+    threading.Thread(target=monitor_loop, name="trustfm-monitor", daemon=True, kwargs=dict(
+        run_dir=run_dir, log_url=log_url, window=window, alerts=alerts, every_s=pause, gauges=gauges)).start()
+    return registry
 
 
 def _verified_report(run_dir: Path) -> bool:

@@ -62,6 +62,9 @@ class DataConfig(_Strict):
     train: Path | None = None
     validation: Path | None = None
     test: Path | None = None
+    extra_train: list[Path] = Field(default_factory=list, description=(
+        "more labelled files joined to the training rows after the split, so validation and test stay as they "
+        "were (trustfm retrain adds production feedback here)"))
     format: Literal["auto", "csv", "tsv", "jsonl", "parquet", "hf"] = "auto"
     text_column: str = "text"
     label_column: str = "label"

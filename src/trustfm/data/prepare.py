@@ -179,6 +179,12 @@ def prepare_data(config: DataConfig, *, seed: int) -> PreparedData:
         holdout = train_all.subset(train_idx[held])
         train_idx = train_idx[keep]
     train = train_all.subset(train_idx)
+    for path in config.extra_train:
+        extra = load_labelled(path, config, known_labels=names)
+        hashes[str(path)] = file_sha256(path)
+        rejected += extra.rejected
+        train = train.joined(extra)
+        train_all.rows_in += extra.rows_in  # read rows add up with the rejections
     validation = loaded.get("validation") or train_all.subset(val_idx)
     test = loaded.get("test") or train_all.subset(test_idx)
     if len(validation) == 0:

@@ -57,6 +57,19 @@ class LabelledTexts:
     def __len__(self) -> int:
         return len(self.texts)
 
+    def joined(self, other: "LabelledTexts") -> "LabelledTexts":
+        """These rows, then ``other``'s (its group columns must be the same); ``file`` names both."""
+        return LabelledTexts(
+            file=f"{self.file} + {other.file}",
+            texts=self.texts + other.texts,
+            labels=self.labels + other.labels,
+            rows=np.concatenate([self.rows, other.rows]),
+            ids=(self.ids or [""] * len(self)) + (other.ids or [""] * len(other))
+            if self.ids is not None or other.ids is not None else None,
+            groups={k: v + other.groups.get(k, ["unknown"] * len(other)) for k, v in self.groups.items()},
+            rows_in=self.rows_in + other.rows_in,
+        )
+
     def subset(self, index: Sequence[int] | np.ndarray) -> "LabelledTexts":
         """Rows at positions ``index`` (rejections stay with the parent)."""
         index = np.asarray(index, dtype=np.int64)

@@ -104,3 +104,12 @@ def model_weight_hashes(folder: Path) -> dict[str, str]:
 
     files = [p for p in [*folder.glob("*.safetensors"), *folder.glob("*.onnx")] if not p.name.startswith("ood_detector")]
     return {p.name: file_sha256(p) for p in sorted(files)}
+
+
+def model_fingerprint(hashes: dict[str, str]) -> str:
+    """One sha256 naming a model of one or more weight files (``model_weight_hashes``): the file's own hash when
+    there is one file. The service stamps it on every answer and log row; monitoring matches logs by it."""
+    import hashlib
+
+    values = sorted(hashes.values())
+    return values[0] if len(values) == 1 else hashlib.sha256("".join(values).encode()).hexdigest()

@@ -54,6 +54,7 @@ def collect_report(run_dir: str | Path) -> dict:
             "model_sha256": info.get("model_sha256", {}),
             "versions": info.get("versions", {}),
             "compression": info.get("compression"),  # a compressed run: its parent, method and fidelity
+            "adjustment": info.get("adjustment"),  # an adjusted run: its parent, temperature, biases, gain
         },
         "data": {
             "label_names": info.get("label_names", []),
@@ -89,7 +90,8 @@ REPORT_KINDS = ("pii", "privacy", "audits", "gate", "performance")
 SECTION_FILE = "section.html.j2"
 # stages above the audits whose results have a report section of their own, beside the module defining them
 STAGE_SECTIONS = {"compress": ("trustfm.compress", ("compression-comparison",)),
-                  "serve": ("trustfm.serve", ("extraction",))}
+                  "serve": ("trustfm.serve", ("extraction",)),
+                  "monitor": ("trustfm.monitor", ("monitoring",))}
 
 
 def _section_file(spec):
@@ -188,6 +190,9 @@ def build_report(run_dir: str | Path, *, signing_key: Path | None = None) -> tup
         figures[f"{name}:deltas"] = plots.delta_forest(
             [d for d in result["deltas"] if not d["metric"].endswith("selection_rate")][:40],
             f"what {result['method']} changed")
+    for name, result in sections["monitoring"].items():
+        if result["windows"]:
+            figures[f"{name}:series"] = plots.monitoring_series(result["windows"], result["alerts"])
     for name, result in sections["output_rules"].items():
         point = (result["coverage"]["value"], result["accuracy_answered"]["value"])
         figures[f"{name}:coverage"] = plots.coverage_accuracy(result["confidence_curve"], point)

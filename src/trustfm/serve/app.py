@@ -10,6 +10,7 @@ rate, and logged to the request log without its raw text. Errors are one JSON li
 
 # no `from __future__ import annotations`: FastAPI reads the endpoints' annotations, and the request models are
 # imported inside create_app (fastapi is an optional dependency), so they must be evaluated where they are defined
+import asyncio
 import json
 import logging
 import time
@@ -147,6 +148,10 @@ def _metrics(registry):
         "ood": Counter("trustfm_ood", "answers flagged out-of-distribution", registry=registry),
         "abstain": Counter("trustfm_abstain", "answers where an output rule abstained", registry=registry),
         "texts": Counter("trustfm_texts", "texts answered", registry=registry),
+        "redaction_backlog": Gauge("trustfm_log_redaction_backlog_texts", "logged texts waiting for redaction",
+                                   registry=registry, multiprocess_mode="livesum"),
+        "unredacted": Gauge("trustfm_log_unredacted_texts", "logged texts that kept their hash only (backlog full)",
+                            registry=registry, multiprocess_mode="livesum"),
         "extraction_alerts": Counter("trustfm_extraction_alerts", "keys whose traffic looked like model extraction",
                                      registry=registry),
     }
@@ -158,8 +163,9 @@ def _error(status: int, error: str, detail: str, headers: dict | None = None):
     return JSONResponse({"error": error, "detail": detail}, status_code=status, headers=headers)
 
 
-def create_app(run_dir: str | Path, settings: ServeSettings | None = None):
-    """The FastAPI application serving ``run_dir``'s model under ``settings``."""
+def create_app(run_dir: str | Path, settings: ServeSettings | None = None, *, extra_registry=None):
+    """The FastAPI application serving ``run_dir``'s model under ``settings``; ``/metrics`` also serves
+    ``extra_registry`` (a Prometheus registry), when given."""
     import os
 
     from fastapi import FastAPI, Request
@@ -177,8 +183,9 @@ def create_app(run_dir: str | Path, settings: ServeSettings | None = None):
     run_dir = Path(run_dir)
     settings = settings or ServeSettings()
     model_hashes = check_model_files(run_dir)
-    model_hash = sorted(model_hashes.values())[0] if len(model_hashes) == 1 else \
-        __import__("hashlib").sha256("".join(sorted(model_hashes.values())).encode()).hexdigest()
+    from trustfm.models.loading import model_fingerprint
+
+    model_hash = model_fingerprint(model_hashes)
     keys_path, log_url = default_paths(run_dir, settings)
     registry = CollectorRegistry()
     metrics = _metrics(registry)
@@ -213,6 +220,7 @@ def create_app(run_dir: str | Path, settings: ServeSettings | None = None):
                      watch=ExtractionWatch(budget=settings.key_query_budget, alert_texts=settings.alert_texts,
                                            window_s=settings.alert_window_s),
                      log=RequestLog(log_url, text_policy=settings.log_text, privacy=config.privacy,
+                                    redact_backlog_texts=settings.log_redact_backlog_texts,
                                     salt=_log_salt(run_dir)),
                      executor=batcher._executor)
         if settings.auth and not state["keys"].active():
@@ -309,8 +317,6 @@ def create_app(run_dir: str | Path, settings: ServeSettings | None = None):
         return [t[:settings.max_chars_per_text] for t in texts]
 
     async def _in_thread(func, *args):
-        import asyncio
-
         return await asyncio.get_running_loop().run_in_executor(None, func, *args)
 
     @app.post("/v1/predict", response_model=PredictResponse, responses={
@@ -344,9 +350,9 @@ def create_app(run_dir: str | Path, settings: ServeSettings | None = None):
         metrics["texts"].inc(len(texts))
         latency = 1000 * (time.perf_counter() - started)
         # committed before the answer leaves: an acknowledged request is in the log
-        await _in_thread(lambda: state["log"].record(
+        await asyncio.wrap_future(state["log"].submit(
             request_id=request.state.request_id, endpoint="predict", key_id=request.state.key_id, status=200,
-            latency_ms=latency, model_sha256=model_hash, texts=texts, answers=answers))
+            latency_ms=latency, model_sha256=model_hash, texts=texts, answers=answers, groups=body.groups))
         return PredictResponse(request_id=request.state.request_id, model_sha256=model_hash,
                                predictions=answers)
 
@@ -358,14 +364,12 @@ def create_app(run_dir: str | Path, settings: ServeSettings | None = None):
         texts = _limit_texts([body.text])
         if not isinstance(texts, list):
             return texts
-        import asyncio
-
         # on the model's own thread: the model is not shared between threads
         result = await asyncio.get_running_loop().run_in_executor(
             state["executor"], occlusion_attributions, state["model"], texts[0], body.max_words)
-        await _in_thread(lambda: state["log"].record(
+        await asyncio.wrap_future(state["log"].submit(
             request_id=request.state.request_id, endpoint="explain", key_id=request.state.key_id, status=200,
-            latency_ms=None, model_sha256=model_hash, texts=[], answers=[]))
+            latency_ms=None, model_sha256=model_hash))
         return ExplainResponse(request_id=request.state.request_id, **result)
 
     @app.post("/v1/feedback", status_code=201)
@@ -403,13 +407,16 @@ def create_app(run_dir: str | Path, settings: ServeSettings | None = None):
     async def prometheus():
         if state.get("batcher") is not None:
             metrics["queue"].set(state["batcher"].queued_texts)
+            metrics["redaction_backlog"].set(state["log"].redaction_backlog)
+            metrics["unredacted"].set(state["log"].unredacted_texts)
         if "PROMETHEUS_MULTIPROC_DIR" in os.environ:
             from prometheus_client import multiprocess
 
             merged = CollectorRegistry()
             multiprocess.MultiProcessCollector(merged)
             return PlainTextResponse(generate_latest(merged), media_type=CONTENT_TYPE_LATEST)
-        return PlainTextResponse(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+        body = generate_latest(registry) + (generate_latest(extra_registry) if extra_registry is not None else b"")
+        return PlainTextResponse(body, media_type=CONTENT_TYPE_LATEST)
 
     return app
 

@@ -19,6 +19,17 @@ from trustfm.errors import ConfigError
 Disclosure = Literal["full", "rounded", "top1"]
 
 
+def load_ood_detector(model_dir):
+    """(the Mahalanobis detector, its 95%-TPR threshold) saved beside the model by ``audit ood``, or None."""
+    from trustfm.audit.ood.detectors import DETECTOR_FILE, MahalanobisDetector
+
+    if not (model_dir / DETECTOR_FILE).is_file():
+        return None
+    detector, meta = MahalanobisDetector.load(model_dir)
+    threshold = meta.get("threshold_at_95_tpr")
+    return None if threshold is None else (detector, float(threshold))
+
+
 class ServingModel:
     """Answers for texts: ``label``, ``confidence``, ``probabilities``, ``truncated``, ``ood`` and, with rules,
     ``model_label`` and ``rule``.
@@ -54,15 +65,7 @@ class ServingModel:
         self.disclosure, self.digits = disclosure, digits
 
     def _load_detector(self):
-        """The Mahalanobis detector and its 95%-TPR threshold saved by ``audit ood``, or None."""
-        from trustfm.audit.ood.detectors import DETECTOR_FILE, MahalanobisDetector
-
-        folder = self.predictor.model_dir
-        if not (folder / DETECTOR_FILE).is_file():
-            return None
-        detector, meta = MahalanobisDetector.load(folder)
-        threshold = meta.get("threshold_at_95_tpr")
-        return None if threshold is None else (detector, float(threshold))
+        return load_ood_detector(self.predictor.model_dir)
 
     def _disclose(self, probabilities: np.ndarray) -> dict[str, float]:
         if self.disclosure == "top1":
@@ -97,6 +100,8 @@ class ServingModel:
             "probabilities": self._disclose(p),
             "truncated": bool(t),
             "ood": None if ood is None else bool(o),
+            # the request log keeps the model's own numbers whatever the answer discloses (monitoring needs them)
+            "logged_probabilities": {n: float(v) for n, v in zip(self.label_names, p)},
         } for p, t, o in zip(proba, truncated, ood if ood is not None else [None] * len(texts))]
         if self.disclosure == "top1":
             for item in out:

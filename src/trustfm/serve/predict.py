@@ -21,4 +21,7 @@ def predict_texts(
     """
     from trustfm.serve.model import ServingModel
 
-    return ServingModel(run_dir, rules_path=rules_path, members=members).answer(texts, show_progress=show_progress)
+    answers = ServingModel(run_dir, rules_path=rules_path, members=members).answer(texts, show_progress=show_progress)
+    for answer in answers:
+        del answer["logged_probabilities"]  # the same as probabilities here: full disclosure
+    return answers

@@ -29,11 +29,11 @@ def json_logging() -> None:
     """Send the service's logs (and uvicorn's errors) to stderr as JSON lines."""
     handler = logging.StreamHandler()
     handler.setFormatter(JsonLogFormatter())
-    for name in ("trustfm.serve", "uvicorn.error"):
+    for name in ("trustfm.serve", "trustfm.monitor", "uvicorn.error"):
         logger = logging.getLogger(name)
         logger.handlers = [handler]
         logger.propagate = False
-        logger.setLevel(logging.INFO if name == "trustfm.serve" else logging.WARNING)
+        logger.setLevel(logging.WARNING if name == "uvicorn.error" else logging.INFO)
 
 
 def settings_from(path: Path | None, overrides: dict) -> ServeSettings:
@@ -52,11 +52,12 @@ def settings_from(path: Path | None, overrides: dict) -> ServeSettings:
 
 
 def serve_run(run_dir: str | Path, settings: ServeSettings, *, signed_report_ok: bool | None = None,
-              ssl_certfile: Path | None = None, ssl_keyfile: Path | None = None) -> None:
+              ssl_certfile: Path | None = None, ssl_keyfile: Path | None = None, extra_registry=None) -> None:
     """Run the service for ``run_dir`` until SIGTERM/SIGINT (in-flight requests finish first).
 
     ``signed_report_ok``: the caller's verdict on the run's signed report (the CLI verifies it, a layer above);
-    None: not checked, refused when ``settings.require_signed_report``.
+    None: not checked, refused when ``settings.require_signed_report``. ``extra_registry``: a Prometheus
+    registry whose metrics ``/metrics`` also serves (one worker only), e.g. a background monitor's gauges.
     """
     import uvicorn
 
@@ -73,7 +74,7 @@ def serve_run(run_dir: str | Path, settings: ServeSettings, *, signed_report_ok:
     common = dict(host=settings.host, port=settings.port, log_level="warning", access_log=False, log_config=None,
                   timeout_graceful_shutdown=30, **ssl)
     if settings.workers == 1:
-        uvicorn.run(create_app(run_dir, settings), **common)
+        uvicorn.run(create_app(run_dir, settings, extra_registry=extra_registry), **common)
         return
     # several processes: each builds its app from the environment; Prometheus counters are merged from files
     os.environ["TRUSTFM_SERVE_RUN"] = str(run_dir.resolve())

@@ -3,14 +3,24 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, StrictStr
+from pydantic import BaseModel, ConfigDict, Field, StrictStr, StringConstraints, model_validator
 
 
 class PredictRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     texts: list[StrictStr] = Field(..., min_length=1, description="texts to classify, answered in this order")
+    groups: list[Annotated[str, StringConstraints(max_length=128)] | None] | None = Field(
+        None, description="optional group of each text (same length as texts), logged for per-group monitoring; "
+                          "never returned")
+
+    @model_validator(mode="after")
+    def _groups_match_texts(self):
+        if self.groups is not None and len(self.groups) != len(self.texts):
+            raise ValueError(f"groups has {len(self.groups)} entries for {len(self.texts)} texts")
+        return self
 
 
 class Prediction(BaseModel):

@@ -42,6 +42,8 @@ class ServeSettings(BaseModel):
     # request log: SQLAlchemy URL (default: SQLite RUN_DIR/serving/requests.db); texts redacted, hashed or not kept
     log_url: str | None = None
     log_text: Literal["redacted", "hash", "none"] = "redacted"
+    # redaction runs in batches behind the answers; beyond this many waiting texts, new ones keep their hash only
+    log_redact_backlog_texts: int = Field(4096, ge=0)
     rules: Path | None = None  # output rules applied to every answer
     require_signed_report: bool = True  # refuse to start unless the model matches the run's signed report
     cors_origins: list[str] = []  # CORS is off unless origins are listed

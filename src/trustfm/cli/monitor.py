@@ -1,0 +1,91 @@
+"""``trustfm monitor``: the serving log of a run's model, judged window by window, with alerts."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from trustfm.cli import app
+from trustfm.cli._output import FORMAT_OPTION, OutputFormat, emit_json, print_rich, table
+
+
+@app.command()
+def monitor(
+    run_dir: Path = typer.Argument(..., help="the run folder whose model is served"),
+    log_url: Optional[str] = typer.Option(None, "--log", help="request-log URL (default: the run's own SQLite log, "
+                                                              "RUN_DIR/serving/requests.db)"),
+    window: str = typer.Option("1h", "--window", help="window size: a duration (30m, 1h, 1d) or a number of "
+                                                      "answers (500)"),
+    every: Optional[str] = typer.Option(None, "--every", help="keep running: judge new windows every duration "
+                                                              "(10m); Ctrl-C stops"),
+    alerts_file: Optional[Path] = typer.Option(None, "--alerts", help="alert rules YAML (rules, webhook)"),
+    reaudit: bool = typer.Option(False, "--reaudit", help="also re-run the performance and fairness audits on "
+                                                          "feedback-labelled answers"),
+    metrics_port: Optional[int] = typer.Option(None, "--metrics-port", help="serve Prometheus gauges of the "
+                                                                            "latest window and alerts on this port"),
+    output_format: OutputFormat = FORMAT_OPTION,
+) -> None:
+    """Compare new windows of production answers with the run's reference profile; raise and resolve alerts."""
+    import time
+
+    from trustfm.monitor.alerts import AlertConfig, load_alert_config, parse_duration
+    from trustfm.monitor.run import MonitorGauges, NoCompleteWindow, monitor_run
+    from trustfm.serve.settings import ServeSettings, default_paths
+
+    alerts = load_alert_config(alerts_file) if alerts_file is not None else AlertConfig()
+    url = log_url or default_paths(run_dir, ServeSettings())[1]
+    pause = None if every is None else parse_duration(every, field="--every").total_seconds()
+    gauges = None
+    if metrics_port is not None:
+        from prometheus_client import CollectorRegistry, start_http_server
+
+        registry = CollectorRegistry()
+        gauges = MonitorGauges(registry)
+        start_http_server(metrics_port, addr="127.0.0.1", registry=registry)
+    while True:
+        try:
+            result, new = monitor_run(run_dir, log_url=url, window=window, alerts=alerts, reaudit=reaudit,
+                                      gauges=gauges)
+        except NoCompleteWindow as exc:
+            if pause is None:
+                raise
+            typer.echo(str(exc), err=True)
+        else:
+            if output_format is OutputFormat.json:
+                emit_json(result.model_dump(mode="json"))
+            else:
+                _show(result, new)
+        if pause is None:
+            return
+        time.sleep(pause)
+
+
+def _fmt(value, digits: int = 3) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, dict):
+        value = value["value"]
+    elif hasattr(value, "value"):
+        value = value.value
+    return f"{value:.{digits}g}" if isinstance(value, float) else str(value)
+
+
+def _show(result, new: int) -> None:
+    shown = result.windows[-max(new, 1):] if result.windows else []
+    grid = table(f"{new} new window(s) of {result.window}: {len(result.windows)} judged, "
+                 f"{result.processed} answers", ["window end", "n", "pred PSI", "conf KS p", "MMD p", "OOD rate",
+                                                 "accuracy", "pos-rate gap"])
+    for w in shown:
+        grid.add_row(w.end[:19], str(w.n), _fmt(w.prediction_psi), _fmt(w.confidence_ks_p), _fmt(w.embedding_mmd_p),
+                     _fmt(w.ood_rate), _fmt(w.accuracy), _fmt(w.positive_rate_gap))
+    print_rich(grid)
+    for event in result.alerts[-10:]:
+        typer.echo(f"alert {event.status} ({event.severity}) at {event.window_end[:19]}: {event.message}")
+    if result.reaudit is not None:
+        r = result.reaudit
+        typer.echo(f"re-audit on {r.n} labelled answers: accuracy {_fmt(r.performance['accuracy'], 4)} "
+                   f"(training {r.training['accuracy']:.4f}), macro-F1 {_fmt(r.performance['macro_f1'], 4)}; "
+                   f"{r.note}")
+    typer.echo("written: results/monitoring.json (trustfm report plots the windows)")
