@@ -10,7 +10,8 @@ benchmark replays traffic through the HTTP API in three phases, then runs ``trus
 3. **label shift**: SST-2 dev sentences, negatives only, each answer sent its true label on ``/v1/feedback``;
    ``monitor --reaudit`` then measures accuracy on this labelled production traffic.
 
-Reports: false alerts per 100 null windows (target ≤ 5), windows from the switch to the first alert, per rule
+Alert rules (``--rules``): ``pvalue`` (default; the tests' p-values, as ``examples/alerts.yaml``) or ``psi``
+(PSI above the customary 0.2). Reports: false alerts per 100 null windows (target ≤ 5), windows from the switch to the first alert, per rule
 and overall, and the re-audit's accuracy on the labelled shifted traffic against scikit-learn's on the same
 answers (they must be equal) and against the model's test accuracy.
 
@@ -34,12 +35,20 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _sst2 import SHARED, SST2  # noqa: E402
 
-RULES = {"rules": [
-    {"name": "prediction-drift", "metric": "prediction_psi", "above": 0.2, "windows": 2},
-    {"name": "confidence-drift", "metric": "confidence_psi", "above": 0.2, "windows": 2},
-    {"name": "length-drift", "metric": "length_psi", "above": 0.2, "windows": 2},
-    {"name": "embedding-drift", "metric": "embedding_mmd_p", "below": 0.001, "windows": 2},
-]}
+# two rule sets over the same four signals: PSI above the customary 0.2, or the tests' p-values (the shipped
+# examples/alerts.yaml); each needs two windows in a row
+RULE_SETS = {
+    "psi": {"rules": [
+        {"name": "prediction-drift", "metric": "prediction_psi", "above": 0.2, "windows": 2},
+        {"name": "confidence-drift", "metric": "confidence_psi", "above": 0.2, "windows": 2},
+        {"name": "length-drift", "metric": "length_psi", "above": 0.2, "windows": 2},
+        {"name": "embedding-drift", "metric": "embedding_mmd_p", "below": 0.01, "windows": 2}]},
+    "pvalue": {"rules": [
+        {"name": "prediction-drift", "metric": "prediction_chi2_p", "below": 0.001, "windows": 2},
+        {"name": "confidence-drift", "metric": "confidence_ks_p", "below": 0.001, "windows": 2},
+        {"name": "length-drift", "metric": "length_ks_p", "below": 0.001, "windows": 2},
+        {"name": "embedding-drift", "metric": "embedding_mmd_p", "below": 0.01, "windows": 2}]},
+}
 
 
 def cli(*args, **kwargs) -> subprocess.CompletedProcess:
@@ -63,6 +72,8 @@ def main() -> None:
     parser.add_argument("--null-windows", type=int, default=100)
     parser.add_argument("--shift-windows", type=int, default=10)
     parser.add_argument("--label-shift-windows", type=int, default=4)
+    parser.add_argument("--rules", choices=sorted(RULE_SETS), default="pvalue")
+    parser.add_argument("--keep", type=Path, default=None, help="keep the monitored run here (with its report)")
     args = parser.parse_args()
 
     import yaml
@@ -115,6 +126,7 @@ def main() -> None:
     server.wait(timeout=120)  # a clean stop commits and redacts everything logged
 
     rules = work / "alerts.yaml"
+    RULES = RULE_SETS[args.rules]
     rules.write_text(yaml.safe_dump(RULES))
     started = time.perf_counter()
     done = cli("monitor", run, "--window", n, "--alerts", rules, "--reaudit", "--format", "json")
@@ -137,7 +149,7 @@ def main() -> None:
     test_accuracy = json.loads((run / "results" / "performance.json").read_text())["accuracy"]["value"]
     null_psi = sorted(w["prediction_psi"] for w in result["windows"][:switch])
     print(json.dumps({
-        "benchmark": "drift_detection", "window": n, "null_windows": args.null_windows,
+        "benchmark": "drift_detection", "rules": args.rules, "window": n, "null_windows": args.null_windows,
         "false_alerts_per_100_windows": round(100 * len(false_alerts) / args.null_windows, 2),
         "false_alerts_by_rule": {r["name"]: sum(a["rule"] == r["name"] for a in false_alerts) for r in RULES["rules"]},
         "windows_to_first_alert_after_switch": first_after_switch(None),
@@ -148,6 +160,9 @@ def main() -> None:
                     "model_test_accuracy": test_accuracy},
         "replay_seconds": round(replay_seconds, 1), "monitor_seconds": round(monitor_seconds, 1),
     }))
+    if args.keep is not None:
+        shutil.copytree(run, args.keep)
+        cli("report", args.keep)
     shutil.rmtree(work, ignore_errors=True)
 
 

@@ -132,7 +132,7 @@ def main() -> None:
                       "psi": {c: round(v, 6) for c, v in ours["psi"].items()},
                       "evidently_psi": {c: round(v, 6) for c, v in theirs["psi"].items()},
                       "max_psi_difference": psi_gap, "max_ks_p_difference_vs_scipy": ks_gap,
-                      "agree_1e-6": psi_gap <= 1e-6 and ks_gap <= 1e-6,
+                      "agree_1e-6": bool(psi_gap <= 1e-6 and ks_gap <= 1e-6),
                       "embedding_mmd2_p": [round(ours["mmd"][0], 6), round(ours["mmd"][1], 4)]}))
     import shutil
 

@@ -98,3 +98,10 @@ def test_the_webhook_gets_the_alert_after_retries_and_an_unreachable_one_is_logg
         assert post_webhook(unreachable, {"x": 1}, sleep=waits.append) is False
     assert waits == [0.5, 1.0]
     assert "not delivered after 3 tries" in caplog.text and "ConnectError" in caplog.text
+
+
+def test_a_rule_that_could_never_fire_is_refused(tmp_path):
+    path = tmp_path / "alerts.yaml"
+    path.write_text("rules:\n  - {name: a, metric: embedding_mmd_p, below: 0.001}\n")
+    with pytest.raises(ConfigError, match="could never fire"):
+        load_alert_config(path)

@@ -75,8 +75,13 @@ class AlertRule(BaseModel):
 
     @model_validator(mode="after")
     def _one_threshold(self):
+        from trustfm.monitor.window import MMD_P_FLOOR
+
         if (self.above is None) == (self.below is None):
             raise ValueError("give exactly one of above or below")
+        if self.metric == "embedding_mmd_p" and self.below is not None and self.below <= MMD_P_FLOOR:
+            raise ValueError(f"below {self.below:g} could never fire: embedding_mmd_p is a permutation p-value, "
+                             f"never below {MMD_P_FLOOR:.4f} (use 0.01)")
         return self
 
     def breached(self, value: float) -> bool:

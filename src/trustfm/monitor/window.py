@@ -16,6 +16,8 @@ from trustfm.results import Interval
 MIN_FEEDBACK = 30  # labelled answers a window needs before its accuracy is reported
 MIN_GROUP = 30  # answers a group needs in a window before its rate enters a gap
 EMBEDDED_TEXTS = 500  # texts per window embedded for the two-sample test (a seeded sample beyond)
+PERMUTATIONS = 200  # of the two-sample test
+MMD_P_FLOOR = 1 / (PERMUTATIONS + 1)  # the smallest p-value the test can give
 
 
 class MonitorWindow(BaseModel):
@@ -84,7 +86,7 @@ def _gap(values: dict[str, float]) -> float | None:
 
 def evaluate_window(reference: Reference, logged: LoggedPredictions, *, start: str, end: str,
                     embed: Callable[[Sequence[str]], np.ndarray] | None, bootstrap_samples: int = 1000,
-                    confidence: float = 0.95, seed: int = 0, permutations: int = 200) -> MonitorWindow:
+                    confidence: float = 0.95, seed: int = 0, permutations: int = PERMUTATIONS) -> MonitorWindow:
     """The window's result. ``embed``: texts -> (n, d) embeddings with the run's model (None: skip the
     embedding test); ``bootstrap_samples``/``confidence``/``seed``: intervals of the feedback metrics."""
     from trustfm.audit.fairness.plugin import identity_mentions

@@ -198,30 +198,37 @@ def delta_forest(deltas: list[dict], title: str) -> str:
 
 
 def monitoring_series(windows: list[dict], alerts: list[dict]) -> str:
-    """Per window (x: window end): prediction and confidence PSI, OOD rate, accuracy with its interval (where
-    feedback allowed), and the group positive-rate gap; a red mark where an alert fired, green where it resolved."""
+    """One panel per window metric that has values (x: windows, oldest first): prediction, confidence and length
+    PSI, the embedding test's p-value (log scale), OOD rate, accuracy with its interval (feedback), and the group
+    positive-rate gap. Dashed lines across every panel: an alert fired (red) or resolved (green) at that window."""
     plt = _pyplot()
-    panels = [("prediction_psi", "prediction PSI"), ("confidence_psi", "confidence PSI"), ("ood_rate", "OOD rate"),
-              ("accuracy", "accuracy (feedback)"), ("positive_rate_gap", "group positive-rate gap")]
-    fig, axes = plt.subplots(len(panels), 1, figsize=(6.5, 1.25 * len(panels) + 0.4), sharex=True)
-    x = list(range(len(windows)))
+    candidates = [("prediction_psi", "pred. PSI"), ("confidence_psi", "conf. PSI"), ("length_psi", "length PSI"),
+                  ("embedding_mmd_p", "MMD p"), ("ood_rate", "OOD rate"), ("accuracy", "accuracy"),
+                  ("positive_rate_gap", "group gap")]
+    panels = [(k, label) for k, label in candidates if any(w.get(k) is not None for w in windows)]
+    fig, axes = plt.subplots(max(len(panels), 1), 1, figsize=(6.5, 0.95 * max(len(panels), 1) + 0.5), sharex=True,
+                             squeeze=False)
+    axes = axes[:, 0]
     index = {w["end"]: i for i, w in enumerate(windows)}
     for ax, (key, label) in zip(axes, panels):
         values = [w.get(key) for w in windows]
-        points = [(i, v["value"] if isinstance(v, dict) else v) for i, v in zip(x, values) if v is not None]
-        if points:
-            ax.plot([p[0] for p in points], [p[1] for p in points], "o-", color="#2962ff", markersize=3, linewidth=1)
+        points = [(i, v["value"] if isinstance(v, dict) else v) for i, v in enumerate(values) if v is not None]
+        ax.plot([p[0] for p in points], [p[1] for p in points], "o-", color="#2962ff", markersize=3, linewidth=1)
         if key == "accuracy":
-            for i, v in zip(x, values):
+            for i, v in enumerate(values):
                 if isinstance(v, dict) and v.get("low") is not None:
                     ax.plot([i, i], [v["low"], v["high"]], color="#2962ff", alpha=0.4)
+        if key == "embedding_mmd_p":
+            ax.set_yscale("log")
         for event in alerts:
             i = index.get(event["window_end"])
-            if i is not None and event["metric"] == key:
-                ax.axvline(i, color="#c0504d" if event["status"] == "firing" else "#2e7d32", linewidth=1,
+            if i is not None:
+                ax.axvline(i, color="#c0504d" if event["status"] == "firing" else "#2e7d32", linewidth=0.8,
                            linestyle="--")
         ax.set_ylabel(label, fontsize=7)
         ax.tick_params(labelsize=7)
         ax.spines[["top", "right"]].set_visible(False)
-    axes[-1].set_xlabel("window (oldest first); dashed: alert fired (red) or resolved (green)", fontsize=8)
+    axes[-1].xaxis.get_major_locator().set_params(integer=True)
+    axes[-1].set_xlabel("window (oldest first); dashed: an alert fired (red) or resolved (green)", fontsize=8)
+    fig.align_ylabels(axes)
     return _svg(fig)
