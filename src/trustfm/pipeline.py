@@ -16,13 +16,15 @@ def train_and_evaluate(config: RunConfig, *, resume: bool = False, show_progress
     """Fine-tune (:func:`~trustfm.train.run.train_run`), evaluate the best model on the test split
     (``results/performance.json``) and save the reference profile monitoring compares production with
     (``monitoring/reference.json``); returns the run's paths."""
+    from trustfm.audit.context import AuditContext
     from trustfm.audit.performance.plugin import evaluate_run
     from trustfm.monitor.reference import build_reference
     from trustfm.train.run import train_run
 
     paths = train_run(config, resume=resume, show_progress=show_progress)
-    evaluate_run(paths.root, show_progress=show_progress)
-    build_reference(paths.root)
+    ctx = AuditContext(paths.root, show_progress=show_progress)  # one model load and data preparation for both
+    evaluate_run(ctx, show_progress=show_progress)
+    build_reference(ctx)
     return paths
 
 

@@ -8,9 +8,13 @@ window of production traffic is compared with it, so no window touches the train
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from pydantic import BaseModel
+
+if TYPE_CHECKING:
+    from trustfm.audit.context import AuditContext
 
 from trustfm.errors import ConfigError
 from trustfm.fileio import write_json_atomic
@@ -69,16 +73,17 @@ def reference_paths(run_dir: str | Path) -> tuple[Path, Path]:
     return folder / "reference.json", folder / "reference.npz"
 
 
-def build_reference(run_dir: str | Path) -> Reference:
-    """Profile the run's model on its validation rows (test rows when it has none) and save the profile."""
-    from trustfm.audit.context import AuditContext
+def build_reference(run: "str | Path | AuditContext") -> Reference:
+    """Profile the run's model on its validation rows (test rows when it has none) and save the profile.
+    ``run``: the run folder, or its already-open :class:`~trustfm.audit.context.AuditContext`."""
+    from trustfm.audit.context import as_context
     from trustfm.audit.fairness.plugin import identity_mentions
     from trustfm.audit.performance.evaluation import evaluate_predictions
     from trustfm.models.loading import model_fingerprint, model_weight_hashes
     from trustfm.models.onnx_session import softmax
     from trustfm.serve.model import load_ood_detector
 
-    ctx = AuditContext(run_dir)
+    ctx = as_context(run)
     data = ctx.data
     split = "validation" if len(data.validation) else "test"
     part = getattr(data, split)
@@ -122,7 +127,7 @@ def build_reference(run_dir: str | Path) -> Reference:
               "embeddings": embeddings[sample].astype(np.float32),
               "embedding_mean": embeddings.mean(axis=0).astype(np.float64),
               "embedding_cov": np.cov(embeddings, rowvar=False).astype(np.float32)}
-    json_path, npz_path = reference_paths(run_dir)
+    json_path, npz_path = reference_paths(ctx.paths.root)
     json_path.parent.mkdir(parents=True, exist_ok=True)
     np.savez_compressed(npz_path, **arrays)
     write_json_atomic(json_path, profile.model_dump(mode="json"))
