@@ -175,26 +175,26 @@ def step_alerts(config: AlertConfig, state: dict[str, RuleState], metrics: dict[
         if value is None:
             continue
         side = "above" if rule.above is not None else "below"
+
+        def event(status: str, message: str) -> AlertEvent:
+            return AlertEvent(rule=rule.name, status=status, severity=rule.severity, metric=rule.metric, value=value,
+                              threshold=rule.threshold, window_start=window_start, window_end=window_end,
+                              message=message)
+
         if rule.breached(value):
             current.streak += 1
             cooled = current.resolved_at is None or \
                 end - datetime.fromisoformat(current.resolved_at) >= parse_duration(rule.cooldown)
             if not current.active and current.streak >= rule.windows and cooled:
                 current.active, current.fired_at = True, window_end
-                events.append(AlertEvent(
-                    rule=rule.name, status="firing", severity=rule.severity, metric=rule.metric, value=value,
-                    threshold=rule.threshold, window_start=window_start, window_end=window_end,
-                    message=f"{rule.name}: {rule.metric} = {value:.4g}, {side} {rule.threshold:g} for "
-                            f"{current.streak} window(s)"))
+                events.append(event("firing", f"{rule.name}: {rule.metric} = {value:.4g}, {side} "
+                                              f"{rule.threshold:g} for {current.streak} window(s)"))
         else:
             current.streak = 0
             if current.active:
                 current.active, current.resolved_at = False, window_end
-                events.append(AlertEvent(
-                    rule=rule.name, status="resolved", severity=rule.severity, metric=rule.metric, value=value,
-                    threshold=rule.threshold, window_start=window_start, window_end=window_end,
-                    message=f"{rule.name} resolved: {rule.metric} = {value:.4g}, no longer {side} "
-                            f"{rule.threshold:g}"))
+                events.append(event("resolved", f"{rule.name} resolved: {rule.metric} = {value:.4g}, no longer "
+                                                f"{side} {rule.threshold:g}"))
     return events
 
 

@@ -120,7 +120,6 @@ def monitor_run(run_dir: str | Path, *, log_url: str, window: str = "1h", alerts
 
     ``gauges``: a :class:`MonitorGauges` to publish the latest numbers and active alerts to Prometheus.
     """
-    from trustfm.models.loading import model_fingerprint, model_weight_hashes
     from trustfm.monitor.logreader import read_log
     from trustfm.monitor.reference import load_reference
     from trustfm.serve.requestlog import RequestLog
@@ -130,7 +129,7 @@ def monitor_run(run_dir: str | Path, *, log_url: str, window: str = "1h", alerts
     alerts = alerts or AlertConfig()
     now = now or datetime.now(timezone.utc)
     reference = load_reference(run_dir)
-    fingerprint = model_fingerprint(model_weight_hashes(existing_run(run_dir).model))
+    fingerprint = reference.profile.model_sha256  # the current weights' (a stale profile is rebuilt on load)
     safe_url = RequestLog.masked(log_url)
     path = _result_path(run_dir)
     state_path = run_dir / "monitoring" / "alert_state.json"

@@ -188,26 +188,27 @@ class RequestLog:
                     thread.start()
 
     @staticmethod
-    def _drain(source: queue.SimpleQueue, first, limit: int) -> tuple[list, bool]:
-        """``first`` and what else ``source`` holds now, up to ``limit`` items; True when the stop mark came."""
-        items = [first]
-        while len(items) < limit:
-            try:
-                item = source.get_nowait()
-            except queue.Empty:
-                return items, False
-            if item is _STOP:
-                return items, True
-            items.append(item)
-        return items, False
+    def _batches(source: queue.SimpleQueue, limit: int):
+        """Batches from ``source`` until the stop mark: each waits for one item, then takes what else is there,
+        up to ``limit`` items (the items before the stop mark form the last batch)."""
+        while True:
+            first = source.get()
+            if first is _STOP:
+                return
+            items = [first]
+            while len(items) < limit:
+                try:
+                    item = source.get_nowait()
+                except queue.Empty:
+                    break
+                if item is _STOP:
+                    yield items
+                    return
+                items.append(item)
+            yield items
 
     def _write_loop(self) -> None:
-        stop = False
-        while not stop:
-            first = self._pending.get()
-            if first is _STOP:
-                break
-            entries, stop = self._drain(self._pending, first, limit=1024)
+        for entries in self._batches(self._pending, limit=1024):
             real = [e for e in entries if e[1]["request_id"]]
             try:
                 self._insert(real)
@@ -266,12 +267,7 @@ class RequestLog:
         update = self.predictions.update().where(and_(
             self.predictions.c.request_id == bindparam("r"), self.predictions.c.position == bindparam("p"))
         ).values(text=bindparam("t"))
-        stop = False
-        while not stop:
-            first = self._to_redact.get()
-            if first is _STOP:
-                break
-            items, stop = self._drain(self._to_redact, first, limit=256)
+        for items in self._batches(self._to_redact, limit=256):
             markers = [i for i in items if isinstance(i, Future)]
             jobs = [i for i in items if not isinstance(i, Future)]
             if jobs:
