@@ -16,13 +16,20 @@ def train_and_evaluate(config: RunConfig, *, resume: bool = False, show_progress
     """Fine-tune (:func:`~trustfm.train.run.train_run`), evaluate the best model on the test split
     (``results/performance.json``) and save the reference profile monitoring compares production with
     (``monitoring/reference.json``); returns the run's paths."""
-    from trustfm.audit.context import AuditContext
-    from trustfm.audit.performance.plugin import evaluate_run
-    from trustfm.monitor.reference import build_reference
     from trustfm.train.run import train_run
 
     paths = train_run(config, resume=resume, show_progress=show_progress)
-    ctx = AuditContext(paths.root, show_progress=show_progress)  # one model load and data preparation for both
+    return _evaluate_trained(paths, show_progress=show_progress)
+
+
+def _evaluate_trained(paths: RunPaths, *, show_progress: bool) -> RunPaths:
+    """After training: the test-split evaluation and the monitoring reference, from one context (one model load
+    and data preparation for both)."""
+    from trustfm.audit.context import AuditContext
+    from trustfm.audit.performance.plugin import evaluate_run
+    from trustfm.monitor.reference import build_reference
+
+    ctx = AuditContext(paths.root, show_progress=show_progress)
     evaluate_run(ctx, show_progress=show_progress)
     build_reference(ctx)
     return paths
@@ -72,3 +79,12 @@ def demo_flow(output_dir: Path, *, epochs: int | None = None, show_progress: boo
             html, _ = build_report(run_dir)  # after the gate, so the report shows its outcome
             summary["runs"][name] = {"run_dir": str(run_dir), "report": str(html)}
     return summary
+
+
+def federate_and_evaluate(config: RunConfig, *, superlink: str | None = None, show_progress: bool = True) -> RunPaths:
+    """Federated fine-tuning (:func:`~trustfm.federated.run.federate_run`), then what ``train`` does after
+    training: the test-split evaluation and the monitoring reference profile, on the final global model."""
+    from trustfm.federated.run import federate_run
+
+    return _evaluate_trained(federate_run(config, superlink=superlink, show_progress=show_progress),
+                             show_progress=show_progress)

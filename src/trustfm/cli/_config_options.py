@@ -29,6 +29,12 @@ FLAG_KEYS = {
     "fairness_mitigation": "fairness.mitigation",
     "sensitive": "fairness.sensitive",
     "output_dir": "output_dir",
+    "clients": "federated.clients",
+    "rounds": "federated.rounds",
+    "strategy": "federated.strategy",
+    "partition": "federated.partition.method",
+    "alpha": "federated.partition.alpha",
+    "local_epochs": "federated.local_epochs",
 }
 
 

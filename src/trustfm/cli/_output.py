@@ -55,7 +55,7 @@ def configure_logging() -> RepeatCollapser:
     handler.addFilter(collapser)
     logging.basicConfig(level=logging.INFO, format="%(message)s", handlers=[handler], force=True)
     logging.getLogger("trustfm").setLevel(logging.INFO)
-    for noisy in ("transformers", "httpx", "urllib3", "matplotlib"):
+    for noisy in ("transformers", "httpx", "urllib3", "matplotlib", "flwr"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     # torchao (imported by Transformers and Presidio's stack when installed) reports CUDA kernels a CPU cannot load,
     # and torch's pytree a deprecation meant for torchao's developers: nothing the user can act on

@@ -254,6 +254,77 @@ class CardConfig(_Strict):
     ethical_considerations: str | None = None
 
 
+class PartitionConfig(_Strict):
+    """How the training rows are divided among the simulated clients."""
+
+    method: Literal["iid", "dirichlet", "column"] = "iid"
+    alpha: float = Field(0.5, gt=0, description="Dirichlet concentration (method: dirichlet); small = skewed labels")
+    column: str | None = Field(None, description="group column whose values define the clients (method: column); "
+                                                 "must be in data.group_columns")
+
+
+class ClientDPConfig(_Strict):
+    """Client-level DP: each client's model update is clipped to ``clipping_norm`` (L2) and Gaussian noise of
+    standard deviation ``noise_multiplier * clipping_norm`` (``server``: divided by the expected number of sampled
+    clients, added once to their mean) or ``2 * noise_multiplier * clipping_norm`` (``local``: added by each client
+    to its own update) protects a whole client's data."""
+
+    mode: Literal["server", "local"] = Field(
+        "server", description="server: clipping and noise on the server, mean aggregation only (central DP, trusted "
+                              "server); local: each client clips and noises its own update, any aggregation rule")
+    noise_multiplier: float = Field(..., gt=0, le=100)
+    clipping_norm: float = Field(1.0, gt=0, description="L2 bound on one client's update (new minus global weights)")
+    delta: float | None = Field(None, gt=0, lt=1, description="default: a power of ten at most 1/(10 clients)")
+
+
+class PoisonConfig(_Strict):
+    """A poisoning attack by the first ``clients`` clients, to measure what the aggregation rule withstands."""
+
+    clients: int = Field(1, ge=1)
+    attack: Literal["label_flip", "scaled_update"] = "label_flip"
+    scale: float = Field(10.0, gt=0, description="scaled_update: the poisoned update is multiplied by this "
+                                                 "(model replacement)")
+
+
+class FederatedConfig(_Strict):
+    """``trustfm federate``: Flower rounds over clients that each train with the project's own loop."""
+
+    clients: int = Field(5, ge=2, le=1000)
+    rounds: int = Field(5, ge=1, le=10000)
+    local_epochs: int = Field(1, ge=1, description="epochs over its own rows each sampled client trains per round")
+    fraction: float = Field(1.0, gt=0, le=1, description="share of clients sampled per round (each client "
+                                                         "independently, Poisson, with client_dp)")
+    partition: PartitionConfig = Field(default_factory=PartitionConfig)
+    strategy: Literal["fedavg", "fedprox", "fedmedian", "fedtrimmedavg", "krum"] = "fedavg"
+    proximal_mu: float = Field(0.01, ge=0, description="fedprox: weight of the proximal term mu/2 |w - w_global|^2")
+    trim_beta: float = Field(0.2, gt=0, lt=0.5, description="fedtrimmedavg: share cut from each end per coordinate")
+    krum_malicious: int = Field(1, ge=0, description="krum: number of malicious clients it tolerates")
+    local_holdout: float = Field(0.2, gt=0, lt=1, description="share of each client's rows kept for its own "
+                                                              "evaluation (per-client accuracy, worst client)")
+    client_evaluation: Literal["every_round", "final"] = Field(
+        "every_round", description="when each client scores the global model on its holdout rows: every round (a "
+                                   "per-client learning curve) or after the last round only (fewer messages)")
+    client_dp: ClientDPConfig | None = None
+    poison: PoisonConfig | None = None
+    round_timeout: float = Field(900.0, gt=0, description="seconds the server waits for a round's replies; a "
+                                                          "client that has not answered by then is recorded as failed")
+
+    @model_validator(mode="after")
+    def _combinations(self) -> "FederatedConfig":
+        if self.poison is not None and self.poison.clients >= self.clients:
+            raise ValueError(f"federated.poison.clients ({self.poison.clients}) must be fewer than the "
+                             f"{self.clients} clients")
+        if self.client_dp is not None and self.client_dp.mode == "server" and self.strategy not in ("fedavg",
+                                                                                                    "fedprox"):
+            raise ValueError(f"federated.client_dp.mode: server bounds the mean's sensitivity, so it needs fedavg "
+                             f"or fedprox; with {self.strategy} use client_dp.mode: local (noise added by each "
+                             f"client, which any aggregation rule keeps)")
+        if self.strategy == "krum" and self.clients * self.fraction < 2 * self.krum_malicious + 3:
+            raise ValueError(f"federated.strategy: krum needs at least 2 * krum_malicious + 3 = "
+                             f"{2 * self.krum_malicious + 3} clients per round")
+        return self
+
+
 class RunConfig(_Strict):
     """The whole run, as written in one YAML file."""
 
@@ -270,6 +341,8 @@ class RunConfig(_Strict):
     robustness: RobustnessConfig = Field(default_factory=RobustnessConfig)
     privacy: PrivacyConfig = Field(default_factory=PrivacyConfig)
     card: CardConfig = Field(default_factory=CardConfig)
+    federated: FederatedConfig | None = Field(None, description="federated training (trustfm federate); "
+                                              "ignored by trustfm train")
 
     @model_validator(mode="after")
     def _dp_combinations(self) -> "RunConfig":
@@ -287,4 +360,8 @@ class RunConfig(_Strict):
         missing = [c for c in self.fairness.sensitive if c not in self.data.group_columns]
         if missing:
             raise ValueError(f"fairness.sensitive columns {missing} must also be in data.group_columns")
+        fed = self.federated
+        if fed is not None and fed.partition.method == "column" and fed.partition.column not in self.data.group_columns:
+            raise ValueError(f"federated.partition.column {fed.partition.column!r} must be one of data.group_columns "
+                             f"{self.data.group_columns}")
         return self

@@ -91,7 +91,8 @@ SECTION_FILE = "section.html.j2"
 # stages above the audits whose results have a report section of their own, beside the module defining them
 STAGE_SECTIONS = {"compress": ("trustfm.compress", ("compression-comparison",)),
                   "serve": ("trustfm.serve", ("extraction",)),
-                  "monitor": ("trustfm.monitor", ("monitoring",))}
+                  "monitor": ("trustfm.monitor", ("monitoring",)),
+                  "federate": ("trustfm.federated", ("federated",))}
 
 
 def _section_file(spec):
@@ -193,6 +194,8 @@ def build_report(run_dir: str | Path, *, signing_key: Path | None = None) -> tup
     for name, result in sections["monitoring"].items():
         if result["windows"]:
             figures[f"{name}:series"] = plots.monitoring_series(result["windows"], result["alerts"])
+    for name, result in sections["federated"].items():
+        figures[f"{name}:rounds"] = plots.federated_rounds(result["rounds"])
     for name, result in sections["output_rules"].items():
         point = (result["coverage"]["value"], result["accuracy_answered"]["value"])
         figures[f"{name}:coverage"] = plots.coverage_accuracy(result["confidence_curve"], point)

@@ -232,3 +232,32 @@ def monitoring_series(windows: list[dict], alerts: list[dict]) -> str:
     axes[-1].set_xlabel("window (oldest first); dashed: an alert fired (red) or resolved (green)", fontsize=8)
     fig.align_ylabels(axes)
     return _svg(fig)
+
+
+def federated_rounds(rounds: list[dict]) -> str:
+    """The global model after each round (x: round): accuracy on the run's validation split, and the worst and
+    best client's accuracy on their own held-out rows (rounds where clients scored it); crosses mark rounds in
+    which a client failed."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6.5, 2.8))
+    xs = [r["round"] for r in rounds if r.get("validation")]
+    ax.plot(xs, [r["validation"]["accuracy"] for r in rounds if r.get("validation")], "o-", color="#2962ff",
+            markersize=3, linewidth=1, label="validation accuracy")
+    scored = [r for r in rounds if r.get("client_evaluation")]
+    if scored:
+        worst = [min(c["accuracy"] for c in r["client_evaluation"].values()) for r in scored]
+        best = [max(c["accuracy"] for c in r["client_evaluation"].values()) for r in scored]
+        ax.fill_between([r["round"] for r in scored], worst, best, color="#ff9800", alpha=0.25,
+                        label="client accuracy (worst to best)")
+        ax.plot([r["round"] for r in scored], worst, "s-", color="#e65100", markersize=3, linewidth=1,
+                label="worst client")
+    failed = [r["round"] for r in rounds if r.get("failed")]
+    if failed:
+        ax.plot(failed, [ax.get_ylim()[0]] * len(failed), "x", color="#c0504d", label="a client failed")
+    ax.set_xlabel("round", fontsize=8)
+    ax.set_ylabel("accuracy", fontsize=8)
+    ax.tick_params(labelsize=7)
+    ax.xaxis.get_major_locator().set_params(integer=True)
+    ax.spines[["top", "right"]].set_visible(False)
+    ax.legend(fontsize=7, frameon=False)
+    return _svg(fig)

@@ -194,15 +194,20 @@ class FineTuner:
         validation_labels: np.ndarray,
         *,
         pad_id: int,
-        checkpoint_dir: str | Path,
+        checkpoint_dir: str | Path | None,
         validation_metrics: Callable[[np.ndarray, np.ndarray], dict],
         save_best: Callable[[object], None],
         resume: bool = False,
     ) -> TrainState:
-        """Train ``model`` in place; returns the final :class:`TrainState`."""
+        """Train ``model`` in place; returns the final :class:`TrainState`.
+
+        ``checkpoint_dir``: where the resumable checkpoint is written after each epoch; None writes none (a
+        federated client's round, which the server's rounds make resumable instead).
+        """
         cfg = self.config
-        checkpoint_dir = Path(checkpoint_dir)
-        checkpoint_dir.mkdir(parents=True, exist_ok=True)
+        if checkpoint_dir is not None:
+            checkpoint_dir = Path(checkpoint_dir)
+            checkpoint_dir.mkdir(parents=True, exist_ok=True)
         torch.set_num_threads(cfg.num_threads or os.cpu_count() or 1)
         seed_everything(self.seed)
         self.model = model
@@ -214,7 +219,7 @@ class FineTuner:
             self.optimizer, linear_warmup_decay(total_steps, int(cfg.warmup_ratio * total_steps))
         )
         if resume:
-            if not (checkpoint_dir / CHECKPOINT_FILE).exists():
+            if checkpoint_dir is None or not (checkpoint_dir / CHECKPOINT_FILE).exists():
                 from trustfm.errors import ConfigError
 
                 raise ConfigError(f"nothing to resume: {checkpoint_dir / CHECKPOINT_FILE} does not exist")
@@ -284,7 +289,8 @@ class FineTuner:
                     self.should_stop = True
                     self.state.stopped_early = epoch < cfg.epochs
                 self._call("on_epoch_end", record)
-                self._checkpoint(checkpoint_dir)
+                if checkpoint_dir is not None:
+                    self._checkpoint(checkpoint_dir)
         self._call("on_fit_end")
         return self.state
 

@@ -104,9 +104,12 @@ class DPSGD(Callback):
     """DP-SGD to a target (epsilon, delta) over ``n_train`` rows; see the module doc."""
 
     def __init__(self, *, epsilon: float, delta: float, max_grad_norm: float, n_train: int, accountant: str = "rdp",
-                 clipping: str = "bookkeeping", micro_batch_size: int = 32, secret_seed: int | None = None):
+                 clipping: str = "bookkeeping", micro_batch_size: int = 32, secret_seed: int | None = None,
+                 planned_epochs: int | None = None):
         """``secret_seed`` (tests only) makes the sampling and noise reproducible, and so not secret: see
-        :mod:`trustfm.train.dp_noise`."""
+        :mod:`trustfm.train.dp_noise`. ``planned_epochs``: the epochs the target epsilon must cover (default: the
+        trainer's); a federated client fits once per round, so it plans for every round's epochs and carries the
+        accountant's history from round to round (``state_dict``)."""
         if clipping not in ("bookkeeping", "opacus"):
             raise ValueError(f"clipping must be bookkeeping or opacus, not {clipping!r}")
         from trustfm.train.dp_noise import SecretRandomness
@@ -118,6 +121,7 @@ class DPSGD(Callback):
         self.max_grad_norm = max_grad_norm
         self.n_train = n_train
         self.accountant_name = accountant
+        self.planned_epochs = planned_epochs
         self.randomness = SecretRandomness(seed=secret_seed)
         self.noise_multiplier: float | None = None
         self.sample_rate: float | None = None
@@ -153,7 +157,7 @@ class DPSGD(Callback):
             warnings.filterwarnings("ignore", message="Optimal order is the largest alpha")
             self.noise_multiplier = get_noise_multiplier(
                 target_epsilon=self.epsilon, target_delta=self.delta, sample_rate=self.sample_rate,
-                epochs=cfg.epochs, accountant=self.accountant_name,
+                epochs=self.planned_epochs or cfg.epochs, accountant=self.accountant_name,
             )
         self.expected_batch_size = self.n_train * self.sample_rate
         self._accountant = self._make_accountant()
