@@ -253,3 +253,25 @@ def post_json(server, path, body, key=None, **headers):
         headers["Authorization"] = f"Bearer {key}"
     return httpx.post(f"{server.url}{path}", content=body if isinstance(body, bytes) else json.dumps(body),
                       headers={"content-type": "application/json", **headers}, timeout=30)
+
+
+@pytest.fixture
+def federation(tiny_model_dir, tiny_data, tmp_path):
+    """``write(name="fed", **federated) -> config path``: the tiny run with a ``federated:`` block (3 clients,
+    2 rounds unless overridden), written as YAML under ``tmp_path``; its run folder is ``tmp_path / name``."""
+    import yaml
+
+    def write(name="fed", **federated):
+        config = {
+            "output_dir": str(tmp_path / name),
+            "data": {"train": str(tiny_data), "id_column": "id", "group_columns": ["group"], "max_length": 32},
+            "model": {"name_or_path": str(tiny_model_dir)},
+            "train": {"batch_size": 16, "learning_rate": 3e-3},
+            "evaluate": {"bootstrap_samples": 100},
+            "federated": {"clients": 3, "rounds": 2, **federated},
+        }
+        path = tmp_path / f"{name}.yaml"
+        path.write_text(yaml.safe_dump(config))
+        return path
+
+    return write

@@ -25,6 +25,9 @@ def federate(
     alpha: Optional[float] = typer.Option(None, help="Dirichlet concentration, > 0 [federated.partition.alpha]"),
     local_epochs: Optional[int] = typer.Option(None, help="epochs per client per round [federated.local_epochs]"),
     output_dir: Optional[Path] = typer.Option(None, "--output-dir", "-o", help="run folder [output_dir]"),
+    poisoning_check: Optional[str] = typer.Option(
+        None, "--poisoning-check", help="comma-separated rules (fedavg,fedmedian,krum,...): also simulate the "
+                                        "federation clean and with a poisoned client under each, and report both"),
     set_: Optional[list[str]] = typer.Option(None, "--set", help="any config key: --set federated.fraction=0.5"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress output"),
     output_format: OutputFormat = FORMAT_OPTION,
@@ -37,6 +40,11 @@ def federate(
 
     cfg = load_config(config, overrides_from_flags(dict(locals()), set_))
     paths = federate_and_evaluate(cfg, superlink=superlink, show_progress=not quiet)
+    if poisoning_check:
+        from trustfm.federated.poisoning import poisoning_check as check
+
+        check(cfg, paths.root, rules=[r.strip() for r in poisoning_check.split(",") if r.strip()],
+              show_progress=not quiet)
     result = load_result(paths.result("federated"))
     if output_format is OutputFormat.json:
         emit_json(result.model_dump(mode="json"))

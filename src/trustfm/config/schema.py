@@ -278,12 +278,15 @@ class ClientDPConfig(_Strict):
 
 
 class PoisonConfig(_Strict):
-    """A poisoning attack by the first ``clients`` clients, to measure what the aggregation rule withstands."""
+    """A poisoning attack by the first ``clients`` clients, to measure what the aggregation rule withstands.
+
+    A poisoned client trains on flipped labels (each moved to the next class); ``scaled_update`` also multiplies
+    that update by ``scale`` before sending it, so that it outweighs the honest clients in a mean (model
+    replacement, Bagdasaryan et al. 2020)."""
 
     clients: int = Field(1, ge=1)
     attack: Literal["label_flip", "scaled_update"] = "label_flip"
-    scale: float = Field(10.0, gt=0, description="scaled_update: the poisoned update is multiplied by this "
-                                                 "(model replacement)")
+    scale: float = Field(10.0, gt=0, description="scaled_update: the poisoned update is multiplied by this")
 
 
 class FederatedConfig(_Strict):

@@ -118,8 +118,9 @@ class ClientTrainer:
         index = {name: i for i, name in enumerate(shard.label_names)}
         self.train_labels = np.fromiter((index[x] for x in shard.train.labels), np.int64, len(shard.train))
         self.holdout_labels = np.fromiter((index[x] for x in shard.holdout.labels), np.int64, len(shard.holdout))
-        if shard.poisoned and config.federated.poison.attack == "label_flip":
-            # every training label moved to the next class: the update pulls the model the wrong way
+        if shard.poisoned:
+            # every training label moved to the next class: the update pulls the model the wrong way (scaled_update
+            # then boosts it)
             self.train_labels = (self.train_labels + 1) % len(shard.label_names)
 
     def _callbacks(self, global_state, *, proximal_mu: float, dp_state: dict | None) -> tuple[list, object]:

@@ -184,7 +184,10 @@ class TrustStrategy(Strategy):
         if fed.client_evaluation == "final" and server_round < fed.rounds:
             self._asked, self._sent = [], []
             return []
-        self._asked = sorted(grid.get_node_ids())
+        # a node that did not answer this round's training is not asked again until the next round: waiting a
+        # second timeout for a machine that is gone would double the cost of every failure
+        lost = {f["node"] for f in self.rounds[-1].get("failed", [])} if self.rounds else set()
+        self._asked = [n for n in sorted(grid.get_node_ids()) if n not in lost]
         return self._messages(self._asked, arrays, config, MessageType.EVALUATE)
 
     def aggregate_evaluate(self, server_round, replies):

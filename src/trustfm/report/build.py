@@ -92,7 +92,7 @@ SECTION_FILE = "section.html.j2"
 STAGE_SECTIONS = {"compress": ("trustfm.compress", ("compression-comparison",)),
                   "serve": ("trustfm.serve", ("extraction",)),
                   "monitor": ("trustfm.monitor", ("monitoring",)),
-                  "federate": ("trustfm.federated", ("federated",))}
+                  "federate": ("trustfm.federated", ("federated", "federated-poisoning"))}
 
 
 def _section_file(spec):

@@ -37,6 +37,7 @@ def known_result_models() -> dict[str, type[Result]]:
     import trustfm.compress.compare  # noqa: F401  (compression comparison)
     import trustfm.serve.extraction  # noqa: F401  (model extraction)
     import trustfm.monitor.run  # noqa: F401  (production monitoring)
+    import trustfm.federated.poisoning  # noqa: F401  (poisoned clients under each rule)
     import trustfm.federated.result  # noqa: F401  (federated training)
     import trustfm.data.redaction  # noqa: F401  (pii)
     import trustfm.report.policy  # noqa: F401  (gate)
