@@ -56,6 +56,19 @@ def centralised_accuracy(config) -> float:
     return epochs[-1]["validation"]["accuracy"]  # the last epoch, as the federation keeps its last round
 
 
+def torchrun_seconds(train: Path, out: Path, nproc: int, n_epochs: int = 1) -> float:
+    """Seconds of the training loop (rank 0's run.json) for ``trustfm train --nproc nproc`` on ``train``."""
+    import subprocess
+
+    shutil.rmtree(out, ignore_errors=True)
+    done = subprocess.run([sys.executable, "-m", "trustfm.cli", "train", "--data", str(train), "--text-column",
+                           "sentence", "--max-length", "64", "--epochs", str(n_epochs), "--quiet", "--nproc",
+                           str(nproc), "-o", str(out)], capture_output=True, text=True)
+    if done.returncode != 0:
+        raise SystemExit(done.stderr[-2000:])
+    return json.loads((out / "run.json").read_text())["training"]["train_seconds"]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--n", type=int, default=2000)
@@ -64,6 +77,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--rules", default="fedavg,fedmedian,fedtrimmedavg,krum")
     parser.add_argument("--noise-multiplier", type=float, default=1.0)
+    parser.add_argument("--torchrun-rounds", type=int, default=3, help="0: skip the torchrun arm")
+    parser.add_argument("--only", choices=["all", "federated", "torchrun"], default="all")
     args = parser.parse_args()
     from trustfm.federated.poisoning import poisoning_check
     from trustfm.federated.run import plan_privacy
@@ -73,6 +88,17 @@ def main() -> None:
     try:
         train = sample_sst2_train(args.n, args.seed, work / "train.tsv")
         common = {"benchmark": "federated_sst2", "n": args.n, "clients": args.clients, "rounds": args.rounds}
+        if args.only in ("all", "torchrun") and args.torchrun_rounds:
+            from _rounds import alternate, ratio_summary
+
+            seconds = alternate({"one": lambda: torchrun_seconds(train, work / "tr1", 1),
+                                 "two": lambda: torchrun_seconds(train, work / "tr2", 2)}, args.torchrun_rounds)
+            print(json.dumps({"benchmark": "federated_sst2", "arm": "torchrun_2_vs_1_process", "n": args.n,
+                              "epochs": 1, "seconds_one": [round(s, 1) for s in seconds["one"]],
+                              "seconds_two": [round(s, 1) for s in seconds["two"]],
+                              "speedup_two_over_one": ratio_summary(seconds["one"], seconds["two"])}), flush=True)
+        if args.only == "torchrun":
+            return
         central = centralised_accuracy(base_config(train, work / "central", args))
         iid, iid_extra = federated_accuracy(base_config(train, work / "iid", args))
         print(json.dumps({**common, "arm": "iid_vs_centralised", "centralised_accuracy": round(central, 4),

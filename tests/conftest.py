@@ -47,13 +47,36 @@ NEGATIVE_WORDS = ["awful", "broken", "hate", "slow", "terrible", "rude", "refund
 FILLER = ["the", "product", "service", "order", "was", "really", "and", "my", "delivery", "it", "support", "item"]
 
 
-def run_cli(args, **kwargs) -> subprocess.CompletedProcess:
-    """``trustfm ARGS...`` in a child process (the installed entry point's module), output captured as text.
+def run_cli(args, *, isolated: bool = False, env: dict | None = None, **kwargs) -> subprocess.CompletedProcess:
+    """``trustfm ARGS...`` as the entry point runs it (:func:`trustfm.cli.main`); exit code and output captured
+    as text, in a :class:`subprocess.CompletedProcess`.
 
-    ``kwargs`` go to :func:`subprocess.run` and override the defaults (``capture_output``, ``text``).
+    It runs in this process, with ``env`` as the environment meanwhile: what a test checks of a command (exit
+    code, output, files) does not need a process of its own, and a child process would spend seconds importing
+    torch and Transformers again. ``isolated=True`` starts a child process instead (``kwargs`` then go to
+    :func:`subprocess.run`), for what does depend on it (torchrun, signals).
     """
-    return subprocess.run([sys.executable, "-m", "trustfm.cli", *(str(a) for a in args)],
-                          **{"capture_output": True, "text": True, **kwargs})
+    args = [str(a) for a in args]
+    if isolated:
+        return subprocess.run([sys.executable, "-m", "trustfm.cli", *args],
+                              **{"capture_output": True, "text": True, "env": env, **kwargs})
+    import contextlib
+    import io
+
+    from trustfm.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    saved = dict(os.environ)
+    if env is not None:
+        os.environ.clear()
+        os.environ.update(env)
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            code = main(args)
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+    return subprocess.CompletedProcess(["trustfm", *args], code, out.getvalue(), err.getvalue())
 
 
 def start_cli(args, **kwargs) -> subprocess.Popen:

@@ -12,12 +12,20 @@ from trustfm.config import RunConfig
 from trustfm.runs import RunPaths
 
 
-def train_and_evaluate(config: RunConfig, *, resume: bool = False, show_progress: bool = True) -> RunPaths:
+def train_and_evaluate(config: RunConfig, *, resume: bool = False, show_progress: bool = True) -> RunPaths | None:
     """Fine-tune (:func:`~trustfm.train.run.train_run`), evaluate the best model on the test split
     (``results/performance.json``) and save the reference profile monitoring compares production with
-    (``monitoring/reference.json``); returns the run's paths."""
+    (``monitoring/reference.json``); returns the run's paths (None in a torchrun process other than rank 0)."""
+    from trustfm.train.distributed import train_every_rank, world
     from trustfm.train.run import train_run
 
+    if world().size > 1:  # under torchrun: every process trains, rank 0 alone evaluates (the others return None)
+        if resume:
+            from trustfm.errors import ConfigError
+
+            raise ConfigError("--resume continues a run in one process: run it without --nproc / torchrun")
+        paths = train_every_rank(config, show_progress=show_progress)
+        return None if paths is None else _evaluate_trained(paths, show_progress=show_progress)
     paths = train_run(config, resume=resume, show_progress=show_progress)
     return _evaluate_trained(paths, show_progress=show_progress)
 

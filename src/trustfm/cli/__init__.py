@@ -62,6 +62,19 @@ def describe_unexpected(exc: BaseException) -> str:
     return f"{type(exc).__name__}{where}" + (f": {message}" if message else "")
 
 
+def _usage_errors() -> tuple[type[BaseException], ...]:
+    """What Typer raises for a usage error: ``typer.TyperException`` in recent Typer, click's ``ClickException`` in
+    the Typer that Flower pins (< 0.21), which builds on click."""
+    errors = [getattr(typer, "TyperException", None)]
+    try:
+        import click
+
+        errors.append(click.ClickException)
+    except ImportError:
+        pass
+    return tuple(e for e in errors if e is not None)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns (and, from the console script, exits with) the exit code."""
     from rich.markup import escape
@@ -91,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     except typer.Abort:
         error_console().print("aborted")
         code = 1
-    except typer.TyperException as exc:
+    except _usage_errors() as exc:
         # usage errors (unknown flag, bad value): click's own message, exit code 2
         show = getattr(exc, "show", None)
         if show is not None:

@@ -48,6 +48,8 @@ def train(
     output_dir: Optional[Path] = typer.Option(None, "--output-dir", "-o", help="run folder [output_dir]"),
     set_: Optional[list[str]] = typer.Option(None, "--set", help="any config key: --set train.warmup_ratio=0.1"),
     resume: Optional[Path] = typer.Option(None, "--resume", help="continue the run in this folder"),
+    nproc: int = typer.Option(1, "--nproc", min=1, help="data-parallel processes on this machine (torchrun, gloo); "
+                                                        "several machines: see docs/usage.md"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bars"),
     output_format: OutputFormat = FORMAT_OPTION,
 ) -> None:
@@ -59,6 +61,10 @@ def train(
     from trustfm.runs import read_json
 
     flags = dict(locals())
+    if nproc > 1:
+        from trustfm.cli._torchrun import relaunch_under_torchrun
+
+        raise typer.Exit(relaunch_under_torchrun(nproc))
     if resume is not None:
         if config is not None or overrides_from_flags(flags, set_):
             raise ConfigError("--resume takes no config or settings: the run continues with its saved config")
@@ -68,6 +74,8 @@ def train(
     else:
         cfg = load_config(config, overrides_from_flags(flags, set_))
     paths = train_and_evaluate(cfg, resume=resume is not None, show_progress=not quiet)
+    if paths is None:  # a torchrun process other than rank 0: rank 0 reports
+        return
     result = read_json(paths.result("performance"))
     if output_format is OutputFormat.json:
         emit_json({"run_dir": str(paths.root), "performance": result})

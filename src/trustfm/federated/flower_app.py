@@ -67,6 +67,12 @@ class _ClientCache:
 _CACHE = _ClientCache()
 
 
+def reset_client_cache() -> None:
+    """Drop every cached client (a simulation starts with none: a long-lived process runs many)."""
+    _CACHE.trainers.clear()
+    _CACHE.models.clear()
+
+
 def _labels(message: Message) -> list[str]:
     return list(message.content["config"]["labels"])
 

@@ -140,12 +140,16 @@ def federate_run(config: RunConfig, *, superlink: str | None = None, show_progre
                           "ledger": str(ledger.path)}
     record.save(paths)
     if superlink is None:
-        from trustfm.federated.flower_app import client_app
+        from trustfm.federated.flower_app import client_app, reset_client_cache
         from trustfm.federated.simulation import LocalGrid
 
         grid = LocalGrid(client_app, clients=config.federated.clients, run_config={"run-dir": str(paths.root)})
-        with _in_process_server():
-            run_server(grid, paths.root, mode="simulation")
+        reset_client_cache()
+        try:
+            with _in_process_server():
+                run_server(grid, paths.root, mode="simulation")
+        finally:
+            reset_client_cache()
     else:
         from trustfm.federated.deploy import submit_run
 

@@ -15,6 +15,9 @@ callbacks, not forks of the loop. The hooks, in call order:
   ``weight`` tensor (shape (b,)) that scales each example's loss (re-weighting).
 - ``on_after_backward(trainer, batch)``: gradients of the clean loss exist; an
   adversarial method adds the gradients of its perturbed loss here.
+- ``on_step_gradients(trainer, rows)``: every micro-batch of the step has been
+  back-propagated (``rows``: the step's rows in this process), before gradient
+  clipping; data parallelism averages the processes' gradients here.
 - ``on_before_optimizer_step(trainer)``: after gradient clipping.
 - ``on_step_end(trainer, record)``: ``record`` is the step's log dict.
 - ``on_epoch_end(trainer, record)``: ``record`` holds the validation metrics.
@@ -50,6 +53,8 @@ class Callback:
         return batch
 
     def on_after_backward(self, trainer, batch: dict) -> None: ...
+
+    def on_step_gradients(self, trainer, rows: int) -> None: ...
 
     def on_before_optimizer_step(self, trainer) -> None: ...
 

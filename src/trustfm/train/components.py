@@ -186,6 +186,7 @@ class DifferentialPrivacy(TrustComponent):
         setup.record.save(setup.paths)
         self.dpsgd = DPSGD(epsilon=dp.epsilon, delta=delta, max_grad_norm=dp.max_grad_norm, n_train=n_train,
                            accountant=dp.accountant, clipping=dp.clipping)
+        setup.extra["dpsgd"] = self.dpsgd  # data parallelism combines its noisy gradients across processes
         return [self.dpsgd]
 
     def abandon_unstarted(self, setup):
@@ -260,4 +261,9 @@ def trust_components(config: RunConfig) -> list[TrustComponent]:
         components.append(RobustTraining())
     if privacy.encrypt_checkpoints:
         components.append(CheckpointEncryption())
+    from trustfm.train.distributed import DataParallel, world
+
+    here = world()
+    if here.size > 1:  # under torchrun; last, so that its callback sees every other one's batches and gradients
+        components.append(DataParallel(here))
     return components

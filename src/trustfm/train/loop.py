@@ -319,6 +319,8 @@ class FineTuner:
         Without ``micro_batch_size`` the step is one batch. A DP engine sets it: Poisson-sampled batches mix
         all lengths, and padding each micro-batch only to its own longest text saves most of the compute.
         """
+        if len(rows) == 0:
+            return []
         if self.micro_batch_size is None or len(rows) <= self.micro_batch_size:
             return [rows]
         rows = rows[np.argsort(lengths[rows], kind="stable")]
@@ -334,6 +336,8 @@ class FineTuner:
         cfg = self.config
         total = sum(len(b["labels"]) for b in micro_batches)
         loss_value, tokens = 0.0, 0
+        # a data-parallel process may hold no row of a step (a batch smaller than the process count): it still
+        # takes the step, with zero gradients, so that every process joins the same collective calls
         for batch in micro_batches:
             batch = self._apply_batch_hooks(batch)
             batch["step_rows"] = total
@@ -344,6 +348,7 @@ class FineTuner:
             self._call("on_after_backward", batch)
             loss_value += float(loss.detach())
             tokens += int(batch["attention_mask"].sum())
+        self._call("on_step_gradients", total)
         if cfg.max_grad_norm is not None:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.max_grad_norm)
         self._call("on_before_optimizer_step")

@@ -122,6 +122,7 @@ class DPSGD(Callback):
         self.n_train = n_train
         self.accountant_name = accountant
         self.planned_epochs = planned_epochs
+        self.adds_noise = True  # False on data-parallel ranks other than 0: the noise is added once
         self.randomness = SecretRandomness(seed=secret_seed)
         self.noise_multiplier: float | None = None
         self.sample_rate: float | None = None
@@ -200,7 +201,10 @@ class DPSGD(Callback):
         params = self._clipper.parameters()
         if self._noise is None:
             self._noise = torch.empty(sum(p.numel() for p in params), dtype=torch.float32)
-        self.randomness.gaussian_(self._noise, self.noise_multiplier * self.max_grad_norm / self.expected_batch_size)
+        if self.adds_noise:
+            self.randomness.gaussian_(self._noise, self.noise_multiplier * self.max_grad_norm / self.expected_batch_size)
+        else:
+            self._noise.zero_()
         clipped, offset = self._clipped or {}, 0
         for p in params:
             # every trainable parameter gets noise, also one that no example reached
@@ -218,6 +222,10 @@ class DPSGD(Callback):
 
     def on_step_end(self, trainer, record: dict) -> None:
         self._accountant.step(noise_multiplier=self.noise_multiplier, sample_rate=self.sample_rate)
+
+    def parameters(self) -> list:
+        """The parameters it writes gradients for each step (bookkeeping clipping), in a fixed order."""
+        return self._clipper.parameters() if self._clipper is not None else []
 
     def epsilon_spent(self) -> float:
         return float(self._accountant.get_epsilon(delta=self.delta)) if self._accountant.history else 0.0
