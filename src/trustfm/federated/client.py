@@ -175,7 +175,8 @@ class ClientTrainer:
         train_cfg = config.train.model_copy(update={"epochs": fed.local_epochs, "early_stopping": None})
         # each client and round draws its own batch order
         trainer = FineTuner(train_cfg, seed=config.seed + 7919 * server_round + self.shard.client_id,
-                            callbacks=callbacks, show_progress=show_progress)
+                            callbacks=callbacks, show_progress=show_progress,
+                            schedule_window=((server_round - 1) / fed.rounds, server_round / fed.rounds))
         state = trainer.fit(self.model, self.train_enc, self.train_labels, self.holdout_enc, self.holdout_labels,
                             pad_id=self.tokenizer.pad_token_id, checkpoint_dir=None,
                             validation_metrics=quick_metrics, save_best=lambda m: None)

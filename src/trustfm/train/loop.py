@@ -135,7 +135,15 @@ class FineTuner:
         show_progress: bool = True,
         encryption_key: bytes | None = None,
         loss: Callable[[torch.Tensor, dict], torch.Tensor] = batch_loss,
+        schedule_window: tuple[float, float] = (0.0, 1.0),
     ):
+        """``schedule_window``: the part of a longer schedule this fit covers, as fractions of it (start, end);
+        a federated client's round r of R covers ((r - 1) / R, r / R), so that its rounds together follow one
+        warm-up and decay, as one centralised run of every round's epochs would. Default: the whole schedule."""
+        start, end = schedule_window
+        if not 0.0 <= start < end <= 1.0:
+            raise ValueError(f"schedule_window must satisfy 0 <= start < end <= 1, not {schedule_window}")
+        self.schedule_window = (start, end)
         self.config = config
         self.loss = loss
         self.encryption_key = encryption_key  # checkpoints written AES-GCM encrypted when set
@@ -215,9 +223,11 @@ class FineTuner:
         steps_per_epoch = math.ceil(len(train) / cfg.batch_size)
         total_steps = steps_per_epoch * cfg.epochs
         self.optimizer = make_adamw(_param_groups(model, cfg), lr=cfg.learning_rate)
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
-            self.optimizer, linear_warmup_decay(total_steps, int(cfg.warmup_ratio * total_steps))
-        )
+        start, end = self.schedule_window
+        whole = max(1, round(total_steps / (end - start)))  # the whole schedule's steps, at this fit's pace
+        offset = round(start * whole)
+        schedule = linear_warmup_decay(whole, int(cfg.warmup_ratio * whole))
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda step: schedule(offset + step))
         if resume:
             if checkpoint_dir is None or not (checkpoint_dir / CHECKPOINT_FILE).exists():
                 from trustfm.errors import ConfigError
