@@ -81,6 +81,12 @@ def test_monitor_judges_windows_alerts_the_webhook_and_reaudits(monitored, tmp_p
     assert reaudit["performance"]["accuracy"]["value"] == pytest.approx(accuracy_score(truth, said))
     assert reaudit["performance"]["macro_f1"]["value"] == pytest.approx(f1_score(truth, said, average="macro"))
     assert {g["group"] for g in reaudit["fairness"]["slices"][0]["groups"]} == {"a", "b"}
+    # and it has its own page beside the training report, showing the same numbers
+    page = (run / "monitoring" / "reaudit.html").read_text(encoding="utf-8")
+    saved = json.loads((run / "monitoring" / "reaudit.json").read_text(encoding="utf-8"))
+    assert saved["n"] == len(answered) and saved["performance"] == reaudit["performance"]
+    assert f"{accuracy_score(truth, said):.3f}" in page and "Fairness on labelled production traffic" in page
+    assert "<svg" in page and "request log sqlite" in page
     # a second call has nothing new: one clear line, exit code 2
     again = run_cli(["monitor", run, "--window", WINDOW])
     assert again.returncode == 2 and "no complete window" in again.stderr and "Traceback" not in again.stderr

@@ -53,10 +53,19 @@ def monitor(
                 raise
             typer.echo(str(exc), err=True)
         else:
+            if reaudit and result.reaudit is not None:
+                from trustfm.report.production import build_reaudit_report
+
+                from trustfm.serve.requestlog import RequestLog
+
+                page = build_reaudit_report(run_dir, result.reaudit.model_dump(mode="json"),
+                                            source=f"request log {RequestLog.masked(str(url))}")
             if output_format is OutputFormat.json:
                 emit_json(result.model_dump(mode="json"))
             else:
                 _show(result, new)
+                if reaudit and result.reaudit is not None:
+                    typer.echo(f"written: {page} (the re-audit, beside the training report)")
         if pause is None:
             return
         time.sleep(pause)
