@@ -8,7 +8,7 @@ update, and ``client_dp.mode: local`` clips and noises the update before it leav
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -99,7 +99,6 @@ class FitOutcome:
     examples: int
     metrics: dict[str, float]
     dp_state: dict | None = None  # DP-SGD accountant history, kept by the client between rounds
-    notes: list[str] = field(default_factory=list)
 
 
 class ClientTrainer:
@@ -131,14 +130,11 @@ class ClientTrainer:
         callbacks: list[Callback] = []
         dpsgd = None
         if config.privacy.dp is not None:
-            from trustfm.train.privacy import DPSGD, default_delta, set_trainable
+            from trustfm.train.privacy import DPSGD, default_delta, set_dp_trainable
 
             dp = config.privacy.dp
             n = len(self.train_labels)
-            for name, p in self.model.named_parameters():  # as in trustfm train: no per-example embedding grads
-                if any(part in f".{name}" for part in (".pooler.", ".embeddings.")):
-                    p.requires_grad_(False)
-            set_trainable(self.model, dp.trainable, top_layers=dp.top_layers)
+            set_dp_trainable(self.model, dp)  # as trustfm train does
             dpsgd = DPSGD(epsilon=dp.epsilon, delta=dp.delta if dp.delta is not None else default_delta(n),
                           max_grad_norm=dp.max_grad_norm, n_train=n, accountant=dp.accountant, clipping=dp.clipping,
                           planned_epochs=fed.rounds * fed.local_epochs)

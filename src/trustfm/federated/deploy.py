@@ -2,9 +2,8 @@
 
 The SuperLink and SuperNodes are started by whoever runs the federation (see ``docs/federated.md``)::
 
-    flower-superlink --insecure
-    flower-supernode --insecure --superlink 127.0.0.1:9092 --clientappio-api-address 127.0.0.1:9094 \\
-        --node-config "partition-id=0"
+    flower-superlink --insecure --port 9091
+    flower-supernode --insecure --superlink 127.0.0.1:9091 --port 9101 --node-config "partition-id=0"
 
 ``submit_run`` writes a Flower App (a ``pyproject.toml`` naming :mod:`trustfm.federated.flower_app`'s
 ``server_app`` and ``client_app``) into the run folder, a SuperLink connection into a private ``FLWR_HOME``, and
@@ -30,8 +29,8 @@ CONNECTION = "trustfm"
 def parse_address(address: str) -> tuple[str, int]:
     host, sep, port = address.rpartition(":")
     if not sep or not host or not port.isdigit():
-        raise ConfigError(f"--superlink {address!r}: expected HOST:PORT of the SuperLink's Control API, e.g. "
-                          "127.0.0.1:9093")
+        raise ConfigError(f"--superlink {address!r}: expected HOST:PORT of the SuperLink's HTTP API (its --port), "
+                          "e.g. 127.0.0.1:9091")
     return host.strip("[]"), int(port)
 
 
@@ -44,7 +43,7 @@ def check_reachable(address: str, *, timeout: float) -> None:
     except OSError as exc:
         why = "timed out" if isinstance(exc, TimeoutError) else (exc.strerror or type(exc).__name__).lower()
         raise ConfigError(f"cannot reach the Flower SuperLink at {address} ({why} within {timeout:g} s): start it "
-                          "with `flower-superlink --insecure`, or give its Control API address with --superlink"
+                          "with `flower-superlink --insecure --port PORT`, or give its address with --superlink"
                           ) from None
 
 

@@ -31,6 +31,7 @@ class _ClientCache:
     def __init__(self):
         self.trainers: dict[tuple, object] = {}
         self.models: dict[str, tuple] = {}
+        self.shards: dict[str, list] = {}  # run folder -> every client's rows: prepared once for all simulated clients
 
     def trainer(self, context: Context, label_names: list[str]):
         from trustfm.config import load_config
@@ -50,7 +51,9 @@ class _ClientCache:
             else:
                 from trustfm.data.prepare import prepare_data
 
-                shards = client_shards(config, prepare_data(config.data, seed=config.seed))
+                if str(run_dir) not in self.shards:
+                    self.shards[str(run_dir)] = client_shards(config, prepare_data(config.data, seed=config.seed))
+                shards = self.shards[str(run_dir)]
                 if not 0 <= client_id < len(shards):
                     from trustfm.errors import ConfigError
 
@@ -71,6 +74,7 @@ def reset_client_cache() -> None:
     """Drop every cached client (a simulation starts with none: a long-lived process runs many)."""
     _CACHE.trainers.clear()
     _CACHE.models.clear()
+    _CACHE.shards.clear()
 
 
 def _labels(message: Message) -> list[str]:

@@ -11,15 +11,16 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
-from typing import ClassVar, Literal
+from typing import ClassVar, Literal, get_args
 
 from pydantic import BaseModel
 
 from trustfm.config import RunConfig
+from trustfm.config.schema import FederatedConfig
 from trustfm.errors import ConfigError
 from trustfm.results import Result, per_item_metrics
 
-RULES = ("fedavg", "fedprox", "fedmedian", "fedtrimmedavg", "krum")
+RULES = get_args(FederatedConfig.model_fields["strategy"].annotation)  # the aggregation rules a config may name
 DEFAULT_ATTACK = {"clients": 1, "attack": "scaled_update", "scale": 10.0}
 
 

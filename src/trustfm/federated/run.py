@@ -93,14 +93,14 @@ def federate_run(config: RunConfig, *, superlink: str | None = None, show_progre
                  connect_timeout: float = 20.0) -> RunPaths:
     """Federated fine-tuning of ``config``; returns the finished run folder's paths.
 
-    ``superlink``: the SuperLink's Control API address (``HOST:PORT``, e.g. ``127.0.0.1:9093``); the run is
+    ``superlink``: the SuperLink's HTTP API address (``HOST:PORT``, its ``--port``, e.g. ``127.0.0.1:9091``); the run is
     submitted with ``flwr run`` and its SuperNodes train. None: simulation, every client in this process.
     Bad input (more clients than rows, alpha <= 0, a SuperLink that does not answer) fails before any round.
     """
     from trustfm._deps import optional_import
-    from trustfm.data.prepare import file_sha256, prepare_data
+    from trustfm.data.prepare import prepare_data
     from trustfm.federated.client import client_shards
-    from trustfm.models.loading import resolve_model_dir, weight_files
+    from trustfm.models.loading import base_model_record
     from trustfm.models.predictor import quiet_transformers
     from trustfm.train.ledger import PrivacyLedger, ledger_path, run_key
 
@@ -118,11 +118,9 @@ def federate_run(config: RunConfig, *, superlink: str | None = None, show_progre
         check_reachable(superlink, timeout=connect_timeout)
     paths.root.mkdir(parents=True, exist_ok=True)
     dump_config(config, paths.config)
-    base_dir = resolve_model_dir(config.model.name_or_path)
     record = RunRecord(status="running", started=now_iso(), seed=config.seed, versions=package_versions(),
                        data_hashes=data.file_hashes, label_names=data.label_names,
-                       base_model={"name_or_path": config.model.name_or_path, "path": str(base_dir),
-                                   "weights_sha256": {p.name: file_sha256(p) for p in weight_files(base_dir)}},
+                       base_model=base_model_record(config.model.name_or_path),
                        rows={"read": data.rows_read, "rejected": len(data.rejected), **data.counts(),
                              "augmented": 0})
     record.federated = {"mode": "deployment" if superlink else "simulation", "superlink": superlink,

@@ -18,6 +18,7 @@ import time
 from collections.abc import Iterable
 
 import numpy as np
+from flwr.app import ArrayRecord, Message, MessageType, MetricRecord, RecordDict
 from flwr.serverapp.strategy import Strategy
 
 from trustfm.config import RunConfig
@@ -93,8 +94,6 @@ class TrustStrategy(Strategy):
         return sorted(self.rng.choice(nodes, size=k, replace=False).tolist())
 
     def _messages(self, nodes, arrays, config, message_type):
-        from flwr.app import Message, RecordDict
-
         self._sent = [Message(content=RecordDict({"arrays": arrays, "config": config}), message_type=message_type,
                               dst_node_id=node) for node in nodes]
         return self._sent
@@ -109,8 +108,6 @@ class TrustStrategy(Strategy):
 
     # -- Flower's Strategy interface ------------------------------------------------------------------------
     def configure_train(self, server_round, arrays, config, grid) -> Iterable:
-        from flwr.app import MessageType
-
         self._global = arrays.to_torch_state_dict()
         self._asked = self._sample(self._nodes(grid))
         config["server-round"] = server_round
@@ -119,9 +116,8 @@ class TrustStrategy(Strategy):
         self.rounds.append({"round": server_round, "asked": len(self._asked), "started": time.time()})
         return self._messages(self._asked, arrays, config, MessageType.TRAIN)
 
-    def _split(self, replies) -> tuple[list, list[dict], set[int]]:
-        """(valid replies, failures, nodes that answered at all)."""
-        replies = list(replies)
+    def _split(self, replies) -> tuple[list[tuple[Message, int, dict]], list[dict], set[int]]:
+        """(valid replies as (message, client id, its metrics but the client id), failures, nodes that answered)."""
         valid, failed = [], []
         answered = set()
         for msg in replies:
@@ -130,9 +126,9 @@ class TrustStrategy(Strategy):
             if msg.has_error():
                 failed.append({"node": node, "client": self.node_clients.get(node), "reason": msg.error.reason})
                 continue
-            metrics = next(iter(msg.content.metric_records.values()))
-            self.node_clients[node] = int(metrics[CLIENT_ID])
-            valid.append(msg)
+            metrics = dict(next(iter(msg.content.metric_records.values())))
+            client = self.node_clients[node] = int(metrics.pop(CLIENT_ID))
+            valid.append((msg, client, {k: float(v) for k, v in metrics.items()}))
         return valid, failed, answered
 
     def _unanswered(self, answered: set[int]) -> list[dict]:
@@ -142,31 +138,26 @@ class TrustStrategy(Strategy):
                 for n in self._asked if n not in answered]
 
     def aggregate_train(self, server_round, replies):
-        from flwr.app import ArrayRecord, MetricRecord
-
         valid, failed, answered = self._split(replies)
         failed += self._unanswered(answered)
         record = self.rounds[-1]
-        record["clients"] = sorted(self.node_clients[m.metadata.src_node_id] for m in valid)
+        record["clients"] = sorted(client for _, client, _ in valid)
         record["failed"] = failed
-        record["client_train"] = {
-            str(self.node_clients[m.metadata.src_node_id]): {
-                k: float(v) for k, v in next(iter(m.content.metric_records.values())).items() if k != CLIENT_ID}
-            for m in valid}
+        record["client_train"] = {str(client): metrics for _, client, metrics in valid}
         dp = self.config.federated.client_dp
         if dp is not None and dp.mode == "server":
             from trustfm.federated.privacy import private_mean
 
             # a round with no client still releases (noise only): the accountant counts every round
             updates = [{k: v - self._global[k] for k, v in m.content["arrays"].to_torch_state_dict().items()}
-                       for m in valid]
+                       for m, _, _ in valid]
             mean = private_mean(updates, template=self._global,
                                 expected_clients=self.config.federated.fraction * self.config.federated.clients,
                                 noise_multiplier=dp.noise_multiplier, clipping_norm=dp.clipping_norm)
             arrays = ArrayRecord(torch_state_dict={k: self._global[k] + mean[k] for k in self._global})
             metrics = MetricRecord({"clients": len(valid)})
         elif valid:
-            arrays, metrics = self.inner.aggregate_train(server_round, valid)
+            arrays, metrics = self.inner.aggregate_train(server_round, [m for m, _, _ in valid])
         else:
             arrays, metrics = None, None
         record["aggregated"] = arrays is not None
@@ -177,8 +168,6 @@ class TrustStrategy(Strategy):
         return arrays, metrics
 
     def configure_evaluate(self, server_round, arrays, config, grid) -> Iterable:
-        from flwr.app import MessageType
-
         config["server-round"] = server_round
         fed = self.config.federated
         if fed.client_evaluation == "final" and server_round < fed.rounds:
@@ -191,17 +180,11 @@ class TrustStrategy(Strategy):
         return self._messages(self._asked, arrays, config, MessageType.EVALUATE)
 
     def aggregate_evaluate(self, server_round, replies):
-        from flwr.app import MetricRecord
-
         valid, failed, answered = self._split(replies)
-        per_client = {}
-        for msg in valid:
-            metrics = next(iter(msg.content.metric_records.values()))
-            per_client[str(int(metrics[CLIENT_ID]))] = {k: float(v) for k, v in metrics.items() if k != CLIENT_ID}
+        per_client = {str(client): metrics for _, client, metrics in valid}
         record = self.rounds[-1]
         record["client_evaluation"] = per_client
-        record["evaluation_failed"] = failed
-        record["evaluation_failed"] += self._unanswered(answered)
+        record["evaluation_failed"] = failed + self._unanswered(answered)
         record["seconds"] = time.time() - record.pop("started")
         if not per_client:
             return None

@@ -45,6 +45,16 @@ def weight_files(path: Path) -> list[Path]:
     return files + sorted(p for p in path.iterdir() if p.suffix in PICKLE_SUFFIXES)
 
 
+
+def base_model_record(name_or_path: str) -> dict:
+    """What ``run.json`` records of the pretrained model a run starts from: the configured name, the folder it
+    resolved to, and the sha256 of each weight file there."""
+    from trustfm.data.prepare import file_sha256
+
+    folder = resolve_model_dir(name_or_path)
+    return {"name_or_path": name_or_path, "path": str(folder),
+            "weights_sha256": {p.name: file_sha256(p) for p in weight_files(folder)}}
+
 def check_weight_format(path: Path, *, allow_pickle: bool) -> bool:
     """Return whether to load safetensors; refuse pickle-only folders unless allowed."""
     if any(path.glob("*.safetensors")):

@@ -155,7 +155,7 @@ class DifferentialPrivacy(TrustComponent):
 
     def callbacks(self, setup):
         from trustfm.train.ledger import PrivacyLedger, ledger_path
-        from trustfm.train.privacy import DPSGD, default_delta, set_trainable
+        from trustfm.train.privacy import DPSGD, default_delta, set_dp_trainable
 
         config, model = setup.config, setup.model
         dp = config.privacy.dp
@@ -170,14 +170,7 @@ class DifferentialPrivacy(TrustComponent):
         self.ledger.reserve(run_dir=run_key(setup.paths.root), data_sha256=train_hash, dataset=str(config.data.train),
                             epsilon=dp.epsilon, delta=delta, accountant=dp.accountant,
                             total_budget=config.privacy.total_epsilon)
-        for name, p in model.named_parameters():
-            # The pooler is unused by our pooling (no per-example gradient would exist). The embedding tables stay
-            # frozen: a per-example gradient of the 30522 x 384 word table is 47 MB per example, and position and
-            # token-type embeddings are looked up with a batch dimension of 1, which Opacus cannot split per example.
-            if any(part in f".{name}" for part in (".pooler.", ".embeddings.")):
-                p.requires_grad_(False)
-        trainable = set_trainable(model, dp.trainable, top_layers=dp.top_layers, lora_rank=dp.lora_rank,
-                                  lora_alpha=dp.lora_alpha)
+        trainable = set_dp_trainable(model, dp)
         setup.record.privacy = {
             "dp": True, "target_epsilon": dp.epsilon, "delta": delta, "accountant": dp.accountant,
             "max_grad_norm": dp.max_grad_norm, "trainable": dp.trainable, "trainable_parameters": trainable,

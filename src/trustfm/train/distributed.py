@@ -78,25 +78,27 @@ class SyncGradients(Callback):
         if self.dpsgd is not None:
             return  # DP-SGD writes its gradients after clipping: they are combined in on_before_optimizer_step
         params = self._params(trainer)
-        flat = torch.cat([p.grad.reshape(-1) * rows for p in params] + [torch.tensor([float(rows)])])
-        torch.distributed.all_reduce(flat)
-        total = float(flat[-1])
-        offset = 0
+        total = _sum_gradients(params, weight=float(rows))  # each process's mean gradient, weighted by its rows
         for p in params:
-            n = p.numel()
-            p.grad.copy_(flat[offset:offset + n].view_as(p) / max(total, 1.0))
-            offset += n
+            p.grad.div_(max(total, 1.0))
 
     def on_before_optimizer_step(self, trainer) -> None:
         if self.dpsgd is None:
             return
-        params = self.dpsgd.parameters()  # their requires_grad is off while DP-SGD's clipper holds them
-        flat = torch.cat([p.grad.reshape(-1) for p in params])
-        torch.distributed.all_reduce(flat)  # clipped sums / expected batch, plus rank 0's noise
-        offset = 0
-        for p in params:
-            p.grad.copy_(flat[offset:offset + p.numel()].view_as(p))
-            offset += p.numel()
+        # clipped sums / expected batch, plus rank 0's noise; their requires_grad is off while the clipper holds them
+        _sum_gradients(self.dpsgd.parameters(), weight=1.0)
+
+
+def _sum_gradients(params: list, *, weight: float) -> float:
+    """Replace each parameter's gradient by the sum over processes of ``weight`` x gradient (one all-reduce of one
+    flat buffer); returns the sum of the processes' weights."""
+    flat = torch.cat([p.grad.reshape(-1) * weight for p in params] + [torch.tensor([weight])])
+    torch.distributed.all_reduce(flat)
+    offset = 0
+    for p in params:
+        p.grad.copy_(flat[offset:offset + p.numel()].view_as(p))
+        offset += p.numel()
+    return float(flat[-1])
 
 
 class DataParallel(TrustComponent):

@@ -100,6 +100,21 @@ def set_trainable(model, trainable: str, *, top_layers: int = 2, lora_rank: int 
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
+def set_dp_trainable(model, dp) -> int:
+    """The parameters DP-SGD trains under ``dp`` (a DPConfig): never the pooler or the embeddings, then
+    ``dp.trainable``; returns the number of trainable parameters.
+
+    The pooler is unused by our pooling (no per-example gradient would exist). The embedding tables stay frozen: a
+    per-example gradient of the 30522 x 384 word table is 47 MB per example, and position and token-type
+    embeddings are looked up with a batch dimension of 1, which Opacus cannot split per example.
+    """
+    for name, p in model.named_parameters():
+        if any(part in f".{name}" for part in (".pooler.", ".embeddings.")):
+            p.requires_grad_(False)
+    return set_trainable(model, dp.trainable, top_layers=dp.top_layers, lora_rank=dp.lora_rank,
+                         lora_alpha=dp.lora_alpha)
+
+
 class DPSGD(Callback):
     """DP-SGD to a target (epsilon, delta) over ``n_train`` rows; see the module doc."""
 

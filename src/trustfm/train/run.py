@@ -99,10 +99,10 @@ def _training_lock(paths: RunPaths):
 def _train_locked(config: RunConfig, paths: RunPaths, *, created: bool, resume: bool, show_progress: bool,
                   extra_components: Sequence) -> RunPaths:
     from trustfm.data.batching import encode_texts
-    from trustfm.data.prepare import apply_length_policies, file_sha256, prepare_data
+    from trustfm.data.prepare import apply_length_policies, prepare_data
     from trustfm.metrics import quick_metrics
     from trustfm.models import build_classifier, save_classifier
-    from trustfm.models.loading import model_weight_hashes, resolve_model_dir, weight_files
+    from trustfm.models.loading import base_model_record, model_weight_hashes
     from trustfm.train.callbacks import JsonlLogger
     from trustfm.train.components import TrainSetup, trust_components
     from trustfm.train.lora import merged_copy
@@ -161,13 +161,8 @@ def _train_locked(config: RunConfig, paths: RunPaths, *, created: bool, resume: 
         validation, val_enc = data.validation, encoded["validation"]
         setup.train, setup.train_label_ids = train, data.label_ids(train)
         write_rejections(paths.rejected, rejected)
-        base_dir = resolve_model_dir(config.model.name_or_path)
         info.data_hashes = data.file_hashes
-        info.base_model = {
-            "name_or_path": config.model.name_or_path,
-            "path": str(base_dir),
-            "weights_sha256": {p.name: file_sha256(p) for p in weight_files(base_dir)},
-        }
+        info.base_model = base_model_record(config.model.name_or_path)
         info.label_names = data.label_names
         # read - rejected = train + validation + test (augmented rows come on top of train)
         info.rows = {"read": data.rows_read, "rejected": len(rejected), **data.counts(), "augmented": augmented}
