@@ -298,3 +298,30 @@ def federation(tiny_model_dir, tiny_data, tmp_path):
         return path
 
     return write
+
+
+@pytest.fixture
+def tune_config(tiny_model_dir, tiny_data, tmp_path):
+    """``write(name="study", **tune) -> config path``: the tiny run with a ``tune:`` block (learning rate and
+    batch size searched, 4 trials, 2 epochs each unless overridden), written as YAML under ``tmp_path``; its study
+    folder is ``tmp_path / name``. ``config=`` takes more top-level keys (``privacy``, ...)."""
+    import yaml
+
+    def write(name="study", config=None, **tune):
+        document = {
+            "output_dir": str(tmp_path / name),
+            "data": {"train": str(tiny_data), "id_column": "id", "group_columns": ["group"], "max_length": 32},
+            "model": {"name_or_path": str(tiny_model_dir)},
+            "train": {"batch_size": 16, "learning_rate": 3e-3, "epochs": 2},
+            "evaluate": {"bootstrap_samples": 50},
+            "fairness": {"sensitive": ["group"], "min_group_size": 5},
+            "tune": {"space": {"train.learning_rate": {"log_uniform": [1e-4, 1e-2]},
+                               "train.batch_size": {"choice": [16, 32]}},
+                     "trials": 4, "startup_trials": 2, **tune},
+            **(config or {}),
+        }
+        path = tmp_path / f"{name}.yaml"
+        path.write_text(yaml.safe_dump(document))
+        return path
+
+    return write

@@ -96,3 +96,26 @@ def federate_and_evaluate(config: RunConfig, *, superlink: str | None = None, sh
 
     return _evaluate_trained(federate_run(config, superlink=superlink, show_progress=show_progress),
                              show_progress=show_progress)
+
+
+
+def tune_and_select(config: RunConfig, *, resume: bool = False, select: str | None = None,
+                    show_progress: bool = True, on_trial=None):
+    """Run or resume the search (:func:`~trustfm.tune.study.tune_study`); then, with a selection rule (``select``,
+    else ``tune.select``), copy the chosen trial to the study's output run ``OUTPUT_DIR/selected`` and do what
+    ``train`` does after training: the test-split evaluation and the monitoring reference. Returns the study's
+    :class:`~trustfm.tune.result.TuneResult` (``chosen`` set when a trial was selected)."""
+    from trustfm.runs import RunPaths
+    from trustfm.tune.objectives import parse_constraints, parse_selection
+    from trustfm.tune.select import choose_trial, make_output_run
+    from trustfm.tune.study import tune_study, write_study_result
+
+    rule = select or (config.tune.select if config.tune is not None else None)
+    selection = parse_selection(rule) if rule else None  # a bad rule fails before any trial
+    result = tune_study(config, resume=resume, show_progress=show_progress, on_trial=on_trial)
+    if selection is not None:
+        chosen = choose_trial(result, selection, parse_constraints(config.tune.constraints))
+        result.chosen = make_output_run(result, chosen, selection)
+        _evaluate_trained(RunPaths(Path(result.chosen.run_dir)), show_progress=show_progress)
+        write_study_result(result.study_dir, result)
+    return result

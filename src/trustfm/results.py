@@ -132,3 +132,32 @@ def load_result(path: str | Path) -> Result:
     from trustfm.runs import read_json
 
     return parse_result(read_json(Path(path)), source=str(path))
+
+
+# short aliases a policy may use for the headline numbers
+ALIASES = {
+    "accuracy": "performance.accuracy",
+    "macro_f1": "performance.macro_f1",
+    "roc_auc": "performance.roc_auc",
+    "expected_calibration_error": "performance.expected_calibration_error",
+}
+
+
+def metric_prefix(file_stem: str) -> str:
+    """The namespace prefix of a result file: its stem, with ``fairness-<probe>`` written ``fairness.<probe>``."""
+    return file_stem.replace("-", ".", 1) if file_stem.startswith("fairness-") else file_stem
+
+
+def flatten_results(results: dict[str, Result]) -> dict[str, float]:
+    """Dotted metric names -> numbers, from a run's typed results (file stem -> result); the namespace policies,
+    tuning constraints and dashboards read (:mod:`trustfm.report.namespace`)."""
+    out: dict[str, float] = {}
+    for file_stem, result in results.items():
+        prefix = metric_prefix(file_stem)
+        for name, value in result.metrics().items():
+            out[f"{prefix}.{name}"] = value
+    for alias, target in ALIASES.items():
+        for suffix in ("", ".low", ".high"):
+            if target + suffix in out:
+                out[alias + suffix] = out[target + suffix]
+    return out

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING, Literal, Sequence
 
 import numpy as np
 
@@ -57,8 +57,13 @@ class AuditContext:
     fairness audit does; restore any model setting it changes).
     """
 
-    def __init__(self, run_dir: str | Path, *, show_progress: bool = False):
+    def __init__(self, run_dir: str | Path, *, show_progress: bool = False,
+                 eval_split: Literal["test", "validation"] | None = None):
+        """``eval_split``: the split audits judge the model on; default test, else validation when the run has
+        no test rows. Hyper-parameter search forces ``validation``, so that the test split stays unseen until the
+        chosen model is audited."""
         self.paths: RunPaths = existing_run(run_dir)
+        self._eval_split = eval_split
         self.config: RunConfig = load_config(self.paths.config)
         self.show_progress = show_progress
         self.bootstrap = Bootstrap(self.config.evaluate.bootstrap_samples, self.config.evaluate.confidence,
@@ -116,7 +121,10 @@ class AuditContext:
 
     @property
     def eval_split(self) -> str:
-        """``"test"``, or ``"validation"`` when the run has no test rows: the split audits judge the model on."""
+        """``"test"``, or ``"validation"`` when the run has no test rows (or the context was opened with
+        ``eval_split="validation"``): the split audits judge the model on."""
+        if self._eval_split is not None:
+            return self._eval_split
         return "test" if len(self.data.test) else "validation"
 
     @property
@@ -135,7 +143,7 @@ class AuditContext:
         """
         part = self.eval_part
         rows = np.random.default_rng(self.config.seed).permutation(len(part))[:max_texts]
-        return [part.texts[i] for i in rows], self.data.label_ids(part)[rows], f"{part.file} ({len(rows)} test texts)"
+        return [part.texts[i] for i in rows], self.data.label_ids(part)[rows], f"{part.file} ({len(rows)} {self.eval_split} texts)"
 
     def example_screen(self):
         """A fresh :class:`~trustfm.data.pii.ExampleScreen` for the example texts an audit saves."""

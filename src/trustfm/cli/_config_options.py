@@ -35,6 +35,10 @@ FLAG_KEYS = {
     "partition": "federated.partition.method",
     "alpha": "federated.partition.alpha",
     "local_epochs": "federated.local_epochs",
+    "trials": "tune.trials",
+    "sampler": "tune.sampler",
+    "pruner": "tune.pruner",
+    "select": "tune.select",
 }
 
 

@@ -146,6 +146,32 @@ def load_config(
     return config
 
 
+def with_overrides(config: RunConfig, overrides: Mapping[str, Any], *, source: str = "config") -> RunConfig:
+    """A copy of ``config`` with dotted ``overrides`` applied and validated again (errors name ``source``)."""
+    tree = config.model_dump(mode="json")
+    for key, value in overrides.items():
+        _set_path(tree, key, value)
+    try:
+        return RunConfig.model_validate(tree)
+    except ValidationError as exc:
+        raise ConfigError(_format_validation_error(exc, source)) from None
+
+
+def config_leaf_keys(model: type[BaseModel] = RunConfig, prefix: str = "") -> list[str]:
+    """Every dotted key of the config that holds a value (``train.learning_rate``, ``privacy.dp.epsilon``, ...);
+    sections (optional ones included) are walked, not listed."""
+    keys = []
+    for name, field in model.model_fields.items():
+        annotation = field.annotation
+        args = getattr(annotation, "__args__", None) or (annotation,)
+        section = next((a for a in args if isinstance(a, type) and issubclass(a, BaseModel)), None)
+        if section is not None:
+            keys += config_leaf_keys(section, f"{prefix}{name}.")
+        else:
+            keys.append(f"{prefix}{name}")
+    return keys
+
+
 def dump_config(config: RunConfig, path: str | Path) -> None:
     """Write the resolved config as YAML (all defaults filled in)."""
     data = config.model_dump(mode="json")

@@ -328,6 +328,52 @@ class FederatedConfig(_Strict):
         return self
 
 
+class TuneObjective(_Strict):
+    """One quantity the search optimises: a metric name a trial produces (see :mod:`trustfm.tune.objectives`)."""
+
+    metric: str = Field("validation.macro_f1", description="validation.<metric> (best epoch), latency.p95_ms, or "
+                                                            "any audit metric, e.g. fairness.group.max_fpr_gap")
+    direction: Literal["maximize", "minimize"] = "maximize"
+
+
+class TunePrivacyConfig(_Strict):
+    """How a DP search is accounted: the number of trials is itself random (Papernot and Steinke, ICLR 2022,
+    Theorem 2), drawn once per study from a truncated negative binomial distribution whose mean is ``tune.trials``."""
+
+    eta: float = Field(0.0, ge=0, le=10, description="shape of the trial-count distribution: 0 logarithmic, "
+                                                     "1 geometric; smaller costs less epsilon, with a heavier tail")
+
+
+class TuneConfig(_Strict):
+    """``trustfm tune``: a hyper-parameter search whose every trial is a normal run folder.
+
+    ``space`` maps dotted config keys to one distribution each: ``{log_uniform: [lo, hi]}``,
+    ``{uniform: [lo, hi]}``, ``{int: [lo, hi]}``, ``{log_int: [lo, hi]}`` or ``{choice: [v1, v2, ...]}``.
+    ``constraints`` are rules such as ``fairness.group.max_fpr_gap <= 0.1`` over metrics the trials produce.
+    """
+
+    space: dict[str, dict] = Field(..., description="dotted config key -> distribution (see the class doc)")
+    trials: int = Field(20, ge=1, le=10000, description="trials in the study (with privacy.dp: their expected "
+                                                        "number; the count is drawn at random)")
+    sampler: Literal["tpe", "random", "grid", "nsga2"] = "tpe"
+    pruner: Literal["median", "hyperband", "none"] = Field(
+        "median", description="stops trials whose validation metric after an epoch trails the others' (single "
+                              "objective) or trails the median of the primary objective (several objectives)")
+    startup_trials: int = Field(5, ge=0, description="trials before TPE models the space and the median pruner "
+                                                      "judges (random sampling and no pruning until then)")
+    objectives: list[TuneObjective] = Field(default_factory=lambda: [TuneObjective()], min_length=1)
+    constraints: list[str | dict] = Field(default_factory=list, description="rules every chosen trial must meet")
+    audits: dict[str, dict] = Field(default_factory=dict, description="audits each trial runs on the validation "
+                                                                     "split, with their options (audits named by "
+                                                                     "objectives and constraints are added)")
+    latency_texts: int = Field(64, ge=8, le=10000, description="validation texts timed one at a time per trial "
+                                                               "(latency.p50_ms, latency.p95_ms)")
+    select: str | None = Field(None, description="rule that picks the study's output run, e.g. 'best' or "
+                                                 "'max validation.macro_f1 where fairness.group.max_fpr_gap <= 0.1'")
+    study_name: str | None = Field(None, description="default: the output folder's name")
+    privacy: TunePrivacyConfig = Field(default_factory=TunePrivacyConfig)
+
+
 class RunConfig(_Strict):
     """The whole run, as written in one YAML file."""
 
@@ -346,6 +392,8 @@ class RunConfig(_Strict):
     card: CardConfig = Field(default_factory=CardConfig)
     federated: FederatedConfig | None = Field(None, description="federated training (trustfm federate); "
                                               "ignored by trustfm train")
+    tune: TuneConfig | None = Field(None, description="hyper-parameter search (trustfm tune); ignored by "
+                                    "trustfm train")
 
     @model_validator(mode="after")
     def _dp_combinations(self) -> "RunConfig":

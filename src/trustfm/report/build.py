@@ -92,7 +92,8 @@ SECTION_FILE = "section.html.j2"
 STAGE_SECTIONS = {"compress": ("trustfm.compress", ("compression-comparison",)),
                   "serve": ("trustfm.serve", ("extraction",)),
                   "monitor": ("trustfm.monitor", ("monitoring",)),
-                  "federate": ("trustfm.federated", ("federated", "federated-poisoning"))}
+                  "federate": ("trustfm.federated", ("federated", "federated-poisoning")),
+                  "tune": ("trustfm.tune", ("tune",))}
 
 
 def _section_file(spec):
@@ -196,6 +197,13 @@ def build_report(run_dir: str | Path, *, signing_key: Path | None = None) -> tup
             figures[f"{name}:series"] = plots.monitoring_series(result["windows"], result["alerts"])
     for name, result in sections["federated"].items():
         figures[f"{name}:rounds"] = plots.federated_rounds(result["rounds"])
+    for name, result in sections["tune"].items():
+        chosen = (result.get("chosen") or {}).get("trial")
+        figures[f"{name}:history"] = plots.tuning_history(result["trials"], result["objectives"][0], chosen)
+        figures[f"{name}:front"] = plots.tuning_front(result["trials"], result["objectives"], result["constraints"],
+                                                      result["front"], chosen)
+        for metric, shares in result["importances"].items():
+            figures[f"{name}:importance:{metric}"] = plots.parameter_importances(shares, metric)
     for name, result in sections["output_rules"].items():
         point = (result["coverage"]["value"], result["accuracy_answered"]["value"])
         figures[f"{name}:coverage"] = plots.coverage_accuracy(result["confidence_curve"], point)

@@ -22,14 +22,6 @@ from pathlib import Path
 
 from trustfm.results import Result, load_result, parse_result, result_models
 
-# short aliases a policy may use for the headline numbers
-ALIASES = {
-    "accuracy": "performance.accuracy",
-    "macro_f1": "performance.macro_f1",
-    "roc_auc": "performance.roc_auc",
-    "expected_calibration_error": "performance.expected_calibration_error",
-}
-
 
 def known_result_models() -> dict[str, type[Result]]:
     """Every result kind trustfm writes, by kind: the stages that define them are imported first."""
@@ -39,6 +31,7 @@ def known_result_models() -> dict[str, type[Result]]:
     import trustfm.monitor.run  # noqa: F401  (production monitoring)
     import trustfm.federated.poisoning  # noqa: F401  (poisoned clients under each rule)
     import trustfm.federated.result  # noqa: F401  (federated training)
+    import trustfm.tune.result  # noqa: F401  (hyper-parameter search)
     import trustfm.data.redaction  # noqa: F401  (pii)
     import trustfm.report.policy  # noqa: F401  (gate)
     import trustfm.train.privacy  # noqa: F401  (DP accounting)
@@ -58,22 +51,3 @@ def parse_results(documents: dict[str, dict]) -> dict[str, Result]:
     """Typed results of already-read JSON documents, by file stem."""
     known_result_models()
     return {name: parse_result(doc, source=f"results/{name}.json") for name, doc in documents.items()}
-
-
-def metric_prefix(file_stem: str) -> str:
-    """The namespace prefix of a result file: its stem, with ``fairness-<probe>`` written ``fairness.<probe>``."""
-    return file_stem.replace("-", ".", 1) if file_stem.startswith("fairness-") else file_stem
-
-
-def flatten_results(results: dict[str, Result]) -> dict[str, float]:
-    """Dotted metric names -> numbers, from a run's typed results (file stem -> result)."""
-    out: dict[str, float] = {}
-    for file_stem, result in results.items():
-        prefix = metric_prefix(file_stem)
-        for name, value in result.metrics().items():
-            out[f"{prefix}.{name}"] = value
-    for alias, target in ALIASES.items():
-        for suffix in ("", ".low", ".high"):
-            if target + suffix in out:
-                out[alias + suffix] = out[target + suffix]
-    return out

@@ -261,3 +261,96 @@ def federated_rounds(rounds: list[dict]) -> str:
     ax.spines[["top", "right"]].set_visible(False)
     ax.legend(fontsize=7, frameon=False)
     return _svg(fig)
+
+
+def tuning_history(trials: list[dict], objective: dict, chosen: int | None) -> str | None:
+    """A search's primary objective per trial in the order trials ended: complete trials (dots; hollow when a
+    constraint failed), pruned ones at their last epoch's value (crosses), the best so far among feasible trials
+    (step line) and the chosen trial (star)."""
+    ended = sorted((t for t in trials if t["state"] in ("complete", "pruned")), key=lambda t: (t["finished"] or "",
+                                                                                               t["number"]))
+    if not ended:
+        return None
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6.5, 2.8))
+    maximize = objective["direction"] == "maximize"
+    best, best_xs, best_ys = None, [], []
+    for x, t in enumerate(ended, start=1):
+        if t["state"] == "pruned":
+            if t["intermediate"]:
+                ax.plot(x, t["intermediate"][-1], "x", color="#9e9e9e", markersize=5)
+            continue
+        y = t["values"][0]
+        ax.plot(x, y, "o", color="#2962ff", markersize=4, fillstyle="full" if t["feasible"] else "none")
+        if t["feasible"] and (best is None or (y > best if maximize else y < best)):
+            best = y
+        if best is not None:
+            best_xs.append(x)
+            best_ys.append(best)
+        if t["number"] == chosen:
+            ax.plot(x, y, "*", color="#c0504d", markersize=12, label=f"chosen (trial {chosen})")
+    if best_xs:
+        ax.step(best_xs, best_ys, where="post", color="#1f4e8c", linewidth=1, label="best feasible so far")
+    ax.plot([], [], "x", color="#9e9e9e", label="pruned (last epoch's validation value)")
+    ax.set_xlabel("trial, in the order it ended", fontsize=8)
+    ax.set_ylabel(objective["metric"], fontsize=8)
+    ax.tick_params(labelsize=7)
+    ax.xaxis.get_major_locator().set_params(integer=True)
+    ax.spines[["top", "right"]].set_visible(False)
+    ax.legend(fontsize=7, frameon=False)
+    return _svg(fig)
+
+
+def tuning_front(trials: list[dict], objectives: list[dict], constraints: list[str], front: list[int],
+                 chosen: int | None) -> str | None:
+    """The trade-off the search explored: the first two objectives (several objectives), else the objective
+    against the first constraint's metric, with the Pareto front (feasible trials no other dominates) joined and
+    the chosen trial starred. None with one objective and no constraint."""
+    complete = [t for t in trials if t["state"] == "complete"]
+    if not complete or (len(objectives) < 2 and not constraints):
+        return None
+    y_name = objectives[0]["metric"]
+    if len(objectives) >= 2:
+        x_name, threshold = objectives[1]["metric"], None
+        xs = [t["values"][1] for t in complete]
+    else:
+        from trustfm.rules import parse_rule
+
+        rule = parse_rule(constraints[0], where="constraint")
+        x_name, threshold = rule.name(), rule.value
+        xs = [t["metrics"].get(x_name, float("nan")) for t in complete]
+    ys = [t["values"][0] for t in complete]
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(5.5, 3.2))
+    for x, y, t in zip(xs, ys, complete):
+        ax.plot(x, y, "o", color="#2962ff" if t["feasible"] else "#bdbdbd", markersize=5)
+        ax.annotate(str(t["number"]), (x, y), fontsize=6, xytext=(3, 3), textcoords="offset points")
+    on_front = sorted((x, y) for x, y, t in zip(xs, ys, complete) if t["number"] in front)
+    if len(objectives) >= 2 and len(on_front) > 1:
+        ax.plot(*zip(*on_front), "-", color="#1f4e8c", linewidth=1, label="Pareto front")
+    if threshold is not None:
+        ax.axvline(threshold, color="#c0504d", linestyle="--", linewidth=1, label=constraints[0])
+    for x, y, t in zip(xs, ys, complete):
+        if t["number"] == chosen:
+            ax.plot(x, y, "*", color="#c0504d", markersize=14, label=f"chosen (trial {chosen})")
+    ax.plot([], [], "o", color="#bdbdbd", label="a constraint failed")
+    ax.set_xlabel(x_name, fontsize=8)
+    ax.set_ylabel(y_name, fontsize=8)
+    ax.tick_params(labelsize=7)
+    ax.spines[["top", "right"]].set_visible(False)
+    ax.legend(fontsize=7, frameon=False)
+    return _svg(fig)
+
+
+def parameter_importances(importances: dict[str, float], metric: str) -> str | None:
+    """Share of ``metric``'s variation each searched parameter explains (Optuna's PED-ANOVA), as bars."""
+    if not importances:
+        return None
+    plt = _pyplot()
+    names = list(importances)[::-1]
+    fig, ax = plt.subplots(figsize=(5.5, 0.5 + 0.35 * len(names)))
+    ax.barh(names, [importances[n] for n in names], color="#2962ff")
+    ax.set_xlabel(f"importance for {metric} (shares sum to 1)", fontsize=8)
+    ax.tick_params(labelsize=7)
+    ax.spines[["top", "right"]].set_visible(False)
+    return _svg(fig)

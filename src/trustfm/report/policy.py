@@ -17,31 +17,14 @@ never make a gate pass by checking nothing.
 
 from __future__ import annotations
 
-import difflib
-import math
-import operator
-import re
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel
 
 from trustfm.errors import ConfigError
 from trustfm.results import Result
-
-_OPS = {">=": operator.ge, "<=": operator.le, ">": operator.gt, "<": operator.lt, "==": operator.eq, "!=": operator.ne}
-_RULE = re.compile(r"^\s*([\w.\-&| ]+?)\s*(>=|<=|==|!=|>|<)\s*(-?[\d.eE+-]+)\s*$")
-
-
-class Rule(BaseModel):
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
-    metric: str
-    op: str
-    value: float
-    use: str = Field("value", pattern="^(value|low|high)$")
-
-    def name(self) -> str:
-        return self.metric if self.use == "value" else f"{self.metric}.{self.use}"
+from trustfm.rules import Rule, parse_rule, unknown_metrics_message
 
 
 class RuleOutcome(BaseModel):
@@ -70,28 +53,7 @@ def load_policy(path: str | Path) -> tuple[str, list[Rule]]:
     items = spec.get("rules") or []
     if not isinstance(items, list):
         raise ConfigError(f"{path}: 'rules' must be a list of rules, e.g. - performance.accuracy >= 0.8")
-    rules = []
-    for i, item in enumerate(items, start=1):
-        if isinstance(item, str):
-            match = _RULE.match(item)
-            try:
-                value = float(match.group(3)) if match else None
-            except ValueError:
-                value = None
-            if value is None or not math.isfinite(value):
-                raise ConfigError(f"{path}: rule {i} '{item}' is not 'metric OP number' (OP one of {list(_OPS)})")
-            rules.append(Rule(metric=match.group(1).strip(), op=match.group(2), value=value))
-        elif isinstance(item, dict):
-            try:
-                rules.append(Rule(**{str(k): v for k, v in item.items()}))
-            except ValidationError as exc:  # pydantic's message names the field
-                first = exc.errors()[0]
-                field = ".".join(str(p) for p in first["loc"]) or "rule"
-                raise ConfigError(f"{path}: rule {i}: {field}: {first['msg']}") from None
-            if rules[-1].op not in _OPS:
-                raise ConfigError(f"{path}: rule {i}: op must be one of {list(_OPS)}")
-        else:
-            raise ConfigError(f"{path}: rule {i} must be a string or a mapping")
+    rules = [parse_rule(item, where=f"{path}: rule {i}") for i, item in enumerate(items, start=1)]
     if not rules:
         raise ConfigError(f"{path}: the policy has no rules")
     return spec.get("name", path.stem), rules
@@ -99,27 +61,22 @@ def load_policy(path: str | Path) -> tuple[str, list[Rule]]:
 
 def evaluate_policy(name: str, rules: list[Rule], metrics: dict[str, float]) -> GateResult:
     """Check every rule against ``metrics`` (see :mod:`trustfm.report.namespace`)."""
-    unknown = [r.name() for r in rules if r.name() not in metrics]
+    unknown = unknown_metrics_message([r.name() for r in rules], metrics)
     if unknown:
-        hints = []
-        for metric in unknown:
-            close = difflib.get_close_matches(metric, list(metrics), n=3, cutoff=0.5)
-            hints.append(f"'{metric}'" + (f" (did you mean {', '.join(close)}?)" if close else ""))
-        raise ConfigError(
-            "policy names metrics this run does not have: " + "; ".join(hints)
-            + ". Run the audit that produces them first, or see `trustfm gate --list`."
-        )
+        raise ConfigError(f"policy names metrics this run does not have: {unknown}. Run the audit that produces "
+                          "them first, or see `trustfm gate --list`.")
     outcomes = []
     for rule in rules:
         observed = metrics[rule.name()]
-        outcomes.append(RuleOutcome(rule=f"{rule.name()} {rule.op} {rule.value:g}", metric=rule.name(),
-                                    observed=observed, passed=bool(_OPS[rule.op](observed, rule.value))))
+        outcomes.append(RuleOutcome(rule=rule.text(), metric=rule.name(), observed=observed,
+                                    passed=rule.holds(observed)))
     return GateResult(policy=name, passed=all(o.passed for o in outcomes), outcomes=outcomes)
 
 
 def run_metrics(run_dir: str | Path) -> dict[str, float]:
     """Every metric name a policy can use on this run, with its value (the gate's own result excluded)."""
-    from trustfm.report.namespace import flatten_results, read_results
+    from trustfm.report.namespace import read_results
+    from trustfm.results import flatten_results
     from trustfm.runs import existing_run
 
     return flatten_results(read_results(existing_run(run_dir).results, exclude=("gate",)))

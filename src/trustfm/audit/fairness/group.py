@@ -14,6 +14,7 @@ Binary framing: ``positive`` is the class whose prediction counts as "selected"
 
 from __future__ import annotations
 
+import math
 from typing import Literal, Mapping, Sequence
 
 import numpy as np
@@ -90,6 +91,14 @@ class FairnessResult(Result):
             for group in sl.groups:
                 for metric, value in group.metrics.items():
                     put_metric(out, f"{sl.name}.{group.group}.{metric}", value)
+        # the largest gap over every sensitive column: one number for a gate or a tuning constraint
+        gaps: dict[str, float] = {}
+        for sl in self.slices:
+            for metric, value in sl.disparities.items():
+                if metric.endswith(("_difference", "_gap")) and not math.isnan(value.value):
+                    name = f"max_{DISPARITY_ALIASES.get(metric, metric)}"
+                    gaps[name] = max(gaps.get(name, float("-inf")), value.value)
+        out.update(gaps)
         return out
 
     def slice(self, name: str) -> FairnessSlice:

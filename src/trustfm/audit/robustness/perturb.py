@@ -43,8 +43,13 @@ class PerturbationResult(Result):
     examples_withheld_for_pii: int = 0  # example texts left out because they contain personal data
 
     def metrics(self) -> dict[str, float]:
-        """``<test>.flip_rate`` and, for label-preserving tests, ``<test>.accuracy``."""
-        return per_item_metrics(self.tests, "name", ("flip_rate", "accuracy"))
+        """``<test>.flip_rate`` and, for label-preserving tests, ``<test>.accuracy``; ``worst_flip_rate``: the highest
+        flip rate of the invariance tests (the changes that should not matter), for a gate or a tuning constraint."""
+        out = per_item_metrics(self.tests, "name", ("flip_rate", "accuracy"))
+        invariance = [t.flip_rate.value for t in self.tests if t.kind == "invariance"]
+        if invariance:
+            out["worst_flip_rate"] = float(max(invariance))
+        return out
 
 
 def perturbation_suite(

@@ -1,0 +1,466 @@
+"""``tune_study``: an Optuna study whose trials are trustfm run folders, kept in a journal file on disk.
+
+::
+
+    OUTPUT_DIR/
+      study.journal         Optuna's JournalStorage: resumable, shared by processes on one machine
+      trials/0000/          trial 0's run folder (config.yaml, run.json, model/, results/ on validation)
+      trials/0000.lock      held while a process works on trial 0; a free lock on a running trial = killed
+      trials-ledger.jsonl   a DP search: what each trial's DP-SGD spent (the real ledger is charged once, for
+                            the whole search)
+      tune.json             the study (:class:`~trustfm.tune.result.TuneResult`)
+      selected/             the output run, after ``--select`` (:mod:`trustfm.tune.select`)
+
+Each process asks Optuna for a trial, trains and scores it, and tells Optuna the
+result, until the study holds ``tune.trials`` trials (killed ones are retried
+with the same settings). Single-objective searches on a validation metric prune
+with Optuna's pruner; the others with the median rule on the pruning metric
+(Optuna's pruners take one objective).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import socket
+import time
+import warnings
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Callable
+
+from trustfm.config import RunConfig
+from trustfm.errors import ConfigError, TrustfmError
+from trustfm.runs import now_iso
+from trustfm.tune.objectives import Objective
+from trustfm.tune.result import TrialRecord, TuneResult
+
+log = logging.getLogger("trustfm.tune")
+JOURNAL = "study.journal"
+INTERRUPTED = "interrupted"  # user attribute of a trial whose process died; its settings are tried again
+SURPLUS = "surplus"  # user attribute of a trial asked for after the budget was full (never trained)
+DP_TRIALS = "dp_trial_count"  # study user attribute: the secret number of trials of a DP search
+
+
+
+class StudyPlan:
+    """Everything a study needs, parsed and checked from the config before any trial runs."""
+
+    def __init__(self, config: RunConfig):
+        from trustfm.audit.registry import registered_audits
+        from trustfm.tune.objectives import audits_needed, parse_constraints, parse_objectives, parse_selection
+        from trustfm.tune.space import grid_size, parse_space
+
+        if config.tune is None:
+            raise ConfigError("trustfm tune needs a tune: block in the config (tune.space names the keys to search)")
+        self.config = config
+        self.tune = tune = config.tune
+        self.study_dir = Path(config.output_dir).resolve()
+        self.dims = parse_space(tune.space, config)
+        self.objectives: list[Objective] = parse_objectives(tune.objectives)
+        self.constraints = parse_constraints(tune.constraints)
+        self.selection = parse_selection(tune.select) if tune.select else None
+        names = [o.metric for o in self.objectives] + [r.metric for r in self.constraints]
+        if self.selection is not None:
+            names += [r.metric for r in self.selection.rules]
+            names += [self.selection.objective.metric] if self.selection.objective else []
+        self.metric_names = list(dict.fromkeys(names))
+        self.audits = audits_needed(self.metric_names, tune.audits, list(registered_audits()))
+        if len(self.objectives) > 1 and tune.pruner == "hyperband":
+            raise ConfigError("tune.pruner: hyperband judges one objective; with several objectives use median "
+                              "(on the primary objective's validation metric) or none")
+        if tune.sampler == "nsga2" and len(self.objectives) < 2:
+            raise ConfigError("tune.sampler: nsga2 searches several objectives; add tune.objectives or use tpe")
+        self.trials = tune.trials
+        if tune.sampler == "grid":
+            self.trials = min(self.trials, grid_size(self.dims))
+        # the metric each epoch reports to the pruner: the first validation objective, else early stopping's
+        validation = next((o for o in self.objectives if o.metric.startswith("validation.")), None)
+        stop = config.train.early_stopping
+        self.prune_metric = (validation.metric.removeprefix("validation.") if validation else
+                             (stop.metric if stop else "macro_f1"))
+        self.prune_direction = (validation.direction if validation else
+                                ("minimize" if stop and stop.mode == "min" else "maximize"))
+        # Optuna's own pruners read single-objective studies whose objective is the reported metric
+        self.optuna_prunes = (len(self.objectives) == 1 and validation is not None and tune.pruner != "none")
+        self.privacy = None
+        if config.privacy.dp is not None:
+            from trustfm.tune.privacy import plan_tuning_privacy
+
+            self.n_train, self.train_sha256 = _training_rows(config)
+            self.privacy = plan_tuning_privacy(config, self.dims, n_train=self.n_train)
+
+    @property
+    def journal(self) -> Path:
+        return self.study_dir / JOURNAL
+
+    @property
+    def study_name(self) -> str:
+        return self.tune.study_name or self.study_dir.resolve().name
+
+    def trial_dir(self, number: int) -> Path:
+        return self.study_dir / "trials" / f"{number:04d}"
+
+    def trial_config(self, number: int, params: dict) -> RunConfig:
+        """Trial ``number``'s plain run config: the study's, with ``params`` set and its own run folder."""
+        from trustfm.config.load import with_overrides
+
+        overrides = {**params, "output_dir": str(self.trial_dir(number)), "tune": None}
+        if self.privacy is not None:  # trials record their spend in the study's own ledger; the search is charged
+            overrides.update({"privacy.ledger": str(self.study_dir / "trials-ledger.jsonl"),
+                              "privacy.total_epsilon": None})
+        return with_overrides(self.config, overrides, source=f"trial {number}")
+
+
+def _training_rows(config: RunConfig) -> tuple[int, str]:
+    """(training rows DP-SGD will see, the training file's sha256), prepared as a run prepares them."""
+    from transformers import AutoTokenizer
+
+    from trustfm.data.prepare import apply_length_policies, prepare_data
+    from trustfm.models.loading import resolve_model_dir
+
+    if config.fairness.mitigation == "counterfactual_augmentation" or config.robustness.augmentation is not None:
+        raise ConfigError("a DP search cannot use augmentation (counterfactual or perturbation): the accounting "
+                          "needs the training row count before the first trial")
+    data = prepare_data(config.data, seed=config.seed)
+    tokenizer = AutoTokenizer.from_pretrained(resolve_model_dir(config.model.name_or_path), local_files_only=True)
+    apply_length_policies(data, tokenizer, config.data)
+    return len(data.train), data.file_hashes[str(config.data.train)]
+
+
+def open_study(plan: StudyPlan, *, resume: bool):
+    """The study in ``plan.journal``: created (refused if one is there without ``resume``) or loaded."""
+    import optuna
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+
+    exists = plan.journal.exists()
+    if exists and not resume:
+        raise ConfigError(f"{plan.study_dir} already holds a study ({JOURNAL}): continue or join it with --resume, "
+                          "or choose another output_dir")
+    if resume and not exists:
+        raise ConfigError(f"nothing to resume: {plan.journal} does not exist")
+    plan.study_dir.mkdir(parents=True, exist_ok=True)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    storage = JournalStorage(JournalFileBackend(str(plan.journal)))
+    directions = [o.direction for o in plan.objectives]
+    if exists:
+        try:
+            study = optuna.load_study(study_name=plan.study_name, storage=storage)
+        except KeyError:
+            raise ConfigError(f"{plan.journal} holds no study named {plan.study_name!r} (tune.study_name)") from None
+        recorded = study.user_attrs.get("space")
+        if (recorded is not None and recorded != plan.tune.space) or [
+                d.name.lower() for d in study.directions] != directions:
+            raise ConfigError(f"{plan.journal} was created with another search space or objectives; resume it with "
+                              "the config it started with, or start a new study in another output_dir")
+    else:
+        study = optuna.create_study(study_name=plan.study_name, storage=storage, directions=directions)
+        study.set_user_attr("space", plan.tune.space)
+        study.set_user_attr("objectives", [o.__dict__ for o in plan.objectives])
+    # each process draws from its own stream: two processes joining one study must not propose the same trials
+    study.sampler = _sampler(plan, seed=plan.config.seed + len(study.trials))
+    study.pruner = _pruner(plan)
+    return study
+
+
+def _sampler(plan: StudyPlan, *, seed: int):
+    import optuna
+
+    tune = plan.tune
+    if tune.sampler == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    if tune.sampler == "grid":
+        from trustfm.tune.space import grid_space
+
+        class AskTellGrid(optuna.samplers.GridSampler):
+            # Optuna's grid stops `study.optimize` when the grid is exhausted, which raises outside it; this loop
+            # asks for exactly the grid's size (plan.trials) instead
+            def after_trial(self, study, trial, state, values) -> None:
+                return None
+
+        return AskTellGrid(grid_space(plan.dims), seed=seed)
+    if tune.sampler == "nsga2":
+        return optuna.samplers.NSGAIISampler(seed=seed, population_size=max(4, min(50, plan.trials // 4)))
+    return optuna.samplers.TPESampler(seed=seed, n_startup_trials=tune.startup_trials, multivariate=True,
+                                      constant_liar=True)
+
+
+def _pruner(plan: StudyPlan):
+    import optuna
+
+    if not plan.optuna_prunes:
+        return optuna.pruners.NopPruner()
+    if plan.tune.pruner == "hyperband":
+        epochs = [plan.config.train.epochs] + [v for d in plan.dims if d.key == "train.epochs" for v in d.extremes()]
+        return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=max(epochs), reduction_factor=3)
+    return optuna.pruners.MedianPruner(n_startup_trials=plan.tune.startup_trials, n_warmup_steps=0)
+
+
+@contextmanager
+def _trial_lock(path: Path, *, blocking: bool = True):
+    """An exclusive flock on ``path`` (yields False instead of waiting when ``blocking`` is False and it is held)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+") as handle:
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
+        except BlockingIOError:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+
+def retry_interrupted(study, plan: StudyPlan) -> list[int]:
+    """Trials left running by a process that died (their lock is free): marked failed and ``interrupted``, and
+    their settings queued again. Returns their numbers."""
+    from optuna.trial import TrialState
+
+    storage = study._storage
+    retried = []
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        with _trial_lock(plan.trial_dir(trial.number).with_suffix(".lock"), blocking=False) as free:
+            if not free:
+                continue  # another process is working on it
+            storage.set_trial_user_attr(trial._trial_id, INTERRUPTED, True)
+            storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
+            study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number}, skip_if_exists=False)
+            retried.append(trial.number)
+    return retried
+
+
+def _counted(trial) -> bool:
+    """Whether a trial uses the budget: not one queued and not yet started, killed (retried) or surplus."""
+    from optuna.trial import TrialState
+
+    return trial.state != TrialState.WAITING and not (trial.user_attrs.get(INTERRUPTED)
+                                                      or trial.user_attrs.get(SURPLUS))
+
+
+def _budget(study, plan: StudyPlan) -> int:
+    if plan.privacy is None:
+        return plan.trials
+    drawn = study.user_attrs.get(DP_TRIALS)
+    if drawn is None:  # drawn once per study, from the operating system's randomness (the guarantee needs it secret)
+        from trustfm.tune.privacy import draw_trials
+
+        drawn = draw_trials(plan.privacy.eta, plan.privacy.gamma)
+        study.set_user_attr(DP_TRIALS, drawn)
+    return int(drawn)
+
+
+def median_rule(study, trial_number: int, epoch: int, value: float, *, direction: str, startup: int) -> bool:
+    """Our median pruner for studies Optuna's pruners do not take (several objectives, or an objective other than
+    the reported metric): stop when ``value`` at ``epoch`` is worse than the median of the other finished trials'
+    values at that epoch, once ``startup`` trials have one."""
+    import numpy as np
+    from optuna.trial import TrialState
+
+    others = [t.user_attrs.get("intermediate", []) for t in study.get_trials(
+        deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)) if t.number != trial_number]
+    at_epoch = [values[epoch - 1] for values in others if len(values) >= epoch]
+    if len(at_epoch) < max(startup, 1):
+        return False
+    median = float(np.median(at_epoch))
+    return value < median if direction == "maximize" else value > median
+
+
+def tune_study(config: RunConfig, *, resume: bool = False, show_progress: bool = True,
+               on_trial: Callable[[TrialRecord, TuneResult], None] | None = None) -> TuneResult:
+    """Run (or resume, or join) the study ``config.tune`` describes in ``config.output_dir``; returns the study's
+    result, also written to ``OUTPUT_DIR/tune.json``. ``on_trial(record, result)`` is called after each trial this
+    process runs (a live table)."""
+    from optuna.trial import TrialState
+
+    from trustfm.tune.objectives import check_metrics_exist
+    from trustfm.tune.trial import run_trial
+
+    plan = StudyPlan(config)
+    study = open_study(plan, resume=resume)
+    ledger_key = _charge_search(plan) if plan.privacy is not None else None
+    retry_interrupted(study, plan)
+    budget = _budget(study, plan)
+    started = time.perf_counter()
+    while sum(_counted(t) for t in study.get_trials(deepcopy=False)) < budget:
+        trial = study.ask()
+        ahead = sum(_counted(t) for t in study.get_trials(deepcopy=False) if t.number < trial.number)
+        if ahead >= budget:  # another process filled the budget meanwhile
+            study._storage.set_trial_user_attr(trial._trial_id, SURPLUS, True)
+            study.tell(trial, state=TrialState.FAIL)
+            break
+        with _trial_lock(plan.trial_dir(trial.number).with_suffix(".lock")):
+            params = {d.key: d.suggest(trial) for d in plan.dims}
+            trial_config = plan.trial_config(trial.number, params)
+
+            def should_prune(epoch: int, value: float, trial=trial) -> bool:
+                values = trial.user_attrs.get("intermediate", [])
+                trial.set_user_attr("intermediate", [*values, value][:epoch])
+                if plan.tune.pruner == "none":
+                    return False
+                if plan.optuna_prunes:
+                    trial.report(value, epoch)
+                    return trial.should_prune()
+                return median_rule(study, trial.number, epoch, value, direction=plan.prune_direction,
+                                   startup=plan.tune.startup_trials)
+
+            trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
+            record = {"study": str(plan.study_dir), "study_name": plan.study_name, "trial": trial.number,
+                      "params": params}
+            try:
+                outcome = run_trial(trial_config, metric=plan.prune_metric, should_prune=should_prune, record=record,
+                                    audits=plan.audits, latency_texts=plan.tune.latency_texts)
+            except TrustfmError as exc:
+                # a user error (a value the data or model cannot take): the trial fails, and the study stops on the
+                # first trial, since then every trial would
+                trial.set_user_attr("error", str(exc))
+                study.tell(trial, state=TrialState.FAIL)
+                if not any(t.state == TrialState.COMPLETE for t in study.get_trials(deepcopy=False)):
+                    raise
+                _notify(on_trial, study, plan, trial.number, started)
+                continue
+            trial.set_user_attr("run_dir", str(outcome.run_dir))
+            trial.set_user_attr("seconds", round(outcome.seconds, 2))
+            if outcome.pruned_at_epoch is not None:
+                trial.set_user_attr("pruned_at_epoch", outcome.pruned_at_epoch)
+                study.tell(trial, state=TrialState.PRUNED)
+            else:
+                try:
+                    check_metrics_exist(plan.metric_names, outcome.metrics, trial=trial.number)
+                    if plan.privacy is not None:
+                        _check_trial_privacy(plan, outcome.run_dir, trial.number)
+                except ConfigError as exc:
+                    trial.set_user_attr("error", str(exc))
+                    study.tell(trial, state=TrialState.FAIL)
+                    raise
+                trial.set_user_attr("metrics", outcome.metrics)
+                for rule in plan.constraints:
+                    trial.set_constraint(rule.text(), rule.violation(outcome.metrics[rule.name()]))
+                study.tell(trial, [outcome.metrics[o.metric] for o in plan.objectives])
+        _notify(on_trial, study, plan, trial.number, started)
+    result = summarise_study(study, plan, seconds=time.perf_counter() - started)
+    if ledger_key is not None:
+        result.privacy["ledger_entry"] = ledger_key
+    write_study_result(plan, result)
+    return result
+
+
+def _notify(on_trial, study, plan, number: int, started: float) -> None:
+    if on_trial is None:
+        return
+    result = summarise_study(study, plan, seconds=time.perf_counter() - started, importances=False)
+    record = next(t for t in result.trials if t.number == number) if any(
+        t.number == number for t in result.trials) else None
+    if record is not None:
+        on_trial(record, result)
+
+
+def _charge_search(plan: StudyPlan) -> str:
+    """Reserve the whole search's epsilon in the privacy ledger, under the study folder (idempotent on resume); a
+    search that would pass ``privacy.total_epsilon`` is refused before any trial, with what it would cost."""
+    from trustfm.train.ledger import PrivacyLedger, ledger_path, run_key
+
+    cost = plan.privacy
+    key = run_key(plan.study_dir)
+    ledger = PrivacyLedger(ledger_path(plan.config.privacy.ledger))
+    try:
+        ledger.reserve(run_dir=key, data_sha256=plan.train_sha256, dataset=str(plan.config.data.train),
+                       epsilon=cost.epsilon, delta=cost.delta, accountant="rdp, tuning (Papernot-Steinke)",
+                       total_budget=plan.config.privacy.total_epsilon)
+    except ConfigError as exc:
+        raise ConfigError(f"the search would cost epsilon {cost.epsilon:.3g} at delta {cost.delta:.0e} (each trial "
+                          f"up to {cost.trial_epsilon:.3g}, {cost.expected_trials:.3g} trials expected): {exc}") from None
+    # the bound covers the search whatever the number of trials drawn: what is reserved is what is spent
+    ledger.settle(key, cost.epsilon)
+    return key
+
+
+def _check_trial_privacy(plan: StudyPlan, run_dir: Path, number: int) -> None:
+    from trustfm.runs import RunPaths, RunRecord
+    from trustfm.tune.privacy import check_trial_within_plan
+
+    record = RunRecord.load(RunPaths(run_dir))
+    check_trial_within_plan(plan.privacy, record.privacy, record.training["steps"], trial=number)
+
+
+def trial_record(trial) -> TrialRecord:
+    """A frozen Optuna trial as the study's result lists it."""
+    from optuna.trial import TrialState
+
+    state = {TrialState.COMPLETE: "complete", TrialState.PRUNED: "pruned", TrialState.FAIL: "fail",
+             TrialState.RUNNING: "running", TrialState.WAITING: "waiting"}[trial.state]
+    attrs = trial.user_attrs
+    constraints = dict(trial.constraints) if state == "complete" else {}
+    return TrialRecord(
+        number=trial.number, state=state, params=dict(trial.params),
+        values=list(trial.values) if state == "complete" else None, metrics=attrs.get("metrics", {}),
+        constraints=constraints, feasible=all(v <= 0 for v in constraints.values()) if state == "complete" else None,
+        intermediate=attrs.get("intermediate", []), pruned_at_epoch=attrs.get("pruned_at_epoch"),
+        run_dir=attrs.get("run_dir"), seconds=attrs.get("seconds"), worker=attrs.get("worker"), error=attrs.get("error"),
+        finished=trial.datetime_complete.isoformat(timespec="seconds") if trial.datetime_complete else None)
+
+
+def summarise_study(study, plan: StudyPlan, *, seconds: float | None = None, importances: bool = True) -> TuneResult:
+    """The study as a :class:`TuneResult`: every counted trial, the front of feasible trials, the importances."""
+    trials = [trial_record(t) for t in study.get_trials(deepcopy=False) if _counted(t)]
+    counts = {"complete": 0, "pruned": 0, "fail": 0, "running": 0}
+    for t in trials:
+        counts[t.state] = counts.get(t.state, 0) + 1
+    return TuneResult(
+        study_name=plan.study_name, study_dir=str(plan.study_dir), journal=str(plan.journal),
+        sampler=plan.tune.sampler, pruner=plan.tune.pruner if plan.tune.pruner == "none" or plan.optuna_prunes
+        else f"{plan.tune.pruner} (trustfm's median rule on validation {plan.prune_metric})",
+        space=plan.tune.space, objectives=[o.__dict__ for o in plan.objectives],
+        constraints=[r.text() for r in plan.constraints],
+        trials_planned=plan.privacy.expected_trials if plan.privacy else plan.trials, trials=trials, counts=counts,
+        front=pareto_front(trials, plan.objectives), importances=param_importances(study, plan) if importances else {},
+        privacy=plan.privacy.as_dict() if plan.privacy else None,
+        seconds=round(seconds, 2) if seconds is not None else None, finished=now_iso())
+
+
+def pareto_front(trials: list[TrialRecord], objectives: list[Objective]) -> list[int]:
+    """Numbers of the complete, feasible trials no other such trial dominates (one objective: the best ones)."""
+    feasible = [t for t in trials if t.state == "complete" and t.feasible]
+
+    def dominates(a: TrialRecord, b: TrialRecord) -> bool:
+        pairs = list(zip(objectives, a.values, b.values))
+        return all(not o.better(y, x) for o, x, y in pairs) and any(o.better(x, y) for o, x, y in pairs)
+
+    return [t.number for t in feasible if not any(dominates(o, t) for o in feasible if o is not t)]
+
+
+def param_importances(study, plan: StudyPlan) -> dict[str, dict[str, float]]:
+    """Optuna's parameter importances (PED-ANOVA, its default) per objective; empty until there is enough to
+    compare (two complete trials with varied parameters)."""
+    from optuna.importance import get_param_importances
+    from optuna.trial import TrialState
+
+    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    if len(complete) < 2 or len(plan.dims) < 1:
+        return {}
+    out = {}
+    for i, objective in enumerate(plan.objectives):
+        # PED-ANOVA ranks what leads to low target values: a maximised objective is negated. Its notes (that reminder,
+        # and that with few trials every trial can fall in its top quantile, making importances equal) are silenced:
+        # the report shows the importances with the trial count beside them
+        sign = -1.0 if objective.direction == "maximize" else 1.0
+        try:
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", category=UserWarning, module="optuna")
+                scores = get_param_importances(study, target=lambda t, i=i, sign=sign: sign * t.values[i])
+        except (RuntimeError, ValueError, ZeroDivisionError) as exc:
+            log.info("no importances for %s: %s", objective.metric, exc)
+            continue
+        out[objective.metric] = {k: round(float(v), 4) for k, v in scores.items()}
+    return out
+
+
+def write_study_result(plan_or_dir, result: TuneResult) -> Path:
+    from trustfm.fileio import write_json_atomic
+
+    study_dir = plan_or_dir.study_dir if isinstance(plan_or_dir, StudyPlan) else Path(plan_or_dir)
+    path = study_dir / "tune.json"
+    write_json_atomic(path, result.model_dump(mode="json"))
+    return path
