@@ -4,6 +4,7 @@
 
     OUTPUT_DIR/
       study.journal         Optuna's JournalStorage: resumable, shared by processes on one machine
+      study.yaml            the study's resolved config (the base of every trial, and its tune: block)
       trials/0000/          trial 0's run folder (config.yaml, run.json, model/, results/ on validation)
       trials/0000.lock      held while a process works on trial 0; a free lock on a running trial = killed
       trials-ledger.jsonl   a DP search: what each trial's DP-SGD spent (the real ledger is charged once, for
@@ -38,6 +39,7 @@ from trustfm.tune.result import TrialRecord, TuneResult
 
 log = logging.getLogger("trustfm.tune")
 JOURNAL = "study.journal"
+STUDY_CONFIG = "study.yaml"
 INTERRUPTED = "interrupted"  # user attribute of a trial whose process died; its settings are tried again
 SURPLUS = "surplus"  # user attribute of a trial asked for after the budget was full (never trained)
 DP_TRIALS = "dp_trial_count"  # study user attribute: the secret number of trials of a DP search
@@ -156,6 +158,9 @@ def open_study(plan: StudyPlan, *, resume: bool):
             raise ConfigError(f"{plan.journal} was created with another search space or objectives; resume it with "
                               "the config it started with, or start a new study in another output_dir")
     else:
+        from trustfm.config import dump_config
+
+        dump_config(plan.config, plan.study_dir / STUDY_CONFIG)  # the search as it was asked for, defaults filled
         study = optuna.create_study(study_name=plan.study_name, storage=storage, directions=directions)
         study.set_user_attr("space", plan.tune.space)
         study.set_user_attr("objectives", [o.__dict__ for o in plan.objectives])
