@@ -164,7 +164,7 @@ def test_dp_search_is_charged_as_a_whole_and_refused_over_budget(tune_config, tm
     # a second search on the same data would pass the budget: refused before any trial, with its cost
     again = tune_config(name="again", sampler="random", pruner="none", trials=2, config=private)
     refused = _tune(again, ledger=ledger)
-    assert refused.returncode != 0 and not (tmp_path / "again" / "trials").exists()
+    assert refused.returncode != 0 and not (tmp_path / "again").exists()
     assert "the search would cost epsilon" in refused.stderr and "privacy budget" in refused.stderr
     assert "Traceback" not in refused.stderr
 

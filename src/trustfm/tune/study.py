@@ -131,18 +131,24 @@ def _training_rows(config: RunConfig) -> tuple[int, str]:
     return len(data.train), data.file_hashes[str(config.data.train)]
 
 
-def open_study(plan: StudyPlan, *, resume: bool):
-    """The study in ``plan.journal``: created (refused if one is there without ``resume``) or loaded."""
-    import optuna
-    from optuna.storages import JournalStorage
-    from optuna.storages.journal import JournalFileBackend
-
+def check_journal(plan: StudyPlan, *, resume: bool) -> None:
+    """A new study needs a folder without one; ``--resume`` needs one."""
     exists = plan.journal.exists()
     if exists and not resume:
         raise ConfigError(f"{plan.study_dir} already holds a study ({JOURNAL}): continue or join it with --resume, "
                           "or choose another output_dir")
     if resume and not exists:
         raise ConfigError(f"nothing to resume: {plan.journal} does not exist")
+
+
+def open_study(plan: StudyPlan, *, resume: bool):
+    """The study in ``plan.journal``: created, or loaded with ``resume`` (see :func:`check_journal`)."""
+    import optuna
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+
+    check_journal(plan, resume=resume)
+    exists = plan.journal.exists()
     plan.study_dir.mkdir(parents=True, exist_ok=True)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     storage = JournalStorage(JournalFileBackend(str(plan.journal)))
@@ -164,6 +170,12 @@ def open_study(plan: StudyPlan, *, resume: bool):
         study = optuna.create_study(study_name=plan.study_name, storage=storage, directions=directions)
         study.set_user_attr("space", plan.tune.space)
         study.set_user_attr("objectives", [o.__dict__ for o in plan.objectives])
+        if plan.privacy is not None:
+            # drawn once per study, before any process can join it, from the operating system's randomness (the
+            # guarantee needs the count secret)
+            from trustfm.tune.privacy import draw_trials
+
+            study.set_user_attr(DP_TRIALS, draw_trials(plan.privacy.eta, plan.privacy.gamma))
     # each process draws from its own stream: two processes joining one study must not propose the same trials
     study.sampler = _sampler(plan, seed=plan.config.seed + len(study.trials))
     study.pruner = _pruner(plan)
@@ -246,15 +258,8 @@ def _counted(trial) -> bool:
 
 
 def _budget(study, plan: StudyPlan) -> int:
-    if plan.privacy is None:
-        return plan.trials
-    drawn = study.user_attrs.get(DP_TRIALS)
-    if drawn is None:  # drawn once per study, from the operating system's randomness (the guarantee needs it secret)
-        from trustfm.tune.privacy import draw_trials
-
-        drawn = draw_trials(plan.privacy.eta, plan.privacy.gamma)
-        study.set_user_attr(DP_TRIALS, drawn)
-    return int(drawn)
+    """Trials the study holds when done: ``tune.trials`` (the grid's size at most), or a DP search's secret draw."""
+    return plan.trials if plan.privacy is None else int(study.user_attrs[DP_TRIALS])
 
 
 def median_rule(study, trial_number: int, epoch: int, value: float, *, direction: str, startup: int) -> bool:
@@ -278,78 +283,93 @@ def tune_study(config: RunConfig, *, resume: bool = False, show_progress: bool =
     """Run (or resume, or join) the study ``config.tune`` describes in ``config.output_dir``; returns the study's
     result, also written to ``OUTPUT_DIR/tune.json``. ``on_trial(record, result)`` is called after each trial this
     process runs (a live table)."""
-    from optuna.trial import TrialState
-
-    from trustfm.tune.objectives import check_metrics_exist
-    from trustfm.tune.trial import run_trial
-
     plan = StudyPlan(config)
-    study = open_study(plan, resume=resume)
+    check_journal(plan, resume=resume)
+    # a DP search is charged before its study exists: refused over budget, it leaves nothing behind
     ledger_key = _charge_search(plan) if plan.privacy is not None else None
+    study = open_study(plan, resume=resume)
     retry_interrupted(study, plan)
     budget = _budget(study, plan)
     started = time.perf_counter()
     while sum(_counted(t) for t in study.get_trials(deepcopy=False)) < budget:
-        trial = study.ask()
-        ahead = sum(_counted(t) for t in study.get_trials(deepcopy=False) if t.number < trial.number)
-        if ahead >= budget:  # another process filled the budget meanwhile
-            study._storage.set_trial_user_attr(trial._trial_id, SURPLUS, True)
-            study.tell(trial, state=TrialState.FAIL)
+        trial = _ask_within(study, budget)
+        if trial is None:
             break
         with _trial_lock(plan.trial_dir(trial.number).with_suffix(".lock")):
-            params = {d.key: d.suggest(trial) for d in plan.dims}
-            trial_config = plan.trial_config(trial.number, params)
-
-            def should_prune(epoch: int, value: float, trial=trial) -> bool:
-                values = trial.user_attrs.get("intermediate", [])
-                trial.set_user_attr("intermediate", [*values, value][:epoch])
-                if plan.tune.pruner == "none":
-                    return False
-                if plan.optuna_prunes:
-                    trial.report(value, epoch)
-                    return trial.should_prune()
-                return median_rule(study, trial.number, epoch, value, direction=plan.prune_direction,
-                                   startup=plan.tune.startup_trials)
-
-            trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
-            record = {"study": str(plan.study_dir), "study_name": plan.study_name, "trial": trial.number,
-                      "params": params}
-            try:
-                outcome = run_trial(trial_config, metric=plan.prune_metric, should_prune=should_prune, record=record,
-                                    audits=plan.audits, latency_texts=plan.tune.latency_texts)
-            except TrustfmError as exc:
-                # a user error (a value the data or model cannot take): the trial fails, and the study stops on the
-                # first trial, since then every trial would
-                trial.set_user_attr("error", str(exc))
-                study.tell(trial, state=TrialState.FAIL)
-                if not any(t.state == TrialState.COMPLETE for t in study.get_trials(deepcopy=False)):
-                    raise
-                _notify(on_trial, study, plan, trial.number, started)
-                continue
-            trial.set_user_attr("run_dir", str(outcome.run_dir))
-            trial.set_user_attr("seconds", round(outcome.seconds, 2))
-            if outcome.pruned_at_epoch is not None:
-                trial.set_user_attr("pruned_at_epoch", outcome.pruned_at_epoch)
-                study.tell(trial, state=TrialState.PRUNED)
-            else:
-                try:
-                    check_metrics_exist(plan.metric_names, outcome.metrics, trial=trial.number)
-                    if plan.privacy is not None:
-                        _check_trial_privacy(plan, outcome.run_dir, trial.number)
-                except ConfigError as exc:
-                    trial.set_user_attr("error", str(exc))
-                    study.tell(trial, state=TrialState.FAIL)
-                    raise
-                trial.set_user_attr("metrics", outcome.metrics)
-                for rule in plan.constraints:
-                    trial.set_constraint(rule.text(), rule.violation(outcome.metrics[rule.name()]))
-                study.tell(trial, [outcome.metrics[o.metric] for o in plan.objectives])
+            _run_and_tell(study, plan, trial, show_progress=show_progress)
         _notify(on_trial, study, plan, trial.number, started)
     result = summarise_study(study, plan, seconds=time.perf_counter() - started)
     if ledger_key is not None:
         result.privacy["ledger_entry"] = ledger_key
     write_study_result(plan, result)
     return result
+
+
+def _ask_within(study, budget: int):
+    """A new trial, or None when other processes filled the budget meanwhile (the trial asked for is then marked
+    surplus and failed, never trained)."""
+    from optuna.trial import TrialState
+
+    trial = study.ask()
+    ahead = sum(_counted(t) for t in study.get_trials(deepcopy=False) if t.number < trial.number)
+    if ahead < budget:
+        return trial
+    study._storage.set_trial_user_attr(trial._trial_id, SURPLUS, True)
+    study.tell(trial, state=TrialState.FAIL)
+    return None
+
+
+def _run_and_tell(study, plan: StudyPlan, trial, *, show_progress: bool) -> None:
+    """Train and score one trial, then tell Optuna: complete (values, constraints), pruned, or failed. A user error
+    on a study with no complete trial yet stops the study (every trial would fail the same way); a metric the search
+    reads but the trial did not produce stops it too."""
+    from optuna.trial import TrialState
+
+    from trustfm.tune.objectives import check_metrics_exist
+    from trustfm.tune.trial import run_trial
+
+    params = {d.key: d.suggest(trial) for d in plan.dims}
+
+    def should_prune(epoch: int, value: float) -> bool:
+        trial.set_user_attr("intermediate", [*trial.user_attrs.get("intermediate", []), value][:epoch])
+        if plan.tune.pruner == "none":
+            return False
+        if plan.optuna_prunes:
+            trial.report(value, epoch)
+            return trial.should_prune()
+        return median_rule(study, trial.number, epoch, value, direction=plan.prune_direction,
+                           startup=plan.tune.startup_trials)
+
+    trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
+    record = {"study": str(plan.study_dir), "study_name": plan.study_name, "trial": trial.number, "params": params}
+    try:
+        outcome = run_trial(plan.trial_config(trial.number, params), metric=plan.prune_metric,
+                            should_prune=should_prune, record=record, audits=plan.audits,
+                            latency_texts=plan.tune.latency_texts, show_progress=show_progress)
+    except TrustfmError as exc:
+        trial.set_user_attr("error", str(exc))
+        study.tell(trial, state=TrialState.FAIL)
+        if not study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+            raise
+        return
+    trial.set_user_attr("run_dir", str(outcome.run_dir))
+    trial.set_user_attr("seconds", round(outcome.seconds, 2))
+    if outcome.pruned_at_epoch is not None:
+        trial.set_user_attr("pruned_at_epoch", outcome.pruned_at_epoch)
+        study.tell(trial, state=TrialState.PRUNED)
+        return
+    try:
+        check_metrics_exist(plan.metric_names, outcome.metrics, trial=trial.number)
+        if plan.privacy is not None:
+            _check_trial_privacy(plan, outcome.run_dir, trial.number)
+    except ConfigError as exc:
+        trial.set_user_attr("error", str(exc))
+        study.tell(trial, state=TrialState.FAIL)
+        raise
+    trial.set_user_attr("metrics", outcome.metrics)
+    for rule in plan.constraints:
+        trial.set_constraint(rule.text(), rule.violation(outcome.metrics[rule.name()]))
+    study.tell(trial, [outcome.metrics[o.metric] for o in plan.objectives])
 
 
 def _notify(on_trial, study, plan, number: int, started: float) -> None:
