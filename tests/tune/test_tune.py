@@ -181,3 +181,29 @@ def test_bad_input_is_one_clear_line(tune_config, tune, message):
     done = _tune(tune_config(**tune))
     assert done.returncode != 0 and message in done.stderr, done.stderr[-2000:]
     assert "Traceback" not in done.stderr
+
+
+def test_two_objectives_give_a_pareto_front_and_hyperband_prunes_one(tune_config, tmp_path):
+    config = tune_config(sampler="nsga2", trials=4, objectives=[
+        {"metric": "validation.macro_f1"}, {"metric": "robustness.worst_flip_rate", "direction": "minimize"}],
+        audits={"robustness": {"max_texts": 30}})
+    done = _tune(config, "--format", "json")
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(done.stdout)
+    assert result["pruner"].startswith("median (trustfm's median rule on validation macro_f1)")
+    complete = [t for t in result["trials"] if t["state"] == "complete"]
+    front = [t for t in complete if t["number"] in result["front"]]
+    assert front
+    for t in complete:  # the front: no complete trial is at least as good on both and better on one
+        values = t["values"]
+        dominated = any(o["values"][0] >= values[0] and o["values"][1] <= values[1] and o["values"] != values
+                        for o in complete)
+        assert (t["number"] in result["front"]) == (not dominated)
+        assert values == [t["metrics"]["validation.macro_f1"], t["metrics"]["robustness.worst_flip_rate"]]
+    hyperband = tune_config(name="hyperband", pruner="hyperband", trials=3)
+    done = _tune(hyperband, "--format", "json")
+    assert done.returncode == 0 and json.loads(done.stdout)["pruner"] == "hyperband"
+    several = tune_config(name="refused", pruner="hyperband", objectives=[
+        {"metric": "validation.macro_f1"}, {"metric": "latency.p95_ms", "direction": "minimize"}])
+    refused = _tune(several)
+    assert refused.returncode != 0 and "hyperband judges one objective" in refused.stderr
