@@ -330,12 +330,13 @@ def _run_and_tell(study, plan: StudyPlan, trial, *, show_progress: bool) -> None
 
     params = {d.key: d.suggest(trial) for d in plan.dims}
 
-    def should_prune(epoch: int, value: float) -> bool:
+    def should_prune(epoch: int, value: float, *, last: bool) -> bool:
         trial.set_user_attr("intermediate", [*trial.user_attrs.get("intermediate", []), value][:epoch])
-        if plan.tune.pruner == "none":
-            return False
         if plan.optuna_prunes:
             trial.report(value, epoch)
+        if plan.tune.pruner == "none" or last:
+            return False
+        if plan.optuna_prunes:
             return trial.should_prune()
         return median_rule(study, trial.number, epoch, value, direction=plan.prune_direction,
                            startup=plan.tune.startup_trials)

@@ -23,19 +23,22 @@ class _EpochReporter(Callback):
         if value is None:
             return
         component.intermediate.append(float(value))
-        if component.should_prune(record["epoch"], float(value)):
+        # the last epoch is never pruned: stopping there saves nothing, and would throw away a finished trial
+        last = record["epoch"] >= trainer.config.epochs
+        if component.should_prune(record["epoch"], float(value), last=last) and not last:
             component.pruned_at_epoch = record["epoch"]
             trainer.should_stop = True  # ends the fit after this epoch; the best epoch so far is the saved model
 
 
 class TrialReporter(TrustComponent):
-    """Joins a trial's training: after each epoch it hands ``validation[metric]`` to ``should_prune(epoch,
-    value)`` and stops the loop when told to; records the study and trial in ``run.json`` (``tuning``)."""
+    """Joins a trial's training: after each epoch it hands ``validation[metric]`` to ``should_prune(epoch, value,
+    last=...)`` and stops the loop when told to (never after the last epoch); records the study and trial in
+    ``run.json`` (``tuning``)."""
 
     name = "tuning_trial"
     adds_to_log = False
 
-    def __init__(self, *, metric: str, should_prune: Callable[[int, float], bool], record: dict):
+    def __init__(self, *, metric: str, should_prune: Callable[..., bool], record: dict):
         self.metric = metric
         self.should_prune = should_prune
         self.record = record
