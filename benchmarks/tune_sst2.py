@@ -5,8 +5,10 @@
 Each arm runs ``trustfm tune``'s study (``tune_study``) on the same ``--n`` SST-2 training sentences with the SST-2
 dev set (872 sentences) as the validation split every trial is judged on, over the same space (learning rate,
 batch size, epochs, warm-up). The arms alternate within each round (the order reverses every other round) and
-each round uses its own seed. Per arm: the best dev macro-F1, wall time, trials pruned. The comparison the issue
-sets: the wall time TPE + pruning needs to reach random search's best dev macro-F1, divided by random search's
+each round uses its own seed, shared by both arms (paired: TPE's first ``startup_trials`` trials are random
+draws, the same ones random search makes, so the arms differ only in what TPE and pruning do after them). Per arm:
+the best dev macro-F1, wall time, trials pruned, and (seconds, value) per trial in the order trials ended. The
+comparison the issue sets: the wall time TPE + pruning needs to reach random search's best dev macro-F1, divided by random search's
 whole wall time (target <= 0.5; a round where TPE never reaches it counts as a miss, ratio > 1). Prints one JSON
 line per round and a summary line.
 """
@@ -49,8 +51,9 @@ def run_arm(train: Path, out: Path, *, sampler: str, pruner: str, trials: int, s
         (time.perf_counter() - started, record.values[0] if record.values else None)))
     wall = time.perf_counter() - started
     values = [v for _, v in ended if v is not None]
-    return {"wall_s": round(wall, 1), "best_macro_f1": round(max(values), 4) if values else None,
-            "pruned": result.counts.get("pruned", 0), "complete": result.counts.get("complete", 0), "ended": ended}
+    return {"wall_s": round(wall, 1), "best_macro_f1": max(values) if values else None,
+            "pruned": result.counts.get("pruned", 0), "complete": result.counts.get("complete", 0),
+            "ended": [(round(s, 1), v) for s, v in ended]}
 
 
 def seconds_to_reach(ended: list[tuple[float, float | None]], target: float) -> float | None:
@@ -86,7 +89,7 @@ def main() -> None:
             reach = seconds_to_reach(tpe["ended"], rnd["best_macro_f1"])
             ratio = (reach / rnd["wall_s"]) if reach is not None else None
             line = {"benchmark": "tune_sst2", "round": r, "seed": r, "n": args.n, "trials": args.trials,
-                    "order": order, **{k: {x: y for x, y in v.items() if x != "ended"} for k, v in outcome.items()},
+                    "order": order, **outcome,
                     "tpe_seconds_to_random_best": None if reach is None else round(reach, 1),
                     "time_to_random_best_over_random_wall": None if ratio is None else round(ratio, 3)}
             print(json.dumps(line), flush=True)
@@ -105,7 +108,7 @@ def main() -> None:
             "min": min(reached) if reached else None, "max": max(reached) if len(reached) == len(ratios) else None,
             "per_round": ratios},
         "target": "<= 0.5",
-        "best_macro_f1": {arm: [r[arm]["best_macro_f1"] for r in rounds] for arm in arms},
+        "best_macro_f1": {arm: [round(r[arm]["best_macro_f1"], 4) for r in rounds] for arm in arms},
         "wall_s": {arm: [r[arm]["wall_s"] for r in rounds] for arm in arms},
         "wall_ratio_tpe_over_random": {"median": round(statistics.median(
             r["tpe_median_pruning"]["wall_s"] / r["random"]["wall_s"] for r in rounds), 3)},

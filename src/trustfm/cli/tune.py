@@ -21,7 +21,7 @@ def tune(
     pruner: Optional[str] = typer.Option(None, help="median | hyperband | none [tune.pruner]"),
     select: Optional[str] = typer.Option(
         None, "--select", help="rule that makes one trial the output run OUTPUT_DIR/selected: 'best', or e.g. "
-                               "'max validation.macro_f1 where fairness.group.max_fpr_gap <= 0.1' [tune.select]"),
+                               "'max validation.macro_f1 where fairness.max_fpr_gap <= 0.1' [tune.select]"),
     resume: bool = typer.Option(False, "--resume", help="continue the study in output_dir after a kill, or join it "
                                                         "from a second process"),
     output_dir: Optional[Path] = typer.Option(None, "--output-dir", "-o", help="study folder [output_dir]"),

@@ -332,7 +332,7 @@ class TuneObjective(_Strict):
     """One quantity the search optimises: a metric name a trial produces (see :mod:`trustfm.tune.objectives`)."""
 
     metric: str = Field("validation.macro_f1", description="validation.<metric> (best epoch), latency.p95_ms, or "
-                                                            "any audit metric, e.g. fairness.group.max_fpr_gap")
+                                                            "any audit metric, e.g. fairness.max_fpr_gap")
     direction: Literal["maximize", "minimize"] = "maximize"
 
 
@@ -349,7 +349,7 @@ class TuneConfig(_Strict):
 
     ``space`` maps dotted config keys to one distribution each: ``{log_uniform: [lo, hi]}``,
     ``{uniform: [lo, hi]}``, ``{int: [lo, hi]}``, ``{log_int: [lo, hi]}`` or ``{choice: [v1, v2, ...]}``.
-    ``constraints`` are rules such as ``fairness.group.max_fpr_gap <= 0.1`` over metrics the trials produce.
+    ``constraints`` are rules such as ``fairness.max_fpr_gap <= 0.1`` over metrics the trials produce.
     """
 
     space: dict[str, dict] = Field(..., description="dotted config key -> distribution (see the class doc)")
@@ -369,7 +369,7 @@ class TuneConfig(_Strict):
     latency_texts: int = Field(64, ge=8, le=10000, description="validation texts timed one at a time per trial "
                                                                "(latency.p50_ms, latency.p95_ms)")
     select: str | None = Field(None, description="rule that picks the study's output run, e.g. 'best' or "
-                                                 "'max validation.macro_f1 where fairness.group.max_fpr_gap <= 0.1'")
+                                                 "'max validation.macro_f1 where fairness.max_fpr_gap <= 0.1'")
     study_name: str | None = Field(None, description="default: the output folder's name")
     privacy: TunePrivacyConfig = Field(default_factory=TunePrivacyConfig)
 

@@ -8,7 +8,7 @@ test split stays unseen until the chosen model is audited):
 - ``latency.p50_ms`` / ``latency.p95_ms``: one text at a time through the
   trial's :class:`~trustfm.models.predictor.Predictor`;
 - every metric of an audit the trial runs, under the names the policy gate uses
-  (``fairness.group.max_fpr_gap``, ``robustness.<perturbation>.flip_rate``, ...).
+  (``fairness.max_fpr_gap``, ``robustness.<perturbation>.flip_rate``, ...).
 
 An objective or constraint whose first name part is a registered audit makes
 each trial run that audit.
@@ -67,7 +67,7 @@ def parse_selection(text: str) -> Selection:
     match = _SELECT.match(text)
     if not match:
         raise ConfigError(f"--select '{text}': write 'best', 'best where RULE', or 'max|min METRIC [where RULE "
-                          f"[and RULE ...]]', e.g. 'max validation.macro_f1 where fairness.group.max_fpr_gap <= 0.1'")
+                          f"[and RULE ...]]', e.g. 'max validation.macro_f1 where fairness.max_fpr_gap <= 0.1'")
     direction = "maximize" if match.group(1).lower() == "max" else "minimize"
     rules = _clauses(match.group(3), text) if match.group(3) else ()
     return Selection(text, Objective(match.group(2), direction), rules)

@@ -86,7 +86,9 @@ def make_output_run(result: TuneResult, chosen: TrialRecord, selection: Selectio
                          metrics=chosen.metrics)
     released = result.model_copy(update={"chosen": picked})
     if result.privacy is not None:  # the guarantee covers the chosen output only: no other trial, no trial count
+        # (nor the search's wall time, which grows with it)
         released = released.model_copy(update={"trials": [], "counts": {}, "front": [], "importances": {},
+                                               "seconds": None,
                                                "chosen": released.chosen.model_copy(update={"trial": None})})
     staged.results.mkdir(exist_ok=True)
     write_json_atomic(staged.result("tune"), released.model_dump(mode="json"))
