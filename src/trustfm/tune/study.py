@@ -397,7 +397,8 @@ def _charge_search(plan: StudyPlan) -> str:
                        total_budget=plan.config.privacy.total_epsilon)
     except ConfigError as exc:
         raise ConfigError(f"the search would cost epsilon {cost.epsilon:.3g} at delta {cost.delta:.0e} (each trial "
-                          f"up to {cost.trial_epsilon:.3g}, {cost.expected_trials:.3g} trials expected): {exc}") from None
+                          f"up to {cost.trial_epsilon:.3g}, {cost.expected_trials:.3g} trials expected): {exc}; a search "
+                          "also costs less with fewer tune.trials") from None
     # the bound covers the search whatever the number of trials drawn: what is reserved is what is spent
     ledger.settle(key, cost.epsilon)
     return key
