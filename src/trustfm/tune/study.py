@@ -63,9 +63,10 @@ class StudyPlan:
         self.objectives: list[Objective] = parse_objectives(tune.objectives)
         self.constraints = parse_constraints(tune.constraints)
         self.selection = parse_selection(tune.select) if tune.select else None
-        names = [o.metric for o in self.objectives] + [r.metric for r in self.constraints]
+        # a rule may judge an interval's bound (use: high): the name it reads is metric.high
+        names = [o.metric for o in self.objectives] + [r.name() for r in self.constraints]
         if self.selection is not None:
-            names += [r.metric for r in self.selection.rules]
+            names += [r.name() for r in self.selection.rules]
             names += [self.selection.objective.metric] if self.selection.objective else []
         self.metric_names = list(dict.fromkeys(names))
         self.audits = audits_needed(self.metric_names, tune.audits, list(registered_audits()))
