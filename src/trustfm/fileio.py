@@ -39,6 +39,31 @@ def output_error(path: str | Path, exc: OSError) -> OutputError:
     return OutputError(f"cannot write {path}: {reason}")
 
 
+@contextmanager
+def exclusive_lock(lock_file: str | Path, *, blocking: bool = True, target: str | Path | None = None) -> Iterator[bool]:
+    """An exclusive ``flock`` on ``lock_file`` (created, with its folder) for the ``with`` block; yields whether it
+    was taken: always True when ``blocking`` (it waits), False when another process holds it. A failure to create
+    the file is one :class:`OutputError` line naming ``target`` (what the caller protects; default the lock file)."""
+    import fcntl
+
+    lock_file = Path(lock_file)
+    try:
+        lock_file.parent.mkdir(parents=True, exist_ok=True)
+        handle = open(lock_file, "a+")
+    except OSError as exc:
+        raise output_error(target if target is not None else lock_file, exc) from None
+    with handle:
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
+        except BlockingIOError:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+
 def temporary_sibling(path: Path) -> Path:
     """A fresh temporary name in ``path``'s folder (same file system, so the rename is atomic)."""
     return path.with_name(f".{path.name}.{os.getpid()}.{os.urandom(4).hex()}{TMP_SUFFIX}")

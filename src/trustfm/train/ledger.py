@@ -25,7 +25,6 @@ a lock service instead.
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import time
@@ -34,7 +33,7 @@ from pathlib import Path
 from typing import Iterator
 
 from trustfm.errors import ConfigError, DataError
-from trustfm.fileio import output_error, write_lines_atomic
+from trustfm.fileio import exclusive_lock, write_lines_atomic
 
 COUNTING = ("reserved", "settled")
 
@@ -72,17 +71,8 @@ class PrivacyLedger:
     def _locked(self) -> Iterator[None]:
         if not self.path.name or self.path.is_dir():
             raise ConfigError(f"privacy ledger {self.path} is a folder; give a file path (privacy.ledger)")
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            handle = open(self.path.with_name(self.path.name + ".lock"), "a+")
-        except OSError as exc:
-            raise output_error(self.path, exc) from None
-        with handle:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+        with exclusive_lock(self.path.with_name(self.path.name + ".lock"), target=self.path):
+            yield
 
     def _read(self) -> list[dict]:
         if not self.path.exists():

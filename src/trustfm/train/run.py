@@ -76,24 +76,12 @@ def train_run(config: RunConfig, *, resume: bool = False, show_progress: bool = 
 @contextmanager
 def _training_lock(paths: RunPaths):
     """One training process per run folder: a second ``train`` or ``--resume`` while one runs is refused."""
-    import fcntl
+    from trustfm.fileio import exclusive_lock
 
-    from trustfm.fileio import output_error
-
-    try:
-        paths.root.mkdir(parents=True, exist_ok=True)
-        handle = open(paths.root / TRAIN_LOCK, "a+")
-    except OSError as exc:
-        raise output_error(paths.root, exc) from None
-    with handle:
-        try:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise ConfigError(f"run folder {paths.root} is being trained by another process; wait for it") from None
-        try:
-            yield
-        finally:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+    with exclusive_lock(paths.root / TRAIN_LOCK, blocking=False, target=paths.root) as taken:
+        if not taken:
+            raise ConfigError(f"run folder {paths.root} is being trained by another process; wait for it")
+        yield
 
 
 def _train_locked(config: RunConfig, paths: RunPaths, *, created: bool, resume: bool, show_progress: bool,

@@ -21,18 +21,17 @@ with Optuna's pruner; the others with the median rule on the pruning metric
 
 from __future__ import annotations
 
-import fcntl
 import logging
 import os
 import socket
 import time
 import warnings
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable
 
 from trustfm.config import RunConfig
 from trustfm.errors import ConfigError, TrustfmError
+from trustfm.fileio import exclusive_lock
 from trustfm.runs import now_iso
 from trustfm.tune.objectives import Objective
 from trustfm.tune.result import TrialRecord, TuneResult
@@ -43,7 +42,6 @@ STUDY_CONFIG = "study.yaml"
 INTERRUPTED = "interrupted"  # user attribute of a trial whose process died; its settings are tried again
 SURPLUS = "surplus"  # user attribute of a trial asked for after the budget was full (never trained)
 DP_TRIALS = "dp_trial_count"  # study user attribute: the secret number of trials of a DP search
-
 
 
 class StudyPlan:
@@ -100,10 +98,14 @@ class StudyPlan:
 
     @property
     def study_name(self) -> str:
-        return self.tune.study_name or self.study_dir.resolve().name
+        return self.tune.study_name or self.study_dir.name
 
     def trial_dir(self, number: int) -> Path:
         return self.study_dir / "trials" / f"{number:04d}"
+
+    def trial_lock(self, number: int) -> Path:
+        """Held by the process working on trial ``number``: a running trial whose lock is free was killed."""
+        return self.trial_dir(number).with_suffix(".lock")
 
     def trial_config(self, number: int, params: dict) -> RunConfig:
         """Trial ``number``'s plain run config: the study's, with ``params`` set and its own run folder."""
@@ -216,22 +218,6 @@ def _pruner(plan: StudyPlan):
     return optuna.pruners.MedianPruner(n_startup_trials=plan.tune.startup_trials, n_warmup_steps=0)
 
 
-@contextmanager
-def _trial_lock(path: Path, *, blocking: bool = True):
-    """An exclusive flock on ``path`` (yields False instead of waiting when ``blocking`` is False and it is held)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a+") as handle:
-        try:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
-        except BlockingIOError:
-            yield False
-            return
-        try:
-            yield True
-        finally:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
-
-
 def retry_interrupted(study, plan: StudyPlan) -> list[int]:
     """Trials left running by a process that died (their lock is free): marked failed and ``interrupted``, and
     their settings queued again. Returns their numbers."""
@@ -240,7 +226,7 @@ def retry_interrupted(study, plan: StudyPlan) -> list[int]:
     storage = study._storage
     retried = []
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        with _trial_lock(plan.trial_dir(trial.number).with_suffix(".lock"), blocking=False) as free:
+        with exclusive_lock(plan.trial_lock(trial.number), blocking=False) as free:
             if not free:
                 continue  # another process is working on it
             storage.set_trial_user_attr(trial._trial_id, INTERRUPTED, True)
@@ -296,13 +282,13 @@ def tune_study(config: RunConfig, *, resume: bool = False, show_progress: bool =
         trial = _ask_within(study, budget)
         if trial is None:
             break
-        with _trial_lock(plan.trial_dir(trial.number).with_suffix(".lock")):
+        with exclusive_lock(plan.trial_lock(trial.number)):
             _run_and_tell(study, plan, trial, show_progress=show_progress)
         _notify(on_trial, study, plan, trial.number, started)
     result = summarise_study(study, plan, seconds=time.perf_counter() - started)
     if ledger_key is not None:
         result.privacy["ledger_entry"] = ledger_key
-    write_study_result(plan, result)
+    write_study_result(plan.study_dir, result)
     return result
 
 
@@ -378,8 +364,7 @@ def _notify(on_trial, study, plan, number: int, started: float) -> None:
     if on_trial is None:
         return
     result = summarise_study(study, plan, seconds=time.perf_counter() - started, importances=False)
-    record = next(t for t in result.trials if t.number == number) if any(
-        t.number == number for t in result.trials) else None
+    record = next((t for t in result.trials if t.number == number), None)
     if record is not None:
         on_trial(record, result)
 
@@ -443,20 +428,11 @@ def summarise_study(study, plan: StudyPlan, *, seconds: float | None = None, imp
         space=plan.tune.space, objectives=[o.__dict__ for o in plan.objectives],
         constraints=[r.text() for r in plan.constraints],
         trials_planned=plan.privacy.expected_trials if plan.privacy else plan.trials, trials=trials, counts=counts,
-        front=pareto_front(trials, plan.objectives), importances=param_importances(study, plan) if importances else {},
+        # Optuna's front: complete trials meeting every constraint that no other such trial dominates
+        front=sorted(t.number for t in study.best_trials),
+        importances=param_importances(study, plan) if importances else {},
         privacy=plan.privacy.as_dict() if plan.privacy else None,
         seconds=round(seconds, 2) if seconds is not None else None, finished=now_iso())
-
-
-def pareto_front(trials: list[TrialRecord], objectives: list[Objective]) -> list[int]:
-    """Numbers of the complete, feasible trials no other such trial dominates (one objective: the best ones)."""
-    feasible = [t for t in trials if t.state == "complete" and t.feasible]
-
-    def dominates(a: TrialRecord, b: TrialRecord) -> bool:
-        pairs = list(zip(objectives, a.values, b.values))
-        return all(not o.better(y, x) for o, x, y in pairs) and any(o.better(x, y) for o, x, y in pairs)
-
-    return [t.number for t in feasible if not any(dominates(o, t) for o in feasible if o is not t)]
 
 
 def param_importances(study, plan: StudyPlan) -> dict[str, dict[str, float]]:
@@ -485,10 +461,10 @@ def param_importances(study, plan: StudyPlan) -> dict[str, dict[str, float]]:
     return out
 
 
-def write_study_result(plan_or_dir, result: TuneResult) -> Path:
+def write_study_result(study_dir: str | Path, result: TuneResult) -> Path:
+    """``STUDY_DIR/tune.json``, written atomically."""
     from trustfm.fileio import write_json_atomic
 
-    study_dir = plan_or_dir.study_dir if isinstance(plan_or_dir, StudyPlan) else Path(plan_or_dir)
-    path = study_dir / "tune.json"
+    path = Path(study_dir) / "tune.json"
     write_json_atomic(path, result.model_dump(mode="json"))
     return path
