@@ -54,6 +54,43 @@ class ProblemPolicies(_Strict):
     rare_class: ProblemPolicy = "error"  # a label with fewer than data.min_class_rows training rows (a typo?)
     control_characters: Literal["strip", "keep", "error", "drop"] = "strip"  # C0/C1 controls, bidi overrides
     too_long: Literal["truncate", "error", "drop"] = "truncate"
+    # images (data.modality: image): a file that is missing, unreadable, truncated, too small or too large
+    bad_image: ProblemPolicy = "error"
+    # the same image bytes (sha256) at two rows: kept once under drop, since a copy in two splits leaks the test
+    duplicate_image: Literal["error", "drop", "keep"] = "drop"
+
+
+IMAGE_MODELS = ("efficientnet-lite0",)
+
+
+class ImageAugmentConfig(_Strict):
+    """Random changes to each training image, drawn afresh every epoch (validation and test images are unchanged)."""
+
+    flip: bool = Field(True, description="mirror left-right with probability 1/2 (turn off for digits and text)")
+    crop_scale: float = Field(0.8, gt=0.0, le=1.0, description="random crop keeping at least this share of the "
+                                                               "image's area, resized back (1 = no crop)")
+    brightness: float = Field(0.2, ge=0.0, le=1.0, description="brightness factor drawn from [1 - b, 1 + b]")
+    contrast: float = Field(0.2, ge=0.0, le=1.0, description="contrast factor drawn from [1 - c, 1 + c]")
+    saturation: float = Field(0.2, ge=0.0, le=1.0, description="saturation factor drawn from [1 - s, 1 + s]")
+
+
+class ImageConfig(_Strict):
+    """How image data is read and checked (``data.modality: image``).
+
+    ``data.train`` is a folder of class folders (``train/cat/1.png``), or a CSV, JSONL or Parquet table whose
+    ``column`` holds each image's path relative to ``root`` (default: the table's folder).
+    """
+
+    column: str = Field("image", description="the table column holding image paths")
+    root: Path | None = Field(None, description="folder every image path resolves inside (default: the table's "
+                                                "folder); a path that leaves it is refused")
+    size: int = Field(96, ge=16, le=1024, description="side in pixels the model sees (images are resized, the "
+                                                       "shorter side first, then centre-cropped square)")
+    min_side: int = Field(8, ge=1, description="a smaller width or height is a bad_image")
+    max_side: int = Field(16384, ge=16, description="a larger width or height is a bad_image")
+    max_pixels: int = Field(100_000_000, ge=256, description="width x height above which a file is refused before "
+                                                             "it is decoded (decompression-bomb guard)")
+    augment: ImageAugmentConfig = Field(default_factory=ImageAugmentConfig)
 
 
 class DataConfig(_Strict):
@@ -66,6 +103,8 @@ class DataConfig(_Strict):
         "more labelled files joined to the training rows after the split, so validation and test stay as they "
         "were (trustfm retrain adds production feedback here)"))
     format: Literal["auto", "csv", "tsv", "jsonl", "parquet", "hf"] = "auto"
+    modality: Literal["text", "image"] = Field("text", description="what a row's input is: a text, or an image file")
+    image: ImageConfig = Field(default_factory=ImageConfig)
     text_column: str = "text"
     label_column: str = "label"
     id_column: str | None = None
@@ -86,6 +125,8 @@ class ModelConfig(_Strict):
     allow_pickle: bool = Field(
         False, description="allow pickle (.bin) weights; unpickling can execute arbitrary code"
     )
+    pretrained: bool = Field(True, description="start an image model from its shipped ImageNet weights (false: "
+                                               "from random weights, to measure what pretraining gives)")
     pooling: Literal["mean", "cls"] = "mean"
     dropout: float = Field(0.1, ge=0.0, lt=1.0, description="dropout in the encoder and before the head")
     label_descriptions: dict[str, list[str]] | None = Field(
@@ -173,7 +214,8 @@ class FairnessConfig(_Strict):
 class AdversarialTrainingConfig(_Strict):
     """Adversarial training in embedding space (see :mod:`trustfm.train.robust`).
 
-    ``epsilon`` and ``alpha`` are relative to a typical token embedding's L2 norm.
+    ``epsilon`` and ``alpha`` are relative to a typical token embedding's L2 norm. For an image model they are
+    L-infinity radii in pixel units ([0, 1]; 0.03 is about 8/255): ``fgm`` trains on FGSM and ``pgd`` on PGD images.
     """
 
     method: Literal["fgm", "pgd", "freelb"]
@@ -404,6 +446,43 @@ class RunConfig(_Strict):
                              "adversarial gradients would not be clipped per example")
         if self.fairness.mitigation == "balanced_sampling":
             raise ValueError("privacy.dp samples batches itself (Poisson sampling); use fairness.mitigation: reweigh")
+        return self
+
+    @model_validator(mode="after")
+    def _one_modality(self) -> "RunConfig":
+        # a text encoder cannot read images nor an image model texts: say which setting disagrees
+        image_model = self.model.name_or_path in IMAGE_MODELS
+        if self.data.modality == "image":
+            if self.model.name_or_path != "default" and not image_model:
+                raise ValueError(f"data.modality is image but model.name_or_path {self.model.name_or_path!r} is not "
+                                 f"an image model ({', '.join(IMAGE_MODELS)} or default)")
+            # compared with the default, not with the keys given: a saved config has every key filled in
+            if self.data.text_column != "text":
+                raise ValueError("data.text_column is set but data.modality is image: image rows are read from "
+                                 "data.image.column; a config trains on texts or on images, not both")
+            if self.model.label_descriptions is not None:
+                raise ValueError("model.label_descriptions are texts; an image model cannot read them")
+            text_only = [name for name, on in (
+                ("privacy.redact", self.privacy.redact),
+                ("fairness.mitigation: counterfactual_augmentation",
+                 self.fairness.mitigation == "counterfactual_augmentation"),
+                ("robustness.augmentation", self.robustness.augmentation is not None),
+                ("robustness.embedding_noise", self.robustness.embedding_noise > 0),
+                ("robustness.adversarial_training.method: freelb", self.robustness.adversarial_training is not None
+                 and self.robustness.adversarial_training.method == "freelb"),
+                ("federated", self.federated is not None),
+            ) if on]
+            if text_only:
+                raise ValueError(f"{', '.join(text_only)}: text only, and data.modality is image (images are "
+                                 "augmented by data.image.augment)")
+            if self.privacy.dp is not None and self.privacy.dp.trainable != "head":
+                raise ValueError("privacy.dp.trainable must be head for an image model: batch normalisation mixes "
+                                 "the examples of a batch, so the backbone's gradients cannot be clipped per example")
+        elif image_model:
+            raise ValueError(f"model.name_or_path {self.model.name_or_path!r} is an image model but data.modality is "
+                             "text (set data.modality: image)")
+        elif self.data.image != ImageConfig():
+            raise ValueError("data.image is set but data.modality is text (set data.modality: image)")
         return self
 
     @model_validator(mode="after")

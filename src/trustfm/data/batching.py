@@ -34,6 +34,10 @@ class EncodedTexts:
     def __len__(self) -> int:
         return len(self.input_ids)
 
+    def make_batch(self, index, pad_id: int) -> dict[str, "torch.Tensor"]:
+        """Rows ``index`` padded to their longest: ``input_ids`` and ``attention_mask``, shape (b, t)."""
+        return pad_batch([self.input_ids[i] for i in index], pad_id)
+
 
 def encode_texts(tokenizer, texts: Sequence[str], max_length: int, chunk: int = 4096) -> EncodedTexts:
     """Tokenise ``texts`` with special tokens, truncating to ``max_length`` tokens.
@@ -124,18 +128,20 @@ def pad_batch(input_ids: Sequence[np.ndarray], pad_id: int) -> dict[str, torch.T
 
 
 def iterate_batches(
-    encoded: EncodedTexts,
+    encoded,
     batches: list[np.ndarray],
     pad_id: int,
     labels: np.ndarray | None = None,
 ) -> Iterator[tuple[np.ndarray, dict[str, torch.Tensor]]]:
     """Yield ``(row_index, batch)``; the batch has ``labels`` when labels are given.
 
+    ``encoded``: :class:`EncodedTexts`, or any encoding with ``make_batch(index, pad_id)`` (images).
+
     ``batch["index"]`` holds the rows' positions in ``encoded`` (shape (b,)), so
     callbacks can look up per-row data such as groups or weights.
     """
     for index in batches:
-        batch = pad_batch([encoded.input_ids[i] for i in index], pad_id)
+        batch = encoded.make_batch(index, pad_id)
         batch["index"] = torch.from_numpy(np.asarray(index, dtype=np.int64))
         if labels is not None:
             batch["labels"] = torch.from_numpy(labels[index])

@@ -74,8 +74,13 @@ def load_labelled(
 ) -> LabelledTexts:
     """Read and validate one file with the config's column mapping and policies.
 
-    Unlabelled data (``labelled=False``, for prediction) needs only the text column.
+    Unlabelled data (``labelled=False``, for prediction) needs only the text column. Image data
+    (``data.modality: image``) is read and checked by :func:`trustfm.data.images.load_labelled_images`.
     """
+    if config.modality == "image":
+        from trustfm.data.images import load_labelled_images
+
+        return load_labelled_images(Path(path), config, known_labels=known_labels, labelled=labelled)
     text_column = config.text_column
     label_column = config.label_column if labelled else None
     id_column = config.id_column if labelled else None
@@ -133,7 +138,7 @@ def drop_rare_classes(part: LabelledTexts, config: DataConfig) -> LabelledTexts:
                         file=part.file, row=rejections[0].row, column=config.label_column)
     dropped = {r.row for r in rejections}
     kept = part.subset([i for i, row in enumerate(part.rows) if int(row) not in dropped])
-    kept.rows_in, kept.notes = part.rows_in, part.notes
+    kept.rows_in, kept.notes, kept.source_sha256 = part.rows_in, part.notes, part.source_sha256
     kept.rejected = sorted(part.rejected + rejections, key=lambda r: r.row)
     return kept
 
@@ -151,7 +156,7 @@ def prepare_data(config: DataConfig, *, seed: int) -> PreparedData:
         raise DataError(
             f"needs at least two classes, found {names}", file=str(config.train), column=config.label_column
         )
-    hashes = {str(config.train): file_sha256(config.train)}
+    hashes = {str(config.train): train_all.source_sha256 or file_sha256(config.train)}
     rejected = list(train_all.rejected)
 
     loaded: dict[str, LabelledTexts] = {}
@@ -159,7 +164,7 @@ def prepare_data(config: DataConfig, *, seed: int) -> PreparedData:
         path = getattr(config, role)
         if path is not None:
             loaded[role] = load_labelled(path, config, known_labels=names)
-            hashes[str(path)] = file_sha256(path)
+            hashes[str(path)] = loaded[role].source_sha256 or file_sha256(path)
             rejected += loaded[role].rejected
 
     split_seed = config.split.seed if config.split.seed is not None else seed
@@ -181,7 +186,7 @@ def prepare_data(config: DataConfig, *, seed: int) -> PreparedData:
     train = train_all.subset(train_idx)
     for path in config.extra_train:
         extra = load_labelled(path, config, known_labels=names)
-        hashes[str(path)] = file_sha256(path)
+        hashes[str(path)] = extra.source_sha256 or file_sha256(path)
         rejected += extra.rejected
         train = train.joined(extra)
         train_all.rows_in += extra.rows_in  # read rows add up with the rejections

@@ -53,6 +53,9 @@ class LabelledTexts:
     rejected: list[Rejection] = field(default_factory=list)
     rows_in: int = 0
     notes: list[str] = field(default_factory=list)  # how the file was read and cleaned, one line each
+    # sha256 of everything the rows were read from when that is more than the file (a table of image paths and
+    # the images); None: the file's own hash
+    source_sha256: str | None = None
 
     def __len__(self) -> int:
         return len(self.texts)

@@ -1,4 +1,4 @@
-"""Batched inference over tokenised texts."""
+"""Batched inference over encoded inputs (tokenised texts or decoded images)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import numpy as np
 import torch
 
 from trustfm.data.batching import EncodedTexts, bucketed_batches, iterate_batches
+from trustfm.models.inputs import model_input_tensors
 
 
 def bf16_is_fast() -> bool:
@@ -49,7 +50,7 @@ def predict_proba(
     with progress_bar(show_progress and len(encoded) > 2000) as progress, precision_context(precision):
         task = progress.add_task("predicting", total=len(encoded))
         for index, batch in iterate_batches(encoded, batches, pad_id):
-            logits = model(batch["input_ids"], batch["attention_mask"])
+            logits = model(**model_input_tensors(batch))
             out[index] = torch.softmax(logits.float(), dim=-1).numpy()
             progress.advance(task, len(index))
     model.train(was_training)
@@ -68,7 +69,7 @@ def predict_logits_and_features(
     batches = bucketed_batches(encoded.lengths, batch_size=batch_size, bucket_size=1, seed=0, epoch=0, shuffle=False)
     with precision_context(precision):
         for index, batch in iterate_batches(encoded, batches, pad_id):
-            pooled = model.pooled(batch["input_ids"], batch["attention_mask"])
+            pooled = model.pooled(**model_input_tensors(batch))
             features[index] = pooled.float().numpy()
             logits[index] = model.head(pooled).float().numpy()  # dropout is off in eval mode
     model.train(was_training)

@@ -17,6 +17,7 @@ import numpy as np
 from trustfm.errors import ConfigError
 
 PRECISIONS = ("fp32", "bf16", "auto")
+IMAGE_CACHE = 4096  # decoded images a Predictor keeps (96 px: 27 KB each)
 
 
 # loggers of libraries Transformers imports on the way (torchao, when installed, reports the CUDA kernels it cannot
@@ -61,7 +62,7 @@ class Predictor:
     """
 
     def __init__(self, model_dir: str | Path, *, max_length: int | None = None, batch_size: int = 64,
-                 precision: str = "fp32"):
+                 precision: str = "fp32", image_config=None):
         if precision not in PRECISIONS:
             raise ConfigError(f"precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
         self.model_dir = Path(model_dir)
@@ -71,8 +72,25 @@ class Predictor:
         quiet_transformers()
         meta = json.loads(meta_path.read_text(encoding="utf-8"))
         self.format: str = meta.get("format", "torch")
+        self.modality: str = meta.get("modality", "text")
         self.onnx = None
-        if self.format == "onnx":
+        self.inputs = None
+        if self.modality == "image":
+            from trustfm.config.schema import ImageConfig
+            from trustfm.models.inputs import ImageInputs
+
+            image_config = (image_config or ImageConfig()).model_copy(update={"size": int(meta["image_size"])})
+            self.inputs = ImageInputs(image_config)
+            self.tokenizer = None
+            if self.format == "onnx":
+                from trustfm.models.onnx_session import OnnxClassifier
+
+                self.model, self.onnx = None, OnnxClassifier(self.model_dir)
+            else:
+                from trustfm.models.image import load_image_classifier
+
+                self.model = load_image_classifier(self.model_dir, meta)
+        elif self.format == "onnx":
             from transformers import AutoTokenizer
 
             from trustfm.models.onnx_session import OnnxClassifier
@@ -90,6 +108,7 @@ class Predictor:
         self.precision = precision
         self.meta = meta
         self.last_truncated = np.zeros(0, dtype=bool)
+        self._decoded: dict[str, np.ndarray] = {}  # image path -> decoded pixels: audits predict one split often
 
     @classmethod
     def from_run(cls, run_dir: str | Path, **options) -> "Predictor":
@@ -102,7 +121,13 @@ class Predictor:
         if not (paths.model / "trustfm_model.json").exists():
             raise ConfigError(f"{paths.root} has no trained model yet (train it, or resume it with --resume)")
         options = {"max_length": config.data.max_length, "batch_size": config.train.eval_batch_size, **options}
+        if config.data.modality == "image":
+            options.setdefault("image_config", config.data.image)
         return cls(paths.model, **options)
+
+    @property
+    def pad_id(self) -> int:
+        return self.tokenizer.pad_token_id if self.tokenizer is not None else 0
 
     @property
     def num_labels(self) -> int:
@@ -130,12 +155,31 @@ class Predictor:
             return np.zeros((0, self.num_labels), np.float32), np.zeros((0, 0), np.float32)
         return logits, pooled
 
-    def _encode(self, texts: Sequence[str]):
+    def _encode(self, texts: Sequence):
+        if self.inputs is not None:
+            return self._encode_images(texts)
         from trustfm.data.batching import encode_texts
 
         encoded = encode_texts(self.tokenizer, list(texts), self.max_length)
         self.last_truncated = encoded.truncated
         return encoded
+
+    def _encode_images(self, sources: Sequence):
+        """Decoded images (:class:`~trustfm.data.images.EncodedImages`); a path decoded before is not decoded again."""
+        from trustfm.data.images import EncodedImages, decode_image
+
+        size = self.inputs.config.size
+        pixels = np.empty((len(sources), size, size, 3), dtype=np.uint8)
+        for i, source in enumerate(sources):
+            key = str(source) if isinstance(source, (str, Path)) else None
+            if key is not None and key in self._decoded:
+                pixels[i] = self._decoded[key]
+                continue
+            pixels[i] = decode_image(source, self.inputs.config)
+            if key is not None and len(self._decoded) < IMAGE_CACHE:
+                self._decoded[key] = pixels[i]
+        self.last_truncated = np.zeros(len(sources), dtype=bool)
+        return EncodedImages(pixels)
 
     def predict_proba(self, texts: Sequence[str], *, precision: str | None = None,
                       show_progress: bool = False) -> np.ndarray:
@@ -146,7 +190,7 @@ class Predictor:
             return softmax(self._onnx_outputs(self._encode(texts))[0])
         from trustfm.models.inference import predict_proba
 
-        return predict_proba(self.model, self._encode(texts), pad_id=self.tokenizer.pad_token_id,
+        return predict_proba(self.model, self._encode(texts), pad_id=self.pad_id,
                              batch_size=self.batch_size, show_progress=show_progress,
                              precision=precision or self.precision)
 
@@ -161,7 +205,7 @@ class Predictor:
             return self._onnx_outputs(self._encode(texts))
         from trustfm.models.inference import predict_logits_and_features
 
-        return predict_logits_and_features(self.model, self._encode(texts), pad_id=self.tokenizer.pad_token_id,
+        return predict_logits_and_features(self.model, self._encode(texts), pad_id=self.pad_id,
                                            batch_size=self.batch_size, precision=precision or self.precision)
 
     def embed(self, texts: Sequence[str], *, precision: str | None = None) -> np.ndarray:

@@ -50,7 +50,8 @@ class TrainSetup:
     train: Any = None  # the final training rows (LabelledTexts), after augmentation and the length policy
     train_label_ids: Any = None  # int64 (n_train,)
     model: Any = None
-    tokenizer: Any = None
+    tokenizer: Any = None  # None for an image model
+    inputs: Any = None  # the model's TextInputs or ImageInputs (trustfm.models.inputs)
     extra: dict = field(default_factory=dict)
 
 
@@ -135,7 +136,8 @@ class RobustTraining(TrustComponent):
     def callbacks(self, setup):
         from trustfm.train.robust import robustness_callbacks
 
-        return robustness_callbacks(setup.config.robustness, seed=setup.config.seed)
+        return robustness_callbacks(setup.config.robustness, seed=setup.config.seed,
+                                    modality=setup.config.data.modality)
 
 
 class DifferentialPrivacy(TrustComponent):

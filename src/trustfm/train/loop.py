@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from trustfm.config.schema import TrainConfig
 from trustfm.data.batching import EncodedTexts, bucketed_batches, iterate_batches
 from trustfm.models.inference import predict_proba
+from trustfm.models.inputs import model_input_tensors
 from trustfm.progress import progress_bar
 from trustfm.train.callbacks import Callback
 
@@ -351,13 +352,14 @@ class FineTuner:
         for batch in micro_batches:
             batch = self._apply_batch_hooks(batch)
             batch["step_rows"] = total
-            loss = self.loss(self.model(batch["input_ids"], batch["attention_mask"]), batch)
+            loss = self.loss(self.model(**model_input_tensors(batch)), batch)
             if len(micro_batches) > 1:
                 loss = loss * (len(batch["labels"]) / total)
             loss.backward()
             self._call("on_after_backward", batch)
             loss_value += float(loss.detach())
-            tokens += int(batch["attention_mask"].sum())
+            # tokens of a text batch; an image counts as one
+            tokens += int(batch["attention_mask"].sum()) if "attention_mask" in batch else len(batch["labels"])
         self._call("on_step_gradients", total)
         if cfg.max_grad_norm is not None:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.max_grad_norm)

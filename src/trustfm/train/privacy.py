@@ -79,6 +79,10 @@ def set_trainable(model, trainable: str, *, top_layers: int = 2, lora_rank: int 
     number of trainable parameters."""
     if trainable not in ("all", "head", "top_layers", "bias", "lora"):
         raise ValueError(f"trainable must be all, head, top_layers, bias or lora, not {trainable!r}")
+    if not hasattr(model, "encoder") and trainable not in ("all", "head"):
+        from trustfm.errors import ConfigError
+
+        raise ConfigError(f"trainable: {trainable} chooses text-encoder layers; an image model trains all or head")
     if trainable == "lora":
         from trustfm.train.lora import add_lora
 

@@ -149,13 +149,40 @@ class EmbeddingNoise(Callback):
             self._handle = None
 
 
-def robustness_callbacks(config, *, seed: int) -> list[Callback]:
+class PixelAdversarialTraining(Callback):
+    """Adversarial training of an image model: after each clean backward, the loss on FGSM (``fgm``) or PGD
+    (``pgd``) copies of the batch adds its gradients. ``epsilon`` and ``alpha`` are L-infinity radii in pixel units
+    ([0, 1]); PGD takes ``steps`` steps of ``alpha`` (default 2.5 * epsilon / steps) from a random start."""
+
+    def __init__(self, *, method: str, epsilon: float, steps: int = 3, alpha: float | None = None, seed: int = 0):
+        if method not in ("fgm", "pgd"):
+            raise ValueError(f"image adversarial training is fgm or pgd, not {method!r}")
+        self.method, self.epsilon, self.steps, self.seed = method, epsilon, steps, seed
+        self.alpha = alpha or 2.5 * epsilon / steps
+
+    def on_after_backward(self, trainer, batch: dict) -> None:
+        from trustfm.models.pixel_attacks import fgsm, pgd
+
+        model, pixels, labels = trainer.model, batch["pixel_values"], batch["labels"]
+        if self.method == "fgm":
+            adversarial = fgsm(model, pixels, labels, epsilon=self.epsilon)
+        else:
+            generator = torch.Generator().manual_seed(self.seed + trainer.state.global_step)
+            adversarial = pgd(model, pixels, labels, epsilon=self.epsilon, step=self.alpha, steps=self.steps,
+                              generator=generator)
+        batch_loss(model(pixel_values=adversarial), batch).backward()
+
+
+def robustness_callbacks(config, *, seed: int, modality: str = "text") -> list[Callback]:
     """The callbacks a :class:`~trustfm.config.schema.RobustnessConfig` asks for (noise first, then adversarial)."""
     callbacks: list[Callback] = []
     if config.embedding_noise > 0:
         callbacks.append(EmbeddingNoise(std=config.embedding_noise))
     adv = config.adversarial_training
-    if adv is not None:
+    if adv is not None and modality == "image":
+        callbacks.append(PixelAdversarialTraining(method=adv.method, epsilon=adv.epsilon, steps=adv.steps,
+                                                  alpha=adv.alpha, seed=seed))
+    elif adv is not None:
         callbacks.append(AdversarialTraining(method=adv.method, epsilon=adv.epsilon, steps=adv.steps,
                                              alpha=adv.alpha, seed=seed))
     return callbacks

