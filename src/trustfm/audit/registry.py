@@ -14,6 +14,7 @@ modules; an extension registers by being imported before the command runs.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Callable
 
@@ -33,22 +34,59 @@ class AuditSpec:
     run: Callable  # (ctx, **options) -> dict[result file name, result]
     why_not_applicable: Callable | None = None  # (ctx, options) -> None when it can run, else the reason
     results: tuple[type, ...] = ()  # the Result models it writes (their kinds become known to every reader)
+    modalities: tuple[str, ...] = ("text",)  # the data.modality values it can audit
+
+    def reason_not_applicable(self, ctx, options: dict) -> str | None:
+        """Why this audit cannot run on ``ctx``'s run with ``options`` (None: it can)."""
+        modality = ctx.config.data.modality
+        if modality not in self.modalities:
+            return f"audits {' or '.join(self.modalities)} models; this run's model reads {modality}s"
+        return self.why_not_applicable(ctx, options) if self.why_not_applicable else None
 
 
 _AUDITS: dict[str, AuditSpec] = {}
 
 
 def register_audit(name: str, description: str, *, results: tuple[type, ...] = (),
-                   why_not_applicable: Callable | None = None) -> Callable[[Callable], Callable]:
-    """Decorator: ``@register_audit("fairness", "...", results=(FairnessResult,))`` on the audit's run function."""
+                   why_not_applicable: Callable | None = None,
+                   modalities: tuple[str, ...] = ("text",)) -> Callable[[Callable], Callable]:
+    """Decorator: ``@register_audit("fairness", "...", results=(FairnessResult,))`` on the audit's run function.
+
+    ``modalities``: the kinds of model input it audits (``text``, ``image``). The returned function refuses, with
+    one line, a run whose modality it does not audit, however it is called.
+    """
 
     def wrap(func: Callable) -> Callable:
-        if name in _AUDITS and _AUDITS[name].run is not func:
+        if name in _AUDITS and _AUDITS[name].run.__wrapped__ is not func:
             raise ValueError(f"audit '{name}' is already registered")
-        _AUDITS[name] = AuditSpec(name, description, func, why_not_applicable, tuple(results))
-        return func
+
+        @functools.wraps(func)
+        def run(run, *args, **kwargs):
+            _check_modality(name, run, modalities)
+            return func(run, *args, **kwargs)
+
+        _AUDITS[name] = AuditSpec(name, description, run, why_not_applicable, tuple(results), tuple(modalities))
+        return run
 
     return wrap
+
+
+def _check_modality(name: str, run, modalities: tuple[str, ...]) -> None:
+    from trustfm.errors import ConfigError
+
+    if hasattr(run, "config"):
+        config, where = run.config, run.paths.root
+    else:
+        from trustfm.config import load_config
+        from trustfm.runs import existing_run
+
+        paths = existing_run(run)
+        config, where = load_config(paths.config), paths.root
+    modality = config.data.modality
+    if modality not in modalities:
+        others = [n for n, spec in _AUDITS.items() if modality in spec.modalities]
+        raise ConfigError(f"audit {name} audits {' or '.join(modalities)} models; {where} holds a model of "
+                          f"{modality}s (audits that apply: {', '.join(others)})")
 
 
 def load_builtin_audits() -> None:

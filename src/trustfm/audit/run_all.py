@@ -54,7 +54,7 @@ def run_all_audits(run_dir: str | Path, *, options: dict[str, dict] | None = Non
     statuses = []
     for name, spec in registered_audits().items():
         given = (options or {}).get(name, {})
-        reason = spec.why_not_applicable(ctx, given) if spec.why_not_applicable else None
+        reason = spec.reason_not_applicable(ctx, given)
         if reason:
             statuses.append(AuditStatus(audit=name, description=spec.description, status="not applicable", reason=reason))
             continue

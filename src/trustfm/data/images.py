@@ -133,19 +133,22 @@ def decode_image(source, limits: ImageConfig) -> np.ndarray:
 # reading a labelled image dataset
 
 
-def folder_table(folder: Path):
+def folder_table(folder: Path, *, labelled: bool = True):
     """A class-folder layout as a table: columns ``image`` (path relative to ``folder``) and ``label`` (the class
     folder's name), files sorted by path; row ``i`` is data row ``i + 1``. Files without an image suffix are skipped
-    and counted in the returned note."""
+    and counted in the returned note. Unlabelled images (``labelled=False``) may also lie in ``folder`` itself."""
     import pandas as pd
 
     classes = sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if not labelled:
+        classes = [folder, *classes]
     if not classes:
         raise DataError("a folder of images needs one sub-folder per class (train/cat/1.png, train/dog/2.png)",
                         file=str(folder))
     rows, skipped = [], 0
     for class_dir in classes:
-        for path in sorted(p for p in class_dir.rglob("*") if p.is_file() and not p.name.startswith(".")):
+        found = class_dir.iterdir() if class_dir == folder else class_dir.rglob("*")
+        for path in sorted(p for p in found if p.is_file() and not p.name.startswith(".")):
             if path.suffix.lower() in IMAGE_SUFFIXES:
                 rows.append({FOLDER_COLUMN: str(path.relative_to(folder)), "label": class_dir.name})
             else:
@@ -177,7 +180,7 @@ def load_labelled_images(path: Path, config: DataConfig, *, known_labels: list[s
     image_config = config.image
     notes = []
     if path.is_dir():
-        frame, note = folder_table(path)
+        frame, note = folder_table(path, labelled=labelled)
         notes += [f"read as a folder of class folders ({len(frame)} images)"] + ([note] if note else [])
         column, label_column, root = FOLDER_COLUMN, "label" if labelled else None, path
         id_column, group_columns = None, []

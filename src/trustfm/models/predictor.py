@@ -166,7 +166,8 @@ class Predictor:
 
     def _encode_images(self, sources: Sequence):
         """Decoded images (:class:`~trustfm.data.images.EncodedImages`); a path decoded before is not decoded again."""
-        from trustfm.data.images import EncodedImages, decode_image
+        from trustfm.data.images import EncodedImages, ImageProblem, decode_image
+        from trustfm.errors import DataError
 
         size = self.inputs.config.size
         pixels = np.empty((len(sources), size, size, 3), dtype=np.uint8)
@@ -175,7 +176,10 @@ class Predictor:
             if key is not None and key in self._decoded:
                 pixels[i] = self._decoded[key]
                 continue
-            pixels[i] = decode_image(source, self.inputs.config)
+            try:
+                pixels[i] = decode_image(source, self.inputs.config)
+            except ImageProblem as problem:
+                raise DataError(f"image {i + 1}{f' ({key})' if key else ''}: {problem.reason}") from None
             if key is not None and len(self._decoded) < IMAGE_CACHE:
                 self._decoded[key] = pixels[i]
         self.last_truncated = np.zeros(len(sources), dtype=bool)

@@ -104,7 +104,7 @@ def score_trial(run_dir: Path, epochs: list[dict], *, audits: dict[str, dict], l
     written = {}
     for name, options in audits.items():
         spec = specs[name]
-        reason = spec.why_not_applicable(ctx, options) if spec.why_not_applicable else None
+        reason = spec.reason_not_applicable(ctx, options)
         if reason:
             raise ConfigError(f"audit {name} does not apply to the trials: {reason}")
         written.update(spec.run(ctx, show_progress=show_progress, **options))

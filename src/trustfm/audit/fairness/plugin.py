@@ -89,7 +89,8 @@ def binary_predictions(proba: np.ndarray, positive_ids: list[int]) -> tuple[np.n
 
 
 @register_audit("fairness", "group fairness (sensitive columns or identity mentions), counterfactual substitution, representation",
-                results=(FairnessResult, CounterfactualResult, RepresentationResult, MitigationComparison))
+                results=(FairnessResult, CounterfactualResult, RepresentationResult, MitigationComparison),
+                modalities=("text", "image"))
 def audit_fairness_run(
     run: str | Path | AuditContext,
     *,
@@ -120,6 +121,9 @@ def audit_fairness_run(
         ctx.save(name, result)
         written[name] = result
 
+    images = config.data.modality == "image"
+    if probe is not None and images:
+        raise ConfigError("fairness probes are sets of texts; an image model is audited on its sensitive columns")
     if probe is not None:
         from trustfm.data.probes import load_probe
 
@@ -146,6 +150,9 @@ def audit_fairness_run(
 
     columns = list(dict.fromkeys([*sensitive, *fair.sensitive])) or list(config.data.group_columns)
     data = ctx.data_with_groups(columns)
+    if not columns and images:
+        raise ConfigError("no sensitive column to group images by: set data.group_columns (and fairness.sensitive) "
+                          "when training, or give --sensitive COLUMN")
     if not columns:
         # no sensitive column in the data: group texts by the identity axis they mention
         # (Dixon et al., 2018), which is what identity-term bias in text models hangs on
@@ -178,6 +185,8 @@ def audit_fairness_run(
                                                                    constraint, show_progress))
     if compare is not None:
         _compare_with_baseline(compare, result, "fairness", paths, save)
+    if images:  # identity-term substitution rewrites texts; an image has none
+        return written
     counterfactual = counterfactual_audit(
         test.texts, runner.predict_proba, names, positive_label=positive_name, dataset=f"{test.file} (test split)",
         **ctx.bootstrap.kwargs(),

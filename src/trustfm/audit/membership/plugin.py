@@ -89,20 +89,27 @@ def _train_reference(ctx: AuditContext, texts: list[str], labels: list[str], wor
     from trustfm.data.io import write_table
     from trustfm.train.run import train_run
 
-    data = write_table(pd.DataFrame({"text": texts, "label": labels}, dtype=object), workdir / f"train-{seed}.csv")
     base = ctx.config.model_dump(mode="json")
+    if ctx.config.data.modality == "image":
+        # the rows are resolved image paths: the reference table names them under their common folder
+        import os
+
+        column, inputs = "image", {"modality": "image", "image": {**base["data"]["image"], "column": "image",
+                                                                  "root": os.path.commonpath(texts)}}
+    else:
+        column, inputs = "text", {"text_column": "text", "max_length": ctx.config.data.max_length}
+    data = write_table(pd.DataFrame({column: texts, "label": labels}, dtype=object), workdir / f"train-{seed}.csv")
     config = load_config(None, {
         "seed": seed, "output_dir": str(workdir / f"reference-{seed}"), "model": base["model"], "train": base["train"],
         "evaluate.bootstrap_samples": 0,
-        "data": {"train": str(data), "format": "csv", "text_column": "text", "label_column": "label",
-                 "max_length": ctx.config.data.max_length, "min_class_rows": 1,
+        "data": {"train": str(data), "format": "csv", "label_column": "label", **inputs, "min_class_rows": 1,
                  "split": {"validation": 0.1, "test": 0.0}},
     })
     return train_run(config, show_progress=False).root
 
 
 @register_audit("membership", "membership inference: loss threshold and reference-calibrated (LiRA-offline style)",
-                results=(MembershipInferenceResult,), why_not_applicable=_why_not)
+                results=(MembershipInferenceResult,), why_not_applicable=_why_not, modalities=("text", "image"))
 def audit_membership_run(run: str | Path | AuditContext, *, max_rows: int = 500, keep_reference_models: bool = False,
                          show_progress: bool = False) -> dict[str, object]:
     from trustfm.audit.membership.attacks import cross_entropy, log_odds_true_label, score_attack

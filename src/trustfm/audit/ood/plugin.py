@@ -24,7 +24,7 @@ def _needs_ood_data(ctx: AuditContext, options: dict) -> str | None:
 
 
 @register_audit("ood", "out-of-distribution detection (max-softmax, energy, Mahalanobis)",
-                results=(OODResult,), why_not_applicable=_needs_ood_data)
+                results=(OODResult,), why_not_applicable=_needs_ood_data, modalities=("text", "image"))
 def audit_ood_run(
     run: str | Path | AuditContext, *, ood_data: Path | None = None, ood_text_column: str | None = None,
     max_fit_rows: int = 5000, show_progress: bool = False,
@@ -45,8 +45,13 @@ def audit_ood_run(
 
     test = ctx.eval_part
     column = ood_text_column or config.data.text_column
-    ood = validate_table(read_table(ood_data, config.data.format), file=str(ood_data), text_column=column,
-                         label_column=None, policies=config.data.on_problem)
+    if config.data.modality == "image":  # a folder of images (in class folders) or a table of image paths
+        from trustfm.data.prepare import load_labelled
+
+        ood = load_labelled(Path(ood_data), config.data, labelled=False)
+    else:
+        ood = validate_table(read_table(ood_data, config.data.format), file=str(ood_data), text_column=column,
+                             label_column=None, policies=config.data.on_problem)
     scores = {}
     for side, texts in (("in", test.texts), ("out", ood.texts)):
         logits, features = runner.logits_and_embeddings(texts)

@@ -52,6 +52,6 @@ def evaluate_run(run: str | Path | AuditContext, *, data_path: str | Path | None
 
 
 @register_audit("performance", "accuracy, F1, ROC-AUC, calibration with intervals on the test split",
-                results=(PerformanceResult,))
+                results=(PerformanceResult,), modalities=("text", "image"))
 def audit_performance_run(run: str | Path | AuditContext, *, show_progress: bool = False) -> dict[str, object]:
     return {"performance": evaluate_run(run, show_progress=show_progress)}
