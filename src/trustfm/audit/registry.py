@@ -23,7 +23,8 @@ BUILTIN_MODULES = (
     "trustfm.audit.performance.plugin", "trustfm.audit.fairness.plugin", "trustfm.audit.robustness.plugin",
     "trustfm.audit.explanations.plugin", "trustfm.audit.attacks.plugin", "trustfm.audit.ood.plugin",
     "trustfm.audit.output_rules.plugin", "trustfm.audit.ensemble.plugin", "trustfm.audit.membership.plugin",
-    "trustfm.audit.data_quality.plugin",
+    "trustfm.audit.data_quality.plugin", "trustfm.audit.corruption.plugin", "trustfm.audit.adversarial.plugin",
+    "trustfm.audit.attributions.plugin",
 )
 
 

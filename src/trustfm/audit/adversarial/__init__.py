@@ -1,0 +1,1 @@
+"""White-box FGSM and PGD attacks on image models."""

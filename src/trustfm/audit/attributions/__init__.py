@@ -1,0 +1,1 @@
+"""Pixel attributions of image models (Captum) with a deletion faithfulness check."""

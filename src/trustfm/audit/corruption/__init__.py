@@ -1,0 +1,1 @@
+"""Corruption robustness of image models (ImageNet-C style)."""
