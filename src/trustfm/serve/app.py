@@ -202,9 +202,10 @@ def create_app(run_dir: str | Path, settings: ServeSettings | None = None, *, ex
         tokenizer = model.predictor.tokenizer
         max_length = model.predictor.max_length
 
-        def count_tokens(text: str) -> int:
-            # characters / 4 bounds a word-piece count well enough for budgeting, without tokenising twice
-            return min(max_length, 2 + len(text) // 4)
+        def count_tokens(text) -> int:
+            # characters / 4 bounds a word-piece count well enough for budgeting, without tokenising twice; an
+            # image (decoded pixels) is one unit
+            return min(max_length, 2 + len(text) // 4) if isinstance(text, str) else 1
 
         def on_batch(size: int, tokens: int, seconds: float) -> None:
             metrics["batch"].observe(size)
@@ -316,6 +317,29 @@ def create_app(run_dir: str | Path, settings: ServeSettings | None = None, *, ex
                                                 f"{settings.max_chars_per_text} per text")
         return [t[:settings.max_chars_per_text] for t in texts]
 
+    def _decode_images(images: list[str]):
+        """(decoded pixels, ``image sha256:...`` stand-ins) of base64 images, or the 4xx answer for the first bad one."""
+        import base64
+        import binascii
+        import hashlib
+
+        from trustfm.data.images import ImageProblem, decode_image
+
+        if len(images) > settings.max_texts_per_request:
+            return _error(413, "too_many_images", f"{len(images)} images; at most {settings.max_texts_per_request} "
+                                                  "per request")
+        limits = state["model"].predictor.inputs.config
+        pixels, names = [], []
+        for i, encoded in enumerate(images):
+            try:
+                data = base64.b64decode(encoded, validate=True)
+                pixels.append(decode_image(data, limits))
+            except (binascii.Error, ValueError) as exc:
+                reason = exc.reason if isinstance(exc, ImageProblem) else "not valid base64"
+                return _error(422, "invalid_image", f"images[{i}]: {reason}")
+            names.append("image sha256:" + hashlib.sha256(data).hexdigest())
+        return pixels, names
+
     async def _in_thread(func, *args):
         return await asyncio.get_running_loop().run_in_executor(None, func, *args)
 
@@ -327,9 +351,20 @@ def create_app(run_dir: str | Path, settings: ServeSettings | None = None, *, ex
         """Labels, probabilities, the OOD flag and any output-rule decision for a batch of texts."""
         if not state["ready"]:
             return _error(503, "not_ready", "the service is starting or stopping")
-        texts = _limit_texts(body.texts)
-        if not isinstance(texts, list):
-            return texts
+        modality = state["model"].predictor.modality
+        if (body.images is not None) != (modality == "image"):
+            given, wanted = ("images", "texts") if body.images is not None else ("texts", "images")
+            return _error(422, "invalid_request", f"this model classifies {wanted}; the request sent {given}")
+        if body.images is not None:
+            decoded = await _in_thread(_decode_images, body.images)
+            if not isinstance(decoded, tuple):
+                return decoded
+            inputs, texts = decoded  # the log and the extraction watch see each image's sha256, never its pixels
+        else:
+            texts = _limit_texts(body.texts)
+            if not isinstance(texts, list):
+                return texts
+            inputs = texts
         key_id = request.state.key_id or "anonymous"
         if state["watch"].over_budget(key_id, len(texts)):
             return _error(429, "query_budget_exhausted",
@@ -340,7 +375,7 @@ def create_app(run_dir: str | Path, settings: ServeSettings | None = None, *, ex
                         settings.alert_texts, settings.alert_window_s)
         started = time.perf_counter()
         try:
-            answers = await state["batcher"].submit(texts)
+            answers = await state["batcher"].submit(inputs)
         except QueueFull as exc:
             return _error(503, "at_capacity", str(exc), {"Retry-After": "1"})
         for answer in answers:
@@ -361,6 +396,9 @@ def create_app(run_dir: str | Path, settings: ServeSettings | None = None, *, ex
         """Word attributions for one text: how much each word moves the predicted class's probability."""
         from trustfm.serve.explain import occlusion_attributions
 
+        if state["model"].predictor.modality != "text":
+            return _error(422, "invalid_request", "/v1/explain scores the words of a text; this model classifies "
+                                                  "images (its attributions are in the run's attributions audit)")
         texts = _limit_texts([body.text])
         if not isinstance(texts, list):
             return texts

@@ -11,15 +11,22 @@ from pydantic import BaseModel, ConfigDict, Field, StrictStr, StringConstraints,
 class PredictRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    texts: list[StrictStr] = Field(..., min_length=1, description="texts to classify, answered in this order")
+    texts: list[StrictStr] | None = Field(None, min_length=1, description="texts to classify (a text model), "
+                                                                            "answered in this order")
+    images: list[StrictStr] | None = Field(
+        None, min_length=1, description="images to classify (an image model): each an encoded file (PNG, JPEG, ...) "
+                                        "in base64, answered in this order")
     groups: list[Annotated[str, StringConstraints(max_length=128)] | None] | None = Field(
-        None, description="optional group of each text (same length as texts), logged for per-group monitoring; "
-                          "never returned")
+        None, description="optional group of each input (same length as texts or images), logged for per-group "
+                          "monitoring; never returned")
 
     @model_validator(mode="after")
-    def _groups_match_texts(self):
-        if self.groups is not None and len(self.groups) != len(self.texts):
-            raise ValueError(f"groups has {len(self.groups)} entries for {len(self.texts)} texts")
+    def _one_kind_of_input(self):
+        if (self.texts is None) == (self.images is None):
+            raise ValueError("send either texts or images")
+        inputs = self.texts if self.texts is not None else self.images
+        if self.groups is not None and len(self.groups) != len(inputs):
+            raise ValueError(f"groups has {len(self.groups)} entries for {len(inputs)} inputs")
         return self
 
 
