@@ -280,6 +280,23 @@ def _robustness_pairs(texts: list[str], parent, child, *, seed: int) -> list[Pai
     return pairs
 
 
+def _corruption_pairs(paths: list[str], parent, child, *, seed: int, severity: int = 3) -> list[PairedSet]:
+    """One paired set per image corruption (at ``severity``): whether each model's label flipped."""
+    from trustfm.audit.corruption.corruptions import CORRUPTIONS
+
+    images = parent.inputs.encode(paths).pixels
+    base = {"parent": parent.predict_proba(list(images)).argmax(1), "child": child.predict_proba(list(images)).argmax(1)}
+    pairs = []
+    for ci, (name, corrupt) in enumerate(CORRUPTIONS.items()):
+        corrupted = list(corrupt(images, severity, np.random.default_rng([seed, ci, severity])))
+        outputs = {side: Outputs(proba := model.predict_proba(corrupted),
+                                 {"flip": (proba.argmax(1) != base[side]).astype(float)})
+                   for side, model in (("parent", parent), ("child", child))}
+        pairs.append(PairedSet(f"{name}_s{severity}", outputs["parent"], outputs["child"], None, {},
+                               [np.arange(len(paths))]))
+    return pairs
+
+
 def _attack_pair(texts: list[str], gold: np.ndarray, parent, child, *, seed: int) -> PairedSet:
     from trustfm.audit.attacks.recipes import deepwordbug_attack
 
@@ -384,16 +401,21 @@ def compare_runs(parent_dir: str | Path, child_dir: str | Path, *, probes: Seque
                                    min_group_size=config.fairness.min_group_size, confidence=conf)
         add(items)
         worst += [drop] if drop else []
-    # robustness: invariance perturbations on a sample of the evaluation split
+    # robustness: invariance perturbations (images: corruptions) on a sample of the evaluation split
+    images = config.data.modality == "image"
     rows = _sample(len(part), robustness_texts, seed)
-    for pair in _robustness_pairs([part.texts[i] for i in rows], parent, child, seed=seed) if len(rows) else []:
+    perturbed_pairs = _corruption_pairs if images else _robustness_pairs
+    for pair in perturbed_pairs([part.texts[i] for i in rows], parent, child, seed=seed) if len(rows) else []:
         add([PairedBootstrap(pair.strata, samples=samples, seed=seed).delta(
             f"robustness.{pair.name}.flip_rate", _mean_extra("flip"), pair, confidence=conf, higher_is_better=False)])
     if not len(rows):
         not_compared["robustness"] = "robustness_texts is 0"
     # a black-box attack on a smaller sample
     rows = _sample(len(part), attack_texts, seed)
-    if len(rows):
+    if images:
+        not_compared["attack"] = ("white-box image attacks need gradients, which an ONNX child has none of: compare "
+                                  "the adversarial audit of each torch model")
+    elif len(rows):
         pair = _attack_pair([part.texts[i] for i in rows], gold[rows], parent, child, seed=seed)
         attack_boot = PairedBootstrap(pair.strata, samples=samples, seed=seed)
         add([attack_boot.delta("attack.deepwordbug.success_rate", _success_rate, pair, confidence=conf,
@@ -404,13 +426,18 @@ def compare_runs(parent_dir: str | Path, child_dir: str | Path, *, probes: Seque
         not_compared["attack"] = "attack_texts is 0"
     # out-of-distribution detection by max-softmax
     if ood_data is not None:
-        from trustfm.data.io import read_table
+        if images:  # a folder of images, or a table of image paths
+            from trustfm.data.prepare import load_labelled
 
-        frame = read_table(Path(ood_data))
-        column = ood_text_column or config.data.text_column
-        if column not in frame.columns:
-            raise ConfigError(f"--ood-data {ood_data}: no text column '{column}'")
-        outside = [t for t in frame[column].astype(str).tolist() if t.strip()][:1000]
+            outside = load_labelled(Path(ood_data), config.data, labelled=False).texts[:1000]
+        else:
+            from trustfm.data.io import read_table
+
+            frame = read_table(Path(ood_data))
+            column = ood_text_column or config.data.text_column
+            if column not in frame.columns:
+                raise ConfigError(f"--ood-data {ood_data}: no text column '{column}'")
+            outside = [t for t in frame[column].astype(str).tolist() if t.strip()][:1000]
         inside = [part.texts[i] for i in _sample(len(part), 1000, seed)]
         pair = _scored_pair("ood", outside, inside, parent, child, lambda p, _: -p.max(axis=1))
         add([PairedBootstrap(pair.strata, samples=samples, seed=seed).delta(

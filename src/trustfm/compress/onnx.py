@@ -28,8 +28,8 @@ class _LogitsAndPooled(torch.nn.Module):
         super().__init__()
         self.classifier = classifier
 
-    def forward(self, input_ids, attention_mask):
-        pooled = self.classifier.pooled(input_ids, attention_mask)
+    def forward(self, *inputs):
+        pooled = self.classifier.pooled(*inputs)
         return self.classifier.head(pooled), pooled
 
 
@@ -51,11 +51,20 @@ def export_onnx(model, tokenizer, path: Path, *, opset: int = 17) -> Path:
     """Write ``model`` (a TextClassifier) to ``path`` as an ONNX graph with dynamic batch and sequence axes.
 
     Inputs ``input_ids``/``attention_mask`` (int64, (batch, tokens)); outputs ``logits`` (batch, classes)
-    and ``pooled`` (batch, hidden).
+    and ``pooled`` (batch, hidden). An image classifier (``tokenizer`` None) takes ``pixel_values`` (float32,
+    (batch, 3, size, size), in [0, 1]) instead.
     """
     import copy
 
     clone = copy.deepcopy(model).eval()
+    if tokenizer is None:
+        sample = torch.rand(2, 3, clone.image_size, clone.image_size)
+        with _quiet_export(), torch.no_grad():
+            torch.onnx.export(_LogitsAndPooled(clone), (sample,), str(path), input_names=["pixel_values"],
+                              output_names=["logits", "pooled"], opset_version=opset, dynamo=False,
+                              dynamic_axes={"pixel_values": {0: "batch"}, "logits": {0: "batch"},
+                                            "pooled": {0: "batch"}})
+        return path
     if hasattr(clone.encoder, "set_attn_implementation"):
         clone.encoder.set_attn_implementation("eager")
     sample = tokenizer(["an example sentence for tracing", "short"], padding=True, return_tensors="pt")
@@ -88,8 +97,23 @@ class _Calibration:
         self._iter = iter(self.batches)
 
 
+class _ImageCalibration:
+    """ONNX Runtime calibration reader over decoded images (n, size, size, 3) uint8, one batch at a time."""
+
+    def __init__(self, pixels: np.ndarray, *, batch_size: int = 16):
+        values = pixels.transpose(0, 3, 1, 2).astype(np.float32) / 255.0
+        self.batches = [{"pixel_values": values[i:i + batch_size]} for i in range(0, len(values), batch_size)]
+        self._iter = iter(self.batches)
+
+    def get_next(self):
+        return next(self._iter, None)
+
+    def rewind(self):
+        self._iter = iter(self.batches)
+
+
 def quantize_onnx(source: Path, target: Path, *, mode: str = "dynamic", tokenizer=None,
-                  calibration_texts: Sequence[str] = (), max_length: int = 128) -> Path:
+                  calibration_texts: Sequence = (), max_length: int = 128) -> Path:
     """Int8 copy of the fp32 graph ``source`` at ``target``.
 
     ``mode="dynamic"``: int8 weights (per output channel), activation scales computed per batch at run time.
@@ -106,10 +130,13 @@ def quantize_onnx(source: Path, target: Path, *, mode: str = "dynamic", tokenize
             quantize_dynamic(str(source), str(target), weight_type=QuantType.QInt8, per_channel=True,
                              extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
         elif mode == "static":
-            reader = _Calibration(tokenizer, calibration_texts, max_length=max_length)
+            # an image model calibrates on decoded images and quantises its convolutions too
+            images = tokenizer is None
+            reader = (_ImageCalibration(np.asarray(calibration_texts)) if images else
+                      _Calibration(tokenizer, calibration_texts, max_length=max_length))
             quantize_static(str(source), str(target), reader, quant_format=QuantFormat.QDQ, per_channel=True,
                             activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-                            op_types_to_quantize=["MatMul", "Gemm"],
+                            op_types_to_quantize=["Conv", "MatMul", "Gemm"] if images else ["MatMul", "Gemm"],
                             extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
         else:
             raise ValueError(f"mode must be 'dynamic' or 'static', not {mode!r}")
@@ -117,8 +144,9 @@ def quantize_onnx(source: Path, target: Path, *, mode: str = "dynamic", tokenize
 
 
 def write_onnx_model(model, tokenizer, folder: Path, *, quantize: str | None = None,
-                     calibration_texts: Sequence[str] = (), max_length: int = 128) -> Path:
-    """Write ``folder/model.onnx`` (fp32, or int8 with ``quantize`` = "dynamic"/"static") and the tokenizer."""
+                     calibration_texts: Sequence = (), max_length: int = 128) -> Path:
+    """Write ``folder/model.onnx`` (fp32, or int8 with ``quantize`` = "dynamic"/"static") and the tokenizer
+    (none for an image model, whose static calibration set is decoded images)."""
     folder.mkdir(parents=True, exist_ok=True)
     fp32 = folder / ("model-fp32.onnx" if quantize else ONNX_FILE)
     export_onnx(model, tokenizer, fp32)
@@ -126,6 +154,7 @@ def write_onnx_model(model, tokenizer, folder: Path, *, quantize: str | None = N
         quantize_onnx(fp32, folder / ONNX_FILE, mode=quantize, tokenizer=tokenizer,
                       calibration_texts=calibration_texts, max_length=max_length)
         fp32.unlink()
-    tokenizer.save_pretrained(folder)
-    model.encoder.config.save_pretrained(folder)
+    if tokenizer is not None:
+        tokenizer.save_pretrained(folder)
+        model.encoder.config.save_pretrained(folder)
     return folder / ONNX_FILE

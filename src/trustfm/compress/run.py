@@ -22,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from trustfm.errors import ConfigError, FidelityError
 
 METHODS = ("onnx", "onnx-int8", "torch-int8", "distill", "prune")
+IMAGE_METHODS = ("onnx", "onnx-int8")  # an image model's graph, exported whole; the others act on text encoders
 FIDELITY_ROWS = 1000  # validation rows the child is checked on before it is written
 
 
@@ -170,6 +171,9 @@ def build_child_model(ctx, settings: CompressionSettings, model_dir: Path, *, wo
     parent = ctx.predictor
     meta = {k: v for k, v in parent.meta.items() if k not in ("format", "structure", "compression")}
     model, tokenizer, method = parent.model, parent.tokenizer, settings.method
+    if parent.modality == "image" and method not in IMAGE_METHODS:
+        raise ConfigError(f"an image model compresses with {' or '.join(IMAGE_METHODS)}; {method} reshapes or "
+                          "quantises a text encoder's layers")
     if method in ("onnx", "onnx-int8"):
         import onnxruntime
 
@@ -184,6 +188,8 @@ def build_child_model(ctx, settings: CompressionSettings, model_dir: Path, *, wo
                 rng = np.random.default_rng(ctx.config.seed)
                 train = ctx.data.train.texts
                 calibration = [train[i] for i in rng.permutation(len(train))[:settings.calibration_rows]]
+                if parent.modality == "image":  # the training images, decoded as the model sees them
+                    calibration = parent.inputs.encode(calibration).pixels
         write_onnx_model(model, tokenizer, model_dir, quantize=quantize, calibration_texts=calibration,
                          max_length=parent.max_length)
         write_json_atomic(model_dir / "trustfm_model.json", {**meta, "format": "onnx"})
@@ -238,7 +244,8 @@ def check_fidelity(ctx, model_dir: Path, settings: CompressionSettings) -> Fidel
     part = getattr(ctx.data, part_name)
     rows = np.random.default_rng(ctx.config.seed).permutation(len(part))[:FIDELITY_ROWS]
     texts = [part.texts[i] for i in rows]
-    child = Predictor(model_dir, max_length=ctx.predictor.max_length, batch_size=ctx.predictor.batch_size)
+    child = Predictor(model_dir, max_length=ctx.predictor.max_length, batch_size=ctx.predictor.batch_size,
+                      image_config=ctx.predictor.inputs.config if ctx.predictor.inputs is not None else None)
     measured = measure_fidelity(ctx.predictor.predict_proba(texts), child.predict_proba(texts), split=part_name)
     tolerance = {**DEFAULT_TOLERANCE[settings.method],
                  **{k: v for k, v in (("min_agreement", settings.min_agreement),

@@ -45,8 +45,11 @@ class OnnxClassifier:
 
     def run(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Logits (b, classes) and pooled features (b, hidden), float32, for one padded batch."""
-        logits, pooled = self.session.run(["logits", "pooled"], {"input_ids": input_ids,
-                                                                 "attention_mask": attention_mask})
+        return self.run_inputs({"input_ids": input_ids, "attention_mask": attention_mask})
+
+    def run_inputs(self, inputs: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """Logits and pooled features for named graph inputs (``pixel_values`` float32 (b, 3, s, s) for images)."""
+        logits, pooled = self.session.run(["logits", "pooled"], inputs)
         return logits, pooled
 
 

@@ -142,11 +142,15 @@ class Predictor:
         """Logits and pooled features from the ONNX session, length-bucketed batches, rows in input order."""
         from trustfm.data.batching import bucketed_batches, pad_arrays
 
-        pad_id = self.tokenizer.pad_token_id
         logits, pooled = None, None
         for index in bucketed_batches(encoded.lengths, batch_size=self.batch_size, bucket_size=1, seed=0, epoch=0,
                                       shuffle=False):
-            batch_logits, batch_pooled = self.onnx.run(*pad_arrays([encoded.input_ids[i] for i in index], pad_id))
+            if self.inputs is not None:
+                batch = {"pixel_values": encoded.make_batch(index)["pixel_values"].numpy()}
+                batch_logits, batch_pooled = self.onnx.run_inputs(batch)
+            else:
+                batch_logits, batch_pooled = self.onnx.run(*pad_arrays([encoded.input_ids[i] for i in index],
+                                                                       self.pad_id))
             if logits is None:
                 logits = np.empty((len(encoded), batch_logits.shape[1]), dtype=np.float32)
                 pooled = np.empty((len(encoded), batch_pooled.shape[1]), dtype=np.float32)
