@@ -325,3 +325,33 @@ def tune_config(tiny_model_dir, tiny_data, tmp_path):
         return path
 
     return write
+
+
+# --- image runs: the generated shapes (a background group with a planted disadvantage) at 32 px, on the real
+# EfficientNet-Lite0 weights (17 MB, shipped in a package: loading them takes a fraction of a second)
+
+
+@pytest.fixture(scope="session")
+def image_data(tmp_path_factory) -> Path:
+    """``images.csv`` (image, label, background) of 150 generated shape images, 32 px."""
+    from trustfm.data.image_datasets import write_shapes
+
+    return write_shapes(tmp_path_factory.mktemp("shapes"), n=150, size=32, seed=0)
+
+
+def image_overrides(image_data: Path, output_dir: Path, **more) -> dict:
+    """Config overrides of a small image run on ``image_data`` (2 epochs, 32 px, a 10% holdout for membership)."""
+    return {"output_dir": str(output_dir), "data.train": str(image_data), "data.modality": "image",
+            "data.group_columns": ["background"], "fairness.sensitive": ["background"], "data.image.size": 32,
+            "data.split.holdout": 0.1, "train.epochs": 2, "train.batch_size": 16, "train.learning_rate": 2e-3,
+            "evaluate.bootstrap_samples": 50, **more}
+
+
+@pytest.fixture(scope="session")
+def image_run(image_data, tmp_path_factory) -> Path:
+    """A trained and evaluated image run folder (shared: tests read it, or copy it before changing it)."""
+    from trustfm.config import load_config
+    from trustfm.pipeline import train_and_evaluate
+
+    overrides = image_overrides(image_data, tmp_path_factory.mktemp("image-run") / "run")
+    return train_and_evaluate(load_config(None, overrides), show_progress=False).root

@@ -16,9 +16,21 @@ import pytest
 from trustfm.audit.context import AuditContext
 from trustfm.audit.registry import registered_audits
 from trustfm.config import load_config
+from trustfm.errors import ConfigError
 from trustfm.pipeline import train_and_evaluate
 from trustfm.report.build import REPORT_KINDS, audit_sections
 from trustfm.results import parse_result
+
+
+@pytest.fixture(scope="module")
+def image_runs(image_run, tmp_path_factory):
+    """The image run and the options its audits need (a folder of digits as out-of-distribution images)."""
+    from trustfm.data.image_datasets import write_digits
+
+    digits = write_digits(tmp_path_factory.mktemp("digits") / "digits")
+    options = {"ood": {"ood_data": digits}, "membership": {"max_rows": 30}, "corruption": {"max_images": 20},
+               "adversarial": {"max_images": 10, "pgd_steps": 3}, "attributions": {"max_images": 6}}
+    return image_run, options
 
 
 @pytest.fixture(scope="module")
@@ -51,29 +63,40 @@ def runs(tiny_model_dir, tiny_data, tmp_path_factory):
     return run, options
 
 
-def test_every_registered_audit_conforms(runs):
-    run, options = runs
-    ctx = AuditContext(run)
+def test_every_registered_audit_conforms(runs, image_runs):
     audits = registered_audits()
     assert {"performance", "fairness", "explanations", "robustness", "attacks", "ood", "output_rules", "ensemble",
-            "membership", "data_quality"} <= set(audits)
+            "membership", "data_quality", "corruption", "adversarial", "attributions"} <= set(audits)
+    contexts = {"text": (AuditContext(runs[0]), runs[1]), "image": (AuditContext(image_runs[0]), image_runs[1])}
     for name, spec in audits.items():
-        assert spec.description and spec.results, f"{name}: registers no description or result models"
-        declared = {model.model_fields["kind"].default for model in spec.results}
-        reason = spec.why_not_applicable(ctx, {}) if spec.why_not_applicable else None
-        assert reason is None or (isinstance(reason, str) and reason), f"{name}: why_not_applicable must be None or a reason"
-        written = spec.run(ctx, **options.get(name, {}))
-        assert written, f"{name} wrote no result"
-        for stem, result in written.items():
-            assert result.kind in declared, f"{name}: wrote kind {result.kind!r}, declares {declared}"
-            on_disk = json.loads(ctx.paths.result(stem).read_text(encoding="utf-8"))
-            assert on_disk["kind"] == result.kind
-            again = parse_result(on_disk, source=stem)
-            assert again == type(result).model_validate(json.loads(result.model_dump_json())), f"{stem}: round trip"
-            metrics = result.metrics()
-            assert all(isinstance(k, str) and k and not k.startswith(".") for k in metrics), f"{stem}: metric names"
-            assert all(isinstance(v, float) and math.isfinite(v) for v in metrics.values()), f"{stem}: metric values"
-            assert again.metrics() == metrics, f"{stem}: metrics differ when read back from the file"
+        assert spec.modalities and set(spec.modalities) <= set(contexts), f"{name}: unknown modalities"
+        for modality, (ctx, options) in contexts.items():
+            if modality in spec.modalities:
+                _conforms(name, spec, ctx, options)
+            else:  # refused with one line that names the audits that do apply
+                assert spec.reason_not_applicable(ctx, {})
+                with pytest.raises(ConfigError, match=f"audit {name} audits .* models; .*audits that apply: "):
+                    spec.run(ctx, **options.get(name, {}))
+
+
+def _conforms(name, spec, ctx, options) -> None:
+    """One audit through the checks on one run."""
+    assert spec.description and spec.results, f"{name}: registers no description or result models"
+    declared = {model.model_fields["kind"].default for model in spec.results}
+    reason = spec.reason_not_applicable(ctx, {})
+    assert reason is None or (isinstance(reason, str) and reason), f"{name}: why_not_applicable must be None or a reason"
+    written = spec.run(ctx, **options.get(name, {}))
+    assert written, f"{name} wrote no result"
+    for stem, result in written.items():
+        assert result.kind in declared, f"{name}: wrote kind {result.kind!r}, declares {declared}"
+        on_disk = json.loads(ctx.paths.result(stem).read_text(encoding="utf-8"))
+        assert on_disk["kind"] == result.kind
+        again = parse_result(on_disk, source=stem)
+        assert again == type(result).model_validate(json.loads(result.model_dump_json())), f"{stem}: round trip"
+        metrics = result.metrics()
+        assert all(isinstance(k, str) and k and not k.startswith(".") for k in metrics), f"{stem}: metric names"
+        assert all(isinstance(v, float) and math.isfinite(v) for v in metrics.values()), f"{stem}: metric values"
+        assert again.metrics() == metrics, f"{stem}: metrics differ when read back from the file"
 
 
 def test_report_renders_every_kind_in_its_own_section(runs):
@@ -94,9 +117,23 @@ def test_report_renders_every_kind_in_its_own_section(runs):
         assert f'id="{section}' in page, f"no {section} section in the report"
 
 
-def test_a_result_without_kind_is_refused_with_its_file_name(tmp_path):
-    from trustfm.errors import ConfigError
+def test_the_image_report_renders_every_kind_with_its_images(image_runs):
+    from trustfm.audit.run_all import run_all_audits
+    from trustfm.report import build_report
 
+    run, options = image_runs
+    run_all_audits(run, options=options)
+    html, data = build_report(run)
+    kinds = {doc["kind"] for doc in json.loads(data.read_text(encoding="utf-8"))["results"].values()}
+    assert {"corruption", "adversarial", "attributions", "fairness", "membership", "ood"} <= kinds
+    assert kinds <= {*REPORT_KINDS, *audit_sections()[1]}
+    page = html.read_text(encoding="utf-8")
+    for section in ("corruption", "adversarial", "attributions", "fairness", "membership", "ood"):
+        assert f'id="{section}' in page, f"no {section} section in the image report"
+    assert page.count('src="data:image/png;base64,') >= 10
+
+
+def test_a_result_without_kind_is_refused_with_its_file_name(tmp_path):
     with pytest.raises(ConfigError, match="results/old.json: no 'kind'"):
         parse_result({"accuracy": 0.9}, source="results/old.json")
     with pytest.raises(ConfigError, match="unknown result kind 'nope'"):
@@ -112,10 +149,23 @@ def test_audits_leave_the_shared_context_as_they_found_it(runs):
               for split in ("train", "validation", "test")}
     weights = {k: v.clone() for k, v in ctx.predictor.model.state_dict().items()}
     for name, spec in registered_audits().items():
-        spec.run(ctx, **options.get(name, {}))
+        if "text" in spec.modalities:
+            spec.run(ctx, **options.get(name, {}))
     for split, (texts, groups) in before.items():
         part = getattr(ctx.data, split)
         assert part.texts == texts and part.groups.keys() == groups.keys(), f"{split} split changed in place"
+    after = ctx.predictor.model.state_dict()
+    assert all((after[k] == v).all() for k, v in weights.items()), "an audit changed the shared model's weights"
+    assert not ctx.predictor.model.training
+
+
+def test_image_audits_leave_the_shared_model_as_they_found_it(image_runs):
+    run, options = image_runs
+    ctx = AuditContext(run)
+    weights = {k: v.clone() for k, v in ctx.predictor.model.state_dict().items()}
+    for name, spec in registered_audits().items():
+        if "image" in spec.modalities and spec.reason_not_applicable(ctx, options.get(name, {})) is None:
+            spec.run(ctx, **options.get(name, {}))
     after = ctx.predictor.model.state_dict()
     assert all((after[k] == v).all() for k, v in weights.items()), "an audit changed the shared model's weights"
     assert not ctx.predictor.model.training
