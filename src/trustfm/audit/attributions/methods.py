@@ -2,8 +2,8 @@
 
 For each image the attribution of the predicted class is summed over colour channels (saliency: Captum's absolute
 gradient, its largest channel) into one (h, w) map. Faithfulness is the deletion test of Petsiuk et al. (RISE,
-BMVC 2018): pixels are replaced, most important first, by the image's mean colour in ``steps`` equal shares, and the
-predicted class's probability is tracked; the area under that curve over the deleted share [0, 1] is low when the
+BMVC 2018): pixels are set to black (the integrated-gradients baseline), most important first, in ``steps`` equal
+shares, and the predicted class's probability is tracked; the area under that curve over the deleted share [0, 1] is low when the
 map finds the pixels the model relies on. The same deletion in a random order (seeded) is the baseline:
 ``faithfulness_gain`` = random AUC - method AUC, above 0 when the map beats chance.
 """
@@ -74,11 +74,11 @@ def attribution_maps(model, pixels, targets, method: str, *, ig_steps: int = 32)
 
 def deletion_curve(model, image, target: int, order: np.ndarray, steps: int):
     """Predicted-class probability (steps + 1,) as the pixels of ``order`` (flat h*w indices, most important first)
-    of ``image`` (3, h, w) are replaced by its mean colour, ``steps`` equal shares at a time."""
+    of ``image`` (3, h, w) are set to black, ``steps`` equal shares at a time."""
     import torch
 
     _, height, width = image.shape
-    fill = image.mean(dim=(1, 2), keepdim=True).expand_as(image)
+    fill = torch.zeros_like(image)
     versions = []
     for k in range(steps + 1):
         mask = torch.zeros(height * width, dtype=torch.bool)
