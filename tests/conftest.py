@@ -355,3 +355,17 @@ def image_run(image_data, tmp_path_factory) -> Path:
 
     overrides = image_overrides(image_data, tmp_path_factory.mktemp("image-run") / "run")
     return train_and_evaluate(load_config(None, overrides), show_progress=False).root
+
+
+def bomb_png(path: Path, width: int = 50_000, height: int = 50_000) -> Path:
+    """A valid PNG header declaring ``width`` x ``height`` and a tiny compressed body: a decompression bomb's shape."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    body = zlib.compress(b"\x00" * 1024)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", body) + chunk(b"IEND", b""))
+    return path

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import struct
-import zlib
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +12,8 @@ from trustfm.config.schema import DataConfig, ImageAugmentConfig, ImageConfig, R
 from trustfm.data.images import EncodedImages, decode_image, load_labelled_images
 from trustfm.data.prepare import prepare_data
 from trustfm.errors import DataError
+
+from conftest import bomb_png
 
 
 def _png(path: Path, mode: str = "RGB", size=(24, 24), value: int = 0) -> Path:
@@ -39,17 +39,6 @@ def _table(folder: Path, rows: list[tuple[str, str]]) -> Path:
 
 def _config(**image) -> DataConfig:
     return DataConfig(modality="image", image=ImageConfig(size=16, **image), min_class_rows=1)
-
-
-def bomb_png(path: Path, width: int = 50_000, height: int = 50_000) -> Path:
-    """A valid PNG header declaring ``width`` x ``height`` and a tiny compressed body: a decompression bomb's shape."""
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
-
-    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
-    body = zlib.compress(b"\x00" * 1024)
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", body) + chunk(b"IEND", b""))
-    return path
 
 
 def test_class_folders_are_read_and_grey_images_converted_and_reported(tmp_path):

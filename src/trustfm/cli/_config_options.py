@@ -11,6 +11,7 @@ FLAG_KEYS = {
     "validation_data": "data.validation",
     "test_data": "data.test",
     "data_format": "data.format",
+    "modality": "data.modality",
     "text_column": "data.text_column",
     "label_column": "data.label_column",
     "id_column": "data.id_column",

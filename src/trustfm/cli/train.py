@@ -25,6 +25,8 @@ def train(
     validation_data: Optional[Path] = typer.Option(None, help="validation file [data.validation]"),
     test_data: Optional[Path] = typer.Option(None, help="test file [data.test]"),
     data_format: Optional[str] = typer.Option(None, help="csv|tsv|jsonl|parquet|hf [data.format]"),
+    modality: Optional[str] = typer.Option(None, help="text|image: what a row's input is; image data is a folder "
+                                                      "of class folders or a table of image paths [data.modality]"),
     text_column: Optional[str] = typer.Option(None, help="column holding the text [data.text_column]"),
     label_column: Optional[str] = typer.Option(None, help="column holding the label [data.label_column]"),
     id_column: Optional[str] = typer.Option(None, help="column of unique row ids, optional [data.id_column]"),

@@ -1,0 +1,136 @@
+"""The image lifecycle as a new user runs it: write data, train, audit --all, report (read in headless Chromium),
+compress, audit compare, serve and send an image over HTTP; and the bad inputs the issue names."""
+
+from __future__ import annotations
+
+import base64
+import json
+import shutil
+import signal
+from pathlib import Path
+
+import pytest
+
+from conftest import Server, bomb_png, post_json, run_cli, set_flags
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+FLAGS = {"data.image.size": 32, "data.group_columns": ["background"], "fairness.sensitive": ["background"],
+         "data.split.holdout": 0.1, "train.epochs": 2, "train.batch_size": 16, "train.learning_rate": 0.002,
+         "evaluate.bootstrap_samples": 50}
+
+
+@pytest.fixture(scope="module")
+def lifecycle(tmp_path_factory):
+    root = tmp_path_factory.mktemp("image-lifecycle")
+    made = run_cli(["data", "images", "shapes", root / "shapes", "--rows", "150"])
+    assert made.returncode == 0, made.stderr
+    table = root / "shapes" / "images.csv"
+    run = root / "run"
+    trained = run_cli(["train", "--data", table, "--output-dir", run, "--modality", "image", *set_flags(FLAGS)])
+    assert trained.returncode == 0, trained.stderr
+    digits = run_cli(["data", "images", "digits", root / "digits"])
+    assert digits.returncode == 0, digits.stderr
+    return root, table, run
+
+
+def test_train_audit_report_compress_compare(lifecycle):
+    root, _, run = lifecycle
+    record = json.loads((run / "run.json").read_text())
+    assert record["base_model"]["name_or_path"] == "efficientnet-lite0"
+    assert list(record["base_model"]["weights_sha256"]) == ["efficientnet-lite0-57934424.pth"]
+    assert record["rows"]["read"] == 150 and (run / "model" / "classifier.safetensors").exists()
+    audited = run_cli(["audit", run, "--all", "--format", "json"])
+    assert audited.returncode == 0, audited.stderr
+    statuses = {a["audit"]: a["status"] for a in json.loads(audited.stdout)["audits"]}
+    assert {k: statuses[k] for k in ("performance", "fairness", "membership", "corruption", "adversarial",
+                                     "attributions")} == dict.fromkeys(
+        ("performance", "fairness", "membership", "corruption", "adversarial", "attributions"), "ran")
+    assert statuses["robustness"] == statuses["attacks"] == "not applicable"
+    ood = run_cli(["audit", "ood", run, "--ood-data", root / "digits", "--format", "json"])
+    assert ood.returncode == 0, ood.stderr
+    assert json.loads(ood.stdout)["kind"] == "ood"
+    assert run_cli(["report", run]).returncode == 0
+    child = root / "int8"
+    compressed = run_cli(["compress", run, "--method", "onnx-int8", "--calibration", "static", "--output", child,
+                          "--min-agreement", "0.5"])  # 2 epochs: near ties
+    assert compressed.returncode == 0, compressed.stderr
+    compared = run_cli(["audit", "compare", run, child, "--format", "json"])
+    assert compared.returncode == 0, compared.stderr
+    comparison = json.loads(compared.stdout)
+    names = {d["metric"] for d in comparison["deltas"]}
+    assert {"accuracy", "robustness.gaussian_noise_s3.flip_rate", "membership.loss_attack.auc"} <= names
+    assert "attack" in comparison["not_compared"]
+    refused = run_cli(["compress", run, "--method", "distill", "--output", root / "student"])
+    assert refused.returncode != 0 and "an image model compresses with onnx or onnx-int8" in refused.stderr
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="Debian chromium is not installed (make test installs it)")
+def test_attributions_and_corrupted_examples_are_visible_in_chromium(lifecycle):
+    from playwright.sync_api import sync_playwright
+
+    _, _, run = lifecycle
+    if not (run / "report.html").exists():
+        pytest.skip("needs the report of test_train_audit_report_compress_compare")
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.goto((run / "report.html").resolve().as_uri())
+        for section, least in (("#attributions", 4), ("#corruption", 5), ("#adversarial", 3)):
+            images = page.locator(f"{section} img.example")
+            assert images.count() >= least, section
+            images.first.scroll_into_view_if_needed()
+            assert images.first.is_visible()
+            # decoded by the browser, drawn at its size: not a broken image
+            assert images.first.evaluate("img => img.complete && img.naturalWidth > 0")
+            box = images.first.bounding_box()
+            assert box and box["width"] >= 90 and box["height"] >= 90
+        assert "integrated_gradients" in page.locator("#attributions").inner_text()
+        assert "gaussian_noise" in page.locator("#corruption").inner_text()
+        browser.close()
+
+
+def test_serve_answers_an_image_and_refuses_bad_ones(lifecycle, tmp_path):
+    _, table, run = lifecycle
+    image = table.parent / "images" / "0000.png"
+    server = Server(run, "--no-auth")
+    try:
+        sent = base64.b64encode(image.read_bytes()).decode()
+        answer = post_json(server, "/v1/predict", {"images": [sent]})
+        assert answer.status_code == 200, answer.text
+        prediction = answer.json()["predictions"][0]
+        assert prediction["label"] in {"circle", "square", "triangle"}
+        assert sum(prediction["probabilities"].values()) == pytest.approx(1.0, abs=1e-4)
+        corrupt = base64.b64encode(image.read_bytes()[:200]).decode()
+        bad = post_json(server, "/v1/predict", {"images": [sent, corrupt]})
+        assert bad.status_code == 422 and "images[1]: truncated or corrupt" in bad.json()["detail"]
+        bomb = base64.b64encode(bomb_png(tmp_path / "bomb.png").read_bytes()).decode()
+        refused = post_json(server, "/v1/predict", {"images": [bomb]})
+        assert refused.status_code == 422 and "decompression-bomb guard" in refused.json()["detail"]
+        texts = post_json(server, "/v1/predict", {"texts": ["a circle"]})
+        assert texts.status_code == 422 and "classifies images" in texts.json()["detail"]
+    finally:
+        code, output = server.stop()
+    assert code in (0, -signal.SIGTERM)  # uvicorn re-raises the signal after a clean shutdown
+    assert sent not in output
+
+
+def test_bad_image_input_gets_one_clear_line(lifecycle, tmp_path):
+    root, table, run = lifecycle
+    broken = tmp_path / "data"
+    shutil.copytree(table.parent, broken)
+    (broken / "images" / "0003.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")
+    result = run_cli(["train", "--data", broken / "images.csv", "--output-dir", tmp_path / "r1",
+                      "--modality", "image", *set_flags(FLAGS)])
+    assert result.returncode == 3 and "row 4, column 'image'" in result.stderr and "Traceback" not in result.stderr
+    missing = tmp_path / "missing.csv"
+    missing.write_text("image,label,background\nimages/nope.png,circle,light\n")
+    shutil.copytree(table.parent / "images", tmp_path / "images")
+    result = run_cli(["train", "--data", missing, "--output-dir", tmp_path / "r2", "--modality", "image",
+                      *set_flags(FLAGS)])
+    assert result.returncode == 3 and "'images/nope.png': image file 'images/nope.png' does not exist" in result.stderr
+    mixed = run_cli(["train", "--data", table, "--output-dir", tmp_path / "r3", "--modality", "image",
+                     "--text-column", "caption"])
+    assert mixed.returncode != 0 and "a config trains on texts or on images, not both" in mixed.stderr
+    assert not (tmp_path / "r1").exists() and not (tmp_path / "r3").exists()
+    predicted = run_cli(["audit", "robustness", run])
+    assert predicted.returncode != 0 and "audits that apply: " in predicted.stderr
