@@ -143,7 +143,9 @@ class AuditContext:
         """
         part = self.eval_part
         rows = np.random.default_rng(self.config.seed).permutation(len(part))[:max_texts]
-        return [part.texts[i] for i in rows], self.data.label_ids(part)[rows], f"{part.file} ({len(rows)} {self.eval_split} texts)"
+        unit = "images" if self.config.data.modality == "image" else "texts"
+        return ([part.texts[i] for i in rows], self.data.label_ids(part)[rows],
+                f"{part.file} ({len(rows)} {self.eval_split} {unit})")
 
     def example_screen(self):
         """A fresh :class:`~trustfm.data.pii.ExampleScreen` for the example texts an audit saves."""

@@ -357,11 +357,12 @@ def png_data_uri(pixels: np.ndarray) -> str:
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
-def heatmap_overlay(pixels: np.ndarray, attribution: np.ndarray, *, alpha: float = 0.55) -> np.ndarray:
+def heatmap_overlay(pixels: np.ndarray, attribution: np.ndarray, *, alpha: float = 0.85) -> np.ndarray:
     """``attribution`` (h, w), any sign, drawn over a greyed ``pixels`` (h, w, 3): red where it is positive, blue
-    where negative, opacity by magnitude relative to the image's largest; uint8 (h, w, 3)."""
-    grey = pixels.astype(np.float64).mean(axis=2, keepdims=True).repeat(3, axis=2) * 0.6 + 255 * 0.4 * 0.5
-    peak = float(np.abs(attribution).max()) or 1.0
+    where negative, opacity by magnitude relative to the image's 99th percentile (a few extreme pixels would
+    otherwise wash the rest out); uint8 (h, w, 3)."""
+    grey = pixels.astype(np.float64).mean(axis=2, keepdims=True).repeat(3, axis=2) * 0.5 + 255 * 0.25
+    peak = float(np.percentile(np.abs(attribution), 99)) or float(np.abs(attribution).max()) or 1.0
     strength = np.clip(np.abs(attribution) / peak, 0.0, 1.0)[..., None] * alpha
     colour = np.where(attribution[..., None] >= 0, np.array([214.0, 39.0, 40.0]), np.array([31.0, 119.0, 180.0]))
     return np.clip(grey * (1 - strength) + colour * strength, 0, 255).astype(np.uint8)

@@ -92,7 +92,7 @@ def set_trainable(model, trainable: str, *, top_layers: int = 2, lora_rank: int 
             p.requires_grad_(False)
         for p in model.head.parameters():
             p.requires_grad_(True)
-        layers = model.encoder.encoder.layer
+        layers = model.encoder.encoder.layer if trainable in ("top_layers", "bias") else []
         if trainable == "top_layers":
             for layer in layers[max(0, len(layers) - top_layers):]:
                 for p in layer.parameters():
