@@ -224,7 +224,7 @@ def attacks(root: Path, rounds: int, images: int) -> None:
 
     for epsilon in (2 / 255, 4 / 255, 8 / 255):
         step, steps = 2.5 * epsilon / 10, 10
-        rows = {"trustfm_fgsm": [], "art_fgsm": [], "trustfm_pgd": [], "art_pgd": [], "pgd_seconds_ratio": []}
+        rows = {"trustfm_fgsm": [], "art_fgsm": [], "trustfm_pgd": [], "art_pgd": [], "seconds_ratio_trustfm_over_art": []}
         for r in range(rounds):
             order = [0, 1] if r % 2 == 0 else [1, 0]
             times = {}
@@ -242,7 +242,7 @@ def attacks(root: Path, rounds: int, images: int) -> None:
                         art_model, norm=np.inf, eps=epsilon, eps_step=step, max_iter=steps, num_random_init=1,
                         batch_size=64, verbose=False).generate(pixels.numpy(), y=onehot)))
                 times[arm] = time.perf_counter() - started
-            rows["pgd_seconds_ratio"].append(times[0] / times[1])
+            rows["seconds_ratio_trustfm_over_art"].append(times[0] / times[1])
         print(json.dumps({"part": "attacks", "epsilon": f"{round(epsilon * 255)}/255", "images": len(paths),
                           "clean_correct": int(correct.sum()), "rounds": rounds,
                           **{k: [round(v, 4) for v in values] for k, values in rows.items()},

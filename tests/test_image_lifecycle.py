@@ -112,6 +112,12 @@ def test_serve_answers_an_image_and_refuses_bad_ones(lifecycle, tmp_path):
         code, output = server.stop()
     assert code in (0, -signal.SIGTERM)  # uvicorn re-raises the signal after a clean shutdown
     assert sent not in output
+    # the log keeps the answered image by hash; monitoring judges it without pixels
+    monitored = run_cli(["monitor", run, "--window", "1", "--format", "json"])
+    assert monitored.returncode == 0, monitored.stderr
+    window = json.loads(monitored.stdout)["windows"][0]
+    assert window["n"] == 1 and window["length_psi"] is None and window["embedding_mmd2"] is None
+    assert any("sha256, not its pixels" in note for note in window["notes"])
 
 
 def test_bad_image_input_gets_one_clear_line(lifecycle, tmp_path):

@@ -147,6 +147,13 @@ class AuditContext:
         return ([part.texts[i] for i in rows], self.data.label_ids(part)[rows],
                 f"{part.file} ({len(rows)} {self.eval_split} {unit})")
 
+    def why_not_differentiable(self, needs: str, instead: str) -> str | None:
+        """None when the run's model is a float torch model gradients flow through, else the reason an audit that
+        ``needs`` them cannot run (e.g. needs "white-box attacks need the model's gradients", instead "attack its
+        torch parent instead")."""
+        fmt = self.predictor.format
+        return None if fmt == "torch" else f"{needs}, and this run's model is {fmt}: {instead}"
+
     def example_screen(self):
         """A fresh :class:`~trustfm.data.pii.ExampleScreen` for the example texts an audit saves."""
         from trustfm.data.pii import ExampleScreen

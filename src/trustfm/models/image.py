@@ -28,6 +28,7 @@ ARCHITECTURE = "efficientnet-lite0"
 IMAGENET_MEAN = (0.485, 0.456, 0.406)  # the normalisation efficientnet-lite-pytorch's own example uses
 IMAGENET_STD = (0.229, 0.224, 0.225)
 FEATURES = 1280
+BN_MOMENTUM = 0.1  # batch-norm running-statistics momentum while fine-tuning (see build_image_classifier)
 MODEL_META = "trustfm_model.json"
 STATE_FILE = "classifier.safetensors"
 
@@ -90,6 +91,12 @@ class ImageClassifier(nn.Module):
 def build_image_classifier(*, num_labels: int, image_size: int, pretrained: bool, dropout: float) -> ImageClassifier:
     """A new classifier; with ``pretrained`` the backbone starts from the shipped ImageNet weights."""
     backbone = _backbone(image_size)
+    for module in backbone.modules():
+        if isinstance(module, nn.BatchNorm2d):
+            # the converted TF checkpoint keeps TF's 0.99 decay (PyTorch momentum 0.01): on a few thousand images the
+            # running statistics would hardly leave ImageNet's (or, from scratch, their initial 0 and 1), and
+            # evaluation would use statistics the network never had; PyTorch's default 0.1 follows the new data
+            module.momentum = BN_MOMENTUM
     if pretrained:
         # weights_only: torch's restricted unpickler, which builds tensors and nothing else
         state = torch.load(pretrained_weights_file(), map_location="cpu", weights_only=True)

@@ -171,7 +171,8 @@ def monitor_run(run_dir: str | Path, *, log_url: str, window: str = "1h", alerts
         part = logged.take(rows)
         judged = evaluate_window(reference, part, start=start.isoformat(), end=end.isoformat(),
                                  embed=predictor.embed, bootstrap_samples=config.evaluate.bootstrap_samples,
-                                 confidence=config.evaluate.confidence, seed=config_seed)
+                                 confidence=config.evaluate.confidence, seed=config_seed,
+                                 images=predictor.modality == "image")
         result.windows.append(judged)
         result.processed += len(rows)
         result.last_end = end.isoformat()

@@ -86,9 +86,12 @@ def _gap(values: dict[str, float]) -> float | None:
 
 def evaluate_window(reference: Reference, logged: LoggedPredictions, *, start: str, end: str,
                     embed: Callable[[Sequence[str]], np.ndarray] | None, bootstrap_samples: int = 1000,
-                    confidence: float = 0.95, seed: int = 0, permutations: int = PERMUTATIONS) -> MonitorWindow:
+                    confidence: float = 0.95, seed: int = 0, permutations: int = PERMUTATIONS,
+                    images: bool = False) -> MonitorWindow:
     """The window's result. ``embed``: texts -> (n, d) embeddings with the run's model (None: skip the
-    embedding test); ``bootstrap_samples``/``confidence``/``seed``: intervals of the feedback metrics."""
+    embedding test); ``bootstrap_samples``/``confidence``/``seed``: intervals of the feedback metrics.
+    ``images``: the served model classifies images, whose log rows keep a hash and no pixels: no length or
+    embedding drift, and groups only from the requests."""
     from trustfm.audit.fairness.plugin import identity_mentions
     from trustfm.audit.performance.evaluation import evaluate_predictions
 
@@ -111,8 +114,12 @@ def evaluate_window(reference: Reference, logged: LoggedPredictions, *, start: s
     if len(confidences):
         window.confidence_psi = psi(reference.confidences, confidences)
         window.confidence_ks, window.confidence_ks_p = ks(reference.confidences, confidences)
-    window.length_psi = psi(reference.lengths, logged.chars)
-    window.length_ks, window.length_ks_p = ks(reference.lengths, logged.chars)
+    if images:
+        notes.append("image answers: the log keeps each image's sha256, not its pixels, so there is no length or "
+                     "embedding drift; prediction, confidence, OOD and feedback are judged")
+    else:
+        window.length_psi = psi(reference.lengths, logged.chars)
+        window.length_ks, window.length_ks_p = ks(reference.lengths, logged.chars)
     has_ood = ~np.isnan(logged.ood)
     if has_ood.any():
         window.ood_rate = float(logged.ood[has_ood].mean())
@@ -121,8 +128,10 @@ def evaluate_window(reference: Reference, logged: LoggedPredictions, *, start: s
     window.abstain_rate = float(logged.abstained.mean())
     window.override_rate = float(logged.overridden.mean())
 
-    readable = [i for i, t in enumerate(logged.texts) if t is not None]
-    if embed is None:
+    readable = [] if images else [i for i, t in enumerate(logged.texts) if t is not None]
+    if images:
+        pass
+    elif embed is None:
         notes.append("embedding drift not computed (no model given)")
     elif len(readable) < 2:
         notes.append("embedding drift not computed: the log keeps no redacted texts for this window "

@@ -10,9 +10,8 @@ from trustfm.audit.registry import register_audit
 
 
 def _needs_torch_model(ctx: AuditContext, options: dict) -> str | None:
-    fmt = ctx.predictor.format
-    return None if fmt == "torch" else (f"white-box attacks need the model's gradients, and this run's model is "
-                                        f"{fmt}: attack its torch parent instead")
+    return ctx.why_not_differentiable("white-box attacks need the model's gradients",
+                                      "attack its torch parent instead")
 
 
 @register_audit("adversarial", "white-box FGSM and PGD at stated L-infinity radii (image models)",

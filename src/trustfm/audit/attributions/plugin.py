@@ -10,9 +10,8 @@ from trustfm.audit.registry import register_audit
 
 
 def _needs_torch_model(ctx: AuditContext, options: dict) -> str | None:
-    fmt = ctx.predictor.format
-    return None if fmt == "torch" else (f"gradient attributions need the float torch model, and this run's model "
-                                        f"is {fmt}: explain its torch parent instead")
+    return ctx.why_not_differentiable("gradient attributions need the float torch model",
+                                      "explain its torch parent instead")
 
 
 @register_audit("attributions", "pixel attributions (integrated gradients, saliency) with deletion faithfulness",

@@ -74,11 +74,8 @@ def perturbation_slices(robustness_file: Path) -> tuple[list, str | None]:
 
 
 def _needs_torch_model(ctx: AuditContext, options: dict) -> str | None:
-    fmt = ctx.predictor.format
-    if fmt == "torch":
-        return None
-    return (f"gradient attributions and attention maps need the float torch model, and this run's model is {fmt}: "
-            "explain its torch parent instead")
+    return ctx.why_not_differentiable("gradient attributions and attention maps need the float torch model",
+                                      "explain its torch parent instead")
 
 
 @register_audit("explanations", "token attributions (IG, occlusion, KernelSHAP) with ERASER faithfulness, global terms, error slices",
