@@ -59,6 +59,10 @@ class Predictor:
     precision:
         default precision of every call: ``"fp32"``, ``"bf16"`` (bfloat16 autocast)
         or ``"auto"`` (bf16 where the CPU has native bf16 kernels, else fp32).
+    image_config:
+        an image model's decoding limits (:class:`~trustfm.config.schema.ImageConfig`; its size is the model's).
+        An image model (``modality: image`` in ``trustfm_model.json``) takes images wherever a text model takes
+        texts: paths, encoded bytes, PIL images or uint8 arrays; a bad one is a ``DataError`` naming its position.
     """
 
     def __init__(self, model_dir: str | Path, *, max_length: int | None = None, batch_size: int = 64,
