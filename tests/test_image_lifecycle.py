@@ -30,18 +30,19 @@ def lifecycle(tmp_path_factory):
     assert trained.returncode == 0, trained.stderr
     digits = run_cli(["data", "images", "digits", root / "digits"])
     assert digits.returncode == 0, digits.stderr
-    return root, table, run
+    audited = run_cli(["audit", run, "--all", "--format", "json"])
+    assert audited.returncode == 0, audited.stderr
+    assert run_cli(["report", run]).returncode == 0  # serving checks the model against the signed report
+    return root, table, run, json.loads(audited.stdout)
 
 
 def test_train_audit_report_compress_compare(lifecycle):
-    root, _, run = lifecycle
+    root, _, run, audited = lifecycle
     record = json.loads((run / "run.json").read_text())
     assert record["base_model"]["name_or_path"] == "efficientnet-lite0"
     assert list(record["base_model"]["weights_sha256"]) == ["efficientnet-lite0-57934424.pth"]
     assert record["rows"]["read"] == 150 and (run / "model" / "classifier.safetensors").exists()
-    audited = run_cli(["audit", run, "--all", "--format", "json"])
-    assert audited.returncode == 0, audited.stderr
-    statuses = {a["audit"]: a["status"] for a in json.loads(audited.stdout)["audits"]}
+    statuses = {a["audit"]: a["status"] for a in audited["audits"]}
     assert {k: statuses[k] for k in ("performance", "fairness", "membership", "corruption", "adversarial",
                                      "attributions")} == dict.fromkeys(
         ("performance", "fairness", "membership", "corruption", "adversarial", "attributions"), "ran")
@@ -49,7 +50,6 @@ def test_train_audit_report_compress_compare(lifecycle):
     ood = run_cli(["audit", "ood", run, "--ood-data", root / "digits", "--format", "json"])
     assert ood.returncode == 0, ood.stderr
     assert json.loads(ood.stdout)["kind"] == "ood"
-    assert run_cli(["report", run]).returncode == 0
     child = root / "int8"
     compressed = run_cli(["compress", run, "--method", "onnx-int8", "--calibration", "static", "--output", child,
                           "--min-agreement", "0.5"])  # 2 epochs: near ties
@@ -68,9 +68,7 @@ def test_train_audit_report_compress_compare(lifecycle):
 def test_attributions_and_corrupted_examples_are_visible_in_chromium(lifecycle):
     from playwright.sync_api import sync_playwright
 
-    _, _, run = lifecycle
-    if not (run / "report.html").exists():
-        pytest.skip("needs the report of test_train_audit_report_compress_compare")
+    _, _, run, _ = lifecycle
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
@@ -90,14 +88,15 @@ def test_attributions_and_corrupted_examples_are_visible_in_chromium(lifecycle):
 
 
 def test_serve_answers_an_image_and_refuses_bad_ones(lifecycle, tmp_path):
-    _, table, run = lifecycle
+    _, table, run, _ = lifecycle
     image = table.parent / "images" / "0000.png"
     server = Server(run, "--no-auth")
     try:
         sent = base64.b64encode(image.read_bytes()).decode()
-        answer = post_json(server, "/v1/predict", {"images": [sent]})
+        answer = post_json(server, "/v1/predict", {"images": [sent] * 10})
         assert answer.status_code == 200, answer.text
         prediction = answer.json()["predictions"][0]
+        assert all(p == prediction for p in answer.json()["predictions"])
         assert prediction["label"] in {"circle", "square", "triangle"}
         assert sum(prediction["probabilities"].values()) == pytest.approx(1.0, abs=1e-4)
         corrupt = base64.b64encode(image.read_bytes()[:200]).decode()
@@ -113,15 +112,15 @@ def test_serve_answers_an_image_and_refuses_bad_ones(lifecycle, tmp_path):
     assert code in (0, -signal.SIGTERM)  # uvicorn re-raises the signal after a clean shutdown
     assert sent not in output
     # the log keeps the answered image by hash; monitoring judges it without pixels
-    monitored = run_cli(["monitor", run, "--window", "1", "--format", "json"])
+    monitored = run_cli(["monitor", run, "--window", "10", "--format", "json"])
     assert monitored.returncode == 0, monitored.stderr
     window = json.loads(monitored.stdout)["windows"][0]
-    assert window["n"] == 1 and window["length_psi"] is None and window["embedding_mmd2"] is None
+    assert window["n"] == 10 and window["length_psi"] is None and window["embedding_mmd2"] is None
     assert any("sha256, not its pixels" in note for note in window["notes"])
 
 
 def test_bad_image_input_gets_one_clear_line(lifecycle, tmp_path):
-    root, table, run = lifecycle
+    root, table, run, _ = lifecycle
     broken = tmp_path / "data"
     shutil.copytree(table.parent, broken)
     (broken / "images" / "0003.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")

@@ -108,7 +108,10 @@ def test_audit_all_gate_and_report_show_everything_in_chromium(trained, tmp_path
     statuses = {a["audit"]: a["status"] for a in summary["audits"]}
     assert statuses == {"performance": "ran", "fairness": "ran", "explanations": "ran", "robustness": "ran",
                         "attacks": "ran", "ood": "not applicable", "output_rules": "not applicable",
-                        "ensemble": "not applicable", "membership": "ran", "data_quality": "ran"}
+                        "ensemble": "not applicable", "membership": "ran", "data_quality": "ran",
+                        # image audits, not applicable to a text run
+                        "corruption": "not applicable", "adversarial": "not applicable",
+                        "attributions": "not applicable"}
     policy = tmp_path / "policy.yaml"
     policy.write_text("name: release\nrules:\n  - accuracy >= 0.5\n  - fairness.group.dp_difference <= 1.0\n")
     assert run_cli(["gate", str(run_dir), "--policy", str(policy)], env=env).returncode == 0
