@@ -3,6 +3,8 @@ corruptions' ImageNet-C parameters, and attributions that find what a model uses
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -165,3 +167,25 @@ def test_attributions_find_what_the_model_uses_and_beat_random_deletion():
         assert method.faithfulness_gain.value > 0, method
         assert len(method.curve) == result.steps + 1
     assert set(result.examples[0].maps) == {"integrated_gradients", "saliency"}
+
+
+def test_data_quality_finds_the_planted_label_noise_in_images(tmp_path):
+    """The shapes generator flips 15% of the dark images' labels; row i's true shape is SHAPES[(i - 1) % 3]. Label
+    issues come from the pretrained backbone's features (at 64 px: at 32 the shapes are too small for them)."""
+    import csv
+
+    from conftest import image_overrides
+    from trustfm.audit.data_quality.plugin import audit_data_quality_run
+    from trustfm.config import load_config
+    from trustfm.data.image_datasets import SHAPES, write_shapes
+    from trustfm.pipeline import train_and_evaluate
+
+    table = write_shapes(tmp_path / "shapes", n=300, size=64, seed=1)
+    rows = list(csv.DictReader(table.open()))
+    noisy = {i + 1 for i, row in enumerate(rows) if row["label"] != SHAPES[i % 3]}
+    config = load_config(None, image_overrides(table, tmp_path / "run", **{"data.image.size": 64, "train.epochs": 1}))
+    run = train_and_evaluate(config, show_progress=False).root
+    result = audit_data_quality_run(run)["data_quality"]
+    flagged = [issue.row for issue in result.worst_label_issues]
+    assert flagged and sum(row in noisy for row in flagged) >= 0.6 * len(flagged), (flagged, sorted(noisy))
+    assert result.rows == json.loads((run / "run.json").read_text())["rows"]["train"]

@@ -77,6 +77,22 @@ def embed(texts: Sequence[str], *, model_name_or_path: str = "default", max_leng
     return features / np.linalg.norm(features, axis=1, keepdims=True).clip(1e-12)
 
 
+def embed_images(paths: Sequence[str], *, image_config) -> np.ndarray:
+    """Average-pooled features of the pretrained (ImageNet) image backbone, L2-normalised, shape (n, 1280)."""
+    import torch
+
+    from trustfm.models.image import build_image_classifier
+    from trustfm.models.inputs import ImageInputs
+
+    model = build_image_classifier(num_labels=2, image_size=image_config.size, pretrained=True, dropout=0.0).eval()
+    encoded = ImageInputs(image_config).encode(list(paths))
+    with torch.inference_mode():
+        features = torch.cat([model.pooled(encoded.make_batch(np.arange(i, min(i + 64, len(encoded))))["pixel_values"])
+                              for i in range(0, len(encoded), 64)]).numpy() if len(encoded) else np.zeros((0, 1280))
+    features = features.astype(np.float32)
+    return features / np.linalg.norm(features, axis=1, keepdims=True).clip(1e-12)
+
+
 def out_of_fold_proba(features: np.ndarray, label_ids: np.ndarray, *, folds: int = 5, seed: int = 0) -> np.ndarray:
     """Class probabilities (n, k) for each row from a logistic regression that did not see it (stratified K-fold)."""
     from sklearn.linear_model import LogisticRegression
