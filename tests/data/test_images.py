@@ -176,3 +176,24 @@ def test_a_saved_image_config_loads_again(tmp_path):
     config = RunConfig.model_validate({"data": {"modality": "image", "image": {"size": 32}}})
     dump_config(config, tmp_path / "config.yaml")
     assert load_config(tmp_path / "config.yaml").data.image.size == 32
+
+
+def test_data_check_reports_every_image_problem_and_stops_on_an_error_policy(tmp_path):
+    import json
+
+    from conftest import run_cli
+
+    rows = [(_png(tmp_path / f"{i}.png", value=i).name, "a" if i % 2 else "b") for i in range(12)]
+    (tmp_path / "copy.png").write_bytes((tmp_path / "3.png").read_bytes())
+    (tmp_path / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")
+    _png(tmp_path / "grey.png", "L", value=50)
+    table = _table(tmp_path, [*rows, ("copy.png", "a"), ("broken.png", "a"), ("grey.png", "b")])
+    result = run_cli(["data", "check", table, "--modality", "image", "--no-issues", "--format", "json",
+                      "--set", "data.min_class_rows=1"])
+    assert result.returncode == 3 and "row 14, column 'image'" in result.stderr and "Traceback" not in result.stderr
+    report = json.loads(result.stdout)
+    assert report["modality"] == "image" and report["rows"] == 15 and report["usable_rows"] == 13
+    assert report["problems"] == {"duplicate_image": 1, "bad_image": 1}
+    assert report["first_rows"] == {"duplicate_image": [13], "bad_image": [14]}
+    assert report["blocking"] == {"bad_image": 1} and report["tokens"] is None
+    assert "converted to RGB: 1 L" in report["read_notes"]

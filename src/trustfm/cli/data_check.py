@@ -15,7 +15,9 @@ from trustfm.fileio import write_lines_atomic
 
 @data_app.command("check")
 def check(
-    data: Path = typer.Argument(..., help="data file (csv, tsv, jsonl, parquet) or saved dataset folder"),
+    data: Path = typer.Argument(..., help="data file (csv, tsv, jsonl, parquet) or saved dataset folder; with "
+                                          "--modality image, a table of image paths or a folder of class folders"),
+    modality: Optional[str] = typer.Option(None, help="text|image: what a row's input is [data.modality]"),
     config: Optional[Path] = typer.Option(None, "--config", help="run config whose data section applies"),
     data_format: Optional[str] = typer.Option(None, help="[data.format]"),
     text_column: Optional[str] = typer.Option(None, help="[data.text_column]"),
@@ -55,20 +57,33 @@ def check(
     collect = ProblemPolicies(**{k: "drop" for k in ProblemPolicies.model_fields})
     if cfg.data.on_problem.control_characters in ("strip", "keep"):
         collect.control_characters = cfg.data.on_problem.control_characters
-    wanted = [c for c in (cfg.data.text_column, cfg.data.label_column, cfg.data.id_column) if c]
-    # only the configured columns are read (memory grows with them, not with the file's width);
-    # --fix writes a cleaned copy of every column, so it reads them all
-    frame, source = read_table_source(data, cfg.data.format,
-                                      columns=None if fix is not None else wanted + list(cfg.data.group_columns))
-    part = validate_table(
-        frame,
-        file=str(data),
-        text_column=cfg.data.text_column,
-        label_column=cfg.data.label_column,
-        id_column=cfg.data.id_column,
-        group_columns=cfg.data.group_columns,
-        policies=collect,
-    )
+    images = cfg.data.modality == "image"
+    if images:
+        # every file opened and decoded as training would; a path that leaves the data root still stops the check
+        from trustfm.data.images import load_labelled_images
+
+        if fix is not None and Path(data).is_dir():
+            raise DataError("--fix rewrites a table; a folder of class folders has none (remove the files that "
+                            "rejected rows name instead)", file=str(data))
+        part = load_labelled_images(Path(data), cfg.data.model_copy(update={"on_problem": collect}))
+        frame = None if Path(data).is_dir() else read_table_source(data, cfg.data.format)[0]
+        read_as, read_notes = part.notes[0].removeprefix("read as "), part.notes[1:]
+    else:
+        wanted = [c for c in (cfg.data.text_column, cfg.data.label_column, cfg.data.id_column) if c]
+        # only the configured columns are read (memory grows with them, not with the file's width);
+        # --fix writes a cleaned copy of every column, so it reads them all
+        frame, source = read_table_source(data, cfg.data.format,
+                                          columns=None if fix is not None else wanted + list(cfg.data.group_columns))
+        part = validate_table(
+            frame,
+            file=str(data),
+            text_column=cfg.data.text_column,
+            label_column=cfg.data.label_column,
+            id_column=cfg.data.id_column,
+            group_columns=cfg.data.group_columns,
+            policies=collect,
+        )
+        read_as, read_notes = source.describe(), source.notes + part.notes
     part.rejected += rare_class_rejections(part, cfg.data)
     reasons = Counter(r.reason for r in part.rejected)
     kinds = Counter(r.kind for r in part.rejected)
@@ -78,37 +93,41 @@ def check(
         if len(rows) < 5:
             rows.append(r.row)
 
-    from transformers import AutoTokenizer
+    too_long, tokens = 0, None
+    if not images:
+        from transformers import AutoTokenizer
 
-    from trustfm.models.loading import resolve_model_dir
+        from trustfm.models.loading import resolve_model_dir
 
-    tokenizer = AutoTokenizer.from_pretrained(resolve_model_dir(cfg.model.name_or_path), local_files_only=True)
-    encoded = encode_texts(tokenizer, part.texts, cfg.data.max_length)
-    lengths = encoded.full_lengths  # before truncation: what the texts are, not what the model keeps
-    too_long = int(encoded.truncated.sum())
-    if too_long:
-        kinds["too_long"] = too_long
-        first_rows["too_long"] = [int(part.rows[i]) for i in encoded.truncated.nonzero()[0][:5]]
+        tokenizer = AutoTokenizer.from_pretrained(resolve_model_dir(cfg.model.name_or_path), local_files_only=True)
+        encoded = encode_texts(tokenizer, part.texts, cfg.data.max_length)
+        lengths = encoded.full_lengths  # before truncation: what the texts are, not what the model keeps
+        too_long = int(encoded.truncated.sum())
+        if too_long:
+            kinds["too_long"] = too_long
+            first_rows["too_long"] = [int(part.rows[i]) for i in encoded.truncated.nonzero()[0][:5]]
+        tokens = {  # per text, special tokens included, before truncation to max_length
+            "max_length": cfg.data.max_length,
+            "mean": float(lengths.mean()) if len(lengths) else 0.0,
+            "p95": float(_quantile(lengths, 0.95)),
+            "max": int(lengths.max()) if len(lengths) else 0,
+            "truncated": too_long,
+        }
     report = {
         "file": str(data),
+        "modality": cfg.data.modality,
         "rows": part.rows_in,
         "usable_rows": len(part) - (too_long if cfg.data.on_problem.too_long == "drop" else 0),
-        "read_as": source.describe(),
-        "read_notes": source.notes + part.notes,
-        "columns": [str(c) for c in frame.columns],
+        "read_as": read_as,
+        "read_notes": read_notes,
+        "columns": [str(c) for c in frame.columns] if frame is not None else [],
         "labels": dict(Counter(part.labels).most_common()),
         "groups": {c: dict(Counter(v).most_common()) for c, v in part.groups.items()},
         "problems": dict(kinds),
         "problem_reasons": dict(reasons),
         "first_rows": first_rows,
         "policies": cfg.data.on_problem.model_dump(),
-        "tokens": {  # per text, special tokens included, before truncation to max_length
-            "max_length": cfg.data.max_length,
-            "mean": float(lengths.mean()) if len(lengths) else 0.0,
-            "p95": float(_quantile(lengths, 0.95)),
-            "max": int(lengths.max()) if len(lengths) else 0,
-            "truncated": too_long,
-        },
+        "tokens": tokens,  # None for images
     }
     if issues or fix is not None:
         report["issues"], actions = _find_issues(part, cfg, test_data=test_data, near_threshold=near_threshold,
@@ -135,7 +154,9 @@ def check(
 def _find_issues(part, cfg, *, test_data, near_threshold: float, relabel: bool, model_sample: int):
     import numpy as np
 
-    from trustfm.audit.data_quality.issues import clean_plan, embed, find_issues
+    from functools import partial
+
+    from trustfm.audit.data_quality.issues import clean_plan, embed, embed_images, find_issues
     from trustfm.data.validate import label_order, validate_table
     from trustfm.data.io import read_table
 
@@ -146,16 +167,23 @@ def _find_issues(part, cfg, *, test_data, near_threshold: float, relabel: bool, 
         # a seeded sample keeps the check within half a minute
         positions = np.sort(np.random.default_rng(cfg.seed).choice(len(part), size=model_sample, replace=False))
     texts = part.texts if positions is None else [part.texts[i] for i in positions]
-    features = embed(texts, model_name_or_path=cfg.model.name_or_path, max_length=cfg.data.max_length)
+    images = cfg.data.modality == "image"
+    # the pretrained encoder's features (for images, the ImageNet backbone's)
+    features_of = (partial(embed_images, image_config=cfg.data.image) if images else
+                   partial(embed, model_name_or_path=cfg.model.name_or_path, max_length=cfg.data.max_length))
+    features = features_of(texts)
     test = None
-    if test_data is not None:
+    if test_data is not None and images:
+        from trustfm.data.prepare import load_labelled
+
+        test = load_labelled(Path(test_data), cfg.data, labelled=False)
+    elif test_data is not None:
         test = validate_table(read_table(test_data, cfg.data.format), file=str(test_data),
                               text_column=cfg.data.text_column, label_column=None, policies=cfg.data.on_problem)
     findings = find_issues(
         part.texts, part.labels, part.rows, features, names, near_threshold=near_threshold, seed=cfg.seed,
         test_texts=test.texts if test else (), test_rows=test.rows if test else None,
-        test_features=embed(test.texts, model_name_or_path=cfg.model.name_or_path, max_length=cfg.data.max_length)
-        if test else None, model_positions=positions,
+        test_features=features_of(test.texts) if test else None, model_positions=positions,
     )
     actions = clean_plan(findings, relabel=relabel)
     by_kind = Counter(d.kind for d in findings.duplicates)
@@ -231,9 +259,10 @@ def _print(report: dict) -> None:
         policy = report["policies"][kind]
         table.add_row(f"problem: {kind} ({policy})", f"{n} (rows {', '.join(map(str, report['first_rows'][kind]))}…)")
     tokens = report["tokens"]
-    table.add_row("tokens before truncation: mean / p95 / max",
-                  f"{tokens['mean']:.1f} / {tokens['p95']:.0f} / {tokens['max']}")
-    table.add_row(f"texts longer than max_length {tokens['max_length']}", str(tokens["truncated"]))
+    if tokens is not None:
+        table.add_row("tokens before truncation: mean / p95 / max",
+                      f"{tokens['mean']:.1f} / {tokens['p95']:.0f} / {tokens['max']}")
+        table.add_row(f"texts longer than max_length {tokens['max_length']}", str(tokens["truncated"]))
     issues = report.get("issues")
     if issues:
         sampled = issues["model_rows"] < report["usable_rows"]
