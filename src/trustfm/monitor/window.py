@@ -129,21 +129,20 @@ def evaluate_window(reference: Reference, logged: LoggedPredictions, *, start: s
     window.override_rate = float(logged.overridden.mean())
 
     readable = [] if images else [i for i, t in enumerate(logged.texts) if t is not None]
-    if images:
-        pass
-    elif embed is None:
-        notes.append("embedding drift not computed (no model given)")
-    elif len(readable) < 2:
-        notes.append("embedding drift not computed: the log keeps no redacted texts for this window "
-                     "(log_text hash or none, or redaction still pending)")
-    else:
-        rng = np.random.default_rng(seed)
-        chosen = sorted(rng.permutation(readable)[:EMBEDDED_TEXTS].tolist())
-        current = embed([logged.texts[i] for i in chosen])
-        ref = reference.embeddings[rng.permutation(len(reference.embeddings))[:EMBEDDED_TEXTS]]
-        window.embedding_mmd2, window.embedding_mmd_p = mmd_permutation_test(ref, current, permutations=permutations,
-                                                                             seed=seed)
-        window.embedded_texts = len(chosen)
+    if not images:  # an image's log row has no pixels to embed (said in the notes above)
+        if embed is None:
+            notes.append("embedding drift not computed (no model given)")
+        elif len(readable) < 2:
+            notes.append("embedding drift not computed: the log keeps no redacted texts for this window "
+                         "(log_text hash or none, or redaction still pending)")
+        else:
+            rng = np.random.default_rng(seed)
+            chosen = sorted(rng.permutation(readable)[:EMBEDDED_TEXTS].tolist())
+            current = embed([logged.texts[i] for i in chosen])
+            ref = reference.embeddings[rng.permutation(len(reference.embeddings))[:EMBEDDED_TEXTS]]
+            window.embedding_mmd2, window.embedding_mmd_p = mmd_permutation_test(
+                ref, current, permutations=permutations, seed=seed)
+            window.embedded_texts = len(chosen)
 
     labelled = logged.true_label >= 0
     window.feedback = int(labelled.sum())

@@ -3,8 +3,8 @@
 For each image the attribution of the predicted class is summed over colour channels (saliency: Captum's absolute
 gradient, its largest channel) into one (h, w) map. Faithfulness is the deletion test of Petsiuk et al. (RISE,
 BMVC 2018): pixels are set to black (the integrated-gradients baseline), most important first, in ``steps`` equal
-shares, and the predicted class's probability is tracked; the area under that curve over the deleted share [0, 1] is low when the
-map finds the pixels the model relies on. The same deletion in a random order (seeded) is the baseline:
+shares, and the predicted class's probability is tracked; the area under that curve over the deleted share [0, 1]
+is low when the map finds the pixels the model relies on. The same deletion in a random order (seeded) is the baseline:
 ``faithfulness_gain`` = random AUC - method AUC, above 0 when the map beats chance.
 """
 

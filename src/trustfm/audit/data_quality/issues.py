@@ -86,9 +86,10 @@ def embed_images(paths: Sequence[str], *, image_config) -> np.ndarray:
 
     model = build_image_classifier(num_labels=2, image_size=image_config.size, pretrained=True, dropout=0.0).eval()
     encoded = ImageInputs(image_config).encode(list(paths))
+    batches = [np.arange(i, min(i + 64, len(encoded))) for i in range(0, len(encoded), 64)]
     with torch.inference_mode():
-        features = torch.cat([model.pooled(encoded.make_batch(np.arange(i, min(i + 64, len(encoded))))["pixel_values"])
-                              for i in range(0, len(encoded), 64)]).numpy() if len(encoded) else np.zeros((0, 1280))
+        features = (torch.cat([model.pooled(encoded.make_batch(rows)["pixel_values"]) for rows in batches]).numpy()
+                    if batches else np.zeros((0, 1280)))
     features = features.astype(np.float32)
     return features / np.linalg.norm(features, axis=1, keepdims=True).clip(1e-12)
 
