@@ -205,15 +205,7 @@ def attacks(root: Path, rounds: int, images: int) -> None:
     with torch.no_grad():
         correct = (model(pixel_values=pixels).argmax(1) == y).numpy()
 
-    class Logits(torch.nn.Module):
-        def __init__(self, inner):
-            super().__init__()
-            self.inner = inner
-
-        def forward(self, x):
-            return self.inner(pixel_values=x)
-
-    art_model = PyTorchClassifier(model=Logits(model), loss=torch.nn.CrossEntropyLoss(), input_shape=(3, 64, 64),
+    art_model = PyTorchClassifier(model=model, loss=torch.nn.CrossEntropyLoss(), input_shape=(3, 64, 64),
                                   nb_classes=predictor.num_labels, clip_values=(0.0, 1.0), device_type="cpu")
     onehot = np.eye(predictor.num_labels)[gold]
 

@@ -31,15 +31,8 @@ def batch():
 def _art(model):
     from art.estimators.classification import PyTorchClassifier
 
-    class Logits(torch.nn.Module):
-        def __init__(self, inner):
-            super().__init__()
-            self.inner = inner
-
-        def forward(self, x):
-            return self.inner(pixel_values=x)
-
-    return PyTorchClassifier(model=Logits(model), loss=torch.nn.CrossEntropyLoss(), input_shape=(3, 32, 32),
+    # the classifier itself: its forward takes the pixels as its first argument, as ART calls it
+    return PyTorchClassifier(model=model, loss=torch.nn.CrossEntropyLoss(), input_shape=(3, 32, 32),
                              nb_classes=3, clip_values=(0.0, 1.0), device_type="cpu")
 
 

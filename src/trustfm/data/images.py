@@ -175,7 +175,7 @@ def load_labelled_images(path: Path, config: DataConfig, *, known_labels: list[s
     image does.
     """
     from trustfm.data.io import read_table_source
-    from trustfm.data.validate import validate_table
+    from trustfm.data.validate import labelled_columns, validate_table
 
     image_config = config.image
     notes = []
@@ -186,10 +186,7 @@ def load_labelled_images(path: Path, config: DataConfig, *, known_labels: list[s
         id_column, group_columns = None, []
     else:
         column = image_config.column
-        label_column = config.label_column if labelled else None
-        id_column = config.id_column if labelled else None
-        group_columns = list(config.group_columns) if labelled else []
-        wanted = [c for c in (column, label_column, id_column) if c] + group_columns
+        label_column, id_column, group_columns, wanted = labelled_columns(config, column, labelled=labelled)
         frame, source = read_table_source(path, config.format, columns=wanted)
         notes += [f"read as {source.describe()}", *source.notes]
         root = image_config.root or path.parent
@@ -295,11 +292,25 @@ class EncodedImages:
 
 
 def encode_images(sources: Sequence, limits: ImageConfig, *, augment: ImageAugmentConfig | None = None,
-                  seed: int = 0) -> EncodedImages:
-    """Decode ``sources`` (paths, bytes, PIL images or uint8 arrays) into :class:`EncodedImages`."""
+                  seed: int = 0, cache: dict[str, np.ndarray] | None = None,
+                  cache_limit: int = 0) -> EncodedImages:
+    """Decode ``sources`` (paths, bytes, PIL images or uint8 arrays) into :class:`EncodedImages`.
+
+    ``cache``: decoded pixels by path, read first and filled up to ``cache_limit`` entries (a caller that decodes
+    the same paths often keeps one). A bad image raises :class:`ImageProblem` naming its position (1-based) and path.
+    """
     pixels = np.empty((len(sources), limits.size, limits.size, 3), dtype=np.uint8)
     for i, source in enumerate(sources):
-        pixels[i] = decode_image(source, limits)
+        key = str(source) if isinstance(source, (str, Path)) else None
+        if cache is not None and key in cache:
+            pixels[i] = cache[key]
+            continue
+        try:
+            pixels[i] = decode_image(source, limits)
+        except ImageProblem as problem:
+            raise ImageProblem(f"image {i + 1}{f' ({key})' if key else ''}: {problem.reason}", problem.kind) from None
+        if cache is not None and key is not None and len(cache) < cache_limit:
+            cache[key] = pixels[i]
     return EncodedImages(pixels, augment, seed)
 
 

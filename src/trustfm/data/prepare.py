@@ -18,7 +18,7 @@ from trustfm.config.schema import DataConfig
 from trustfm.data.batching import EncodedTexts
 from trustfm.data.io import read_table_source
 from trustfm.data.split import stratified_split
-from trustfm.data.validate import LabelledTexts, Rejection, label_order, validate_table
+from trustfm.data.validate import LabelledTexts, Rejection, label_order, labelled_columns, validate_table
 from trustfm.errors import ConfigError, DataError
 
 log = logging.getLogger("trustfm.data")
@@ -82,10 +82,7 @@ def load_labelled(
 
         return load_labelled_images(Path(path), config, known_labels=known_labels, labelled=labelled)
     text_column = config.text_column
-    label_column = config.label_column if labelled else None
-    id_column = config.id_column if labelled else None
-    group_columns = list(config.group_columns) if labelled else []
-    columns = [c for c in (text_column, label_column, id_column) if c] + group_columns
+    label_column, id_column, group_columns, columns = labelled_columns(config, text_column, labelled=labelled)
     frame, source = read_table_source(path, config.format, columns=columns)
     part = validate_table(
         frame,

@@ -133,6 +133,17 @@ def _label_text(value: object) -> str:
     return str(value).strip()
 
 
+def labelled_columns(config, input_column: str, *,
+                     labelled: bool) -> tuple[str | None, str | None, list[str], list[str]]:
+    """(label column, id column, group columns, every column to read) of a ``DataConfig`` whose inputs are in
+    ``input_column``; unlabelled data (for prediction) needs the input column only."""
+    label_column = config.label_column if labelled else None
+    id_column = config.id_column if labelled else None
+    group_columns = list(config.group_columns) if labelled else []
+    wanted = [c for c in (input_column, label_column, id_column) if c] + group_columns
+    return label_column, id_column, group_columns, wanted
+
+
 def validate_table(
     frame: pd.DataFrame,
     *,

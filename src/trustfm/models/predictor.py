@@ -174,24 +174,15 @@ class Predictor:
 
     def _encode_images(self, sources: Sequence):
         """Decoded images (:class:`~trustfm.data.images.EncodedImages`); a path decoded before is not decoded again."""
-        from trustfm.data.images import EncodedImages, ImageProblem, decode_image
+        from trustfm.data.images import ImageProblem, encode_images
         from trustfm.errors import DataError
 
-        size = self.inputs.config.size
-        pixels = np.empty((len(sources), size, size, 3), dtype=np.uint8)
-        for i, source in enumerate(sources):
-            key = str(source) if isinstance(source, (str, Path)) else None
-            if key is not None and key in self._decoded:
-                pixels[i] = self._decoded[key]
-                continue
-            try:
-                pixels[i] = decode_image(source, self.inputs.config)
-            except ImageProblem as problem:
-                raise DataError(f"image {i + 1}{f' ({key})' if key else ''}: {problem.reason}") from None
-            if key is not None and len(self._decoded) < IMAGE_CACHE:
-                self._decoded[key] = pixels[i]
+        try:
+            encoded = encode_images(sources, self.inputs.config, cache=self._decoded, cache_limit=IMAGE_CACHE)
+        except ImageProblem as problem:
+            raise DataError(problem.reason) from None
         self.last_truncated = np.zeros(len(sources), dtype=bool)
-        return EncodedImages(pixels)
+        return encoded
 
     def predict_proba(self, texts: Sequence[str], *, precision: str | None = None,
                       show_progress: bool = False) -> np.ndarray:
