@@ -6,7 +6,7 @@ import pytest
 
 from conftest import make_rows, write_csv
 from trustfm.config.schema import DataConfig, ProblemPolicies
-from trustfm.data.batching import bucketed_batches, encode_texts, pad_batch
+from trustfm.data.batching import bucketed_batches, encode_texts, pad_batch, padding_aware_batches
 from trustfm.data.io import read_table
 from trustfm.data.prepare import prepare_data
 from trustfm.data.split import stratified_split
@@ -122,6 +122,37 @@ def test_bucketed_batches_cover_every_row_once_and_reduce_padding():
     random_batches = bucketed_batches(lengths, batch_size=16, bucket_size=1, seed=1, epoch=2)
     padded_random = sum(len(b) * lengths[b].max() for b in random_batches)
     assert padded < 0.75 * padded_random
+
+
+def _pass_cost(batches, lengths, per_pass):
+    return sum(len(b) * lengths[b].max() + per_pass for b in batches)
+
+
+def test_padding_aware_batches_are_the_cheapest_split_of_the_sorted_rows():
+    import itertools
+
+    rng = np.random.default_rng(3)
+    for trial in range(20):
+        lengths = rng.integers(2, 64, size=int(rng.integers(1, 10)))
+        batches = padding_aware_batches(lengths, max_batch=4, pass_cost_tokens=24)
+        assert sorted(np.concatenate(batches).tolist()) == list(range(len(lengths)))
+        assert all(1 <= len(b) <= 4 for b in batches)
+        # every split of the sorted rows into runs of at most 4: none is cheaper
+        order = np.argsort(lengths, kind="stable")
+        best = min(_pass_cost(np.split(order, list(cuts)), lengths, 24)
+                   for k in range(len(lengths)) for cuts in itertools.combinations(range(1, len(lengths)), k)
+                   if all(len(part) <= 4 for part in np.split(order, list(cuts))))
+        assert _pass_cost(batches, lengths, 24) == best
+
+
+def test_padding_aware_batches_split_a_mixed_micro_batch_and_keep_uniform_rows_whole():
+    lengths = np.array([60, 5, 6, 58, 7, 5, 61, 6])
+    one_pass = _pass_cost([np.arange(8)], lengths, 32)
+    batches = padding_aware_batches(lengths, max_batch=64, pass_cost_tokens=32)
+    assert [sorted(lengths[b].tolist()) for b in batches] == [[5, 5, 6, 6, 7], [58, 60, 61]]
+    assert _pass_cost(batches, lengths, 32) < 0.6 * one_pass
+    assert sorted(len(b) for b in padding_aware_batches(np.full(100, 9), max_batch=32, pass_cost_tokens=32)) == [4, 32, 32, 32]
+    assert padding_aware_batches(np.zeros(0, dtype=int), max_batch=8, pass_cost_tokens=32) == []
 
 
 def test_encode_counts_truncations_and_pads(tiny_model_dir):

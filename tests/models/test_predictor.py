@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
 from trustfm.config import load_config
 from trustfm.errors import ConfigError
@@ -51,3 +52,43 @@ def test_bad_folders_and_options_are_config_errors(run_dir, tmp_path):
         Predictor(tmp_path)
     with pytest.raises(ConfigError, match="precision must be one of"):
         Predictor(run_dir / "model", precision="fp8")
+
+
+def test_padding_aware_passes_answer_as_the_default_batching(run_dir):
+    texts = ["great", "the delivery was slow and the support line never answered at all", "ok", "love it a lot",
+             "fine", "an average product that does what it says and nothing more than that"]
+    default = Predictor.from_run(run_dir)
+    split = Predictor.from_run(run_dir, pass_cost_tokens=4)
+    np.testing.assert_allclose(split.predict_proba(texts), default.predict_proba(texts), atol=1e-5)
+    logits, features = split.logits_and_embeddings(texts)
+    np.testing.assert_allclose(features, default.embed(texts), atol=1e-5)
+    assert len(split._batches(split._encode(texts))) > 1 and len(default._batches(default._encode(texts))) == 1
+
+
+def test_an_onnx_runtime_copy_answers_as_torch_and_a_graph_that_differs_is_refused(run_dir, monkeypatch):
+    import copy
+
+    import trustfm.models.onnx_export as onnx_export
+
+    predictor = Predictor.from_run(run_dir, pass_cost_tokens=8, share_cpu=True)
+    exported = predictor.onnx_runtime_copy()
+    texts = ["great", "the delivery was slow and the support line never answered at all", "ok"]
+    assert exported.format == "onnx" and exported.model is None and exported.model_dir == predictor.model_dir
+    assert predictor.format == "torch" and predictor.model is not None  # the original is untouched
+    np.testing.assert_allclose(exported.predict_proba(texts), predictor.predict_proba(texts), atol=1e-5)
+    np.testing.assert_allclose(exported.embed(texts), predictor.embed(texts), atol=1e-4)
+    assert exported.last_truncated.tolist() == [False, False, False]
+    with pytest.raises(ConfigError, match="only a torch model"):
+        exported.onnx_runtime_copy()
+
+    real_export = onnx_export.export_onnx
+
+    def export_another_model(model, tokenizer, path, **options):  # a graph whose head is not the model's
+        other = copy.deepcopy(model)
+        with torch.no_grad():
+            other.head.bias += 0.5
+        return real_export(other, tokenizer, path, **options)
+
+    monkeypatch.setattr(onnx_export, "export_onnx", export_another_model)
+    with pytest.raises(ConfigError, match="differs from the torch model"):
+        predictor.onnx_runtime_copy()

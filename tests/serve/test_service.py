@@ -51,6 +51,7 @@ def test_predict_needs_a_key_and_answers_in_order(served_run, server):
         assert sum(prediction["probabilities"].values()) == pytest.approx(1.0, abs=1e-5)
     info = httpx.get(f"{server.url}/v1/model", headers={"X-API-Key": key}).json()
     assert info["classes"] == ["neg", "pos"] and info["format"] == "torch" and info["report_signed"]
+    assert info["backend"] == "onnxruntime"  # auto: the checked ONNX export of the signed torch weights
     assert "/v1/predict" in httpx.get(f"{server.url}/openapi.json").json()["paths"]
 
 
@@ -190,6 +191,38 @@ def test_a_compressed_onnx_run_is_served(parent_run, tmp_path):
         assert httpx.get(f"{server.url}/v1/model").json()["format"] == "onnx"
     finally:
         server.stop()
+
+
+def test_the_extraction_watch_counts_distinct_texts_within_its_window_only():
+    from trustfm.serve.app import ExtractionWatch
+
+    now = [0.0]
+    watch = ExtractionWatch(budget=None, alert_texts=100, window_s=60, clock=lambda: now[0])
+    for second in range(50):  # 2 texts a second, one repeated: half distinct, never an alert
+        now[0] = float(second)
+        assert not watch.record("a", ["same", f"new {second}"])
+    now[0] = 1000.0  # the window has passed: what was sent before is forgotten
+    assert not watch.record("a", [f"fresh {i}" for i in range(99)])
+    assert len(watch.recent["a"]) == 99 and len(watch.counts["a"]) == 99
+    assert watch.record("a", ["fresh 99"])  # 100 distinct texts within 60 s: an alert, once per window
+    assert not watch.record("a", ["fresh 100"]) and watch.totals["a"] == 201
+
+
+def test_the_torch_backend_answers_as_the_onnx_export(served_run, server, tmp_path):
+    run, key = served_run
+    texts = ["good", "the delivery was slow and the support line never answered", "bad stuff", "fine"]
+    exported = _post(server, "/v1/predict", {"texts": texts}, key=key).json()["predictions"]
+    torch_server = Server(run, "--backend", "torch", "--log-url", f"sqlite:///{tmp_path / 'log.db'}")
+    try:
+        assert httpx.get(f"{torch_server.url}/v1/model", headers={"X-API-Key": key}).json()["backend"] == "torch"
+        answered = _post(torch_server, "/v1/predict", {"texts": texts}, key=key).json()["predictions"]
+    finally:
+        torch_server.stop()
+    for a, b in zip(exported, answered):
+        assert a["label"] == b["label"]
+        assert a["probabilities"] == pytest.approx(b["probabilities"], abs=1e-5)
+    bad = run_cli(["serve", str(run), "--backend", "tensorrt", "--port", str(free_port())])
+    assert bad.returncode == 2 and "backend" in bad.stderr and "Traceback" not in bad.stderr
 
 
 def _workers(parent: int) -> list[str]:

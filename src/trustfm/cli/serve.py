@@ -81,6 +81,8 @@ def start(
     workers: Optional[int] = typer.Option(None, "--workers", help="[workers] processes, each with the model"),
     rules: Optional[Path] = typer.Option(None, "--rules", help="[rules] output rules applied to every answer"),
     log_url: Optional[str] = typer.Option(None, "--log-url", help="[log_url] SQLAlchemy URL of the request log"),
+    backend: Optional[str] = typer.Option(None, "--backend", help="[backend] auto (a torch model exported to ONNX "
+                                          "Runtime at start-up, checked against torch), onnx or torch"),
     no_auth: bool = typer.Option(False, "--no-auth", help="serve without API keys (loopback testing only)"),
     unsigned: bool = typer.Option(False, "--unsigned", help="serve a run whose report is not signed (not advised)"),
     ssl_certfile: Optional[Path] = typer.Option(None, "--ssl-certfile", help="TLS certificate (PEM)"),
@@ -96,7 +98,7 @@ def start(
     from trustfm.serve.settings import default_paths
 
     overrides = {k: v for k, v in {"host": host, "port": port, "workers": workers, "rules": rules,
-                                   "log_url": log_url}.items() if v is not None}
+                                   "log_url": log_url, "backend": backend}.items() if v is not None}
     if no_auth:
         overrides["auth"] = False
     if unsigned:

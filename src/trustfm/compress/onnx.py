@@ -1,81 +1,18 @@
-"""Export a classifier to ONNX and quantise it to int8 with ONNX Runtime.
+"""Quantise a classifier's ONNX graph (:mod:`trustfm.models.onnx_export`) to int8 with ONNX Runtime.
 
-The export uses eager attention: ONNX Runtime's optimiser recognises its pattern,
-while the fused SDPA op exports as a generic graph. Dynamic int8 quantises the
-weights of every MatMul ahead of time and the activations per batch at run time;
-static int8 also fixes the activation ranges from a calibration set.
+Dynamic int8 quantises the weights of every MatMul ahead of time and the activations per
+batch at run time; static int8 also fixes the activation ranges from a calibration set.
 """
 
 from __future__ import annotations
 
-import contextlib
-import io
-import logging
-import warnings
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
-import torch
 
+from trustfm.models.onnx_export import export_onnx, quiet_export
 from trustfm.models.onnx_session import ONNX_FILE
-
-
-class _LogitsAndPooled(torch.nn.Module):
-    """The classifier with the two outputs the Predictor reads: logits and the pooled features."""
-
-    def __init__(self, classifier):
-        super().__init__()
-        self.classifier = classifier
-
-    def forward(self, *inputs):
-        pooled = self.classifier.pooled(*inputs)
-        return self.classifier.head(pooled), pooled
-
-
-@contextlib.contextmanager
-def _quiet_export():
-    """The exporter's tracer warnings and ONNX Runtime's quantisation advice are not the user's to act on."""
-    root = logging.getLogger()
-    level = root.level
-    root.setLevel(logging.ERROR)
-    try:
-        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
-            warnings.simplefilter("ignore")
-            yield
-    finally:
-        root.setLevel(level)
-
-
-def export_onnx(model, tokenizer, path: Path, *, opset: int = 17) -> Path:
-    """Write ``model`` (a TextClassifier) to ``path`` as an ONNX graph with dynamic batch and sequence axes.
-
-    Inputs ``input_ids``/``attention_mask`` (int64, (batch, tokens)); outputs ``logits`` (batch, classes)
-    and ``pooled`` (batch, hidden). An image classifier (``tokenizer`` None) takes ``pixel_values`` (float32,
-    (batch, 3, size, size), in [0, 1]) instead.
-    """
-    import copy
-
-    clone = copy.deepcopy(model).eval()
-    if tokenizer is None:
-        sample = torch.rand(2, 3, clone.image_size, clone.image_size)
-        with _quiet_export(), torch.no_grad():
-            torch.onnx.export(_LogitsAndPooled(clone), (sample,), str(path), input_names=["pixel_values"],
-                              output_names=["logits", "pooled"], opset_version=opset, dynamo=False,
-                              dynamic_axes={"pixel_values": {0: "batch"}, "logits": {0: "batch"},
-                                            "pooled": {0: "batch"}})
-        return path
-    if hasattr(clone.encoder, "set_attn_implementation"):
-        clone.encoder.set_attn_implementation("eager")
-    sample = tokenizer(["an example sentence for tracing", "short"], padding=True, return_tensors="pt")
-    dynamic = {"input_ids": {0: "batch", 1: "tokens"}, "attention_mask": {0: "batch", 1: "tokens"},
-               "logits": {0: "batch"}, "pooled": {0: "batch"}}
-    with _quiet_export(), torch.no_grad():
-        # the TorchScript exporter: the dynamo one took 8x longer here for the same graph
-        torch.onnx.export(_LogitsAndPooled(clone), (sample["input_ids"], sample["attention_mask"]), str(path),
-                          input_names=["input_ids", "attention_mask"], output_names=["logits", "pooled"],
-                          dynamic_axes=dynamic, opset_version=opset, dynamo=False)
-    return path
 
 
 class _Calibration:
@@ -121,9 +58,14 @@ def quantize_onnx(source: Path, target: Path, *, mode: str = "dynamic", tokenize
     (QDQ format, per-channel weights).
     """
     import onnx
-    from onnxruntime.quantization import QuantFormat, QuantType, quantize_dynamic, quantize_static
+    from onnxruntime.quantization import (
+        QuantFormat,
+        QuantType,
+        quantize_dynamic,
+        quantize_static,
+    )
 
-    with _quiet_export():
+    with quiet_export():
         if mode == "dynamic":
             # per-channel weights: per-tensor ones kept only 96.9% of SST-2 dev labels (1.0 point of accuracy
             # lost), per-channel 98.7% (0.1 point) at about the same speed

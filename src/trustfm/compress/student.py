@@ -110,13 +110,13 @@ def taylor_importance(model, tokenizer, texts: Sequence[str], labels: np.ndarray
                       batch_size: int = 32) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """Per layer, the importance of each attention head (heads,) and feed-forward unit (intermediate,):
     sum over the unit's weights of |w * dL/dw| for the cross-entropy on ``texts`` (first-order Taylor)."""
-    from trustfm.data.batching import bucketed_batches, encode_texts, iterate_batches
+    from trustfm.data.batching import encode_texts, inference_batches, iterate_batches
     from trustfm.models.structure import bert_layers, head_size
 
     model.train(False)
     model.zero_grad(set_to_none=True)
     encoded = encode_texts(tokenizer, list(texts), max_length)
-    batches = bucketed_batches(encoded.lengths, batch_size=batch_size, bucket_size=1, seed=0, epoch=0, shuffle=False)
+    batches = inference_batches(encoded.lengths, batch_size=batch_size)
     for _, batch in iterate_batches(encoded, batches, tokenizer.pad_token_id, labels.astype(np.int64)):
         loss = F.cross_entropy(model(batch["input_ids"], batch["attention_mask"]), batch["labels"], reduction="sum")
         loss.backward()

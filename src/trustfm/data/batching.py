@@ -110,6 +110,11 @@ def bucketed_batches(
     return [batches[i] for i in rng.permutation(len(batches))]
 
 
+def inference_batches(lengths: np.ndarray, *, batch_size: int) -> list[np.ndarray]:
+    """Index batches for inference: every row sorted by length, cut every ``batch_size`` rows."""
+    return bucketed_batches(lengths, batch_size=batch_size, bucket_size=1, seed=0, epoch=0, shuffle=False)
+
+
 def pad_arrays(input_ids: Sequence[np.ndarray], pad_id: int) -> tuple[np.ndarray, np.ndarray]:
     """Pad a list of id arrays to the longest: (input ids, attention mask), int64 arrays of shape (b, t)."""
     width = max(len(x) for x in input_ids)
@@ -146,3 +151,30 @@ def iterate_batches(
         if labels is not None:
             batch["labels"] = torch.from_numpy(labels[index])
         yield index, batch
+
+
+def padding_aware_batches(lengths: np.ndarray, *, max_batch: int, pass_cost_tokens: float) -> list[np.ndarray]:
+    """Index batches for inference that minimise padded tokens plus a fixed cost per forward pass.
+
+    Rows are sorted by length and cut where it pays: a batch of ``b`` rows whose longest has ``t`` tokens
+    costs ``b * t + pass_cost_tokens`` (the padded tokens the model computes, and each call's own overhead
+    in the same unit), and the cut points minimise the total (dynamic programming over the sorted lengths,
+    ``O(n * max_batch)``). Few rows of mixed length (a serving micro-batch) split into a few length-homogeneous
+    passes instead of one padded to the longest; many rows of every length end up near ``max_batch`` each.
+    ``pass_cost_tokens`` 0: one pass per distinct length; a large value: passes of ``max_batch`` rows.
+    """
+    order = np.argsort(lengths, kind="stable")
+    sorted_lengths = np.asarray(lengths, dtype=np.float64)[order]
+    n = len(order)
+    best = np.zeros(n + 1)  # best[j]: the least cost of the first j sorted rows
+    cut = np.zeros(n + 1, dtype=np.int64)  # cut[j]: where the last batch of that best split starts
+    for end in range(1, n + 1):
+        starts = np.arange(max(0, end - max_batch), end)
+        costs = best[starts] + (end - starts) * sorted_lengths[end - 1] + pass_cost_tokens
+        pick = int(np.argmin(costs))
+        best[end], cut[end] = costs[pick], starts[pick]
+    batches, end = [], n
+    while end > 0:
+        batches.append(order[cut[end]:end])
+        end = int(cut[end])
+    return batches[::-1]

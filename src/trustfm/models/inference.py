@@ -7,7 +7,7 @@ import contextlib
 import numpy as np
 import torch
 
-from trustfm.data.batching import EncodedTexts, bucketed_batches, iterate_batches
+from trustfm.data.batching import EncodedTexts, inference_batches, iterate_batches
 from trustfm.models.inputs import model_input_tensors
 
 
@@ -34,19 +34,19 @@ def precision_context(precision: str):
 @torch.inference_mode()
 def predict_proba(
     model, encoded: EncodedTexts, *, pad_id: int, batch_size: int = 64, show_progress: bool = False,
-    precision: str = "fp32",
+    precision: str = "fp32", batches: list[np.ndarray] | None = None,
 ) -> np.ndarray:
     """Class probabilities, shape (n, num_labels), rows in the order of ``encoded``.
 
-    Texts are batched by length (less padding) and the order restored afterwards.
-    ``precision`` as in :func:`precision_context`; every reported metric uses fp32.
+    Texts are batched by length (less padding) and the order restored afterwards; ``batches`` (index arrays)
+    overrides the batching. ``precision`` as in :func:`precision_context`; every reported metric uses fp32.
     """
     from trustfm.progress import progress_bar
 
     was_training = model.training
     model.eval()
     out = np.empty((len(encoded), model.num_labels), dtype=np.float32)
-    batches = bucketed_batches(encoded.lengths, batch_size=batch_size, bucket_size=1, seed=0, epoch=0, shuffle=False)
+    batches = batches if batches is not None else inference_batches(encoded.lengths, batch_size=batch_size)
     with progress_bar(show_progress and len(encoded) > 2000) as progress, precision_context(precision):
         task = progress.add_task("predicting", total=len(encoded))
         for index, batch in iterate_batches(encoded, batches, pad_id):
@@ -59,14 +59,16 @@ def predict_proba(
 
 @torch.inference_mode()
 def predict_logits_and_features(
-    model, encoded: EncodedTexts, *, pad_id: int, batch_size: int = 64, precision: str = "fp32"
+    model, encoded: EncodedTexts, *, pad_id: int, batch_size: int = 64, precision: str = "fp32",
+    batches: list[np.ndarray] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Logits (n, num_labels) and pooled features (n, hidden), rows in the order of ``encoded``."""
+    """Logits (n, num_labels) and pooled features (n, hidden), rows in the order of ``encoded`` (``batches``
+    as in :func:`predict_proba`)."""
     was_training = model.training
     model.eval()
     logits = np.empty((len(encoded), model.num_labels), dtype=np.float32)
     features = np.empty((len(encoded), model.head.in_features), dtype=np.float32)
-    batches = bucketed_batches(encoded.lengths, batch_size=batch_size, bucket_size=1, seed=0, epoch=0, shuffle=False)
+    batches = batches if batches is not None else inference_batches(encoded.lengths, batch_size=batch_size)
     with precision_context(precision):
         for index, batch in iterate_batches(encoded, batches, pad_id):
             pooled = model.pooled(**model_input_tensors(batch))

@@ -56,6 +56,15 @@ class Predictor:
     batch_size:
         texts per forward pass. Texts are sorted by length into batches, and the
         input order is restored, so padding is only to each batch's longest text.
+    pass_cost_tokens:
+        None (default): every ``batch_size`` sorted texts make one pass. A number: the passes are cut where
+        padded tokens plus this fixed cost per pass are least
+        (:func:`~trustfm.data.batching.padding_aware_batches`), so a few texts of mixed length (a serving
+        micro-batch) run as a few length-homogeneous passes instead of one padded to the longest. Outputs
+        differ from the default's in float rounding only (padding is masked).
+    share_cpu:
+        True where other work shares the cores (a service): ONNX Runtime's threads sleep between passes
+        instead of spinning.
     precision:
         default precision of every call: ``"fp32"``, ``"bf16"`` (bfloat16 autocast)
         or ``"auto"`` (bf16 where the CPU has native bf16 kernels, else fp32).
@@ -66,7 +75,8 @@ class Predictor:
     """
 
     def __init__(self, model_dir: str | Path, *, max_length: int | None = None, batch_size: int = 64,
-                 precision: str = "fp32", image_config=None):
+                 precision: str = "fp32", image_config=None, pass_cost_tokens: float | None = None,
+                 share_cpu: bool = False):
         if precision not in PRECISIONS:
             raise ConfigError(f"precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
         self.model_dir = Path(model_dir)
@@ -89,7 +99,7 @@ class Predictor:
             if self.format == "onnx":
                 from trustfm.models.onnx_session import OnnxClassifier
 
-                self.model, self.onnx = None, OnnxClassifier(self.model_dir)
+                self.model, self.onnx = None, OnnxClassifier(self.model_dir, spinning=not share_cpu)
             else:
                 from trustfm.models.image import load_image_classifier
 
@@ -100,7 +110,7 @@ class Predictor:
             from trustfm.models.onnx_session import OnnxClassifier
 
             self.model = None
-            self.onnx = OnnxClassifier(self.model_dir)
+            self.onnx = OnnxClassifier(self.model_dir, spinning=not share_cpu)
             self.tokenizer = AutoTokenizer.from_pretrained(self.model_dir, local_files_only=True)
         else:
             from trustfm.models.classifier import load_classifier
@@ -109,8 +119,10 @@ class Predictor:
         self.label_names: list[str] = list(meta["label_names"])
         self.max_length = int(max_length or meta.get("max_length") or 128)
         self.batch_size = batch_size
+        self.pass_cost_tokens = pass_cost_tokens
         self.precision = precision
         self.meta = meta
+        self.share_cpu = share_cpu
         self.last_truncated = np.zeros(0, dtype=bool)
         self._decoded: dict[str, np.ndarray] = {}  # image path -> decoded pixels: audits predict one split often
 
@@ -142,13 +154,20 @@ class Predictor:
         """True when :attr:`model` is a float torch classifier that gradients flow through."""
         return self.format == "torch"
 
+    def _batches(self, encoded) -> list[np.ndarray]:
+        """The forward passes for ``encoded``: index arrays, sorted by length (see ``pass_cost_tokens``)."""
+        from trustfm.data.batching import inference_batches, padding_aware_batches
+
+        if self.pass_cost_tokens is None:
+            return inference_batches(encoded.lengths, batch_size=self.batch_size)
+        return padding_aware_batches(encoded.lengths, max_batch=self.batch_size, pass_cost_tokens=self.pass_cost_tokens)
+
     def _onnx_outputs(self, encoded) -> tuple[np.ndarray, np.ndarray]:
         """Logits and pooled features from the ONNX session, length-bucketed batches, rows in input order."""
-        from trustfm.data.batching import bucketed_batches, pad_arrays
+        from trustfm.data.batching import pad_arrays
 
         logits, pooled = None, None
-        for index in bucketed_batches(encoded.lengths, batch_size=self.batch_size, bucket_size=1, seed=0, epoch=0,
-                                      shuffle=False):
+        for index in self._batches(encoded):
             if self.inputs is not None:
                 batch = {"pixel_values": encoded.make_batch(index)["pixel_values"].numpy()}
                 batch_logits, batch_pooled = self.onnx.run_inputs(batch)
@@ -193,9 +212,9 @@ class Predictor:
             return softmax(self._onnx_outputs(self._encode(texts))[0])
         from trustfm.models.inference import predict_proba
 
-        return predict_proba(self.model, self._encode(texts), pad_id=self.pad_id,
-                             batch_size=self.batch_size, show_progress=show_progress,
-                             precision=precision or self.precision)
+        encoded = self._encode(texts)
+        return predict_proba(self.model, encoded, pad_id=self.pad_id, batches=self._batches(encoded),
+                             show_progress=show_progress, precision=precision or self.precision)
 
     def predict(self, texts: Sequence[str], *, precision: str | None = None) -> np.ndarray:
         """Predicted class ids, int64 array (n,); ``label_names[i]`` names class ``i``."""
@@ -204,16 +223,67 @@ class Predictor:
     def logits_and_embeddings(self, texts: Sequence[str], *, precision: str | None = None
                               ) -> tuple[np.ndarray, np.ndarray]:
         """Logits (n, num_labels) and pooled encoder embeddings (n, hidden), float32, rows in input order."""
+        encoded = self._encode(texts)
         if self.onnx is not None:
-            return self._onnx_outputs(self._encode(texts))
+            return self._onnx_outputs(encoded)
+        return self._torch_outputs(encoded, precision=precision)
+
+    def _torch_outputs(self, encoded, *, precision: str | None = None) -> tuple[np.ndarray, np.ndarray]:
         from trustfm.models.inference import predict_logits_and_features
 
-        return predict_logits_and_features(self.model, self._encode(texts), pad_id=self.pad_id,
-                                           batch_size=self.batch_size, precision=precision or self.precision)
+        return predict_logits_and_features(self.model, encoded, pad_id=self.pad_id, batches=self._batches(encoded),
+                                           precision=precision or self.precision)
 
     def embed(self, texts: Sequence[str], *, precision: str | None = None) -> np.ndarray:
         """Pooled encoder embeddings (the head's input), float32 array (n, hidden)."""
         return self.logits_and_embeddings(texts, precision=precision)[1]
+
+    def onnx_runtime_copy(self, *, tolerance: float = 1e-3, check_rows: int = 64, seed: int = 0) -> "Predictor":
+        """This torch model as an ONNX Runtime graph exported now (in a temporary folder, loaded, deleted): a
+        Predictor that answers the same, faster on CPU (no torch in the forward pass, fused attention).
+
+        The graph comes from the weights this Predictor holds, so a caller who checked those weights (serving
+        checks them against the run's signed record) serves nothing unchecked. Before it is returned it is
+        compared with the torch model on ``check_rows`` random token sequences of every length up to
+        ``max_length`` (``seed``), padded in mixed batches: any logit further than ``tolerance`` from torch's,
+        or any other top class, is a ConfigError. ``model_dir``, labels, tokenizer and options are this one's.
+        """
+        import copy
+        import tempfile
+
+        from trustfm.models.onnx_export import export_onnx
+        from trustfm.models.onnx_session import OnnxClassifier
+
+        if self.format != "torch":
+            raise ConfigError(f"only a torch model is exported to ONNX at start-up; this one is {self.format}")
+        with tempfile.TemporaryDirectory(prefix="trustfm-onnx-") as folder:
+            graph = OnnxClassifier(export_onnx(self.model, self.tokenizer, Path(folder) / "model.onnx"),
+                                   spinning=not self.share_cpu)
+        exported = copy.copy(self)
+        exported.model, exported.onnx, exported.format = None, graph, "onnx"
+        encoded = self._check_inputs(check_rows, seed)
+        expected, _ = self._torch_outputs(encoded)
+        got, _ = exported._onnx_outputs(encoded)
+        gap = float(np.abs(expected - got).max()) if len(got) else 0.0
+        if gap > tolerance or (expected.argmax(1) != got.argmax(1)).any():
+            raise ConfigError(f"the ONNX export of {self.model_dir} differs from the torch model (largest logit "
+                              f"difference {gap:.2g}, tolerance {tolerance:g}); serve it with backend: torch")
+        return exported
+
+    def _check_inputs(self, rows: int, seed: int):
+        """Random inputs of every size the model takes: token sequences (lengths 1..max_length) or images."""
+        from trustfm.data.batching import EncodedTexts
+
+        rng = np.random.default_rng(seed)
+        if self.inputs is not None:
+            size = self.inputs.config.size
+            return self.inputs.encode(list(rng.integers(0, 256, (rows, size, size, 3), dtype=np.uint8)))
+        vocab = self.tokenizer.vocab_size
+        specials = [self.tokenizer.cls_token_id, self.tokenizer.sep_token_id]
+        lengths = np.linspace(1, self.max_length - 2, rows).astype(int)
+        ids = [np.array([specials[0], *rng.integers(1000, vocab, n), specials[1]], dtype=np.int64) for n in lengths]
+        return EncodedTexts(input_ids=[ids[i] for i in rng.permutation(rows)], max_length=self.max_length,
+                            truncated=np.zeros(rows, dtype=bool))
 
     def fast_predict_proba(self, texts: Sequence[str]) -> np.ndarray:
         """``predict_proba`` in bf16 where the CPU has bf16 kernels: for search loops whose result is re-checked in fp32."""

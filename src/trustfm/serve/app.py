@@ -15,6 +15,7 @@ import json
 import logging
 import time
 import uuid
+from collections import Counter, deque
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -52,10 +53,13 @@ class ExtractionWatch:
     95% of them distinct raises one alert per window (logged by key id, never the texts, and counted in metrics).
     """
 
-    def __init__(self, *, budget: int | None, alert_texts: int, window_s: float):
-        self.budget, self.alert_texts, self.window_s = budget, alert_texts, window_s
+    def __init__(self, *, budget: int | None, alert_texts: int, window_s: float, clock=time.monotonic):
+        self.budget, self.alert_texts, self.window_s, self.clock = budget, alert_texts, window_s, clock
         self.totals: dict[str, int] = {}
-        self.recent: dict[str, list[tuple[float, int]]] = {}  # key -> (time, text hash) in the window
+        # per key: (time, text hash) in the window, oldest first, and how often each hash is in it; a request
+        # costs O(its texts + those leaving the window), not O(window): a busy key sends 10^5 texts in 10 minutes
+        self.recent: dict[str, deque[tuple[float, int]]] = {}
+        self.counts: dict[str, Counter] = {}
         self.alerted_at: dict[str, float] = {}
 
     def over_budget(self, key: str, texts: int) -> bool:
@@ -63,14 +67,20 @@ class ExtractionWatch:
 
     def record(self, key: str, texts: list[str]) -> bool:
         """Count ``texts`` for ``key``; True when this raises an extraction alert."""
-        now = time.monotonic()
+        now = self.clock()
         self.totals[key] = self.totals.get(key, 0) + len(texts)
-        window = [(t, h) for t, h in self.recent.get(key, []) if now - t <= self.window_s]
-        window += [(now, hash(text)) for text in texts]
-        self.recent[key] = window
+        window, counts = self.recent.setdefault(key, deque()), self.counts.setdefault(key, Counter())
+        while window and now - window[0][0] > self.window_s:
+            _, gone = window.popleft()
+            counts[gone] -= 1
+            if not counts[gone]:
+                del counts[gone]
+        for text in texts:
+            window.append((now, hash(text)))
+            counts[hash(text)] += 1
         if len(window) < self.alert_texts or now - self.alerted_at.get(key, -1e18) < self.window_s:
             return False
-        if len({h for _, h in window}) >= 0.95 * len(window):
+        if len(counts) >= 0.95 * len(window):
             self.alerted_at[key] = now
             return True
         return False
@@ -198,7 +208,8 @@ def create_app(run_dir: str | Path, settings: ServeSettings | None = None, *, ex
         from trustfm.serve.model import ServingModel
 
         model = ServingModel(run_dir, rules_path=settings.rules, disclosure=settings.disclosure,
-                             digits=settings.digits, batch_size=settings.max_batch_texts)
+                             digits=settings.digits, batch_size=settings.max_batch_texts,
+                             pass_cost_tokens=settings.pass_cost_tokens, backend=settings.backend)
         tokenizer = model.predictor.tokenizer
         max_length = model.predictor.max_length
 
@@ -228,7 +239,8 @@ def create_app(run_dir: str | Path, settings: ServeSettings | None = None, *, ex
             log.warning("no API keys yet: every request will get 401 (create one: trustfm serve keys create %s)",
                         run_dir)
         state["ready"] = True
-        log.info("ready: %s (%s model, %d active keys, log %s)", run_dir.name, model.predictor.format,
+        log.info("ready: %s (%s model on %s, %d active keys, log %s)", run_dir.name,
+                 model.predictor.meta.get("format", "torch"), model.backend,
                  len(state["keys"].active()), state["log"].safe_url.split(":", 1)[0])
         yield
         state["ready"] = False

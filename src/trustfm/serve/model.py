@@ -30,24 +30,54 @@ def load_ood_detector(model_dir):
     return None if threshold is None else (detector, float(threshold))
 
 
+def _on_backend(predictor, backend: str):
+    """``predictor`` on the backend asked for: a torch model exported to ONNX Runtime under ``onnx`` and ``auto``
+    (``auto`` keeps torch, with a warning, where onnxruntime is missing or the export fails its check)."""
+    import importlib.util
+    import logging
+
+    if backend not in ("auto", "onnx", "torch"):
+        raise ConfigError(f"backend must be auto, onnx or torch, not {backend!r}")
+    if backend == "torch" or predictor.format != "torch":
+        return predictor
+    if importlib.util.find_spec("onnxruntime") is None:
+        if backend == "onnx":
+            raise ConfigError("backend onnx needs onnxruntime: pip install 'trustfm[serve]'")
+        return predictor
+    try:
+        return predictor.onnx_runtime_copy()
+    except Exception as exc:  # noqa: BLE001 - auto: an export the exporter or the check refuses serves torch
+        if backend == "onnx":
+            raise ConfigError(str(exc) if isinstance(exc, ConfigError) else
+                              f"the ONNX export failed ({type(exc).__name__}); serve with backend: torch") from None
+        logging.getLogger("trustfm.serve").warning("serving on torch: the ONNX export was refused (%s)",
+                                                   type(exc).__name__)
+        return predictor
+
+
 class ServingModel:
     """Answers for texts: ``label``, ``confidence``, ``probabilities``, ``truncated``, ``ood`` and, with rules,
     ``model_label`` and ``rule``.
 
     Parameters: ``run_dir`` (a run folder), ``rules_path`` (an output-rules YAML), ``members`` (other runs with
-    the same classes, averaged with this one), ``disclosure`` and ``digits`` (rounding for ``"rounded"``).
+    the same classes, averaged with this one), ``disclosure`` and ``digits`` (rounding for ``"rounded"``),
+    ``batch_size`` and ``pass_cost_tokens`` (the Predictor's forward passes), ``backend`` (``torch``, ``onnx`` or
+    ``auto``: see :class:`~trustfm.serve.settings.ServeSettings`; :attr:`backend` says what answers).
     """
 
     def __init__(self, run_dir: str | Path, *, rules_path: str | Path | None = None, members: Sequence[str | Path] = (),
-                 disclosure: Disclosure = "full", digits: int = 2, batch_size: int | None = None):
+                 disclosure: Disclosure = "full", digits: int = 2, batch_size: int | None = None,
+                 pass_cost_tokens: float | None = None, backend: str = "torch"):
         from trustfm.config import load_config
         from trustfm.models.predictor import Predictor
         from trustfm.runs import existing_run
 
         self.run_dir = Path(run_dir)
         self.config = load_config(existing_run(run_dir).config)
-        options = {} if batch_size is None else {"batch_size": batch_size}
-        self.predictor = Predictor.from_run(run_dir, **options)
+        options = {"pass_cost_tokens": pass_cost_tokens, "share_cpu": True,
+                   **({} if batch_size is None else {"batch_size": batch_size})}
+        self.predictor = _on_backend(Predictor.from_run(run_dir, **options), backend)
+        self.backend = "onnxruntime" if self.predictor.onnx is not None else "torch"
         self.label_names = self.predictor.label_names
         self.members = [Predictor.from_run(m) for m in members]
         for member, other in zip(members, self.members):

@@ -78,7 +78,8 @@ class ModelInfo(BaseModel):
     run: str
     model_sha256: dict[str, str]
     classes: list[str]
-    format: str
+    format: str  # the run's model format: torch, torch-int8 or onnx
+    backend: str  # what answers: "torch", or "onnxruntime" (an ONNX child, or a torch model exported at start-up)
     max_length: int
     compression: dict | None = None  # a compressed run: its parent and method
     gate: dict | None = None  # results/gate.json at release time: policy, passed, outcomes
@@ -98,7 +99,8 @@ class ModelInfo(BaseModel):
             gate = {k: document.get(k) for k in ("policy", "passed", "outcomes")}
         compression = (info.model_extra or {}).get("compression")
         return cls(run=paths.root.name, model_sha256=hashes, classes=model.label_names,
-                   format=model.predictor.format, max_length=model.predictor.max_length,
+                   format=model.predictor.meta.get("format", "torch"), backend=model.backend,
+                   max_length=model.predictor.max_length,
                    compression=None if compression is None else {"parent": Path(compression["parent"]).name,
                                                                  "method": compression["method"]},
                    gate=gate, report_signed=paths.report_json.is_file())

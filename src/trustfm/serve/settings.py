@@ -22,6 +22,13 @@ class ServeSettings(BaseModel):
     max_batch_tokens: int = Field(8192, ge=16)
     max_wait_ms: float = Field(5.0, ge=0)
     max_queue_texts: int = Field(4096, ge=1)  # beyond it requests get 503 (backpressure), not an unbounded queue
+    # a micro-batch runs as the forward passes that cost least in padded tokens plus this many tokens per pass
+    # (Predictor pass_cost_tokens; 32 measured best for MiniLM on 2 CPU cores); None: one pass per batch
+    pass_cost_tokens: float | None = Field(32.0, ge=0)
+    # what runs the model: "auto" exports a torch model to ONNX Runtime at start-up (checked against torch, and
+    # falls back to torch with a warning if the export fails or differs), "onnx" requires that export, "torch"
+    # serves the weights as trained. A run that is already an ONNX graph (a compressed child) runs on ONNX Runtime
+    backend: Literal["auto", "onnx", "torch"] = "auto"
     # request limits: beyond them a 413 (or truncation of over-long texts, when too_long is truncate)
     max_body_bytes: int = Field(1_000_000, ge=1024)
     max_texts_per_request: int = Field(256, ge=1)
