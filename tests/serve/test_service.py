@@ -11,7 +11,7 @@ import httpx
 import pytest
 from sqlalchemy import create_engine, text
 
-from conftest import Server, free_port, run_cli, start_cli
+from conftest import Server, free_port, run_cli
 from conftest import post_json as _post
 
 
