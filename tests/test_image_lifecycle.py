@@ -9,6 +9,7 @@ import shutil
 import signal
 from pathlib import Path
 
+import httpx
 import pytest
 
 from conftest import Server, bomb_png, post_json, run_cli, set_flags
@@ -99,6 +100,7 @@ def test_serve_answers_an_image_and_refuses_bad_ones(lifecycle, tmp_path):
         assert all(p == prediction for p in answer.json()["predictions"])
         assert prediction["label"] in {"circle", "square", "triangle"}
         assert sum(prediction["probabilities"].values()) == pytest.approx(1.0, abs=1e-4)
+        assert httpx.get(f"{server.url}/v1/model").json()["backend"] == "onnxruntime"  # the checked export
         corrupt = base64.b64encode(image.read_bytes()[:200]).decode()
         bad = post_json(server, "/v1/predict", {"images": [sent, corrupt]})
         assert bad.status_code == 422 and "images[1]: truncated or corrupt" in bad.json()["detail"]

@@ -58,12 +58,7 @@ def quantize_onnx(source: Path, target: Path, *, mode: str = "dynamic", tokenize
     (QDQ format, per-channel weights).
     """
     import onnx
-    from onnxruntime.quantization import (
-        QuantFormat,
-        QuantType,
-        quantize_dynamic,
-        quantize_static,
-    )
+    from onnxruntime.quantization import QuantFormat, QuantType, quantize_dynamic, quantize_static
 
     with quiet_export():
         if mode == "dynamic":

@@ -295,10 +295,10 @@ class PIIScanner:
         if model is None:  # a blank English pipeline: tokeniser only, no named entities
             model = tempfile.mkdtemp(prefix="trustfm-spacy-blank-")
             spacy.blank("en").to_disk(model)
+        ner = NerModelConfiguration(model_to_presidio_entity_mapping=NER_LABELS,
+                                    labels_to_ignore=ONTONOTES_LABELS_IGNORED)
         engine = _lexeme_cached(SpacyNlpEngine)(models=[{"lang_code": "en", "model_name": model}],
-                                ner_model_configuration=NerModelConfiguration(
-                                    model_to_presidio_entity_mapping=NER_LABELS,
-                                    labels_to_ignore=ONTONOTES_LABELS_IGNORED))
+                                                ner_model_configuration=ner)
         engine.load()
         if "parser" in engine.nlp["en"].pipe_names:  # Presidio uses tokens, lemmas and entities, never the parse
             engine.nlp["en"].disable_pipe("parser")
