@@ -48,7 +48,7 @@ def check(
     from trustfm.data.batching import encode_texts
     from trustfm.data.io import read_table_source
     from trustfm.data.prepare import rare_class_rejections
-    from trustfm.data.validate import validate_table
+    from trustfm.data.validate import labelled_columns, validate_table
     from trustfm.errors import DataError
 
     flags = dict(locals())
@@ -69,11 +69,10 @@ def check(
         frame = None if Path(data).is_dir() else read_table_source(data, cfg.data.format)[0]
         read_as, read_notes = part.notes[0].removeprefix("read as "), part.notes[1:]
     else:
-        wanted = [c for c in (cfg.data.text_column, cfg.data.label_column, cfg.data.id_column) if c]
+        wanted = labelled_columns(cfg.data, cfg.data.text_column, labelled=True)[3]
         # only the configured columns are read (memory grows with them, not with the file's width);
         # --fix writes a cleaned copy of every column, so it reads them all
-        frame, source = read_table_source(data, cfg.data.format,
-                                          columns=None if fix is not None else wanted + list(cfg.data.group_columns))
+        frame, source = read_table_source(data, cfg.data.format, columns=None if fix is not None else wanted)
         part = validate_table(
             frame,
             file=str(data),
@@ -154,9 +153,7 @@ def check(
 def _find_issues(part, cfg, *, test_data, near_threshold: float, relabel: bool, model_sample: int):
     import numpy as np
 
-    from functools import partial
-
-    from trustfm.audit.data_quality.issues import clean_plan, embed, embed_images, find_issues
+    from trustfm.audit.data_quality.issues import clean_plan, find_issues, pretrained_features
     from trustfm.data.validate import label_order, validate_table
     from trustfm.data.io import read_table
 
@@ -167,13 +164,10 @@ def _find_issues(part, cfg, *, test_data, near_threshold: float, relabel: bool, 
         # a seeded sample keeps the check within half a minute
         positions = np.sort(np.random.default_rng(cfg.seed).choice(len(part), size=model_sample, replace=False))
     texts = part.texts if positions is None else [part.texts[i] for i in positions]
-    images = cfg.data.modality == "image"
-    # the pretrained encoder's features (for images, the ImageNet backbone's)
-    features_of = (partial(embed_images, image_config=cfg.data.image) if images else
-                   partial(embed, model_name_or_path=cfg.model.name_or_path, max_length=cfg.data.max_length))
+    features_of = pretrained_features(cfg)
     features = features_of(texts)
     test = None
-    if test_data is not None and images:
+    if test_data is not None and cfg.data.modality == "image":
         from trustfm.data.prepare import load_labelled
 
         test = load_labelled(Path(test_data), cfg.data, labelled=False)

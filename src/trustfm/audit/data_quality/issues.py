@@ -79,19 +79,24 @@ def embed(texts: Sequence[str], *, model_name_or_path: str = "default", max_leng
 
 def embed_images(paths: Sequence[str], *, image_config) -> np.ndarray:
     """Average-pooled features of the pretrained (ImageNet) image backbone, L2-normalised, shape (n, 1280)."""
-    import torch
-
     from trustfm.models.image import build_image_classifier
+    from trustfm.models.inference import predict_logits_and_features
     from trustfm.models.inputs import ImageInputs
 
-    model = build_image_classifier(num_labels=2, image_size=image_config.size, pretrained=True, dropout=0.0).eval()
+    model = build_image_classifier(num_labels=2, image_size=image_config.size, pretrained=True, dropout=0.0)
     encoded = ImageInputs(image_config).encode(list(paths))
-    batches = [np.arange(i, min(i + 64, len(encoded))) for i in range(0, len(encoded), 64)]
-    with torch.inference_mode():
-        features = (torch.cat([model.pooled(encoded.make_batch(rows)["pixel_values"]) for rows in batches]).numpy()
-                    if batches else np.zeros((0, 1280)))
-    features = features.astype(np.float32)
+    _, features = predict_logits_and_features(model, encoded, pad_id=0, batch_size=64)
     return features / np.linalg.norm(features, axis=1, keepdims=True).clip(1e-12)
+
+
+def pretrained_features(config):
+    """``features(inputs) -> (n, d)`` for a run config's inputs: the pretrained encoder's embeddings (for images,
+    the ImageNet backbone's), features the run did not learn."""
+    from functools import partial
+
+    if config.data.modality == "image":
+        return partial(embed_images, image_config=config.data.image)
+    return partial(embed, model_name_or_path=config.model.name_or_path, max_length=config.data.max_length)
 
 
 def out_of_fold_proba(features: np.ndarray, label_ids: np.ndarray, *, folds: int = 5, seed: int = 0) -> np.ndarray:

@@ -47,20 +47,14 @@ def audit_data_quality_run(run: str | Path | AuditContext, *, max_rows: int = 50
                            show_progress: bool = False) -> dict[str, object]:
     """Find label issues and duplicates in up to ``max_rows`` training rows (a seeded sample) and leaks from the
     evaluation split into them."""
-    from functools import partial
-
-    from trustfm.audit.data_quality.issues import embed, embed_images, find_issues
+    from trustfm.audit.data_quality.issues import find_issues, pretrained_features
 
     ctx = as_context(run, show_progress=show_progress)
     data, config = ctx.data, ctx.config
     train, test = data.train, ctx.eval_part
     keep = np.sort(np.random.default_rng(config.seed).permutation(len(train))[:max_rows])
     texts = [train.texts[i] for i in keep]
-    # the pretrained encoder's embeddings (for images, the ImageNet backbone's): features the run did not learn
-    if config.data.modality == "image":
-        features_of = partial(embed_images, image_config=config.data.image)
-    else:
-        features_of = partial(embed, model_name_or_path=config.model.name_or_path, max_length=config.data.max_length)
+    features_of = pretrained_features(config)
     findings = find_issues(
         texts, [train.labels[i] for i in keep], np.asarray(train.rows)[keep], features_of(texts), data.label_names,
         test_texts=test.texts, test_rows=np.asarray(test.rows), test_features=features_of(test.texts),
