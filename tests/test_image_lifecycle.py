@@ -65,6 +65,37 @@ def test_train_audit_report_compress_compare(lifecycle):
     assert refused.returncode != 0 and "an image model compresses with onnx or onnx-int8" in refused.stderr
 
 
+def test_an_image_run_and_its_onnx_child_verify_and_catch_changes(lifecycle, tmp_path):
+    root, table, run, _ = lifecycle
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy)
+    assert run_cli(["report", copy]).returncode == 0
+    verified = run_cli(["verify", copy / "report.html", "--format", "json"])
+    assert verified.returncode == 0, verified.stdout
+    roles = {f["role"] for f in json.loads(verified.stdout)["files"]}
+    assert {"base model", "data", "fine-tuned model", "result", "run file"} <= roles
+    child = tmp_path / "onnx"
+    assert run_cli(["compress", copy, "--method", "onnx", "--output", child]).returncode == 0
+    assert run_cli(["report", child]).returncode == 0
+    assert run_cli(["verify", child / "report.html"]).returncode == 0, "the ONNX child verifies"
+
+    image = table.parent / "images" / "0003.png"
+    original = image.read_bytes()
+    try:  # an image of the training table changed after training
+        image.write_bytes((table.parent / "images" / "0004.png").read_bytes())
+        changed = run_cli(["verify", copy / "report.html"])
+        assert changed.returncode == 4 and f"data file {table} is modified" in changed.stderr
+    finally:
+        image.write_bytes(original)
+    report = json.loads((copy / "report.json").read_text())
+    report["results"]["performance"]["accuracy"]["value"] = 0.999  # an edited number
+    (tmp_path / "report.json").write_text(json.dumps(report))
+    assert run_cli(["verify", tmp_path / "report.json"]).returncode == 4
+    (child / "model" / "notes.txt").write_text("added later")  # a file the signature does not list
+    added = run_cli(["verify", child / "report.html"])
+    assert added.returncode == 4 and "notes.txt is not covered by the signature" in added.stderr
+
+
 @pytest.mark.skipif(CHROMIUM is None, reason="Debian chromium is not installed (make test installs it)")
 def test_attributions_and_corrupted_examples_are_visible_in_chromium(lifecycle):
     from playwright.sync_api import sync_playwright
@@ -91,6 +122,7 @@ def test_attributions_and_corrupted_examples_are_visible_in_chromium(lifecycle):
 def test_serve_answers_an_image_and_refuses_bad_ones(lifecycle, tmp_path):
     _, table, run, _ = lifecycle
     image = table.parent / "images" / "0000.png"
+    assert run_cli(["report", run]).returncode == 0  # signs the OOD detector the audit saved after the first report
     server = Server(run, "--no-auth")
     try:
         sent = base64.b64encode(image.read_bytes()).decode()

@@ -50,6 +50,13 @@ class DataError(TrustfmError):
         super().__init__(f"{prefix}: {message}" if prefix else message)
 
 
+class CheckFailed(TrustfmError):
+    """A check the user relies on failed: a gate rule, a verification, a release refused for a failed gate (exit
+    code 4)."""
+
+    exit_code = 4
+
+
 class OutputError(TrustfmError):
     """A file could not be written: disk full, read-only folder, no permission (exit code 5).
 

@@ -26,7 +26,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict
 
 from trustfm.errors import ConfigError
-from trustfm.fileio import write_json_atomic
+from trustfm.fileio import TMP_SUFFIX, write_json_atomic
 
 TRACKED_PACKAGES = (
     "trustfm", "torch", "transformers", "tokenizers", "safetensors", "numpy",
@@ -110,6 +110,36 @@ class RunRecord(BaseModel):
     @classmethod
     def load(cls, paths: "RunPaths") -> "RunRecord":
         return cls.model_validate(read_json(paths.run_info))
+
+
+# what a run folder holds that its signed report does not cover, and why: the report's own files (each checked
+# another way), resumable training state, and the state the service and the monitor keep changing after release.
+# Every other file is signed; ``trustfm verify`` reports one that is not as added after signing.
+UNSIGNED_RUN_FILES = {
+    "report.html": "the signed page (checked by its own hash in the signature)",
+    "report.json": "the signed report itself",
+    "model_card.md": "rendered from the signed report (checked against it)",
+    "checkpoints/": "resumable training state, not the released model",
+    "serving/": "the service's keys, request log and salt (they change while it runs)",
+    "monitoring/alert_state.json": "the alert rules' state (changes at every monitor run)",
+    "monitoring/reaudit.json": "the production re-audit (judged on traffic after release)",
+    "monitoring/reaudit.html": "the production re-audit's page",
+}
+
+
+def is_unsigned(relative: str) -> bool:
+    """Whether a run-folder path (posix, relative to the run folder) is one the signature leaves out on purpose:
+    see :data:`UNSIGNED_RUN_FILES`; lock files and crash-safe writes' temporary files too."""
+    parts = relative.split("/")
+    if parts[-1].endswith(".lock") or any(p.startswith(".") and p.endswith(TMP_SUFFIX) for p in parts):
+        return True  # a lock, or a crash-safe write still in flight
+    return any(relative == key or (key.endswith("/") and relative.startswith(key)) for key in UNSIGNED_RUN_FILES)
+
+
+def signed_run_files(root: Path) -> list[str]:
+    """Every file of the run folder ``root`` that a signed report covers: relative posix paths, sorted."""
+    return sorted(rel for rel in (p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file())
+                  if not is_unsigned(rel))
 
 
 def existing_run(path: str | Path) -> RunPaths:

@@ -177,6 +177,48 @@ def test_a_tampered_or_unsigned_model_is_not_served(served_run, tmp_path):
     assert forced.returncode == 2 and "differ(s) from the hashes recorded in run.json" in forced.stderr
 
 
+def test_files_added_after_signing_are_reported_and_not_served(served_run, tmp_path):
+    """An OOD detector saved after the report is not covered by its signature: verify names it, serve refuses it."""
+    run, _ = served_run
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy)
+    ood = tmp_path / "ood.csv"
+    ood.write_text("sentence\n" + "".join(f"the central bank raised rates by {i} basis points\n" for i in range(40)))
+    assert run_cli(["audit", "ood", copy, "--ood-data", ood, "--ood-text-column", "sentence"]).returncode == 0
+    verified = run_cli(["verify", copy / "report.html", "--format", "json"])
+    assert verified.returncode == 4
+    added = {f["relative"] for f in json.loads(verified.stdout)["files"] if f["status"] == "added"}
+    assert {"results/ood.json", "model/ood_detector.safetensors", "model/ood_detector.json"} <= added
+    refused = run_cli(["serve", copy, "--port", free_port()])
+    assert refused.returncode == 2 and "model/ood_detector" in refused.stderr and "not covered" in refused.stderr
+    # the service's own state (keys, request log) and the report's files are not the signed evidence
+    assert not any(rel.startswith("serving/") for rel in added)
+    assert run_cli(["report", copy]).returncode == 0
+    assert run_cli(["verify", copy / "report.html"]).returncode == 0
+
+
+def test_a_failed_release_gate_refuses_the_service_unless_overridden(served_run, tmp_path):
+    run, key = served_run
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy)
+    policy = tmp_path / "strict.yaml"
+    policy.write_text("name: strict\nrules:\n  - accuracy > 1.0\n  - accuracy >= 0.1\n")
+    assert run_cli(["gate", copy, "--policy", policy]).returncode == 4
+    assert run_cli(["report", copy]).returncode == 0  # the verdict is signed with the numbers it judged
+    refused = run_cli(["serve", copy, "--port", free_port()])
+    assert refused.returncode == 4, refused.stderr
+    assert "release gate 'strict' FAILED (accuracy > 1)" in refused.stderr and "--allow-failed-gate" in refused.stderr
+    server = Server(copy, "--allow-failed-gate")
+    try:
+        info = httpx.get(f"{server.url}/v1/model", headers={"Authorization": f"Bearer {key}"}).json()
+        assert info["gate"]["passed"] is False and info["gate"]["overridden"] is True
+        metrics = httpx.get(f"{server.url}/metrics").text
+        assert "trustfm_gate_overridden 1.0" in metrics and "trustfm_gate_passed 0.0" in metrics
+    finally:
+        _, output = server.stop()
+    assert "release gate 'strict' FAILED" in output and "allow_failed_gate" in output
+
+
 def test_a_compressed_onnx_run_is_served(parent_run, tmp_path):
     from trustfm.compress.run import CompressionSettings, compress_run
     from trustfm.report import build_report

@@ -85,6 +85,8 @@ def start(
                                           "Runtime at start-up, checked against torch), onnx or torch"),
     no_auth: bool = typer.Option(False, "--no-auth", help="serve without API keys (loopback testing only)"),
     unsigned: bool = typer.Option(False, "--unsigned", help="serve a run whose report is not signed (not advised)"),
+    allow_failed_gate: bool = typer.Option(False, "--allow-failed-gate", help="[allow_failed_gate] serve a run whose "
+                                           "release gate failed (logged, and shown in /v1/model and /metrics)"),
     ssl_certfile: Optional[Path] = typer.Option(None, "--ssl-certfile", help="TLS certificate (PEM)"),
     ssl_keyfile: Optional[Path] = typer.Option(None, "--ssl-keyfile", help="TLS private key (PEM)"),
     monitor_every: Optional[str] = typer.Option(None, "--monitor-every", help="also run trustfm monitor in the "
@@ -94,6 +96,7 @@ def start(
     alerts_file: Optional[Path] = typer.Option(None, "--alerts", help="with --monitor-every: alert rules YAML"),
 ) -> None:
     """Serve RUN_DIR's model: predict, explain, feedback, model info, health, Prometheus metrics."""
+    from trustfm.serve.app import check_release_gate
     from trustfm.serve.run import serve_run, settings_from
     from trustfm.serve.settings import default_paths
 
@@ -103,8 +106,11 @@ def start(
         overrides["auth"] = False
     if unsigned:
         overrides["require_signed_report"] = False
+    if allow_failed_gate:
+        overrides["allow_failed_gate"] = True
     settings = settings_from(config, overrides)
     signed = _verified_report(run_dir) if settings.require_signed_report else None
+    check_release_gate(run_dir, settings, warn=False)
     typer.echo(f"serving {run_dir} on http{'s' if ssl_certfile else ''}://{settings.host}:{settings.port} "
                f"({settings.workers} worker{'s' if settings.workers > 1 else ''}); stop with Ctrl-C or SIGTERM",
                err=True)
@@ -142,21 +148,30 @@ def _start_background_monitor(run_dir: Path, *, log_url: str, every: str, window
 
 
 def _verified_report(run_dir: Path) -> bool:
-    """The run's report signature holds and the model files are the ones it signed (data files may be absent
-    on a serving machine: they are not the model)."""
+    """The run's report signature holds and every file the service reads is the one it signed (nothing added
+    since); data files may be absent on a serving machine: they are not the model."""
     from trustfm.errors import ConfigError
     from trustfm.report.provenance import verify_report
+    from trustfm.serve.settings import SERVED_RUN_FILES
 
     report = run_dir / "report.json"
     if not report.is_file():
         raise ConfigError(f"{run_dir} has no signed report: run `trustfm report {run_dir}` first (or --unsigned)")
-    result = verify_report(report)
-    model_files = [f for f in result.files if f.role == "fine-tuned model"]
-    bad = [f for f in model_files if f.status != "ok"]
+    result = verify_report(report, check_data=False)
     if not result.signature_valid:
         raise ConfigError(f"refusing to serve {run_dir}: its report's signature does not hold "
                           f"({'; '.join(result.problems)})")
-    if bad or not model_files:
-        raise ConfigError(f"refusing to serve {run_dir}: " + (f"model file {bad[0].path} is {bad[0].status} since "
-                          "the report was signed" if bad else "the signed report lists no model files"))
+    listed = [f for f in result.files if f.relative is not None]
+    if not any(f.relative.startswith("model/") for f in listed):
+        raise ConfigError(f"refusing to serve {run_dir}: the signed report lists no model files")
+    if not any(f.relative == "config.yaml" for f in listed):
+        raise ConfigError(f"refusing to serve {run_dir}: its report signs the model and results only (an older "
+                          f"trustfm); run `trustfm report {run_dir}` again")
+    bad = result.unsound(SERVED_RUN_FILES)
+    if bad:
+        what = {"added": "not covered by the signed report (added after signing)"}.get(
+            bad[0].status, f"{bad[0].status} since the report was signed")
+        raise ConfigError(f"refusing to serve {run_dir}: {bad[0].relative} is {what}"
+                          + (f" (and {len(bad) - 1} more)" if len(bad) > 1 else "")
+                          + f"; run `trustfm report {run_dir}` to sign what it holds now, or remove it")
     return True

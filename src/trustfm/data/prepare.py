@@ -38,6 +38,20 @@ def file_sha256(path: str | Path) -> str:
     return digest.hexdigest()
 
 
+def recorded_data_hash(path: str | Path, config: DataConfig, *, known_labels: list[str] | None = None) -> str:
+    """The sha256 that preparation records for one data file, computed again (``trustfm verify``).
+
+    A text file: its bytes. An image table or folder: the table and every image it keeps, as
+    :func:`~trustfm.data.images.load_labelled_images` digests them (so a changed image changes it); the images
+    are checked again on the way. ``known_labels``: the run's classes, for a file other than the training file
+    (its rows with other labels are refused there, as preparation refused them). Raises :class:`DataError` where
+    the data can no longer be read as it was.
+    """
+    if config.modality == "image":
+        return load_labelled(path, config, known_labels=known_labels).source_sha256 or file_sha256(path)
+    return file_sha256(path)
+
+
 @dataclass
 class PreparedData:
     """Train/validation/test rows, the class names (index = label id) and provenance."""

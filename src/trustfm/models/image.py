@@ -109,7 +109,8 @@ def pretrained_record() -> dict:
     from trustfm.data.prepare import file_sha256
 
     path = pretrained_weights_file()
-    return {"name_or_path": ARCHITECTURE, "path": str(path), "weights_sha256": {path.name: file_sha256(path)}}
+    # "path" is the folder holding the weights, as for a text model: ``weights_sha256`` names files in it
+    return {"name_or_path": ARCHITECTURE, "path": str(path.parent), "weights_sha256": {path.name: file_sha256(path)}}
 
 
 def save_image_classifier(model: ImageClassifier, folder: str | Path, *, label_names: list[str],

@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 
 from trustfm.fileio import write_json_atomic, write_text_atomic
-from trustfm.runs import existing_run, now_iso, read_json
+from trustfm.runs import existing_run, now_iso, read_json, signed_run_files
 
 
 def _read_log(path: Path) -> tuple[list[dict], list[dict]]:
@@ -164,9 +164,10 @@ def build_report(run_dir: str | Path, *, signing_key: Path | None = None) -> tup
     paths = existing_run(run_dir)
     content = collect_report(run_dir)
     content["model_card"] = build_model_card(content)
-    # the signature covers every number shown (report.json without its signature block) and the page itself
-    content["results_sha256"] = {p.stem: file_sha256(p) for p in sorted(paths.results.glob("*.json"))
-                                 if p.stem in content["results"]}
+    # the signature covers every number shown (report.json without its signature block), the page itself, and
+    # every file of the run folder but the few that change after release (trustfm.runs.UNSIGNED_RUN_FILES):
+    # what the service loads later (an OOD detector, the gate's verdict) is as signed, or refused
+    content["run_files_sha256"] = {rel: file_sha256(paths.root / rel) for rel in signed_run_files(paths.root)}
     content["signature"], private_key = signature_block(signing_key)
     steps, epochs = _read_log(paths.metrics_log)
     figures: dict[str, str | None] = {"training": plots.training_curves(steps, epochs)}

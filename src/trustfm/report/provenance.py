@@ -103,11 +103,12 @@ def seal(report: dict, html: str, private_key) -> tuple[dict, str]:
 
 
 class FileCheck(BaseModel):
-    role: str  # fine-tuned model, base model, data, result
+    role: str  # fine-tuned model, base model, data, result, run file
     path: str
-    expected_sha256: str
+    expected_sha256: str | None  # None: the file is not in the signed report (status added)
     actual_sha256: str | None
-    status: str  # ok, modified, missing
+    status: str  # ok, modified, missing, added (in the run folder, not covered by the signature)
+    relative: str | None = None  # the path inside the run folder (files of the run folder only)
 
 
 class VerifyResult(BaseModel):
@@ -115,10 +116,16 @@ class VerifyResult(BaseModel):
     signature_valid: bool
     signer_checked: bool  # a trusted public key was given and matched
     html_checked: bool  # report.html is byte for byte the page that was signed
-    files: list[FileCheck]  # model, data and result files re-hashed against the signed hashes
+    files: list[FileCheck]  # run-folder, base model and data files re-hashed against the signed hashes
     not_checked: list[str] = []  # checks that need the run folder, when the report is outside it
     passed: bool
     problems: list[str]
+
+    def unsound(self, prefixes: tuple[str, ...]) -> list[FileCheck]:
+        """Run-folder files under any of ``prefixes`` (``"model/"``, ``"run.json"``) that are not as signed:
+        modified, missing, or added after signing."""
+        return [f for f in self.files if f.relative is not None and f.status != "ok"
+                and any(f.relative == p or (p.endswith("/") and f.relative.startswith(p)) for p in prefixes)]
 
 
 _EMBEDDED = r'<script type="application/json" id="trustfm-report">(.*?)</script>'
@@ -151,26 +158,109 @@ def _html_hash(html: str, signature: dict) -> str:
     return hashlib.sha256(restored.encode("utf-8")).hexdigest()
 
 
-def _check_files(expected: list[tuple[str, Path, str]], problems: list[str]) -> list[FileCheck]:
+def _role(relative: str) -> str:
+    return {"model": "fine-tuned model", "results": "result"}.get(relative.split("/", 1)[0], "run file")
+
+
+def _check_files(expected: list[tuple[str, Path, str, str | None]], problems: list[str]) -> list[FileCheck]:
+    """Re-hash (role, path, signed sha256, path in the run folder) entries; a problem line for each that differs."""
     from trustfm.data.prepare import file_sha256
 
     checks = []
-    for role, file, digest in expected:
-        actual = file_sha256(file) if file.exists() else None
+    for role, file, digest, relative in expected:
+        actual = file_sha256(file) if file.is_file() else None
         status = "missing" if actual is None else ("ok" if actual == digest else "modified")
         if status != "ok":
             problems.append(f"{role} file {file} is {status}"
                             + (" (changed after the report was signed, or a later audit rewrote it: rerun "
                                "`trustfm report`)" if role == "result" and status == "modified" else ""))
-        checks.append(FileCheck(role=role, path=str(file), expected_sha256=digest, actual_sha256=actual, status=status))
+        checks.append(FileCheck(role=role, path=str(file), expected_sha256=digest, actual_sha256=actual,
+                                status=status, relative=relative))
     return checks
 
 
-def verify_report(path: str | Path, *, public_key: Path | None = None) -> VerifyResult:
+def _check_data(folder: Path, recorded: dict[str, str], problems: list[str]) -> list[FileCheck]:
+    """Each data file's hash, computed again the way training recorded it (an image table with its images)."""
+    from trustfm.config import load_config
+    from trustfm.data.prepare import recorded_data_hash
+    from trustfm.errors import TrustfmError
+    from trustfm.runs import RunRecord, RunPaths
+
+    config = load_config(folder / "config.yaml").data
+    train = str(config.train) if config.train is not None else None
+    label_names = RunRecord.load(RunPaths(folder)).label_names
+    checks = []
+    for name, digest in recorded.items():
+        path = Path(name)
+        actual, why = None, ""
+        if path.exists():
+            try:
+                actual = recorded_data_hash(path, config, known_labels=None if name == train else label_names)
+            except TrustfmError as exc:
+                why = f" ({exc})"
+        status = "ok" if actual == digest else ("missing" if not path.exists() else "modified")
+        if status != "ok":
+            problems.append(f"data file {path} is {status}{why}")
+        checks.append(FileCheck(role="data", path=str(path), expected_sha256=digest, actual_sha256=actual,
+                                status=status))
+    return checks
+
+
+def _check_model_card(folder: Path, report: dict, problems: list[str]) -> None:
+    """``model_card.md`` is rendered from the signed report: it must read exactly as that rendering."""
+    from trustfm.report.model_card import render_markdown
+
+    card = folder / "model_card.md"
+    if card.is_file() and "model_card" in report:
+        if card.read_text(encoding="utf-8") != render_markdown(report["model_card"]):
+            problems.append(f"{card} differs from the model card in the signed report")
+
+
+def _run_folder_checks(folder: Path, report: dict, provenance: dict, problems: list[str], *,
+                       check_data: bool) -> list[FileCheck]:
+    """Every file check that needs the run folder: its files against the signed manifest (and any file the
+    manifest does not list), the base model's weights and the data files."""
+    from trustfm.runs import signed_run_files
+
+    signed = report.get("run_files_sha256")
+    if signed is not None:
+        expected = [(_role(rel), folder / rel, digest, rel) for rel, digest in signed.items()]
+    else:  # a report from before the whole folder was signed: the model and the results only
+        expected = [("fine-tuned model", folder / "model" / name, digest, f"model/{name}")
+                    for name, digest in provenance.get("model_sha256", {}).items()]
+        expected += [("result", folder / "results" / f"{stem}.json", digest, f"results/{stem}.json")
+                     for stem, digest in report.get("results_sha256", {}).items()]
+    base = provenance.get("base_model", {})
+    # the base model's path is its folder (an image run of older versions recorded the weight file itself)
+    base_dir = Path(base.get("path", ""))
+    base_dir = base_dir.parent if base_dir.is_file() else base_dir
+    expected += [("base model", base_dir / name, digest, None) for name, digest in base.get("weights_sha256", {}).items()]
+    checks = _check_files(expected, problems)
+    if signed is not None:
+        for rel in signed_run_files(folder):
+            if rel not in signed:
+                role = _role(rel)
+                problems.append(f"{role} file {folder / rel} is not covered by the signature (added after the report "
+                                "was signed): rerun `trustfm report` to sign it, or remove it")
+                checks.append(FileCheck(role=role, path=str(folder / rel), expected_sha256=None,
+                                        actual_sha256=None, status="added", relative=rel))
+    else:
+        problems.append("the report signs the model and results only (a report from an older trustfm): files added "
+                        "to the run folder since cannot be told apart; rerun `trustfm report`")
+    if check_data:
+        checks += _check_data(folder, provenance.get("data_sha256", {}), problems)
+    _check_model_card(folder, report, problems)
+    return checks
+
+
+def verify_report(path: str | Path, *, public_key: Path | None = None, check_data: bool = True) -> VerifyResult:
     """Check the signature over every number of the report and over the page, then re-hash the files it names.
 
-    Outside its run folder the signature, the page and the embedded numbers are
-    still checked; the file checks that need the run folder are listed in ``not_checked``.
+    In its run folder, every file the signature covers is hashed again and every file it does not cover is
+    reported (see :data:`trustfm.runs.UNSIGNED_RUN_FILES` for the ones left out on purpose). Outside its run
+    folder the signature, the page and the embedded numbers are still checked; the file checks that need the
+    run folder are listed in ``not_checked``. ``check_data=False`` leaves the data files out (a serving machine
+    need not hold them; an image set is decoded again to be checked).
     """
     from cryptography.exceptions import InvalidSignature
     from cryptography.hazmat.primitives import serialization
@@ -209,19 +299,12 @@ def verify_report(path: str | Path, *, public_key: Path | None = None) -> Verify
     not_checked: list[str] = []
     in_run_folder = (folder / "run.json").is_file()
     if provenance and in_run_folder:
-        expected = [("fine-tuned model", folder / "model" / name, digest)
-                    for name, digest in provenance.get("model_sha256", {}).items()]
-        base = provenance.get("base_model", {})
-        expected += [("base model", Path(base.get("path", "")) / name, digest)
-                     for name, digest in base.get("weights_sha256", {}).items()]
-        expected += [("data", Path(name), digest) for name, digest in provenance.get("data_sha256", {}).items()]
-        expected += [("result", folder / "results" / f"{stem}.json", digest)
-                     for stem, digest in report.get("results_sha256", {}).items()]
-        files = _check_files(expected, problems)
+        files = _run_folder_checks(folder, report, provenance, problems, check_data=check_data)
+        if not check_data:
+            not_checked = ["data files against their signed hashes (not asked for)"]
     elif provenance:
-        not_checked = ["model weights against their signed hashes (needs the run folder)",
-                       "data files against their signed hashes (needs the run folder)",
-                       "results/*.json against the signed report (needs the run folder)"]
+        not_checked = ["the run folder's files against their signed hashes, and files added since (needs the run "
+                       "folder)", "data files against their signed hashes (needs the run folder)"]
     return VerifyResult(report=str(path), signature_valid=signature_valid, signer_checked=signer_checked,
                         html_checked=html_checked, files=files, not_checked=not_checked, passed=not problems,
                         problems=problems)

@@ -164,7 +164,34 @@ def _metrics(registry):
                             registry=registry, multiprocess_mode="livesum"),
         "extraction_alerts": Counter("trustfm_extraction_alerts", "keys whose traffic looked like model extraction",
                                      registry=registry),
+        "gate_passed": Gauge("trustfm_gate_passed", "1 when the served run's release gate passed, 0 when it failed "
+                             "(absent: no gate was run)", registry=registry, multiprocess_mode="max"),
+        "gate_overridden": Gauge("trustfm_gate_overridden", "1 when a run whose release gate failed is served under "
+                                 "allow_failed_gate", registry=registry, multiprocess_mode="max"),
     }
+
+
+def check_release_gate(run_dir: Path, settings: ServeSettings, *, warn: bool = True) -> dict | None:
+    """The run's release gate (``results/gate.json``: policy, passed, outcomes), or None when none was run.
+
+    A failed gate refuses the service (:class:`~trustfm.errors.CheckFailed`, naming the failed rules) unless
+    ``settings.allow_failed_gate``; then it is served with a warning in the log (``warn``) and ``overridden`` set.
+    """
+    from trustfm.errors import CheckFailed
+    from trustfm.serve.schemas import release_gate
+
+    gate = release_gate(run_dir)
+    if gate is None or gate["passed"]:
+        return gate
+    failed = "; ".join(o["rule"] for o in gate["outcomes"] if not o["passed"])
+    if not settings.allow_failed_gate:
+        raise CheckFailed(f"refusing to serve {run_dir}: its release gate '{gate['policy']}' FAILED ({failed}); "
+                          "fix the model, or serve it anyway with --allow-failed-gate (logged, and shown in "
+                          "/v1/model and /metrics)")
+    if warn:
+        log.warning("serving %s although its release gate '%s' FAILED (%s): allow_failed_gate is set",
+                    Path(run_dir).name, gate["policy"], failed)
+    return {**gate, "overridden": True}
 
 
 def _error(status: int, error: str, detail: str, headers: dict | None = None):
@@ -197,8 +224,12 @@ def create_app(run_dir: str | Path, settings: ServeSettings | None = None, *, ex
 
     model_hash = model_fingerprint(model_hashes)
     keys_path, log_url = default_paths(run_dir, settings)
+    gate = check_release_gate(run_dir, settings)
     registry = CollectorRegistry()
     metrics = _metrics(registry)
+    if gate is not None:
+        metrics["gate_passed"].set(1 if gate["passed"] else 0)
+        metrics["gate_overridden"].set(1 if gate.get("overridden") else 0)
     state: dict[str, Any] = {"ready": False}
 
     @asynccontextmanager
@@ -441,7 +472,7 @@ def create_app(run_dir: str | Path, settings: ServeSettings | None = None, *, ex
     @app.get("/v1/model", response_model=ModelInfo)
     async def model_info():
         """Which model this is: run, weight hashes, classes, format, and the gate result at release time."""
-        return ModelInfo.from_run(run_dir, state["model"], model_hashes)
+        return ModelInfo.from_run(run_dir, state["model"], model_hashes, gate=gate)
 
     @app.get("/healthz")
     async def healthz():

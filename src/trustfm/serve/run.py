@@ -61,13 +61,14 @@ def serve_run(run_dir: str | Path, settings: ServeSettings, *, signed_report_ok:
     """
     import uvicorn
 
-    from trustfm.serve.app import check_model_files, create_app
+    from trustfm.serve.app import check_model_files, check_release_gate, create_app
 
     run_dir = Path(run_dir)
     if settings.require_signed_report and not signed_report_ok:
         raise ConfigError(f"{run_dir}: the run's signed report was not verified; run `trustfm report {run_dir}` "
                           "(and `trustfm verify`), or pass --unsigned")
     check_model_files(run_dir)
+    check_release_gate(run_dir, settings, warn=False)  # refused here, once, before any worker starts
     json_logging()
     ssl = {"ssl_certfile": str(ssl_certfile), "ssl_keyfile": str(ssl_keyfile)} if ssl_certfile else {}
     # log_config=None: uvicorn keeps the JSON handlers set above (its own config would replace them)

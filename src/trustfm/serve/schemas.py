@@ -74,6 +74,19 @@ class FeedbackRequest(BaseModel):
     label: StrictStr = Field(..., description="the true class")
 
 
+def release_gate(run_dir: Path) -> dict | None:
+    """``results/gate.json`` of ``run_dir`` as the service shows it (policy, passed, outcomes), or None."""
+    import json
+
+    from trustfm.runs import RunPaths
+
+    path = RunPaths(Path(run_dir)).result("gate")
+    if not path.is_file():
+        return None
+    document = json.loads(path.read_text(encoding="utf-8"))
+    return {k: document.get(k) for k in ("policy", "passed", "outcomes")}
+
+
 class ModelInfo(BaseModel):
     run: str
     model_sha256: dict[str, str]
@@ -82,21 +95,17 @@ class ModelInfo(BaseModel):
     backend: str  # what answers: "torch", or "onnxruntime" (an ONNX child, or a torch model exported at start-up)
     max_length: int
     compression: dict | None = None  # a compressed run: its parent and method
-    gate: dict | None = None  # results/gate.json at release time: policy, passed, outcomes
+    # results/gate.json at release time: policy, passed, outcomes; ``overridden`` when a failed gate is served
+    # under allow_failed_gate
+    gate: dict | None = None
     report_signed: bool
 
     @classmethod
-    def from_run(cls, run_dir: Path, model, hashes: dict[str, str]) -> "ModelInfo":
-        import json
-
+    def from_run(cls, run_dir: Path, model, hashes: dict[str, str], *, gate: dict | None) -> "ModelInfo":
         from trustfm.runs import RunRecord, RunPaths
 
         paths = RunPaths(Path(run_dir))
         info = RunRecord.load(paths)
-        gate = None
-        if paths.result("gate").is_file():
-            document = json.loads(paths.result("gate").read_text(encoding="utf-8"))
-            gate = {k: document.get(k) for k in ("policy", "passed", "outcomes")}
         compression = (info.model_extra or {}).get("compression")
         return cls(run=paths.root.name, model_sha256=hashes, classes=model.label_names,
                    format=model.predictor.meta.get("format", "torch"), backend=model.backend,

@@ -53,7 +53,16 @@ class ServeSettings(BaseModel):
     log_redact_backlog_texts: int = Field(4096, ge=0)
     rules: Path | None = None  # output rules applied to every answer
     require_signed_report: bool = True  # refuse to start unless the model matches the run's signed report
+    # refuse to start a run whose release gate (results/gate.json) failed, naming the failed rules; True serves it
+    # anyway, logged at start-up and shown in /v1/model (gate.overridden) and /metrics (trustfm_gate_overridden)
+    allow_failed_gate: bool = False
     cors_origins: list[str] = []  # CORS is off unless origins are listed
+
+
+# the run-folder files the service reads (posix paths or folder prefixes): each must be as the run's signed report
+# lists it, or the service refuses to start (``trustfm serve`` checks them through ``trustfm verify``)
+SERVED_RUN_FILES = ("model/", "config.yaml", "run.json", "results/gate.json", "monitoring/reference.json",
+                    "monitoring/reference.npz")
 
 
 def default_paths(run_dir: Path, settings: ServeSettings) -> tuple[Path, str]:
