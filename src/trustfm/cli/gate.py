@@ -45,5 +45,8 @@ def gate(
         for warning in result.warnings:
             typer.echo(f"warning: {warning}", err=True)
         typer.echo("PASS" if result.passed else "FAIL")
+    if (run_dir / "report.json").is_file():
+        typer.echo(f"note: the run's report was signed before this verdict: run `trustfm report {run_dir}` to sign it "
+                   "(verify reports an unsigned results/gate.json, and serve refuses it)", err=True)
     if not result.passed:
         raise typer.Exit(EXIT_CHECK_FAILED)
