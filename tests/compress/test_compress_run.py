@@ -30,6 +30,51 @@ SETTINGS = {
 }
 
 
+MIXED = ["good", "the worst order i ever placed, it came broken and late and support never answered me at all",
+         "bad stuff", "great", "it was fine i suppose although the delivery was slow", "awful product", "love it"]
+
+
+def assert_batch_independent(predictor: Predictor, *, exact: bool) -> None:
+    """Each text's probabilities alone equal those inside mixed batches of other texts (any order, any padding):
+    to 1e-6 for a float model; for an int8 model the labels are equal and the probabilities within rounding."""
+    alone = np.concatenate([predictor.predict_proba([t]) for t in MIXED])
+    for order in (list(range(len(MIXED))), list(reversed(range(len(MIXED)))), [1, 0, 3, 2, 5, 4, 6]):
+        batched = predictor.predict_proba([MIXED[i] for i in order])[np.argsort(order)]
+        assert (batched.argmax(1) == alone.argmax(1)).all()
+        np.testing.assert_allclose(batched, alone, atol=1e-6 if exact else 1e-5)
+
+
+def test_the_parent_and_its_served_onnx_copy_answer_a_text_as_it_is_answered_alone(parent_run):
+    parent = Predictor.from_run(parent_run)
+    assert_batch_independent(parent, exact=True)
+    assert_batch_independent(parent.onnx_runtime_copy(), exact=True)
+    assert_batch_independent(Predictor.from_run(parent_run, pass_cost_tokens=32), exact=True)  # the service's passes
+
+
+def test_row_independent_activations_fix_what_per_tensor_scales_break(parent_run, tmp_path):
+    """Without the rewrite, ONNX Runtime's dynamic int8 scales a batch's activations together."""
+    import onnx
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    from trustfm.compress.onnx import row_independent_activations
+    from trustfm.models.onnx_export import export_onnx
+    from trustfm.models.onnx_session import OnnxClassifier
+
+    parent = Predictor.from_run(parent_run)
+    fp32, per_tensor, per_row = tmp_path / "fp32.onnx", tmp_path / "tensor.onnx", tmp_path / "row.onnx"
+    export_onnx(parent.model, parent.tokenizer, fp32)
+    quantize_dynamic(str(fp32), str(per_tensor), weight_type=QuantType.QInt8, per_channel=True)
+    onnx.save(row_independent_activations(onnx.load(str(per_tensor))), str(per_row))
+    encoded = parent.tokenizer(MIXED, padding=True, return_tensors="np")
+    ids, mask = encoded["input_ids"].astype(np.int64), encoded["attention_mask"].astype(np.int64)
+    for path, independent in ((per_tensor, False), (per_row, True)):
+        session = OnnxClassifier(path)
+        together, _ = session.run(ids, mask)
+        alone = np.concatenate([session.run(ids[i:i + 1, :mask[i].sum()], mask[i:i + 1, :mask[i].sum()])[0]
+                                for i in range(len(MIXED))])
+        assert (np.abs(together - alone).max() < 1e-5) == independent, path.name
+
+
 @pytest.mark.parametrize("method", list(SETTINGS))
 def test_each_method_writes_a_child_run_linked_to_its_parent(parent_run, tmp_path, method):
     child = tmp_path / method
@@ -56,6 +101,8 @@ def test_each_method_writes_a_child_run_linked_to_its_parent(parent_run, tmp_pat
         assert record.size_bytes < record.parent_size_bytes
     if settings.calibration == "static" and method == "onnx-int8":
         assert record.calibration_rows == 32 and record.quantization == "int8 static"
+    assert_batch_independent(Predictor.from_run(child), exact=method in ("onnx", "distill", "prune"))
+    assert block["fidelity"]["batch_max_proba_diff"] < 1e-5 and block["fidelity"]["speed_ratio"] > 0
     if method == "distill":
         assert block["layers"] == 1 and block["training"]["epochs"] >= 1
     if method == "prune":
@@ -69,8 +116,7 @@ def test_the_cli_chain_compress_compare_report_gate_verify(parent_run, tmp_path)
     assert json.loads(out.stdout)["method"] == "onnx"
     for args in (["evaluate", str(child)],
                  ["audit", "compare", str(parent_run), str(child), "--robustness-texts", "40", "--attack-texts", "8",
-                  "--membership-rows", "40"],
-                 ["report", str(child)]):
+                  "--membership-rows", "40"]):
         done = run_cli(args)
         assert done.returncode == 0, (args, done.stderr[-2000:])
     policy = tmp_path / "policy.yaml"
@@ -78,6 +124,7 @@ def test_the_cli_chain_compress_compare_report_gate_verify(parent_run, tmp_path)
                       "  - compare.agreement >= 0.99\n", encoding="utf-8")
     gate = run_cli(["gate", str(child), "--policy", str(policy)])
     assert gate.returncode == 0 and "PASS" in gate.stdout, gate.stdout + gate.stderr
+    assert run_cli(["report", str(child)]).returncode == 0  # after the gate: its verdict is signed too
     html = (child / "report.html").read_text(encoding="utf-8")
     assert "Compression — onnx" in html and "Compression-identified exemplars" in html
     assert run_cli(["verify", str(child / "report.json")]).returncode == 0

@@ -50,7 +50,7 @@ def compress(
     """Compress the run's model; the child is checked against the parent before it is written, then evaluated."""
     from pydantic import ValidationError
 
-    from trustfm.compress.run import CompressionSettings, compress_run
+    from trustfm.compress.run import SPEED_ROUNDS, CompressionSettings, compress_run
     from trustfm.errors import ConfigError
 
     try:
@@ -74,6 +74,12 @@ def compress(
         ("weights (MB)", f"{record.size_bytes / 1e6:.1f} (parent {record.parent_size_bytes / 1e6:.1f})"),
         (f"agreement with parent ({fid.rows} {fid.split} rows)", f"{fid.agreement:.4f}"),
         ("largest probability change", f"{fid.max_proba_diff:.3g}"),
+        ("alone vs in a batch: largest probability change", f"{fid.batch_max_proba_diff:.2g}"),
+        (f"speed vs parent (median of {SPEED_ROUNDS} alternated rounds, range)",
+         f"{fid.speed_ratio:.2f}x ({fid.speed_ratio_range[0]:.2f}-{fid.speed_ratio_range[1]:.2f})"),
         ("seconds", f"{record.seconds:.1f}"),
     ]))
+    if fid.speed_ratio < 1:
+        typer.echo(f"warning: the {record.method} model answers {1 / fid.speed_ratio:.2f}x slower than its parent on "
+                   f"this machine ({fid.rows} {fid.split} rows): it saves size, not time", err=True)
     typer.echo(f"next: trustfm audit compare {run_dir} {output_dir}")

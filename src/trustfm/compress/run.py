@@ -24,6 +24,8 @@ from trustfm.errors import ConfigError, FidelityError
 METHODS = ("onnx", "onnx-int8", "torch-int8", "distill", "prune")
 IMAGE_METHODS = ("onnx", "onnx-int8")  # an image model's graph, exported whole; the others act on text encoders
 FIDELITY_ROWS = 1000  # validation rows the child is checked on before it is written
+BATCH_CHECK_ROWS = 32  # of those, rows also scored alone: an answer must not depend on the rest of its batch
+SPEED_ROUNDS = 3  # alternated timing rounds of parent and child on the checked rows
 
 
 class CompressionSettings(BaseModel):
@@ -66,6 +68,13 @@ class Fidelity(BaseModel):
     mean_proba_diff: float  # mean over rows of the largest class difference
     min_agreement: float | None
     max_proba_diff_allowed: float | None
+    # the child's answer for a text alone against the same text inside the checked rows' batches: the largest
+    # probability difference over BATCH_CHECK_ROWS rows (float rounding only; a different label refuses the child)
+    batch_max_proba_diff: float | None = None
+    # parent seconds / child seconds for the checked rows on this machine, median of alternated rounds (> 1: the
+    # child is faster), with its range
+    speed_ratio: float | None = None
+    speed_ratio_range: tuple[float, float] | None = None
 
 
 class CompressionRecord(BaseModel):
@@ -235,6 +244,20 @@ def build_child_model(ctx, settings: CompressionSettings, model_dir: Path, *, wo
             "importance": "first-order Taylor |w * dL/dw| on the validation split", "training": trained}
 
 
+def speed_ratios(parent, child, texts, *, rounds: int = SPEED_ROUNDS) -> list[float]:
+    """Per round, the seconds ``parent(texts)`` takes over the seconds ``child(texts)`` takes (the two arms
+    alternated, each warmed up once first): > 1 where the child is faster."""
+    parent(texts[:8]), child(texts[:8])
+    ratios = []
+    for _ in range(rounds):
+        started = time.perf_counter()
+        parent(texts)
+        middle = time.perf_counter()
+        child(texts)
+        ratios.append((middle - started) / max(time.perf_counter() - middle, 1e-9))
+    return ratios
+
+
 def check_fidelity(ctx, model_dir: Path, settings: CompressionSettings) -> Fidelity:
     """The child's outputs against the parent's on up to :data:`FIDELITY_ROWS` validation rows (test when the
     run has no validation rows); raises :class:`FidelityError` beyond the tolerance."""
@@ -246,7 +269,13 @@ def check_fidelity(ctx, model_dir: Path, settings: CompressionSettings) -> Fidel
     texts = [part.texts[i] for i in rows]
     child = Predictor(model_dir, max_length=ctx.predictor.max_length, batch_size=ctx.predictor.batch_size,
                       image_config=ctx.predictor.inputs.config if ctx.predictor.inputs is not None else None)
-    measured = measure_fidelity(ctx.predictor.predict_proba(texts), child.predict_proba(texts), split=part_name)
+    child_proba = child.predict_proba(texts)
+    measured = measure_fidelity(ctx.predictor.predict_proba(texts), child_proba, split=part_name)
+    alone = np.concatenate([child.predict_proba([t]) for t in texts[:BATCH_CHECK_ROWS]])
+    measured["batch_max_proba_diff"] = float(np.abs(alone - child_proba[:len(alone)]).max(initial=0.0))
+    ratios = speed_ratios(ctx.predictor.predict_proba, child.predict_proba, texts)
+    measured["speed_ratio"] = float(np.median(ratios))
+    measured["speed_ratio_range"] = (float(min(ratios)), float(max(ratios)))
     tolerance = {**DEFAULT_TOLERANCE[settings.method],
                  **{k: v for k, v in (("min_agreement", settings.min_agreement),
                                       ("max_proba_diff", settings.max_proba_diff)) if v is not None}}
@@ -259,6 +288,10 @@ def check_fidelity(ctx, model_dir: Path, settings: CompressionSettings) -> Fidel
     if fidelity.max_proba_diff_allowed is not None and fidelity.max_proba_diff > fidelity.max_proba_diff_allowed:
         problems.append(f"its probabilities differ from the parent's by up to {fidelity.max_proba_diff:.2g}, above "
                         f"the {fidelity.max_proba_diff_allowed:.2g} allowed (--max-proba-diff)")
+    changed = int((alone.argmax(axis=1) != child_proba[:len(alone)].argmax(axis=1)).sum())
+    if changed:
+        problems.append(f"{changed} of {len(alone)} texts get another label alone than inside a batch (its answers "
+                        "depend on the other texts of a batch)")
     if problems:
         raise FidelityError(f"the {settings.method} model of {ctx.paths.root} was not written: "
                             + "; ".join(problems))

@@ -156,8 +156,12 @@ class Predictor:
 
     def _batches(self, encoded) -> list[np.ndarray]:
         """The forward passes for ``encoded``: index arrays, sorted by length (see ``pass_cost_tokens``)."""
-        from trustfm.data.batching import inference_batches, padding_aware_batches
+        from trustfm.data.batching import exact_length_batches, inference_batches, padding_aware_batches
 
+        if self.format == "torch-int8":
+            # torch's float kernels differ in the last bit between a padded pass and the text alone, and the next
+            # int8 rounding can turn that into a visible difference: passes of equal lengths keep answers per text
+            return exact_length_batches(encoded.lengths, batch_size=self.batch_size)
         if self.pass_cost_tokens is None:
             return inference_batches(encoded.lengths, batch_size=self.batch_size)
         return padding_aware_batches(encoded.lengths, max_batch=self.batch_size, pass_cost_tokens=self.pass_cost_tokens)
