@@ -97,6 +97,11 @@ class Result(BaseModel):
         each. Default: none."""
         return []
 
+    def undefined_metrics(self) -> dict[str, str]:
+        """Metric names this result defines but could not judge on this data (a gap between groups too small),
+        with why; the gate reports a rule on one as not applicable. Default: none."""
+        return {}
+
     def metrics(self) -> dict[str, float]:
         """Flat numbers of this result (names relative to the file's prefix). Default: its top-level numbers,
         booleans and intervals."""
@@ -146,6 +151,18 @@ ALIASES = {
 def metric_prefix(file_stem: str) -> str:
     """The namespace prefix of a result file: its stem, with ``fairness-<probe>`` written ``fairness.<probe>``."""
     return file_stem.replace("-", ".", 1) if file_stem.startswith("fairness-") else file_stem
+
+
+def flatten_undefined(results: dict[str, Result]) -> dict[str, str]:
+    """Dotted metric names (as :func:`flatten_results` names them) that a result could not judge -> why."""
+    out: dict[str, str] = {}
+    for file_stem, result in results.items():
+        prefix = metric_prefix(file_stem)
+        out.update({f"{prefix}.{name}": why for name, why in result.undefined_metrics().items()})
+    for alias, target in ALIASES.items():
+        if target in out:
+            out[alias] = out[target]
+    return out
 
 
 def flatten_results(results: dict[str, Result]) -> dict[str, float]:

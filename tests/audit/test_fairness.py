@@ -226,10 +226,55 @@ def test_rate_gaps_skip_groups_where_the_rate_is_undefined():
     y = np.array([1, 1, 0, 0, 1, 1, 0, 0, 0, 0, 0, 0])
     pred = np.array([1, 1, 0, 1, 1, 0, 0, 0, 1, 0, 0, 0])
     groups = np.array(["a"] * 4 + ["b"] * 4 + ["none"] * 4)
-    sl = group_fairness(y, pred, {"g": groups}, ["0", "1"], bootstrap_samples=50).slice("g")
+    sl = group_fairness(y, pred, {"g": groups}, ["0", "1"], bootstrap_samples=50, min_group_size=4).slice("g")
     assert sl.disparities["equalized_odds_difference"].value == pytest.approx(
         equalized_odds_difference(y, pred, sensitive_features=groups))
     assert sl.disparities["equalized_odds_difference"].value == pytest.approx(1.0)  # TPR 1.0 (a) vs "0" (none)
     assert sl.disparities["tpr_gap"].value == pytest.approx(0.5)  # a: 1.0, b: 0.5; none left out
     assert sl.disparities["fpr_gap"].value == pytest.approx(0.5)  # a: 0.5, b: 0.0, none: 0.25
     assert any("no positive rows" in w for w in sl.warnings)
+
+
+def test_gaps_leave_out_groups_below_the_minimum_size_and_say_so():
+    """A group of 4 rows can show any gap by chance: the gaps are Fairlearn's over the judged groups only."""
+    from fairlearn.metrics import demographic_parity_difference, equalized_odds_difference
+
+    y, pred, groups, _ = _case(n=600)
+    groups = groups.astype(object)
+    groups[:4] = "tiny"  # a group of 4 rows, all predicted positive
+    pred = pred.copy()
+    pred[:4] = 1
+    result = group_fairness(y, pred, {"g": groups}, ["0", "1"], min_group_size=30, bootstrap_samples=200)
+    sl = result.slice("g")
+    assert sl.excluded_groups == {"tiny": 4}
+    judged = groups != "tiny"
+    assert sl.disparities["demographic_parity_difference"].value == pytest.approx(
+        demographic_parity_difference(y[judged], pred[judged], sensitive_features=groups[judged]))
+    assert sl.disparities["equalized_odds_difference"].value == pytest.approx(
+        equalized_odds_difference(y[judged], pred[judged], sensitive_features=groups[judged]))
+    assert sl.disparities["demographic_parity_difference"].low is not None  # with its interval
+    assert any("left out as too small to judge: 'tiny' (4 rows)" in w for w in sl.warnings)
+    assert next(g for g in sl.groups if g.group == "tiny").too_small
+
+    # no two groups large enough: no gap is judged, and a gate rule on one is not applicable
+    small = group_fairness(y[:9], pred[:9], {"g": np.array(["a"] * 5 + ["b"] * 4)}, ["0", "1"], min_group_size=30,
+                           bootstrap_samples=50)
+    assert all(np.isnan(v.value) for v in small.slice("g").disparities.values())
+    assert "g.dp_difference" not in small.metrics()
+    assert "fewer than two groups of at least 30 rows" in small.undefined_metrics()["g.dp_difference"]
+    assert "max_dp_difference" in small.undefined_metrics()
+
+
+def test_a_rule_on_a_gap_that_cannot_be_judged_is_not_applicable(tmp_path):
+    from trustfm.report.policy import evaluate_policy, load_policy
+
+    policy = tmp_path / "policy.yaml"
+    policy.write_text("name: p\nrules:\n  - accuracy >= 0.5\n  - fairness.g.dp_difference <= 0.1\n")
+    name, rules, not_applicable = load_policy(policy)
+    undefined = {"fairness.g.dp_difference": "slice 'g' has fewer than two groups of at least 30 rows"}
+    outcome = evaluate_policy(name, rules, {"accuracy": 0.9}, undefined=undefined)
+    assert outcome.passed and not outcome.outcomes[1].applicable and "fewer than two" in outcome.outcomes[1].reason
+    strict = evaluate_policy(name, rules, {"accuracy": 0.9}, undefined=undefined, not_applicable="fail")
+    assert not strict.passed
+    policy.write_text("name: p\nnot_applicable: fail\nrules:\n  - fairness.g.dp_difference <= 0.1\n")
+    assert load_policy(policy)[2] == "fail"

@@ -38,7 +38,8 @@ def demo(
     gates = table("release policy (src/trustfm/data/demo/policy.yaml)", ["run", "rule", "value", "result"])
     for name, gate in summary["gate"].items():
         for outcome in gate["outcomes"]:
-            gates.add_row(name, outcome["rule"], f"{outcome['observed']:.4f}", "PASS" if outcome["passed"] else "FAIL")
+            gates.add_row(name, outcome["rule"], "n/a" if outcome["observed"] is None else f"{outcome['observed']:.4f}",
+                          "PASS" if outcome["passed"] else "FAIL")
     print_rich(gates)
     for name, run in summary["runs"].items():
         typer.echo(f"{name} run: {run['run_dir']}  (results/*.json, model/, run.json)")

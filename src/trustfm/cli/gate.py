@@ -18,6 +18,9 @@ def gate(
     run_dir: Path = typer.Argument(..., help="run folder with audit results"),
     policy: Optional[Path] = typer.Option(None, "--policy", "-p", help="YAML policy of thresholds"),
     list_metrics: bool = typer.Option(False, "--list", help="print every metric name a policy can use"),
+    not_applicable: Optional[str] = typer.Option(None, "--not-applicable", help="pass or fail: what a rule counts as "
+                                                 "when this run's data cannot judge it [default: the policy's "
+                                                 "not_applicable, else pass]"),
     output_format: OutputFormat = FORMAT_OPTION,
 ) -> None:
     """Each rule with its value and PASS/FAIL. Exit 0: all pass; 4: a rule failed; 2: bad policy."""
@@ -34,14 +37,22 @@ def gate(
         return
     if policy is None:
         raise ConfigError("give --policy FILE (or --list to see the metric names)")
-    result = gate_run(run_dir, policy)
+    if not_applicable not in (None, "pass", "fail"):
+        raise ConfigError(f"--not-applicable must be pass or fail, not {not_applicable!r}")
+    result = gate_run(run_dir, policy, not_applicable=not_applicable)
     if output_format is OutputFormat.json:
         emit_json(result.model_dump(mode="json"))
     else:
         rows = table(f"policy {result.policy} — {run_dir}", ["rule", "value", "result"])
         for o in result.outcomes:
-            rows.add_row(o.rule, f"{o.observed:.4f}", "[green]PASS[/]" if o.passed else "[bold red]FAIL[/]")
+            verdict = "[green]PASS[/]" if o.passed else "[bold red]FAIL[/]"
+            if not o.applicable:
+                verdict = f"[yellow]NOT APPLICABLE[/] ({'fails' if not o.passed else 'counts as a pass'})"
+            rows.add_row(o.rule, "n/a" if o.observed is None else f"{o.observed:.4f}", verdict)
         print_rich(rows)
+        for o in result.outcomes:
+            if not o.applicable:
+                typer.echo(f"not applicable: {o.rule}: {o.reason}", err=True)
         for warning in result.warnings:
             typer.echo(f"warning: {warning}", err=True)
         typer.echo("PASS" if result.passed else "FAIL")

@@ -83,6 +83,12 @@ class CompressionComparison(Result):
     disagreements: Disagreements
     not_compared: dict[str, str] = {}  # what was not measured, and why
 
+    def undefined_metrics(self) -> dict[str, str]:
+        """``worst_group_accuracy_drop`` where no slice had two groups large enough (or the data has no groups)."""
+        if self.worst_group_accuracy_drop is None and "worst_group" in self.not_compared:
+            return {"worst_group_accuracy_drop": self.not_compared.get("group") or self.not_compared["worst_group"]}
+        return {}
+
     def metrics(self) -> dict[str, float]:
         """``<metric>.delta`` (with ``.low``/``.high``), ``<metric>.parent``, ``<metric>.child``, the headline
         ``worst_group_accuracy_drop``, ``accuracy_drop`` (parent - child), ``agreement`` and ``disagreement_rate``."""

@@ -222,7 +222,8 @@ def reaudit_feedback(logged, reference, *, run_dir: Path) -> Reaudit:
     fairness = None
     if groups is not None and len(set(groups)) > 1:
         fairness = group_fairness(truth, proba.argmax(axis=1), {"group": groups}, names,
-                                  dataset="production feedback", **boot)
+                                  dataset="production feedback", min_group_size=config.fairness.min_group_size,
+                                  **boot)
     note = f"groups from {source}" if fairness is not None else "no groups: fairness not re-audited"
     return Reaudit(n=n, performance=performance.model_dump(mode="json"),
                    fairness=None if fairness is None else fairness.model_dump(mode="json"),

@@ -18,6 +18,15 @@ def _fmt(iv: dict | None) -> str:
     return f"{iv['value']:.4f} (95% CI {iv['low']:.4f}–{iv['high']:.4f})"
 
 
+def _fmt_gap(iv: dict) -> str:
+    """A gap between groups, or why it was not judged (fewer than two groups large enough)."""
+    import math
+
+    if iv is None or iv.get("value") is None or math.isnan(iv["value"]):
+        return "not judged (groups too small)"
+    return _fmt(iv)
+
+
 def build_model_card(content: dict) -> dict:
     """The card as a dict of sections; each value is a string or a list of strings/rows."""
     provenance = content["provenance"]
@@ -49,8 +58,8 @@ def build_model_card(content: dict) -> dict:
     for name, result in by_kind.get("fairness", {}).items():
         for sl in result["slices"]:
             d = sl["disparities"]
-            per_group.append([f"{name} / {sl['name']}", _fmt(d["demographic_parity_difference"]),
-                              _fmt(d["equalized_odds_difference"]), ", ".join(sl.get("warnings", [])[:2]) or "—"])
+            per_group.append([f"{name} / {sl['name']}", _fmt_gap(d["demographic_parity_difference"]),
+                              _fmt_gap(d["equalized_odds_difference"]), ", ".join(sl.get("warnings", [])[:2]) or "—"])
     dp = first("privacy")
     privacy = []
     if dp:
@@ -106,7 +115,8 @@ def build_model_card(content: dict) -> dict:
                                "able to memorise its training data."],
         "robustness": robustness or ["No robustness audit recorded for this run."],
         "gate": ([f"Policy '{gate['policy']}': {'PASS' if gate['passed'] else 'FAIL'}"] + [
-            f"{o['rule']}: {o['observed']:.4f} {'PASS' if o['passed'] else 'FAIL'}" for o in gate["outcomes"]
+            f"{o['rule']}: {o['observed']:.4f} {'PASS' if o['passed'] else 'FAIL'}" if o.get("applicable", True) else
+            f"{o['rule']}: not applicable ({o.get('reason')})" for o in gate["outcomes"]
         ]) if gate else ["No policy gate recorded."],
         "limitations": stated("limitations"),
         "ethical_considerations": stated("ethical_considerations"),

@@ -49,14 +49,20 @@ class GroupMetrics(BaseModel):
 
 
 class FairnessSlice(BaseModel):
-    """One sensitive column, or the intersection of several (name ``a & b``)."""
+    """One sensitive column, or the intersection of several (name ``a & b``).
+
+    The gaps (``disparities``) are judged over the groups of at least ``min_group_size`` rows only: a group of
+    four rows can show any gap by chance. The groups left out are named in ``excluded_groups``; with fewer than
+    two groups left, every gap is NaN (not judged), and the gate reports a rule on it as not applicable.
+    """
 
     name: str
     protected: bool = True  # False for descriptive slices of a probe (e.g. HateCheck functionality)
     groups: list[GroupMetrics]
     disparities: dict[str, Interval]
-    worst_group: dict[str, str]  # metric -> group with the worst value
+    worst_group: dict[str, str]  # metric -> group with the worst value (among the judged groups)
     warnings: list[str]
+    excluded_groups: dict[str, int] = {}  # groups below the minimum size, left out of the gaps -> their rows
 
 
 DISPARITY_ALIASES = {
@@ -91,7 +97,8 @@ class FairnessResult(Result):
             for group in sl.groups:
                 for metric, value in group.metrics.items():
                     put_metric(out, f"{sl.name}.{group.group}.{metric}", value)
-        # the largest gap over every sensitive column: one number for a gate or a tuning constraint
+        # the largest gap over every sensitive column: one number for a gate or a tuning constraint (over the
+        # slices where it was judged)
         gaps: dict[str, float] = {}
         for sl in self.slices:
             for metric, value in sl.disparities.items():
@@ -99,6 +106,26 @@ class FairnessResult(Result):
                     name = f"max_{DISPARITY_ALIASES.get(metric, metric)}"
                     gaps[name] = max(gaps.get(name, float("-inf")), value.value)
         out.update(gaps)
+        return out
+
+    def undefined_metrics(self) -> dict[str, str]:
+        """The gaps of slices with fewer than two groups of ``min_group_size`` rows, and why they are not judged."""
+        out: dict[str, str] = {}
+        judged_any: set[str] = set()
+        for sl in self.slices:
+            for metric, value in sl.disparities.items():
+                names = [metric] + ([DISPARITY_ALIASES[metric]] if metric in DISPARITY_ALIASES else [])
+                if math.isnan(value.value):
+                    why = (f"slice '{sl.name}' has fewer than two groups of at least {self.min_group_size} rows"
+                           if len(sl.groups) - len(sl.excluded_groups) < 2 else
+                           f"{metric} is undefined on slice '{sl.name}' (no rows of a class in its groups)")
+                    out.update({f"{sl.name}.{n}": why for n in names})
+                elif metric.endswith(("_difference", "_gap")):
+                    judged_any.add(f"max_{DISPARITY_ALIASES.get(metric, metric)}")
+        for metric in DISPARITIES:
+            name = f"max_{DISPARITY_ALIASES.get(metric, metric)}"
+            if metric.endswith(("_difference", "_gap")) and name not in judged_any and self.slices:
+                out[name] = f"no slice has two groups of at least {self.min_group_size} rows"
         return out
 
     def slice(self, name: str) -> FairnessSlice:
@@ -268,16 +295,30 @@ def group_fairness(
 def _audit_slice(name, values, y_true, y_pred, pos, k, draws, min_group_size, confidence) -> FairnessSlice:
     group_names, group_ids = np.unique(values, return_inverse=True)
     g = len(group_names)
+    counts = np.bincount(group_ids, minlength=g)
+    judged = counts >= min_group_size  # the groups the gaps are judged over
     points, disparity_points = _fairlearn_points(y_true, y_pred, values, pos, k)
+    if judged.sum() >= 2 and not judged.all():
+        # Fairlearn's disparities over the rows of the judged groups only
+        rows = judged[group_ids]
+        _, disparity_points = _fairlearn_points(y_true[rows], y_pred[rows], values[rows], pos, k)
     cell = (group_ids * k * k + y_true * k + y_pred).astype(np.int64)
-    with np.errstate(all="ignore"):
-        import warnings
 
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            full = _disparities(_group_stats(np.bincount(cell, minlength=g * k * k).reshape(g, k, k), pos))
-    disparity_points["tpr_gap"] = float(full["tpr_gap"])
-    disparity_points["fpr_gap"] = float(full["fpr_gap"])
+    def gaps(stats: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        with np.errstate(all="ignore"):
+            import warnings
+
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                return _disparities({m: v[..., judged] for m, v in stats.items()})
+
+    enough = judged.sum() >= 2
+    if enough:
+        full = gaps(_group_stats(np.bincount(cell, minlength=g * k * k).reshape(g, k, k), pos))
+        disparity_points["tpr_gap"] = float(full["tpr_gap"])
+        disparity_points["fpr_gap"] = float(full["fpr_gap"])
+    else:
+        disparity_points = dict.fromkeys(DISPARITIES, float("nan"))
     boot_stats = boot_disp = None
     if draws is not None:
         b = len(draws)
@@ -287,15 +328,12 @@ def _audit_slice(name, values, y_true, y_pred, pos, k, draws, min_group_size, co
             flat = (np.arange(len(chunk))[:, None] * (g * k * k) + cell[chunk]).ravel()
             confusion = np.bincount(flat, minlength=len(chunk) * g * k * k).reshape(len(chunk), g, k, k)
             stats = _group_stats(confusion, pos)
-            with np.errstate(all="ignore"):
-                import warnings
-
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore")
-                    disp_chunks.append(_disparities(stats))
+            if enough:
+                disp_chunks.append(gaps(stats))
             stats_chunks.append(stats)
         boot_stats = {m: np.concatenate([c[m] for c in stats_chunks]) for m in GROUP_METRICS}
-        boot_disp = {m: np.concatenate([c[m] for c in disp_chunks]) for m in DISPARITIES}
+        if enough:
+            boot_disp = {m: np.concatenate([c[m] for c in disp_chunks]) for m in DISPARITIES}
 
     def interval(value: float, sample: np.ndarray | None) -> Interval:
         if sample is None or np.isnan(value):
@@ -303,15 +341,18 @@ def _audit_slice(name, values, y_true, y_pred, pos, k, draws, min_group_size, co
         sample = sample[~np.isnan(sample)]
         return Interval.from_draws(value, sample if len(sample) >= 2 else None, confidence)
 
-    counts = np.bincount(group_ids, minlength=g)
     positives = np.bincount(group_ids, weights=(y_true == pos), minlength=g).astype(int)
     groups = []
     warnings_out = []
+    excluded = {str(group): int(counts[i]) for i, group in enumerate(group_names) if not judged[i]}
+    if excluded:
+        shown = ", ".join(f"'{group}' ({n} rows)" for group, n in excluded.items())
+        warnings_out.append(
+            f"gaps judged over the {int(judged.sum())} groups of at least {min_group_size} rows; left out as too "
+            f"small to judge: {shown}" if enough else
+            f"gaps not judged: fewer than two groups have at least {min_group_size} rows (too small: {shown})")
     for i, group in enumerate(group_names):
-        small = bool(counts[i] < min_group_size)
-        if small:
-            warnings_out.append(f"group '{group}' has {counts[i]} rows (< {min_group_size}): too small to judge")
-        if positives[i] == 0 or positives[i] == counts[i]:
+        if judged[i] and (positives[i] == 0 or positives[i] == counts[i]):
             missing = "positive" if positives[i] == 0 else "negative"
             rates = "TPR/FNR" if missing == "positive" else "FPR"
             warnings_out.append(
@@ -323,7 +364,7 @@ def _audit_slice(name, values, y_true, y_pred, pos, k, draws, min_group_size, co
                 group=str(group),
                 n=int(counts[i]),
                 positives=int(positives[i]),
-                too_small=small,
+                too_small=not bool(judged[i]),
                 metrics={
                     m: interval(points[str(group)][m], None if boot_stats is None else boot_stats[m][:, i])
                     for m in GROUP_METRICS
@@ -332,7 +373,8 @@ def _audit_slice(name, values, y_true, y_pred, pos, k, draws, min_group_size, co
         )
     worst = {}
     for metric, higher_is_better in (("accuracy", True), ("balanced_accuracy", True), ("tpr", True), ("fpr", False), ("fnr", False)):
-        values_ = [(gm.metrics[metric].value, gm.group) for gm in groups if not np.isnan(gm.metrics[metric].value)]
+        values_ = [(gm.metrics[metric].value, gm.group) for gm in groups
+                   if not gm.too_small and not np.isnan(gm.metrics[metric].value)]
         if values_:
             worst[metric] = (min(values_) if higher_is_better else max(values_))[1]
     return FairnessSlice(
@@ -341,4 +383,5 @@ def _audit_slice(name, values, y_true, y_pred, pos, k, draws, min_group_size, co
         disparities={m: interval(disparity_points[m], None if boot_disp is None else boot_disp[m]) for m in DISPARITIES},
         worst_group=worst,
         warnings=warnings_out,
+        excluded_groups=excluded,
     )
