@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, ValidationError, field_validator
 
 from trustfm.errors import ConfigError
 from trustfm.metrics import percentile_interval
@@ -28,10 +28,15 @@ _RESULT_MODELS: dict[str, type["Result"]] = {}
 class Interval(BaseModel):
     """A point estimate with its bootstrap interval at ``confidence``."""
 
-    value: float
+    value: float  # NaN where the number is undefined (written as null in JSON, read back as NaN)
     low: float | None = None
     high: float | None = None
     confidence: float | None = None
+
+    @field_validator("value", mode="before")
+    @classmethod
+    def _undefined(cls, value):
+        return float("nan") if value is None else value
 
     @classmethod
     def from_draws(cls, value: float, draws: np.ndarray | None, confidence: float) -> "Interval":

@@ -28,8 +28,8 @@ def test_group_metrics_and_disparities_equal_fairlearn(k):
 
     y, pred, groups, _ = _case(k=k)
     names = [str(i) for i in range(k)]
-    result = group_fairness(y, pred, {"g": groups}, names, bootstrap_samples=0)
     pos = k - 1
+    result = group_fairness(y, pred, {"g": groups}, names, bootstrap_samples=0, positive_label=names[pos])
     yb, pb = (y == pos).astype(int), (pred == pos).astype(int)
     frame = MetricFrame(metrics={"selection_rate": selection_rate, "tpr": true_positive_rate,
                                  "fpr": false_positive_rate}, y_true=yb, y_pred=pb, sensitive_features=groups)
@@ -52,7 +52,7 @@ def test_our_vectorised_statistics_equal_fairlearn_point_values():
     from trustfm.audit.fairness.group import _disparities, _group_stats
 
     y, pred, groups, _ = _case(k=3, seed=4)
-    result = group_fairness(y, pred, {"g": groups}, ["0", "1", "2"], bootstrap_samples=0)
+    result = group_fairness(y, pred, {"g": groups}, ["0", "1", "2"], bootstrap_samples=0, positive_label="2")
     names, ids = np.unique(groups, return_inverse=True)
     confusion = np.zeros((len(names), 3, 3), dtype=np.int64)
     np.add.at(confusion, (ids, y, pred), 1)
@@ -278,3 +278,29 @@ def test_a_rule_on_a_gap_that_cannot_be_judged_is_not_applicable(tmp_path):
     assert not strict.passed
     policy.write_text("name: p\nnot_applicable: fail\nrules:\n  - fairness.g.dp_difference <= 0.1\n")
     assert load_policy(policy)[2] == "fail"
+
+
+def test_more_than_two_classes_are_audited_one_vs_rest_without_a_silent_positive_class():
+    from fairlearn.metrics import demographic_parity_difference, equalized_odds_difference, selection_rate
+    from fairlearn.metrics import MetricFrame
+
+    y, pred, groups, _ = _case(k=4)
+    names = ["anger", "joy", "optimism", "sadness"]
+    result = group_fairness(y, pred, {"g": groups}, names, bootstrap_samples=200)
+    assert result.positive_label is None
+    sl = result.slice("g")
+    per_class = {}
+    for c, name in enumerate(names):
+        yb, pb = (y == c).astype(int), (pred == c).astype(int)
+        per_class[name] = demographic_parity_difference(yb, pb, sensitive_features=groups)
+        assert sl.disparities[f"demographic_parity_difference.{name}"].value == pytest.approx(per_class[name])
+        assert sl.disparities[f"equalized_odds_difference.{name}"].value == pytest.approx(
+            equalized_odds_difference(yb, pb, sensitive_features=groups))
+        frame = MetricFrame(metrics=selection_rate, y_true=yb, y_pred=pb, sensitive_features=groups)
+        for gm in sl.groups:
+            assert gm.metrics[f"selection_rate.{name}"].value == pytest.approx(frame.by_group.loc[gm.group])
+    headline = sl.disparities["demographic_parity_difference"]
+    assert headline.value == pytest.approx(max(per_class.values())) and headline.low is not None
+    assert "selection_rate" not in sl.groups[0].metrics  # no class is "the" positive one
+    metrics = result.metrics()
+    assert "g.dp_difference" in metrics and "g.demographic_parity_difference.sadness" in metrics

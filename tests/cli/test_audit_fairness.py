@@ -91,3 +91,44 @@ def test_unknown_positive_label_is_a_usage_error(runs):
     result = run_cli(["audit", "fairness", str(base), "--positive-label", "nope"],
                             capture_output=True, text=True, env=ENV)
     assert result.returncode == 2 and "nope" in result.stderr and "Traceback" not in result.stderr
+
+
+EMOTIONS = {"anger": ["furious", "rage", "hate"], "joy": ["delighted", "happy", "glad"],
+            "optimism": ["hopeful", "soon", "better"], "sadness": ["sad", "miss", "cry"]}
+
+
+@pytest.fixture(scope="module")
+def four_class_run(tiny_model_dir, tmp_path_factory):
+    """A tiny four-class emotion run (no group column, no declared task)."""
+    import random
+
+    from conftest import write_csv
+
+    rng = random.Random(1)
+    rows = []
+    for i in range(320):
+        label = list(EMOTIONS)[i % 4]
+        who = rng.choice(["my sister", "my brother", "the muslim neighbour", "the christian neighbour", "he", "she"])
+        rows.append({"text": f"{who} felt {rng.choice(EMOTIONS[label])} about the {rng.choice(['game', 'news'])}",
+                     "label": label})
+    root = tmp_path_factory.mktemp("emotion")
+    data = write_csv(root / "emotion.csv", rows)
+    run("train", "--data", data, "--model", tiny_model_dir, "--epochs", "1", "--learning-rate", "3e-3",
+        "--batch-size", "16", "--max-length", "24", "--quiet", "--set", "evaluate.bootstrap_samples=50",
+        "--set", "fairness.min_group_size=5", "-o", root / "run")
+    return root / "run"
+
+
+def test_a_four_class_run_is_audited_one_vs_rest_and_a_sentiment_probe_needs_an_explicit_task(four_class_run):
+    out = json.loads(run("audit", "fairness", four_class_run, "--format", "json").stdout)
+    fairness, counterfactual = out["fairness"], out["counterfactual"]
+    assert fairness["positive_label"] is None and counterfactual["positive_label"] is None
+    disparities = fairness["slices"][0]["disparities"]
+    assert {f"demographic_parity_difference.{c}" for c in EMOTIONS} <= set(disparities)
+    assert "selection_rate" not in fairness["slices"][0]["groups"][0]["metrics"]
+    refused = run_cli(["audit", "fairness", str(four_class_run), "--probe", "eec-style", "--positive-label",
+                       "sadness"], env=ENV)
+    assert refused.returncode == 2 and "--assume-task sentiment" in refused.stderr
+    assumed = run("audit", "fairness", four_class_run, "--probe", "eec-style", "--positive-label", "joy",
+                  "--assume-task", "sentiment", "--format", "json")
+    assert json.loads(assumed.stdout)["fairness-eec-style"]["n"] == 14800

@@ -25,6 +25,8 @@ def fairness(
     postprocess: Optional[str] = typer.Option(None, "--postprocess", help="threshold_optimizer: fit group thresholds on validation"),
     constraint: str = typer.Option("demographic_parity", "--constraint", help="demographic_parity | equalized_odds | ..."),
     compare: Optional[Path] = typer.Option(None, "--compare", help="baseline run folder: before/after table"),
+    assume_task: Optional[str] = typer.Option(None, "--assume-task", help="the run's task for a probe's label "
+                                              "check (sentiment, hate_speech, toxicity), where training did not declare it"),
     output_format: OutputFormat = FORMAT_OPTION,
 ) -> None:
     """Per-group metrics with 95% intervals, disparities, counterfactual flips and mitigation comparisons."""
@@ -37,7 +39,7 @@ def fairness(
     results = audit_fairness_run(
         run_dir, sensitive=columns, probe=probe, probe_data=probe_data, probe_positive=probe_positive,
         positive_label=positive_label, postprocess=postprocess, constraint=constraint, compare=compare,
-        show_progress=True,
+        assume_task=assume_task, show_progress=True,
     )
     if output_format is OutputFormat.json:
         emit_json({name: result.model_dump(mode="json") for name, result in results.items()})
@@ -59,17 +61,21 @@ def _table(name: str, result):
     from trustfm.audit.fairness.representation import RepresentationResult
 
     if isinstance(result, FairnessResult):
-        table = Table(title=f"{name}: {result.dataset}, positive = {result.positive_label}")
-        for column in ("slice", "group", "n", "accuracy", "selection rate", "TPR", "FPR"):
+        framing = (f"positive = {result.positive_label}" if result.positive_label is not None else
+                   f"one-vs-rest over {len(result.label_names)} classes (gaps: the worst class)")
+        table = Table(title=f"{name}: {result.dataset}, {framing}")
+        rates = ("selection_rate", "tpr", "fpr") if result.positive_label is not None else ()
+        for column in ("slice", "group", "n", "accuracy", *(r.replace("_", " ") for r in rates)):
             table.add_column(column)
         for sl in result.slices:
             for g in sl.groups:
                 m = g.metrics
-                table.add_row(sl.name, g.group + (" (small)" if g.too_small else ""), str(g.n), _fmt(m["accuracy"]),
-                              _fmt(m["selection_rate"]), _fmt(m["tpr"]), _fmt(m["fpr"]))
+                table.add_row(sl.name, g.group + (" (small: not in the gaps)" if g.too_small else ""), str(g.n),
+                              _fmt(m["accuracy"]), *(_fmt(m[r]) for r in rates))
             d = sl.disparities
-            table.add_row(sl.name, "[b]DP diff / EO diff[/]", "", "", _fmt(d["demographic_parity_difference"]),
-                          _fmt(d["equalized_odds_difference"]), "", end_section=True)
+            table.add_row(sl.name, "[b]DP diff / EO diff[/]", "", _fmt(d["demographic_parity_difference"]),
+                          _fmt(d["equalized_odds_difference"]), *([""] * max(0, len(rates) - 1)),
+                          end_section=True)
         return table
     if isinstance(result, CounterfactualResult):
         table = Table(title=f"{name}: identity-term substitution on {result.dataset}")

@@ -214,10 +214,15 @@ def _auc(score_key: str, positive: np.ndarray) -> Stat:
     return auc
 
 
-def group_deltas(pair: PairedSet, boot: PairedBootstrap, *, prefix: str, positive_ids: Sequence[int],
-                 min_group_size: int, confidence: float) -> tuple[list[MetricDelta], tuple[float, str, Interval] | None]:
+def group_deltas(pair: PairedSet, boot: PairedBootstrap, *, prefix: str, positive_ids: Sequence[int] | None,
+                 label_names: Sequence[str], min_group_size: int,
+                 confidence: float) -> tuple[list[MetricDelta], tuple[float, str, Interval] | None]:
     """Per-group accuracy and selection rate, the accuracy and selection gaps, and the worst group's accuracy
-    of every slice; returns the deltas and the slice with the largest worst-group accuracy drop."""
+    of every slice; returns the deltas and the slice with the largest worst-group accuracy drop. Without
+    ``positive_ids`` (more than two classes, none named) every class's selection rate is compared
+    (``<group>.selection_rate.<class>``, ``selection_rate_gap.<class>``)."""
+    targets = ([("", positive_ids)] if positive_ids is not None else
+               [(f".{name}", [c]) for c, name in enumerate(label_names)])
     deltas: list[MetricDelta] = []
     worst_drop = None
     for slice_name, labels in pair.groups.items():
@@ -226,15 +231,16 @@ def group_deltas(pair: PairedSet, boot: PairedBootstrap, *, prefix: str, positiv
         if len(judged) < 2:
             continue
         accuracy = [_in_group(labels, g, _accuracy(pair.gold)) for g in judged] if pair.gold is not None else []
-        selection = [_in_group(labels, g, _selection(positive_ids)) for g in judged]
-        for g, acc, sel in zip(judged, accuracy or [None] * len(judged), selection):
-            if acc is not None:
-                deltas.append(boot.delta(f"{prefix}.{slice_name}.{g}.accuracy", acc, pair, confidence=confidence,
-                                         higher_is_better=True))
-            deltas.append(boot.delta(f"{prefix}.{slice_name}.{g}.selection_rate", sel, pair, confidence=confidence,
-                                     higher_is_better=None))
-        deltas.append(boot.delta(f"{prefix}.{slice_name}.selection_rate_gap", _spread(selection), pair,
-                                 confidence=confidence, higher_is_better=False))
+        for g, acc in zip(judged, accuracy):
+            deltas.append(boot.delta(f"{prefix}.{slice_name}.{g}.accuracy", acc, pair, confidence=confidence,
+                                     higher_is_better=True))
+        for suffix, ids in targets:
+            selection = [_in_group(labels, g, _selection(ids)) for g in judged]
+            for g, sel in zip(judged, selection):
+                deltas.append(boot.delta(f"{prefix}.{slice_name}.{g}.selection_rate{suffix}", sel, pair,
+                                         confidence=confidence, higher_is_better=None))
+            deltas.append(boot.delta(f"{prefix}.{slice_name}.selection_rate_gap{suffix}", _spread(selection), pair,
+                                     confidence=confidence, higher_is_better=False))
         if accuracy:
             deltas.append(boot.delta(f"{prefix}.{slice_name}.accuracy_gap", _spread(accuracy), pair,
                                      confidence=confidence, higher_is_better=False))
@@ -381,7 +387,7 @@ def compare_runs(parent_dir: str | Path, child_dir: str | Path, *, probes: Seque
          boot.delta("macro_f1", _macro_f1(gold, len(names)), eval_pair, confidence=conf, higher_is_better=True),
          boot.delta("expected_calibration_error", _ece(gold, config.evaluate.calibration_bins), eval_pair,
                     confidence=conf, higher_is_better=False)])
-    group_items, drop = group_deltas(eval_pair, boot, prefix="group", positive_ids=positive,
+    group_items, drop = group_deltas(eval_pair, boot, prefix="group", positive_ids=positive, label_names=names,
                                      min_group_size=config.fairness.min_group_size, confidence=conf)
     add(group_items)
     worst += [drop] if drop else []
@@ -391,6 +397,9 @@ def compare_runs(parent_dir: str | Path, child_dir: str | Path, *, probes: Seque
     for probe in probes:
         probe_set = load_probe(probe, data_dir=probe_data, positive_label=probe_positive)
         probe_fit(probe_set, pctx, mapped=positive_label is not None)
+        if positive is None:
+            raise ConfigError(f"probe {probe_set.name} has two labels and this model {len(names)} classes: name the "
+                              f"model class(es) that mean '{probe_set.positive_label}' with --positive-label")
         truth = np.array([label == probe_set.positive_label for label in probe_set.labels], dtype=np.int64)
 
         def binary(model):
@@ -403,7 +412,7 @@ def compare_runs(parent_dir: str | Path, child_dir: str | Path, *, probes: Seque
         probe_boot = PairedBootstrap(pair.strata, samples=samples, seed=seed)
         add([probe_boot.delta(f"probe.{probe}.accuracy", _accuracy(truth), pair, confidence=conf,
                               higher_is_better=True)])
-        items, drop = group_deltas(pair, probe_boot, prefix=f"probe.{probe}", positive_ids=[1],
+        items, drop = group_deltas(pair, probe_boot, prefix=f"probe.{probe}", positive_ids=[1], label_names=names,
                                    min_group_size=config.fairness.min_group_size, confidence=conf)
         add(items)
         worst += [drop] if drop else []

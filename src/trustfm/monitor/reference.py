@@ -30,7 +30,8 @@ class ReferenceProfile(BaseModel):
     ``class_proportions``: share of each predicted class (k,), in ``label_names`` order; ``confidence``/``length``
     quantiles (5%, 25%, 50%, 75%, 95%); ``ood_threshold`` and ``ood_rate`` (share of held-out rows the saved
     detector flags, about 5% by construction; None without a detector); ``group_positive_rates``: share predicted
-    as the positive (last) class per identity axis mentioned; ``metrics``: accuracy, macro-F1 and expected
+    as the positive class (fairness.positive_label, else a binary task's second; none on more classes) per identity
+    axis mentioned; ``metrics``: accuracy, macro-F1 and expected
     calibration error on these rows. The samples (sorted confidences and lengths, embeddings, the embedding mean
     and covariance) live in ``reference.npz``.
     """
@@ -45,7 +46,7 @@ class ReferenceProfile(BaseModel):
     length_quantiles: list[float]
     ood_threshold: float | None
     ood_rate: float | None
-    positive_label: str
+    positive_label: str | None  # None: a task of more than two classes with no positive class configured
     group_positive_rates: dict[str, float]
     group_counts: dict[str, int]
     metrics: dict[str, float]
@@ -77,7 +78,7 @@ def build_reference(run: "str | Path | AuditContext") -> Reference:
     """Profile the run's model on its validation rows (test rows when it has none) and save the profile.
     ``run``: the run folder, or its already-open :class:`~trustfm.audit.context.AuditContext`."""
     from trustfm.audit.context import as_context
-    from trustfm.audit.fairness.plugin import identity_mentions
+    from trustfm.audit.fairness.plugin import identity_mentions, positive_class_ids
     from trustfm.audit.performance.evaluation import evaluate_predictions
     from trustfm.models.loading import model_fingerprint, model_weight_hashes
     from trustfm.models.onnx_session import softmax
@@ -100,12 +101,15 @@ def build_reference(run: "str | Path | AuditContext") -> Reference:
     k = predictor.num_labels
     detector = load_ood_detector(predictor.model_dir)
     ood_rate = None if detector is None else float(np.mean(detector[0].score(embeddings) > detector[1]))
-    positive = k - 1
+    # the class whose rate per group is watched: the configured positive class, a binary task's second; none for
+    # more classes (no class is singled out silently)
+    positive = positive_class_ids(predictor.label_names, ctx.config.fairness.positive_label)
     axes = np.asarray(identity_mentions(texts))
     group_rates, group_counts = {}, {}
     for axis in sorted(set(axes) - {"none"}):
         members = axes == axis
-        group_rates[axis] = float(np.mean(predicted[members] == positive))
+        if positive is not None:
+            group_rates[axis] = float(np.mean(np.isin(predicted[members], positive)))
         group_counts[axis] = int(members.sum())
     performance = evaluate_predictions(gold, proba, predictor.label_names, split=split, bootstrap_samples=0)
     confidences = proba.max(axis=1)
@@ -119,7 +123,8 @@ def build_reference(run: "str | Path | AuditContext") -> Reference:
         confidence_quantiles=np.quantile(confidences, quantiles).tolist(),
         length_quantiles=np.quantile(lengths, quantiles).tolist(),
         ood_threshold=None if detector is None else detector[1], ood_rate=ood_rate,
-        positive_label=predictor.label_names[positive], group_positive_rates=group_rates, group_counts=group_counts,
+        positive_label=None if positive is None else ",".join(predictor.label_names[i] for i in positive),
+        group_positive_rates=group_rates, group_counts=group_counts,
         metrics={"accuracy": performance.accuracy.value, "macro_f1": performance.macro_f1.value,
                  "expected_calibration_error": performance.expected_calibration_error},
         embedding_dim=int(embeddings.shape[1]))

@@ -167,12 +167,15 @@ def evaluate_window(reference: Reference, logged: LoggedPredictions, *, start: s
     else:
         groups = None
     if groups is not None:
-        positive = k - 1
+        # the reference's positive class (none on a task of more than two classes without one configured)
+        positive = (None if profile.positive_label is None else
+                    [profile.label_names.index(name) for name in profile.positive_label.split(",")])
         for group in sorted(set(groups) - {"none", "unread", "unnamed"}):
             members = (groups == group) & known
             window.group_counts[group] = int(members.sum())
             if members.sum() >= MIN_GROUP:
-                window.group_positive_rates[group] = float(np.mean(logged.predicted[members] == positive))
+                if positive is not None:
+                    window.group_positive_rates[group] = float(np.mean(np.isin(logged.predicted[members], positive)))
                 judged = members & labelled
                 if judged.sum() >= MIN_GROUP:
                     window.group_accuracy[group] = float(np.mean(logged.predicted[judged] ==

@@ -181,9 +181,10 @@ def build_report(run_dir: str | Path, *, signing_key: Path | None = None) -> tup
     sections = classify_results(content["results"], section_kinds)
     for name, result in sections["fairness"].items():
         for sl in result["slices"]:
-            figures[f"{name}:{sl['name']}"] = plots.group_intervals(
-                sl["groups"], "selection_rate", f"{sl['name']}: selection rate of '{result['positive_label']}'"
-            )
+            # the selection rate of the positive class; one-vs-rest (no positive class): accuracy per group
+            metric, title = (("selection_rate", f"selection rate of '{result['positive_label']}'")
+                             if result.get("positive_label") is not None else ("accuracy", "accuracy"))
+            figures[f"{name}:{sl['name']}"] = plots.group_intervals(sl["groups"], metric, f"{sl['name']}: {title}")
     for name, result in sections["explanations"].items():
         attention = result.get("attention")
         if attention:

@@ -5,6 +5,10 @@ axis (gender, race/ethnicity, religion, ...). :func:`counterfactual_audit` score
 original and rewritten texts with any ``predict_proba(texts) -> (n, k)``
 function and reports, per axis, the flip rate and the mean absolute change in
 the positive-class probability, with bootstrap intervals over source texts.
+Without a positive class the change is the total-variation distance between
+the two probability vectors (half the sum of absolute changes, in [0, 1]): on
+two classes it equals the change of either class's probability, and on more it
+counts a move between any classes, not only into or out of one.
 """
 
 from __future__ import annotations
@@ -23,8 +27,8 @@ class CounterfactualPair(BaseModel):
     counterfactual: str
     source_term: str
     target_term: str
-    original_positive: float
-    counterfactual_positive: float
+    original_positive: float  # p(positive), or without a positive class p(the original's predicted class)
+    counterfactual_positive: float  # the same class's probability after the rewrite
     flipped: bool
 
 
@@ -33,7 +37,7 @@ class AxisResult(BaseModel):
     texts: int  # source texts that contain a term of this axis
     pairs: int
     flip_rate: Interval  # share of pairs whose predicted label changes
-    mean_abs_change: Interval  # mean |p(positive | original) - p(positive | counterfactual)|
+    mean_abs_change: Interval  # mean |Δ p(positive)|, or without a positive class the mean total-variation distance
     mean_change_by_target: dict[str, float]  # mean signed change when the term becomes this one
     worst_pairs: list[CounterfactualPair]
 
@@ -41,7 +45,7 @@ class AxisResult(BaseModel):
 class CounterfactualResult(Result):
     kind: Literal["counterfactual"] = "counterfactual"
     dataset: str
-    positive_label: str
+    positive_label: str | None  # None: changes measured on the whole probability vector
     label_names: list[str]
     axes: list[AxisResult]
     skipped_axes: dict[str, str]  # axis -> why it has no result
@@ -71,16 +75,18 @@ def counterfactual_audit(
     """Score identity-term rewrites of ``texts`` with ``predict_proba`` (texts -> (n, k) probabilities).
 
     ``positive_label`` is a class name or a comma-separated list of names whose
-    probabilities add up to p(positive); a flip is any change of the argmax class.
+    probabilities add up to p(positive); None measures the total-variation distance between the whole
+    probability vectors instead. A flip is any change of the argmax class.
     """
     terms = terms or IdentityTerms.default()
-    positive_label = positive_label if positive_label is not None else label_names[-1]
-    # several classes may count as positive ("0,1": hate or offensive); their probabilities add up
-    wanted = [p.strip() for p in positive_label.split(",")]
-    unknown = [p for p in wanted if p not in label_names]
-    if unknown:
-        raise ValueError(f"positive label(s) {unknown} are not among {list(label_names)}")
-    pos = [list(label_names).index(p) for p in wanted]
+    pos = None
+    if positive_label is not None:
+        # several classes may count as positive ("0,1": hate or offensive); their probabilities add up
+        wanted = [p.strip() for p in positive_label.split(",")]
+        unknown = [p for p in wanted if p not in label_names]
+        if unknown:
+            raise ValueError(f"positive label(s) {unknown} are not among {list(label_names)}")
+        pos = [list(label_names).index(p) for p in wanted]
     rng = np.random.default_rng(seed)
     results, skipped = [], {}
     for axis in axes or list(terms.axes):
@@ -105,10 +111,15 @@ def counterfactual_audit(
         proba = predict_proba(originals + [p[3] for p in pairs])
         proba_orig = dict(zip(unique_sources, proba[: len(originals)]))
         proba_cf = proba[len(originals) :]
-        p_orig = np.array([proba_orig[p[0]][pos].sum() for p in pairs])
-        p_cf = proba_cf[:, pos].sum(axis=1)
-        flipped = np.array([proba_orig[p[0]].argmax() != q.argmax() for p, q in zip(pairs, proba_cf)])
-        change = np.abs(p_cf - p_orig)
+        before = np.stack([proba_orig[p[0]] for p in pairs])
+        if pos is not None:
+            p_orig, p_cf = before[:, pos].sum(axis=1), proba_cf[:, pos].sum(axis=1)
+            change = np.abs(p_cf - p_orig)
+        else:  # the whole vector: total variation; the shown pair follows the original's predicted class
+            shown = before.argmax(axis=1)
+            p_orig, p_cf = before[np.arange(len(pairs)), shown], proba_cf[np.arange(len(pairs)), shown]
+            change = 0.5 * np.abs(proba_cf - before).sum(axis=1)
+        flipped = before.argmax(axis=1) != proba_cf.argmax(axis=1)
         # cluster bootstrap over source texts: pairs from one text are not independent
         owner = np.searchsorted(unique_sources, [p[0] for p in pairs])
         flip_iv, change_iv = _cluster_intervals(owner, len(unique_sources), flipped, change,

@@ -9,7 +9,12 @@ as much as a handful of ``MetricFrame`` bootstraps.
 Binary framing: ``positive`` is the class whose prediction counts as "selected"
 (e.g. ``toxic``, ``hateful`` or ``positive``). ``selection_rate``, ``tpr``,
 ``fpr`` and ``fnr`` are computed on ``y == positive``; ``accuracy`` and
-``balanced_accuracy`` use all classes.
+``balanced_accuracy`` use all classes. A binary task without a named positive
+class takes its second class (label 1). A task of more than two classes without
+a named positive class is audited one-vs-rest: every class's rates
+(``selection_rate.<class>``, ...) and gaps (``demographic_parity_difference.<class>``,
+...), and as the headline gap the worst class's (the largest difference, the
+smallest ratio), with its bootstrap interval: no class is singled out silently.
 """
 
 from __future__ import annotations
@@ -79,7 +84,7 @@ class FairnessResult(Result):
     dataset: str
     n: int
     label_names: list[str]
-    positive_label: str
+    positive_label: str | None  # None: one-vs-rest over every class (a task of more than two classes)
     min_group_size: int
     bootstrap_samples: int
     overall: dict[str, float]
@@ -184,7 +189,7 @@ def _disparities(stats: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
 
 
 def _fairlearn_points(y_true, y_pred, groups, pos: int, k: int) -> tuple[dict, dict]:
-    """Per-group metrics and disparities from Fairlearn itself (the reference values)."""
+    """Per-group metrics and disparities from Fairlearn itself (the reference values), ``pos`` against the rest."""
     optional_import("fairlearn", "fairness")
     from fairlearn.metrics import (
         MetricFrame,
@@ -230,6 +235,11 @@ def _fairlearn_points(y_true, y_pred, groups, pos: int, k: int) -> tuple[dict, d
     return points, {k2: float(v) for k2, v in disparities.items()}
 
 
+CLASS_RATES = ("selection_rate", "tpr", "fpr", "fnr")  # the one-vs-rest rates, per class
+CLASS_GAPS = ("demographic_parity_difference", "demographic_parity_ratio", "equalized_odds_difference", "tpr_gap",
+              "fpr_gap")  # the gaps of those rates, per class; the headline is the worst class's
+
+
 def group_fairness(
     y_true: np.ndarray,
     y_pred: np.ndarray,
@@ -250,17 +260,21 @@ def group_fairness(
     ``sensitive`` maps a column name to its group value per row. Each column is
     audited on its own and, with ``intersections`` and two or more columns, on
     their intersection. Groups with fewer than ``min_group_size`` rows are
-    flagged as too small to judge (their intervals say how little they tell).
-    Columns in ``descriptive`` are audited but marked not protected (they
-    describe the test, like a probe's template), so comparisons skip them.
+    flagged as too small to judge (their intervals say how little they tell) and
+    left out of the gaps. Columns in ``descriptive`` are audited but marked not
+    protected (they describe the test, like a probe's template), so comparisons
+    skip them. Without ``positive_label``: a binary task's second class is the
+    positive one; more classes are audited one-vs-rest (see the module docstring).
     """
     y_true = np.asarray(y_true, dtype=np.int64)
     y_pred = np.asarray(y_pred, dtype=np.int64)
     k = len(label_names)
-    positive_label = positive_label if positive_label is not None else label_names[-1]
-    if positive_label not in label_names:
+    if positive_label is None and k == 2:
+        positive_label = label_names[-1]
+    if positive_label is not None and positive_label not in label_names:
         raise ValueError(f"positive label {positive_label!r} is not one of {list(label_names)}")
-    pos = list(label_names).index(positive_label)
+    targets = ([(None, list(label_names).index(positive_label))] if positive_label is not None
+               else [(str(name), c) for c, name in enumerate(label_names)])
     columns = {name: np.asarray([str(v) for v in values]) for name, values in sensitive.items()}
     for name, values in columns.items():
         if len(values) != len(y_true):
@@ -274,12 +288,14 @@ def group_fairness(
     draws = rng.integers(0, n, size=(bootstrap_samples, n)) if bootstrap_samples else None
     slices = []
     for name, values in columns.items():
-        audited = _audit_slice(name, values, y_true, y_pred, pos, k, draws, min_group_size, confidence)
+        audited = _audit_slice(name, values, y_true, y_pred, targets, k, draws, min_group_size, confidence)
         audited.protected = name not in descriptive
         slices.append(audited)
-    overall_stats = _group_stats(
-        np.bincount(y_true * k + y_pred, minlength=k * k).reshape(1, k, k), pos
-    )
+    confusion = np.bincount(y_true * k + y_pred, minlength=k * k).reshape(1, k, k)
+    overall: dict[str, float] = {}
+    for suffix, c in targets:
+        stats = _group_stats(confusion, c)
+        overall.update({_key(m, suffix) if m in CLASS_RATES else m: float(v[0]) for m, v in stats.items()})
     return FairnessResult(
         dataset=dataset,
         n=n,
@@ -287,22 +303,38 @@ def group_fairness(
         positive_label=positive_label,
         min_group_size=min_group_size,
         bootstrap_samples=bootstrap_samples,
-        overall={m: float(v[0]) for m, v in overall_stats.items()},
+        overall=overall,
         slices=slices,
     )
 
 
-def _audit_slice(name, values, y_true, y_pred, pos, k, draws, min_group_size, confidence) -> FairnessSlice:
+def _key(metric: str, suffix: str | None) -> str:
+    """``metric`` for the binary framing, ``metric.<class>`` for one class of a one-vs-rest audit."""
+    return metric if suffix is None else f"{metric}.{suffix}"
+
+
+def _worst_class(per_class: dict[str, np.ndarray], metric: str) -> np.ndarray:
+    """The headline of a one-vs-rest gap over the classes (stacked on the last axis): the largest difference, the
+    smallest ratio (NaN classes ignored; NaN when every class is)."""
+    import warnings
+
+    stacked = np.stack([per_class[c] for c in per_class], axis=-1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return np.nanmin(stacked, axis=-1) if metric.endswith("_ratio") else np.nanmax(stacked, axis=-1)
+
+
+def _audit_slice(name, values, y_true, y_pred, targets, k, draws, min_group_size, confidence) -> FairnessSlice:
+    """One sensitive column: per-group metrics and the gaps over the judged groups, for each (class suffix, class
+    id) of ``targets`` (one target with suffix None in the binary framing)."""
     group_names, group_ids = np.unique(values, return_inverse=True)
     g = len(group_names)
     counts = np.bincount(group_ids, minlength=g)
     judged = counts >= min_group_size  # the groups the gaps are judged over
-    points, disparity_points = _fairlearn_points(y_true, y_pred, values, pos, k)
-    if judged.sum() >= 2 and not judged.all():
-        # Fairlearn's disparities over the rows of the judged groups only
-        rows = judged[group_ids]
-        _, disparity_points = _fairlearn_points(y_true[rows], y_pred[rows], values[rows], pos, k)
+    enough = judged.sum() >= 2
+    rows = judged[group_ids]
     cell = (group_ids * k * k + y_true * k + y_pred).astype(np.int64)
+    full_confusion = np.bincount(cell, minlength=g * k * k).reshape(g, k, k)
 
     def gaps(stats: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         with np.errstate(all="ignore"):
@@ -312,28 +344,58 @@ def _audit_slice(name, values, y_true, y_pred, pos, k, draws, min_group_size, co
                 warnings.simplefilter("ignore")
                 return _disparities({m: v[..., judged] for m, v in stats.items()})
 
-    enough = judged.sum() >= 2
-    if enough:
-        full = gaps(_group_stats(np.bincount(cell, minlength=g * k * k).reshape(g, k, k), pos))
-        disparity_points["tpr_gap"] = float(full["tpr_gap"])
-        disparity_points["fpr_gap"] = float(full["fpr_gap"])
-    else:
-        disparity_points = dict.fromkeys(DISPARITIES, float("nan"))
+    points: dict[str, dict[str, float]] = {str(group): {} for group in group_names}
+    disparity_points: dict[str, float] = {}
+    per_class_points: dict[str, dict[str, float]] = {}
+    for suffix, c in targets:
+        group_points, class_disparities = _fairlearn_points(y_true, y_pred, values, c, k)
+        if enough and not judged.all():
+            # Fairlearn's disparities over the rows of the judged groups only
+            _, class_disparities = _fairlearn_points(y_true[rows], y_pred[rows], values[rows], c, k)
+        if enough:
+            full = gaps(_group_stats(full_confusion, c))
+            class_disparities.update(tpr_gap=float(full["tpr_gap"]), fpr_gap=float(full["fpr_gap"]))
+        else:
+            class_disparities = dict.fromkeys(DISPARITIES, float("nan"))
+        for group, metrics in group_points.items():
+            points[group].update({_key(m, suffix) if m in CLASS_RATES else m: v for m, v in metrics.items()})
+        if suffix is None:
+            disparity_points.update(class_disparities)
+        else:
+            per_class_points[suffix] = class_disparities
+            disparity_points.update({_key(m, suffix): class_disparities[m] for m in CLASS_GAPS})
+            disparity_points.update({m: class_disparities[m] for m in DISPARITIES if m not in CLASS_GAPS})
+    if per_class_points:
+        for metric in CLASS_GAPS:
+            disparity_points[metric] = float(_worst_class(
+                {c: np.asarray(v[metric]) for c, v in per_class_points.items()}, metric))
+    metric_names = list(next(iter(points.values())))
     boot_stats = boot_disp = None
     if draws is not None:
-        b = len(draws)
         stats_chunks, disp_chunks = [], []
-        for start in range(0, b, 200):
+        for start in range(0, len(draws), 200):
             chunk = draws[start : start + 200]
             flat = (np.arange(len(chunk))[:, None] * (g * k * k) + cell[chunk]).ravel()
             confusion = np.bincount(flat, minlength=len(chunk) * g * k * k).reshape(len(chunk), g, k, k)
-            stats = _group_stats(confusion, pos)
-            if enough:
-                disp_chunks.append(gaps(stats))
+            stats, disp, per_class = {}, {}, {}
+            for suffix, c in targets:
+                class_stats = _group_stats(confusion, c)
+                stats.update({_key(m, suffix) if m in CLASS_RATES else m: v for m, v in class_stats.items()})
+                if enough:
+                    class_gaps = gaps(class_stats)
+                    if suffix is None:
+                        disp.update(class_gaps)
+                    else:
+                        per_class[suffix] = class_gaps
+                        disp.update({_key(m, suffix): class_gaps[m] for m in CLASS_GAPS})
+                        disp.update({m: class_gaps[m] for m in DISPARITIES if m not in CLASS_GAPS})
+            for metric in CLASS_GAPS if per_class else ():
+                disp[metric] = _worst_class({c: v[metric] for c, v in per_class.items()}, metric)
             stats_chunks.append(stats)
-        boot_stats = {m: np.concatenate([c[m] for c in stats_chunks]) for m in GROUP_METRICS}
+            disp_chunks.append(disp)
+        boot_stats = {m: np.concatenate([c[m] for c in stats_chunks]) for m in metric_names}
         if enough:
-            boot_disp = {m: np.concatenate([c[m] for c in disp_chunks]) for m in DISPARITIES}
+            boot_disp = {m: np.concatenate([c[m] for c in disp_chunks]) for m in disparity_points}
 
     def interval(value: float, sample: np.ndarray | None) -> Interval:
         if sample is None or np.isnan(value):
@@ -341,7 +403,6 @@ def _audit_slice(name, values, y_true, y_pred, pos, k, draws, min_group_size, co
         sample = sample[~np.isnan(sample)]
         return Interval.from_draws(value, sample if len(sample) >= 2 else None, confidence)
 
-    positives = np.bincount(group_ids, weights=(y_true == pos), minlength=g).astype(int)
     groups = []
     warnings_out = []
     excluded = {str(group): int(counts[i]) for i, group in enumerate(group_names) if not judged[i]}
@@ -351,8 +412,11 @@ def _audit_slice(name, values, y_true, y_pred, pos, k, draws, min_group_size, co
             f"gaps judged over the {int(judged.sum())} groups of at least {min_group_size} rows; left out as too "
             f"small to judge: {shown}" if enough else
             f"gaps not judged: fewer than two groups have at least {min_group_size} rows (too small: {shown})")
+    binary_pos = targets[0][1] if targets[0][0] is None else None
+    positives = (np.bincount(group_ids, weights=(y_true == binary_pos), minlength=g).astype(int)
+                 if binary_pos is not None else np.zeros(g, dtype=int))
     for i, group in enumerate(group_names):
-        if judged[i] and (positives[i] == 0 or positives[i] == counts[i]):
+        if binary_pos is not None and judged[i] and (positives[i] == 0 or positives[i] == counts[i]):
             missing = "positive" if positives[i] == 0 else "negative"
             rates = "TPR/FNR" if missing == "positive" else "FPR"
             warnings_out.append(
@@ -367,20 +431,20 @@ def _audit_slice(name, values, y_true, y_pred, pos, k, draws, min_group_size, co
                 too_small=not bool(judged[i]),
                 metrics={
                     m: interval(points[str(group)][m], None if boot_stats is None else boot_stats[m][:, i])
-                    for m in GROUP_METRICS
+                    for m in metric_names
                 },
             )
         )
     worst = {}
     for metric, higher_is_better in (("accuracy", True), ("balanced_accuracy", True), ("tpr", True), ("fpr", False), ("fnr", False)):
         values_ = [(gm.metrics[metric].value, gm.group) for gm in groups
-                   if not gm.too_small and not np.isnan(gm.metrics[metric].value)]
+                   if metric in gm.metrics and not gm.too_small and not np.isnan(gm.metrics[metric].value)]
         if values_:
             worst[metric] = (min(values_) if higher_is_better else max(values_))[1]
     return FairnessSlice(
         name=name,
         groups=groups,
-        disparities={m: interval(disparity_points[m], None if boot_disp is None else boot_disp[m]) for m in DISPARITIES},
+        disparities={m: interval(v, None if boot_disp is None else boot_disp[m]) for m, v in disparity_points.items()},
         worst_group=worst,
         warnings=warnings_out,
         excluded_groups=excluded,

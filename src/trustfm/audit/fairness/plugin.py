@@ -49,10 +49,11 @@ def identity_mentions(texts: Sequence[str]) -> list[str]:
     return out
 
 
-def positive_class_ids(label_names: Sequence[str], positive: str | None) -> list[int]:
-    """Model classes that count as positive: a name, a comma list of names, or the last class."""
+def positive_class_ids(label_names: Sequence[str], positive: str | None) -> list[int] | None:
+    """Model classes that count as positive: a name, a comma list of names, a binary task's second class, or
+    None for a task of more than two classes with none named (audited one-vs-rest, no class singled out)."""
     if positive is None:
-        return [len(label_names) - 1]
+        return [1] if len(label_names) == 2 else None
     wanted = [p.strip() for p in str(positive).split(",") if p.strip()]
     unknown = [p for p in wanted if p not in label_names]
     if unknown:
@@ -60,12 +61,14 @@ def positive_class_ids(label_names: Sequence[str], positive: str | None) -> list
     return [list(label_names).index(p) for p in wanted]
 
 
-def probe_fit(probe_set, ctx: AuditContext, *, mapped: bool) -> None:
+def probe_fit(probe_set, ctx: AuditContext, *, mapped: bool, assume_task: str | None = None) -> None:
     """Refuse a probe whose labels mean something else than the run's (a sentiment probe on a hate model).
 
-    Runs when the probe's task fits the run's (declared, or read from its label
-    names), or, for a run whose task is unknown, when the user mapped the model's
-    positive class onto the probe's positive label (``--positive-label``).
+    Runs when the probe's task fits the run's (declared, read from its label names, or stated for this audit
+    with ``assume_task``), or, for a binary run whose task is unknown, when the user mapped the model's positive
+    class onto the probe's positive label (``--positive-label``). A model of more than two classes whose task is
+    unknown is not mapped onto a probe's two labels by ``--positive-label`` alone ("sadness" is not a negative
+    sentiment): that needs ``--assume-task``.
     """
     from trustfm.audit.context import COMPATIBLE_TASKS
     from trustfm.errors import ConfigError
@@ -73,13 +76,20 @@ def probe_fit(probe_set, ctx: AuditContext, *, mapped: bool) -> None:
     if probe_set.task is None:
         return
     task, known = ctx.task
-    if task is None and mapped:
+    if assume_task is not None:
+        task, known = assume_task, "assumed for this audit (--assume-task)"
+    if task is None and mapped and len(ctx.label_names) == 2:
         return
     if task is None or probe_set.task not in COMPATIBLE_TASKS.get(task, {task}):
+        hint = ""
+        if task is None:
+            hint = (". Declare the task when training (--task), or map the labels with --positive-label"
+                    if len(ctx.label_names) == 2 else
+                    f". This model has {len(ctx.label_names)} classes and no declared task: if it really is a "
+                    f"{probe_set.task} model, say so with --assume-task {probe_set.task} and --positive-label")
         raise ConfigError(
             f"probe {probe_set.name} is not applicable to this run: its labels are {probe_set.task} "
-            f"('{probe_set.positive_label}'), and this run's task is {task or 'unknown'}, {known}"
-            + (". Declare the task when training, or map the labels with --positive-label" if task is None else ""))
+            f"('{probe_set.positive_label}'), and this run's task is {task or 'unknown'}, {known}{hint}")
 
 
 def binary_predictions(proba: np.ndarray, positive_ids: list[int]) -> tuple[np.ndarray, np.ndarray]:
@@ -102,6 +112,7 @@ def audit_fairness_run(
     postprocess: str | None = None,
     constraint: str = "demographic_parity",
     compare: Path | None = None,
+    assume_task: str | None = None,
     show_progress: bool = False,
 ) -> dict[str, object]:
     """Run the fairness audits that apply and write their results; returns them by file name."""
@@ -113,8 +124,8 @@ def audit_fairness_run(
     names = runner.label_names
     fair = config.fairness
     positive = positive_label or fair.positive_label
-    positive_ids = positive_class_ids(names, positive)
-    positive_name = ",".join(names[i] for i in positive_ids)
+    positive_ids = positive_class_ids(names, positive)  # None: one-vs-rest over every class
+    positive_name = None if positive_ids is None else ",".join(names[i] for i in positive_ids)
     written: dict[str, object] = {}
 
     def save(name: str, result) -> None:
@@ -128,7 +139,10 @@ def audit_fairness_run(
         from trustfm.data.probes import load_probe
 
         probe_set = load_probe(probe, data_dir=probe_data, positive_label=probe_positive)
-        probe_fit(probe_set, ctx, mapped=positive_label is not None)
+        probe_fit(probe_set, ctx, mapped=positive_label is not None, assume_task=assume_task)
+        if positive_ids is None:
+            raise ConfigError(f"probe {probe_set.name} has two labels and this model {len(names)} classes: name the "
+                              f"model class(es) that mean '{probe_set.positive_label}' with --positive-label")
         proba = runner.predict_proba(probe_set.texts, show_progress=show_progress)
         predicted, _ = binary_predictions(proba, positive_ids)
         truth = np.array([label == probe_set.positive_label for label in probe_set.labels])
@@ -167,7 +181,7 @@ def audit_fairness_run(
     y_true = data.label_ids(test)
     y_pred = proba.argmax(axis=1)
     audit_names = names
-    if len(positive_ids) > 1:
+    if positive_ids is not None and len(positive_ids) > 1:
         # several classes count as positive (e.g. hate and offensive): audit the binary framing
         y_true, y_pred = np.isin(y_true, positive_ids).astype(int), np.isin(y_pred, positive_ids).astype(int)
         audit_names = [f"not {positive_name}", positive_name]
@@ -181,6 +195,8 @@ def audit_fairness_run(
         min_count=fair.min_group_size, min_share=fair.min_group_share,
     ))
     if postprocess == "threshold_optimizer":
+        if positive_ids is None:
+            raise ConfigError("threshold_optimizer post-processing needs a binary classifier (or --positive-label)")
         save("fairness-threshold_optimizer", _threshold_optimizer(ctx, data, columns, result, proba, positive_ids,
                                                                    constraint, show_progress))
     if compare is not None:
