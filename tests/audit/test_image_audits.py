@@ -154,12 +154,43 @@ def test_attributions_find_what_the_model_uses_and_beat_random_deletion():
     with torch.no_grad():
         expected = (model(pixel_values=pixels)[:, 1] - model(pixel_values=pixels * 0)[:, 1]).numpy()
     assert maps.sum(axis=(1, 2)) == pytest.approx(expected, rel=1e-3)
+    # this model reads brightness: black is the absence of what it uses
     result = attribution_audit(model, images, np.ones(6, dtype=np.int64), ["a", "b"], dataset="x",
-                               bootstrap=Bootstrap(0, 0.95, 0), seed=0, examples=2)
+                               bootstrap=Bootstrap(0, 0.95, 0), seed=0, examples=2, baseline="black")
     for method in result.methods:
         assert method.faithfulness_gain.value > 0, method
         assert len(method.curve) == result.steps + 1
     assert set(result.examples[0].maps) == {"integrated_gradients", "saliency"}
+
+
+class LeftDark(torch.nn.Module):
+    """Class 1 the darker the left half is (dark shapes on a light background)."""
+
+    def forward(self, pixel_values):
+        dark = (1 - pixel_values[..., : pixel_values.shape[-1] // 2]).mean(dim=(1, 2, 3)) * 8
+        return torch.stack([-dark, dark], dim=1)
+
+
+def test_deletion_takes_its_baseline_from_the_data_and_flags_maps_worse_than_chance():
+    """Dark shapes on a light background: deleting to black removes nothing; the data's median colour does."""
+    from trustfm.audit.attributions.methods import AttributionResult, MethodFaithfulness, attribution_audit
+    from trustfm.results import Interval
+
+    images = np.full((6, 16, 16, 3), 230, dtype=np.uint8)
+    for i in range(6):
+        images[i, 3 + i % 3:9 + i % 3, 1:6] = 20  # a dark square in the left half
+    result = attribution_audit(LeftDark(), images, np.ones(6, dtype=np.int64), ["a", "b"], dataset="x",
+                               bootstrap=Bootstrap(200, 0.95, 0), seed=0, examples=1)
+    assert result.baseline_rgb == pytest.approx([230 / 255] * 3) and "median colour (RGB 230, 230, 230)" in result.baseline
+    for method in result.methods:
+        assert method.faithfulness_gain.low > 0, method
+    assert result.flags() == []
+    worse = MethodFaithfulness(method="saliency", deletion_auc=Interval(value=0.6), random_deletion_auc=Interval(value=0.5),
+                               faithfulness_gain=Interval(value=-0.008, low=-0.012, high=-0.003, confidence=0.95),
+                               curve=[1.0])
+    flagged = result.model_copy(update={"methods": [worse]}).flags()
+    assert len(flagged) == 1 and "saliency" in flagged[0] and "below 0" in flagged[0]
+    assert isinstance(result, AttributionResult)
 
 
 def test_data_quality_finds_the_planted_label_noise_in_images(tmp_path):

@@ -72,12 +72,15 @@ def attributions(
     run_dir: Path = RUN_DIR,
     max_images: int = typer.Option(64, "--max-images", help="evaluation images to attribute (a seeded sample)"),
     examples: int = typer.Option(4, "--examples", help="images shown with their maps in the report (0: none)"),
+    deletion_baseline: str = typer.Option("median", "--deletion-baseline", help="the colour deleted pixels take: "
+                                          "median (the images' median colour) or black"),
     output_format: OutputFormat = FORMAT_OPTION,
 ) -> None:
     """Integrated gradients and saliency maps (Captum), each scored by the deletion test against a random order."""
     from trustfm.audit.attributions.plugin import audit_attributions_run
 
-    result = audit_attributions_run(run_dir, max_images=max_images, examples=examples)["attributions"]
+    result = audit_attributions_run(run_dir, max_images=max_images, examples=examples,
+                                    deletion_baseline=deletion_baseline)["attributions"]
     if output_format is OutputFormat.json:
         emit_json(result.model_dump(mode="json"))
         return
@@ -87,3 +90,6 @@ def attributions(
         rows.add_row(m.method, fmt_interval(m.deletion_auc, digits=3), fmt_interval(m.random_deletion_auc, digits=3),
                      fmt_interval(m.faithfulness_gain, digits=3))
     print_rich(rows)
+    typer.echo(f"deleted pixels took {result.baseline}", err=True)
+    for flag in result.flags():
+        typer.echo(f"warning: {flag}", err=True)
