@@ -60,6 +60,15 @@ def test_train_audit_report_compress_compare(lifecycle):
     comparison = json.loads(compared.stdout)
     names = {d["metric"] for d in comparison["deltas"]}
     assert {"accuracy", "robustness.gaussian_noise_s3.flip_rate", "membership.loss_attack.auc"} <= names
+    # one seeded corruption, one number: the parent's flip rate in the comparison is the corruption audit's
+    corruption = json.loads((run / "results" / "corruption.json").read_text())
+    audited = {(c["corruption"], s["severity"]): s["flip_rate"]["value"] for c in corruption["corruptions"]
+               for s in c["severities"]}
+    corrupted = [d for d in comparison["deltas"] if d["metric"].startswith("robustness.")]
+    assert len(corrupted) == 4 and all(d["n"] == corruption["images"] for d in corrupted)  # the same images
+    for delta in corrupted:
+        name, severity = delta["metric"].split(".")[1].rsplit("_s", 1)
+        assert delta["parent"] == pytest.approx(audited[(name, int(severity))]), delta["metric"]
     assert "attack" in comparison["not_compared"]
     refused = run_cli(["compress", run, "--method", "distill", "--output", root / "student"])
     assert refused.returncode != 0 and "an image model compresses with onnx or onnx-int8" in refused.stderr

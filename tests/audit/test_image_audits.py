@@ -213,3 +213,14 @@ def test_data_quality_finds_the_planted_label_noise_in_images(tmp_path):
     flagged = [issue.row for issue in result.worst_label_issues]
     assert flagged and sum(row in noisy for row in flagged) >= 0.6 * len(flagged), (flagged, sorted(noisy))
     assert result.rows == json.loads((run / "run.json").read_text())["rows"]["train"]
+
+
+def test_an_image_is_corrupted_the_same_whatever_sample_order_or_batch_it_is_in():
+    from trustfm.audit.corruption.corruptions import CORRUPTIONS, corrupt
+
+    images = np.random.default_rng(0).integers(0, 256, (5, 12, 12, 3), dtype=np.uint8)
+    for name in CORRUPTIONS:
+        together = corrupt(images, name, 3, seed=7)
+        assert (corrupt(images[::-1], name, 3, seed=7) == together[::-1]).all(), name
+        assert (corrupt(images[2:3], name, 3, seed=7) == together[2:3]).all(), name
+    assert not (corrupt(images, "gaussian_noise", 3, seed=8) == corrupt(images, "gaussian_noise", 3, seed=7)).all()

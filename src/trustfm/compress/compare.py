@@ -294,13 +294,13 @@ def _robustness_pairs(texts: list[str], parent, child, *, seed: int) -> list[Pai
 
 def _corruption_pairs(paths: list[str], parent, child, *, seed: int, severity: int = 3) -> list[PairedSet]:
     """One paired set per image corruption (at ``severity``): whether each model's label flipped."""
-    from trustfm.audit.corruption.corruptions import CORRUPTIONS
+    from trustfm.audit.corruption.corruptions import CORRUPTIONS, corrupt
 
     images = parent.inputs.encode(paths).pixels
     base = {"parent": parent.predict_proba(list(images)).argmax(1), "child": child.predict_proba(list(images)).argmax(1)}
     pairs = []
-    for ci, (name, corrupt) in enumerate(CORRUPTIONS.items()):
-        corrupted = list(corrupt(images, severity, np.random.default_rng([seed, ci, severity])))
+    for name in CORRUPTIONS:  # the corruption audit's images exactly (corrupt seeds each image by its bytes)
+        corrupted = list(corrupt(images, name, severity, seed=seed))
         outputs = {side: Outputs(proba := model.predict_proba(corrupted),
                                  {"flip": (proba.argmax(1) != base[side]).astype(float)})
                    for side, model in (("parent", parent), ("child", child))}

@@ -10,6 +10,10 @@ parameters are ImageNet-C's, stated per severity:
 - ``jpeg``: JPEG re-encoding at quality 25, 18, 15, 10, 7;
 - ``brightness``: HSV value raised by c = .1, .2, .3, .4, .5 (clipped to 1).
 
+:func:`corrupt` is the one way to apply them: an image's random draws come from (seed, corruption, severity,
+the image's own bytes), so one image gets the same corruption whatever sample, order or batch it is in, and the
+corruption audit and ``audit compare`` judge the very same corrupted images.
+
 The result holds, per corruption and severity, accuracy and flip rate (share of images whose predicted class
 changes from the clean one) with bootstrap intervals, the mean over severities, and the corruption error relative
 to the clean error.
@@ -67,6 +71,20 @@ def brightness(images: np.ndarray, severity: int, rng: np.random.Generator) -> n
 CORRUPTIONS: dict[str, Callable[[np.ndarray, int, np.random.Generator], np.ndarray]] = {
     "gaussian_noise": gaussian_noise, "gaussian_blur": gaussian_blur, "jpeg": jpeg, "brightness": brightness,
 }
+
+
+def corrupt(images: np.ndarray, name: str, severity: int, *, seed: int) -> np.ndarray:
+    """``images`` (n, h, w, 3) uint8 under corruption ``name`` at ``severity``; each image's random draws are seeded
+    by ``seed``, the corruption, the severity and the image's bytes (not its position)."""
+    import zlib
+
+    apply = CORRUPTIONS[name]
+    tag = zlib.crc32(name.encode())
+    out = np.empty_like(images)
+    for i, image in enumerate(images):
+        rng = np.random.default_rng([seed, tag, severity, zlib.crc32(np.ascontiguousarray(image).tobytes())])
+        out[i] = apply(image[None], severity, rng)[0]
+    return out
 
 
 class SeverityScore(BaseModel):
@@ -132,10 +150,10 @@ def corruption_suite(images: np.ndarray, labels: np.ndarray, predict_proba: Call
     scores, all_acc, all_flip = [], [], []
     shown_severity = 3 if 3 in severities else severities[len(severities) // 2]
     shown = {}
-    for ci, name in enumerate(corruptions):
+    for name in corruptions:
         rows = []
         for severity in severities:
-            corrupted = CORRUPTIONS[name](images, severity, np.random.default_rng([seed, ci, severity]))
+            corrupted = corrupt(images, name, severity, seed=seed)
             pred = predict_proba(list(corrupted)).argmax(axis=1)
             rows.append(SeverityScore(severity=severity, accuracy=bootstrap.mean(pred == labels),
                                       flip_rate=bootstrap.mean(pred != clean_pred)))
