@@ -2,7 +2,8 @@
 
 A rule is a string (``fairness.group.equalized_odds_difference <= 0.1``) or a
 mapping (``{metric: ..., op: "<=", value: 0.1, use: high}``, where ``use`` judges
-an interval's bound instead of its point). Parsing errors are one line naming
+an interval's bound instead of its point, and ``guard: "validation.macro_f1 >= 0.6"``
+a minimum quality without which the rule does not hold). Parsing errors are one line naming
 where the rule was written.
 """
 
@@ -28,6 +29,9 @@ class Rule(BaseModel):
     op: str
     value: float
     use: str = Field("value", pattern="^(value|low|high)$")
+    # a minimum-quality guard (a tuning constraint's): the rule holds only where the guard holds too, e.g. a flip
+    # rate is no evidence of robustness on a model that fails ``validation.macro_f1 >= 0.6``
+    guard: "Rule | None" = None
 
     def name(self) -> str:
         """The metric name the rule reads (``metric``, or ``metric.low`` / ``metric.high``)."""
@@ -61,8 +65,11 @@ def parse_rule(item, *, where: str) -> Rule:
             raise ConfigError(f"{where} '{item}' is not 'metric OP number' (OP one of {list(OPS)})")
         return Rule(metric=match.group(1).strip(), op=match.group(2), value=value)
     if isinstance(item, dict):
+        item = {str(k): v for k, v in item.items()}
+        if item.get("guard") is not None:
+            item["guard"] = parse_rule(item["guard"], where=f"{where}: guard")
         try:
-            rule = Rule(**{str(k): v for k, v in item.items()})
+            rule = Rule(**item)
         except ValidationError as exc:  # pydantic's message names the field
             first = exc.errors()[0]
             field = ".".join(str(p) for p in first["loc"]) or "rule"

@@ -207,3 +207,29 @@ def test_two_objectives_give_a_pareto_front_and_hyperband_prunes_one(tune_config
         {"metric": "validation.macro_f1"}, {"metric": "latency.p95_ms", "direction": "minimize"}])
     refused = _tune(several)
     assert refused.returncode != 0 and "hyperband judges one objective" in refused.stderr
+
+
+def test_a_near_constant_trial_does_not_meet_a_flip_rate_constraint_and_guards_hold_every_constraint():
+    from trustfm.tune.objectives import judge_constraint, parse_constraints
+    from trustfm.tune.result import TrialRecord, TuneResult
+    from trustfm.tune.select import choose_trial
+    from trustfm.tune.objectives import parse_selection
+
+    collapsed = {"validation.macro_f1": 0.348, "validation.majority_share": 0.99, "robustness.worst_flip_rate": 0.0}
+    working = {"validation.macro_f1": 0.81, "validation.majority_share": 0.55, "robustness.worst_flip_rate": 0.04}
+    [flip] = parse_constraints(["robustness.worst_flip_rate <= 0.05"])
+    violation, why = judge_constraint(flip, collapsed)
+    assert violation > 0 and "near-constant (99.0% of validation predictions are one class)" in why
+    assert judge_constraint(flip, working) == (pytest.approx(-0.01), None)
+    [guarded] = parse_constraints(["robustness.worst_flip_rate <= 0.05"], min_quality="validation.macro_f1 >= 0.9")
+    violation, why = judge_constraint(guarded, working)
+    assert violation > 0 and "guard validation.macro_f1 >= 0.9 fails" in why
+    [own] = parse_constraints([{"metric": "robustness.worst_flip_rate", "op": "<=", "value": 0.05,
+                                "guard": "validation.macro_f1 >= 0.6"}], min_quality="validation.macro_f1 >= 0.9")
+    assert judge_constraint(own, working)[0] <= 0  # a constraint's own guard wins over the study's
+    result = TuneResult(study_name="s", study_dir="d", journal="j", sampler="tpe", pruner="none", space={},
+                        objectives=[{"metric": "validation.macro_f1", "direction": "maximize"}],
+                        constraints=[flip.text()], trials_planned=2,
+                        trials=[TrialRecord(number=0, state="complete", params={}, metrics=collapsed),
+                                TrialRecord(number=1, state="complete", params={}, metrics=working)])
+    assert choose_trial(result, parse_selection("min robustness.worst_flip_rate"), [flip]).number == 1

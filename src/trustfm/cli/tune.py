@@ -91,6 +91,7 @@ def _print_outcome(result) -> None:
     from rich.text import Text
 
     lines = [f"study: {result.study_dir}/tune.json (journal {result.journal})"]
+    lines += [f"trial {t.number}: {note}" for t in result.trials for note in t.notes]
     if result.importances:
         for metric, shares in result.importances.items():
             lines.append(f"importance for {metric}: " + ", ".join(f"{k} {v:.2f}" for k, v in shares.items()))

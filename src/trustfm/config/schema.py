@@ -405,6 +405,9 @@ class TuneConfig(_Strict):
                                                       "judges (random sampling and no pruning until then)")
     objectives: list[TuneObjective] = Field(default_factory=lambda: [TuneObjective()], min_length=1)
     constraints: list[str | dict] = Field(default_factory=list, description="rules every chosen trial must meet")
+    min_quality: str | dict | None = Field(None, description="a rule every constraint also needs, e.g. "
+                                                             "'validation.macro_f1 >= 0.6': a flip rate or a gap "
+                                                             "is no evidence on a model that fails it")
     audits: dict[str, dict] = Field(default_factory=dict, description="audits each trial runs on the validation "
                                                                      "split, with their options (audits named by "
                                                                      "objectives and constraints are added)")

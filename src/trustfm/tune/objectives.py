@@ -8,7 +8,15 @@ test split stays unseen until the chosen model is audited):
 - ``latency.p50_ms`` / ``latency.p95_ms``: one text at a time through the
   trial's :class:`~trustfm.models.predictor.Predictor`;
 - every metric of an audit the trial runs, under the names the policy gate uses
-  (``fairness.max_fpr_gap``, ``robustness.<perturbation>.flip_rate``, ...).
+  (``fairness.max_fpr_gap``, ``robustness.<perturbation>.flip_rate``, ...);
+- ``validation.majority_share``: the share of validation predictions in the most predicted class.
+
+A constraint that a constant model meets by doing nothing (a flip rate, an attack's
+success rate, a gap between groups) says nothing about a trial whose predictions are
+nearly constant (``validation.majority_share`` at least :data:`NEAR_CONSTANT`): such a
+trial does not meet it, and its record says why. A constraint may also carry a
+``guard`` (a minimum quality such as ``validation.macro_f1 >= 0.6``), and
+``tune.min_quality`` guards every constraint.
 
 An objective or constraint whose first name part is a registered audit makes
 each trial run that audit.
@@ -23,6 +31,9 @@ from trustfm.errors import ConfigError
 from trustfm.rules import Rule, parse_rule, unknown_metrics_message
 
 TRIAL_FAMILIES = ("validation", "latency")
+NEAR_CONSTANT = 0.95  # validation.majority_share from which a trial counts as near-constant
+# metric name parts a constant model meets trivially (nothing flips, no group differs from another)
+TRIVIAL_FOR_CONSTANT = ("flip_rate", "success_rate", "_gap", "_difference", "mean_abs_change")
 LATENCY_METRICS = ("latency.p50_ms", "latency.p95_ms")
 
 
@@ -49,8 +60,28 @@ def parse_objectives(items) -> list[Objective]:
     return [Objective(o.metric, o.direction) for o in items]
 
 
-def parse_constraints(items) -> list[Rule]:
-    return [parse_rule(item, where=f"tune.constraints[{i}]") for i, item in enumerate(items)]
+def parse_constraints(items, *, min_quality=None) -> list[Rule]:
+    """The study's constraints; ``min_quality`` (a rule) guards each one that has no guard of its own."""
+    rules = [parse_rule(item, where=f"tune.constraints[{i}]") for i, item in enumerate(items)]
+    if min_quality is not None:
+        guard = parse_rule(min_quality, where="tune.min_quality")
+        rules = [r if r.guard is not None else r.model_copy(update={"guard": guard}) for r in rules]
+    return rules
+
+
+def judge_constraint(rule: Rule, metrics: dict[str, float]) -> tuple[float, str | None]:
+    """(violation, why) of ``rule`` on a trial's ``metrics``: Optuna's convention (<= 0 holds); ``why`` says when
+    the rule fails although its own number would pass (a failed guard, a near-constant model)."""
+    violation = rule.violation(metrics[rule.name()])
+    share = metrics.get("validation.majority_share")
+    if rule.guard is not None and not rule.guard.holds(metrics[rule.guard.name()]):
+        return max(violation, rule.guard.violation(metrics[rule.guard.name()]), 1e-12), (
+            f"{rule.text()}: not met, its guard {rule.guard.text()} fails ({metrics[rule.guard.name()]:.4g})")
+    if share is not None and share >= NEAR_CONSTANT and any(p in rule.metric for p in TRIVIAL_FOR_CONSTANT):
+        return max(violation, share - NEAR_CONSTANT + 1e-6), (
+            f"{rule.text()}: not met, the model is near-constant ({share:.1%} of validation predictions are one "
+            "class), and a near-constant model meets it by doing nothing")
+    return violation, None
 
 
 _SELECT = re.compile(r"^\s*(max|min)\s+(\S+)\s*(?:where\s+(.+))?$", re.IGNORECASE)
@@ -76,6 +107,11 @@ def parse_selection(text: str) -> Selection:
 def _clauses(clauses: str, text: str) -> tuple[Rule, ...]:
     return tuple(parse_rule(c.strip(), where=f"--select '{text}': rule")
                  for c in re.split(r"\s+and\s+", clauses, flags=re.IGNORECASE))
+
+
+def guard_names(rules: list[Rule]) -> list[str]:
+    """The metric names the rules' guards read."""
+    return [r.guard.name() for r in rules if r.guard is not None]
 
 
 def audits_needed(metric_names: list[str], declared: dict[str, dict], registered: list[str]) -> dict[str, dict]:

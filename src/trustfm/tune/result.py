@@ -26,6 +26,7 @@ class TrialRecord(BaseModel):
     worker: str | None = None  # host:pid of the process that ran it (several processes may share a study)
     error: str | None = None
     finished: str | None = None  # ISO 8601, UTC: when the trial ended (for the optimisation history)
+    notes: list[str] = []  # constraints judged not met although their own number passed, and why
 
 
 class ChosenTrial(BaseModel):

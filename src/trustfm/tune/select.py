@@ -16,7 +16,7 @@ import shutil
 from pathlib import Path
 
 from trustfm.errors import ConfigError
-from trustfm.tune.objectives import Objective, Selection
+from trustfm.tune.objectives import Objective, Selection, guard_names, judge_constraint
 from trustfm.tune.result import ChosenTrial, TrialRecord, TuneResult
 
 SELECTED = "selected"
@@ -36,17 +36,21 @@ def choose_trial(result: TuneResult, selection: Selection, constraints) -> Trial
         raise ConfigError(f"the study in {result.study_dir} has no complete trial to select from")
     objective = selection.objective or Objective(**result.objectives[0])
     rules = [*constraints, *selection.rules]
-    unknown = unknown_metrics_message([objective.metric, *(r.name() for r in rules)], complete[0].metrics)
+    unknown = unknown_metrics_message([objective.metric, *(r.name() for r in rules), *guard_names(rules)],
+                                      complete[0].metrics)
     if unknown:
         raise ConfigError(f"--select '{selection.text}' reads metrics the trials do not have: {unknown}")
-    feasible = [t for t in complete if all(r.holds(t.metrics[r.name()]) for r in rules)]
+    def violation(t: TrialRecord, rule) -> float:
+        return judge_constraint(rule, t.metrics)[0]
+
+    feasible = [t for t in complete if all(violation(t, r) <= 0 for r in rules)]
     if not feasible:
         def total_violation(t: TrialRecord) -> float:
-            return sum(max(r.violation(t.metrics[r.name()]), 0.0) for r in rules)
+            return sum(max(violation(t, r), 0.0) for r in rules)
 
         near = min(complete, key=total_violation)
-        misses = "; ".join(f"{r.name()} = {near.metrics[r.name()]:.4g}" for r in rules
-                           if not r.holds(near.metrics[r.name()]))
+        misses = "; ".join(judge_constraint(r, near.metrics)[1] or f"{r.name()} = {near.metrics[r.name()]:.4g}"
+                           for r in rules if violation(near, r) > 0)
         raise ConfigError(f"no complete trial meets {', '.join(r.text() for r in rules)}; the nearest, trial "
                           f"{near.number}, has {misses}")
     best = feasible[0]

@@ -49,7 +49,8 @@ class StudyPlan:
 
     def __init__(self, config: RunConfig):
         from trustfm.audit.registry import registered_audits
-        from trustfm.tune.objectives import audits_needed, parse_constraints, parse_objectives, parse_selection
+        from trustfm.tune.objectives import (audits_needed, guard_names, parse_constraints, parse_objectives,
+                                             parse_selection)
         from trustfm.tune.space import grid_size, parse_space
 
         if config.tune is None:
@@ -59,10 +60,11 @@ class StudyPlan:
         self.study_dir = Path(config.output_dir).resolve()
         self.dims = parse_space(tune.space, config)
         self.objectives: list[Objective] = parse_objectives(tune.objectives)
-        self.constraints = parse_constraints(tune.constraints)
+        self.constraints = parse_constraints(tune.constraints, min_quality=tune.min_quality)
         self.selection = parse_selection(tune.select) if tune.select else None
         # a rule may judge an interval's bound (use: high): the name it reads is metric.high
-        names = [o.metric for o in self.objectives] + [r.name() for r in self.constraints]
+        names = ([o.metric for o in self.objectives] + [r.name() for r in self.constraints]
+                 + guard_names(self.constraints))
         if self.selection is not None:
             names += [r.name() for r in self.selection.rules]
             names += [self.selection.objective.metric] if self.selection.objective else []
@@ -312,7 +314,7 @@ def _run_and_tell(study, plan: StudyPlan, trial, *, show_progress: bool) -> None
     reads but the trial did not produce stops it too."""
     from optuna.trial import TrialState
 
-    from trustfm.tune.objectives import check_metrics_exist
+    from trustfm.tune.objectives import check_metrics_exist, judge_constraint
     from trustfm.tune.trial import run_trial
 
     params = {d.key: d.suggest(trial) for d in plan.dims}
@@ -355,8 +357,13 @@ def _run_and_tell(study, plan: StudyPlan, trial, *, show_progress: bool) -> None
         study.tell(trial, state=TrialState.FAIL)
         raise
     trial.set_user_attr("metrics", outcome.metrics)
+    notes = []
     for rule in plan.constraints:
-        trial.set_constraint(rule.text(), rule.violation(outcome.metrics[rule.name()]))
+        violation, why = judge_constraint(rule, outcome.metrics)
+        trial.set_constraint(rule.text(), violation)
+        notes += [why] if why else []
+    if notes:
+        trial.set_user_attr("notes", notes)
     study.tell(trial, [outcome.metrics[o.metric] for o in plan.objectives])
 
 
@@ -412,6 +419,7 @@ def trial_record(trial) -> TrialRecord:
         constraints=constraints, feasible=all(v <= 0 for v in constraints.values()) if state == "complete" else None,
         intermediate=attrs.get("intermediate", []), pruned_at_epoch=attrs.get("pruned_at_epoch"),
         run_dir=attrs.get("run_dir"), seconds=attrs.get("seconds"), worker=attrs.get("worker"), error=attrs.get("error"),
+        notes=attrs.get("notes", []),
         finished=trial.datetime_complete.isoformat(timespec="seconds") if trial.datetime_complete else None)
 
 

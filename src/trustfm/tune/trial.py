@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
+
 from trustfm.train.callbacks import Callback
 from trustfm.train.components import TrustComponent
 
@@ -98,6 +100,9 @@ def score_trial(run_dir: Path, epochs: list[dict], *, audits: dict[str, dict], l
     best_epoch = RunRecord.load(ctx.paths).training["best_epoch"]
     best = next(r for r in epochs if r["epoch"] == best_epoch)
     metrics = {f"validation.{k}": float(v) for k, v in best["validation"].items() if isinstance(v, (int, float))}
+    predicted = ctx.predictor.predict(ctx.data.validation.texts)
+    # how constant the model is: a flip-rate or gap constraint says nothing about one that predicts one class
+    metrics["validation.majority_share"] = float(np.bincount(predicted).max() / max(len(predicted), 1))
     texts = ctx.data.validation.texts[:latency_texts]
     metrics.update({f"latency.{k}": v for k, v in single_text_latency(ctx.predictor, texts).items()})
     specs = registered_audits()
