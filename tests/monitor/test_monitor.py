@@ -171,6 +171,31 @@ def test_retrain_joins_feedback_to_the_training_rows_and_keeps_the_test_split(mo
     assert (out / "monitoring" / "reference.json").is_file()  # saved at training time
 
 
+def test_feedback_that_repeats_evaluation_rows_is_left_out_and_counted(parent_run, tmp_path):
+    """273 verbatim test rows in the feedback raised a retrained model's test accuracy for no reason."""
+    from trustfm.audit.context import AuditContext
+    from trustfm.models.loading import model_fingerprint, model_weight_hashes
+    from trustfm.monitor.retrain import write_feedback_data
+    from trustfm.serve.requestlog import RequestLog
+
+    data = AuditContext(parent_run).data
+    evaluation = [data.test.texts[0], data.test.texts[1].upper() + " !", data.validation.texts[0]]  # exact, normalised
+    log_url = f"sqlite:///{tmp_path / 'log.db'}"
+    log = RequestLog(log_url, text_policy="redacted")
+    model = model_fingerprint(model_weight_hashes(parent_run / "model"))
+    answer = {"label": "pos", "probabilities": {"neg": 0.3, "pos": 0.7}, "truncated": False, "ood": None}
+    fresh = [f"a brand new production sentence number {i}" for i in range(25)]
+    for i, text in enumerate(fresh + evaluation):
+        log.record(request_id=f"r{i}", endpoint="predict", key_id=None, status=200, latency_ms=1.0,
+                   model_sha256=model, texts=[text], answers=[answer])
+        assert log.add_feedback(request_id=f"r{i}", position=0, true_label="pos", key_id=None)
+    log.close()
+    feedback = write_feedback_data(parent_run, log_url=log_url, output=tmp_path / "feedback.csv")
+    assert feedback.rows == 25 and feedback.evaluation_duplicates == 3
+    written = (tmp_path / "feedback.csv").read_text()
+    assert all(text not in written for text in evaluation[::2])
+
+
 def test_a_dp_retrain_is_refused_past_the_parent_datasets_budget(tiny_config, tmp_path):
     from trustfm.models.loading import model_fingerprint, model_weight_hashes
     from trustfm.serve.requestlog import RequestLog

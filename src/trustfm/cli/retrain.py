@@ -41,4 +41,7 @@ def retrain(
         emit_json({"run_dir": str(paths.root), "feedback": feedback.model_dump(mode="json"), "performance": result})
         return
     typer.echo(f"{feedback.rows} feedback rows joined to the training data ({feedback.skipped} without a kept text)")
+    if feedback.evaluation_duplicates:
+        typer.echo(f"warning: {feedback.evaluation_duplicates} feedback rows repeat validation or test rows of the run "
+                   "and were left out (training on them would inflate the new run's evaluation)", err=True)
     print_rich(metrics_table(f"{result['split']} set — {paths.root}", performance_rows(result)))
