@@ -26,12 +26,18 @@ def test_a_rule_fires_once_while_the_condition_persists_then_resolves_and_cools_
         {"name": "drift", "metric": "prediction_psi", "above": 0.2, "windows": 2, "cooldown": "30m"}]})
     state, events = {}, []
     # breach, breach (fires), breach (quiet), no data (no evidence), clear (resolves at 00:50), breach twice within
-    # the 30-minute cool-down (quiet), then a breach at 01:20, 30 minutes on (fires again)
+    # the 30-minute cool-down (said once: suppressed, with when it may fire), then a breach at 01:20, 30 minutes
+    # on (fires again)
+    messages = []
     for start, end, metrics in _windows([0.3, 0.4, 0.5, None, 0.1, 0.3, 0.3, 0.3, 0.3]):
-        events += [(e.status, e.window_end[11:16]) for e in step_alerts(config, state, metrics, window_start=start,
-                                                                         window_end=end)]
-    assert events == [("firing", "00:20"), ("resolved", "00:50"), ("firing", "01:20")]
-    assert state["drift"].active
+        new = step_alerts(config, state, metrics, window_start=start, window_end=end)
+        events += [(e.status, e.window_end[11:16]) for e in new]
+        messages += [e.message for e in new]
+        if end[11:16] == "01:10":
+            assert state["drift"].suppressed_at is not None and not state["drift"].active
+    assert events == [("firing", "00:20"), ("resolved", "00:50"), ("suppressed", "01:10"), ("firing", "01:20")]
+    assert "held by its cooldown of 30m until 2026-01-01T01:20:00" in messages[2]
+    assert state["drift"].active and state["drift"].suppressed_at is None
 
 
 def test_an_unknown_metric_is_one_line_with_suggestions(tmp_path):

@@ -268,3 +268,48 @@ def test_time_windows_are_aligned_to_the_clock_and_hold_every_answer(monitored, 
     assert any(w.n == 0 and "empty window" in w.notes[0] for w in result.windows)
     with pytest.raises(NoCompleteWindow):  # nothing new since
         monitor_run(copy, log_url=log, window="1d", now=later)
+
+
+def test_a_window_judged_before_redaction_caught_up_is_judged_again_and_new_alerts_are_told_apart(parent_run,
+                                                                                                   tmp_path):
+    from sqlalchemy import create_engine, text
+
+    from trustfm.models.loading import model_fingerprint, model_weight_hashes
+    from trustfm.serve.requestlog import RequestLog
+
+    run = tmp_path / "run"
+    shutil.copytree(parent_run, run)
+    log_url = f"sqlite:///{tmp_path / 'log.db'}"
+    model = model_fingerprint(model_weight_hashes(run / "model"))
+    answer = {"label": "pos", "confidence": 0.7, "probabilities": {"neg": 0.3, "pos": 0.7}, "truncated": False,
+              "ood": None}
+    rows = make_rows(40, seed=11)
+
+    def write(batch, offset):
+        log = RequestLog(log_url, text_policy="hash")  # as if redaction had not caught up: no text yet
+        for i, row in enumerate(batch, start=offset):
+            log.record(request_id=f"r{i}", endpoint="predict", key_id=None, status=200, latency_ms=1.0,
+                       model_sha256=model, texts=[row["text"]], answers=[answer])
+        log.close()
+
+    alerts = tmp_path / "alerts.yaml"
+    alerts.write_text("rules:\n  - {name: conf, metric: confidence_psi, above: 0.0}\n")
+    write(rows[:20], 0)
+    first = run_cli(["monitor", run, "--log", log_url, "--window", "20", "--alerts", alerts, "--format", "json"])
+    assert first.returncode == 0, first.stderr
+    window = json.loads(first.stdout)["windows"][0]
+    assert window["embedding_mmd_p"] is None and window["texts_missing"] == 20
+    engine = create_engine(log_url)
+    with engine.begin() as connection:  # the redactor catches up: the texts arrive
+        for i, row in enumerate(rows[:20]):
+            connection.execute(text("UPDATE trustfm_predictions SET text = :t WHERE request_id = :r"),
+                               {"t": row["text"], "r": f"r{i}"})
+    engine.dispose()
+    write(rows[20:], 20)
+    second = run_cli(["monitor", run, "--log", log_url, "--window", "20", "--alerts", alerts])
+    assert second.returncode == 0, second.stderr
+    result = json.loads((run / "results" / "monitoring.json").read_text())
+    again = result["windows"][0]
+    assert again["embedding_mmd_p"] is not None and again["texts_missing"] == 0
+    assert any("judged again" in note for note in again["notes"])
+    assert result["new_events"] == 0 and "1 earlier alert event(s)" in second.stdout and "new: alert" not in second.stdout

@@ -90,8 +90,15 @@ def _show(result, new: int) -> None:
         grid.add_row(w.end[:19], str(w.n), _fmt(w.prediction_psi), _fmt(w.confidence_ks_p), _fmt(w.embedding_mmd_p),
                      _fmt(w.ood_rate), _fmt(w.accuracy), _fmt(w.positive_rate_gap))
     print_rich(grid)
-    for event in result.alerts[-10:]:
-        typer.echo(f"alert {event.status} ({event.severity}) at {event.window_end[:19]}: {event.message}")
+    fresh = result.alerts[len(result.alerts) - result.new_events:] if result.new_events else []
+    for event in fresh:
+        typer.echo(f"new: alert {event.status} ({event.severity}) at {event.window_end[:19]}: {event.message}")
+    earlier = len(result.alerts) - len(fresh)
+    if earlier:
+        typer.echo(f"{earlier} earlier alert event(s) in results/monitoring.json; active now: "
+                   f"{', '.join(result.active_alerts) or 'none'}"
+                   + (f"; held by their cooldown now: {', '.join(result.suppressed_alerts)}"
+                      if result.suppressed_alerts else ""))
     if result.reaudit is not None:
         r = result.reaudit
         typer.echo(f"re-audit on {r.n} labelled answers: accuracy {_fmt(r.performance['accuracy'], 4)} "

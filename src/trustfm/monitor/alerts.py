@@ -2,8 +2,10 @@
 
 A rule fires when its metric is past the threshold for ``windows`` windows in a row, stays quiet while the
 condition persists (one message, not one per window), sends a ``resolved`` message on the first window where it
-no longer holds, and may not fire again until ``cooldown`` has passed since it resolved. Time is the windows'
-end time, so a replayed log alerts exactly as the live one did. A window without the metric (no feedback yet, no
+no longer holds, and may not fire again until ``cooldown`` has passed since it resolved. A breach inside the
+cooldown is not silent: one ``suppressed`` event says the rule would fire and until when it is held (logged and
+kept with the events, not sent to the webhook: holding messages back is what the cooldown is for), and the rule
+fires at the first breached window after the cooldown. Time is the windows' end time, so a replayed log alerts exactly as the live one did. A window without the metric (no feedback yet, no
 detector) is no evidence either way: the rule's streak is left as it was.
 
 Delivery: every event is logged (``trustfm.monitor``), posted to the webhook as JSON (retried with backoff on a
@@ -147,13 +149,15 @@ class RuleState(BaseModel):
     active: bool = False
     fired_at: str | None = None
     resolved_at: str | None = None
+    suppressed_at: str | None = None  # window end of the breach the cooldown held back (None: not held now)
 
 
 class AlertEvent(BaseModel):
-    """One message: a rule started firing or resolved at the end of window ``window_end`` (ISO UTC)."""
+    """One message: a rule started firing, resolved, or would fire but is held by its cooldown, at the end of
+    window ``window_end`` (ISO UTC)."""
 
     rule: str
-    status: Literal["firing", "resolved"]
+    status: Literal["firing", "resolved", "suppressed"]
     severity: str
     metric: str
     value: float | None
@@ -186,11 +190,18 @@ def step_alerts(config: AlertConfig, state: dict[str, RuleState], metrics: dict[
             cooled = current.resolved_at is None or \
                 end - datetime.fromisoformat(current.resolved_at) >= parse_duration(rule.cooldown)
             if not current.active and current.streak >= rule.windows and cooled:
-                current.active, current.fired_at = True, window_end
+                current.active, current.fired_at, current.suppressed_at = True, window_end, None
                 events.append(event("firing", f"{rule.name}: {rule.metric} = {value:.4g}, {side} "
                                               f"{rule.threshold:g} for {current.streak} window(s)"))
+            elif not current.active and current.streak >= rule.windows and current.suppressed_at is None:
+                until = datetime.fromisoformat(current.resolved_at) + parse_duration(rule.cooldown)
+                current.suppressed_at = window_end
+                events.append(event("suppressed", f"{rule.name} would fire ({rule.metric} = {value:.4g}, {side} "
+                                                  f"{rule.threshold:g}) but is held by its cooldown of "
+                                                  f"{rule.cooldown} until {until.isoformat(timespec='seconds')}"))
         else:
             current.streak = 0
+            current.suppressed_at = None
             if current.active:
                 current.active, current.resolved_at = False, window_end
                 events.append(event("resolved", f"{rule.name} resolved: {rule.metric} = {value:.4g}, no longer "
@@ -230,6 +241,6 @@ def deliver(events: list[AlertEvent], config: AlertConfig, *, run: str) -> None:
     for event in events:
         level = logging.WARNING if event.status == "firing" and event.severity != "info" else logging.INFO
         log.log(level, "alert %s: %s", event.status, event.message)
-        if config.webhook is not None:
+        if config.webhook is not None and event.status != "suppressed":
             event.delivered = post_webhook(config.webhook, {"source": "trustfm", "run": run,
                                                             **event.model_dump(exclude={"delivered"})})

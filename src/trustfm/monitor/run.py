@@ -2,7 +2,8 @@
 
 Each call judges the complete windows the log gained since the last call (the state lives in the run folder:
 ``results/monitoring.json`` holds the windows and alert events, ``monitoring/alert_state.json`` the rules'
-streaks), so ``trustfm monitor --every 10m`` and a cron job of one-shot calls behave alike.
+streaks), so ``trustfm monitor --every 10m`` and a cron job of one-shot calls behave alike. A recent window
+judged before its texts were redacted into the log is judged again (its embedding test) once they are there.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from trustfm.runs import existing_run, read_json
 
 log = logging.getLogger("trustfm.monitor")
 MAX_EMPTY_WINDOWS = 1000  # quiet periods longer than this many windows are summarised, not listed
+RECHECK_WINDOWS = 24  # the latest windows whose missing texts (redaction pending) are looked for again
 
 
 class Reaudit(BaseModel):
@@ -51,7 +53,9 @@ class MonitoringResult(Result):
     reference: dict
     windows: list[MonitorWindow] = []
     alerts: list[AlertEvent] = []
+    new_events: int = 0  # the last ``new_events`` of ``alerts`` were raised by the latest call
     active_alerts: list[str] = []
+    suppressed_alerts: list[str] = []  # rules breached now whose cooldown holds them back
     other_models: dict[str, int] = {}
     reaudit: Reaudit | None = None
 
@@ -167,6 +171,15 @@ def monitor_run(run_dir: str | Path, *, log_url: str, window: str = "1h", alerts
         predictor = Predictor.from_run(run_dir)
         config = load_config(existing_run(run_dir).config)
         config_seed = config.seed
+    events_before = len(result.alerts)
+    if predictor is None and any(w.texts_missing for w in result.windows[-RECHECK_WINDOWS:]):
+        from trustfm.config import load_config
+        from trustfm.models.predictor import Predictor
+
+        predictor, config = Predictor.from_run(run_dir), load_config(existing_run(run_dir).config)
+        config_seed = config.seed
+    if predictor is not None and predictor.modality != "image":
+        _judge_pending_again(result, reference, log_url, spec, embed=predictor.embed, seed=config_seed, now=now)
     for start, end, rows in windows:
         part = logged.take(rows)
         judged = evaluate_window(reference, part, start=start.isoformat(), end=end.isoformat(),
@@ -180,6 +193,8 @@ def monitor_run(run_dir: str | Path, *, log_url: str, window: str = "1h", alerts
         deliver(events, alerts, run=run_dir.name)
         result.alerts.extend(events)
     result.active_alerts = sorted(name for name, s in state.items() if s.active)
+    result.suppressed_alerts = sorted(name for name, s in state.items() if s.suppressed_at is not None)
+    result.new_events = len(result.alerts) - events_before
     if reaudit:
         result.reaudit = reaudit_feedback(logged if isinstance(spec, int) else read_log(
             log_url, model_sha256=fingerprint, label_names=reference.profile.label_names)[0], reference,
@@ -190,6 +205,43 @@ def monitor_run(run_dir: str | Path, *, log_url: str, window: str = "1h", alerts
     if gauges is not None:
         gauges.publish(result, alerts)
     return result, len(windows)
+
+
+def _judge_pending_again(result: MonitoringResult, reference, log_url: str, spec, *, embed, seed: int,
+                        now: datetime) -> None:
+    """The embedding test of the latest windows that were judged without some of their texts, now that the log
+    may hold them (redaction runs behind the answers); a window gets it again only when more texts are there."""
+    from trustfm.monitor.logreader import read_log
+    from trustfm.monitor.window import embedding_drift
+
+    recent = result.windows[-RECHECK_WINDOWS:]
+    pending = [w for w in recent if w.texts_missing]
+    if not pending:
+        return
+    first = len(result.windows) - len(recent)
+    offsets = np.cumsum([0] + [w.n for w in result.windows])  # count windows: each window's first row
+    since = None if isinstance(spec, int) else datetime.fromisoformat(pending[0].start) - timedelta(microseconds=1)
+    logged, _ = read_log(log_url, model_sha256=result.model_sha256, label_names=reference.profile.label_names,
+                         since=since)
+    epoch = datetime(1970, 1, 1, tzinfo=timezone.utc)
+    stamps = np.asarray([(t - epoch).total_seconds() for t in logged.received_at])
+    for i, window in enumerate(recent, start=first):
+        if not window.texts_missing:
+            continue
+        if isinstance(spec, int):
+            rows = np.arange(offsets[i], offsets[i + 1])
+        else:
+            lo, hi = ((datetime.fromisoformat(t) - epoch).total_seconds() for t in (window.start, window.end))
+            rows = np.nonzero((stamps >= lo) & (stamps < hi))[0]
+        part = logged.take(rows[rows < len(logged)])
+        readable = [j for j, t in enumerate(part.texts) if t is not None]
+        if len(readable) < 2 or len(part) - len(readable) >= window.texts_missing:
+            continue
+        embedding_drift(window, reference, part, readable, embed=embed, seed=seed)
+        window.notes.append(f"embedding drift judged again at {now.isoformat(timespec='seconds')}: "
+                            f"{window.texts_missing - (len(part) - len(readable))} more texts were redacted into "
+                            "the log after the window was first judged")
+        window.texts_missing = len(part) - len(readable)
 
 
 def reaudit_feedback(logged, reference, *, run_dir: Path) -> Reaudit:
@@ -231,8 +283,9 @@ def reaudit_feedback(logged, reference, *, run_dir: Path) -> Reaudit:
 
 
 class MonitorGauges:
-    """Prometheus gauges of the monitor: ``trustfm_monitor_metric{metric}`` (the latest window) and
-    ``trustfm_alert_active{alert,severity}`` (1 while firing), in ``registry``."""
+    """Prometheus gauges of the monitor: ``trustfm_monitor_metric{metric}`` (the latest window),
+    ``trustfm_alert_active{alert,severity}`` (1 while firing) and ``trustfm_alert_suppressed{alert,severity}`` (1
+    while breached but held by the cooldown), in ``registry``."""
 
     def __init__(self, registry=None):
         from prometheus_client import REGISTRY, Gauge
@@ -242,6 +295,8 @@ class MonitorGauges:
                             registry=registry)
         self.active = Gauge("trustfm_alert_active", "1 while the alert rule fires", ["alert", "severity"],
                             registry=registry)
+        self.suppressed = Gauge("trustfm_alert_suppressed", "1 while the rule is breached but held by its cooldown",
+                                ["alert", "severity"], registry=registry)
 
     def publish(self, result: MonitoringResult, alerts: AlertConfig) -> None:
         if result.windows:
@@ -249,6 +304,7 @@ class MonitorGauges:
                 self.metric.labels(name).set(value)
         for rule in alerts.rules:
             self.active.labels(rule.name, rule.severity).set(1.0 if rule.name in result.active_alerts else 0.0)
+            self.suppressed.labels(rule.name, rule.severity).set(1.0 if rule.name in result.suppressed_alerts else 0.0)
 
 
 def monitor_loop(*, run_dir: str | Path, log_url: str, window: str, alerts: AlertConfig, every_s: float,

@@ -58,6 +58,9 @@ class MonitorWindow(BaseModel):
     positive_rate_gap: float | None = None
     group_accuracy: dict[str, float] = {}
     accuracy_gap: float | None = None
+    # answers logged without their redacted text when judged (redaction pending, or a hash/none log policy): the
+    # embedding test waits for them, and a later monitor call judges the window again once they are there
+    texts_missing: int = 0
     notes: list[str] = []
 
     def metrics(self) -> dict[str, float]:
@@ -82,6 +85,19 @@ WINDOW_METRICS = ("n", "requests", "feedback", "prediction_psi", "prediction_chi
 
 def _gap(values: dict[str, float]) -> float | None:
     return max(values.values()) - min(values.values()) if len(values) >= 2 else None
+
+
+def embedding_drift(window: MonitorWindow, reference: Reference, logged: LoggedPredictions, readable: list[int], *,
+                    embed: Callable[[Sequence[str]], np.ndarray], seed: int, permutations: int = PERMUTATIONS) -> None:
+    """Set ``window``'s embedding two-sample test (MMD, permutation p-value) from the ``readable`` rows' texts (a
+    seeded sample of at most :data:`EMBEDDED_TEXTS`) against the reference embeddings."""
+    rng = np.random.default_rng(seed)
+    chosen = sorted(rng.permutation(readable)[:EMBEDDED_TEXTS].tolist())
+    current = embed([logged.texts[i] for i in chosen])
+    ref = reference.embeddings[rng.permutation(len(reference.embeddings))[:EMBEDDED_TEXTS]]
+    window.embedding_mmd2, window.embedding_mmd_p = mmd_permutation_test(ref, current, permutations=permutations,
+                                                                         seed=seed)
+    window.embedded_texts = len(chosen)
 
 
 def evaluate_window(reference: Reference, logged: LoggedPredictions, *, start: str, end: str,
@@ -130,19 +146,14 @@ def evaluate_window(reference: Reference, logged: LoggedPredictions, *, start: s
 
     readable = [] if images else [i for i, t in enumerate(logged.texts) if t is not None]
     if not images:  # an image's log row has no pixels to embed (said in the notes above)
+        window.texts_missing = n - len(readable)
         if embed is None:
             notes.append("embedding drift not computed (no model given)")
         elif len(readable) < 2:
             notes.append("embedding drift not computed: the log keeps no redacted texts for this window "
-                         "(log_text hash or none, or redaction still pending)")
+                         "(log_text hash or none, or redaction still pending: judged again when they arrive)")
         else:
-            rng = np.random.default_rng(seed)
-            chosen = sorted(rng.permutation(readable)[:EMBEDDED_TEXTS].tolist())
-            current = embed([logged.texts[i] for i in chosen])
-            ref = reference.embeddings[rng.permutation(len(reference.embeddings))[:EMBEDDED_TEXTS]]
-            window.embedding_mmd2, window.embedding_mmd_p = mmd_permutation_test(
-                ref, current, permutations=permutations, seed=seed)
-            window.embedded_texts = len(chosen)
+            embedding_drift(window, reference, logged, readable, embed=embed, seed=seed, permutations=permutations)
 
     labelled = logged.true_label >= 0
     window.feedback = int(labelled.sum())
