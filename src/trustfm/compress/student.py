@@ -91,28 +91,41 @@ def teacher_layers(num_layers: int, keep: int) -> list[int]:
 
 
 def init_student(teacher, keep_layers: int):
-    """A copy of ``teacher`` (a TextClassifier) with only :func:`teacher_layers` of its encoder layers."""
-    from trustfm.models.structure import bert_layers
+    """A copy of ``teacher`` (a TextClassifier) with only :func:`teacher_layers` of its encoder layers; a family
+    whose layers trustfm cannot address is refused in one line (:mod:`trustfm.models.families`)."""
+    from trustfm.models.families import family_of
 
+    adapter = family_of(teacher.encoder, purpose="distillation")
     student = copy.deepcopy(teacher)
-    layers = bert_layers(student.encoder)
-    chosen = teacher_layers(len(layers), keep_layers)
-    student.encoder.encoder.layer = torch.nn.ModuleList([layers[i] for i in chosen])
-    student.encoder.config.num_hidden_layers = keep_layers
-    for position, layer in enumerate(student.encoder.encoder.layer):
-        attention = getattr(layer.attention, "self", None)
-        if attention is not None and hasattr(attention, "layer_idx"):
-            attention.layer_idx = position
+    chosen = teacher_layers(len(adapter.layers(student.encoder)), keep_layers)
+    adapter.keep_layers(student.encoder, chosen)
     return student, chosen
+
+
+def _slice_scores(slices, reduce_axis_sizes=None) -> torch.Tensor:
+    """Sum over a group's weight slices of |w * dL/dw| (its bias too): one group's first-order Taylor importance."""
+    from trustfm.models.families import _out_in_dims
+
+    total = torch.zeros(())
+    for module, axis, index in slices:
+        out_dim, in_dim = _out_in_dims(module)
+        saliency = (module.weight * module.weight.grad).abs()
+        picked = saliency.index_select(out_dim if axis == "out" else in_dim, torch.as_tensor(index))
+        total = total + picked.sum()
+        if axis == "out" and module.bias is not None and module.bias.grad is not None:
+            total = total + (module.bias * module.bias.grad).abs()[torch.as_tensor(index)].sum()
+    return total
 
 
 def taylor_importance(model, tokenizer, texts: Sequence[str], labels: np.ndarray, *, max_length: int,
                       batch_size: int = 32) -> tuple[list[np.ndarray], list[np.ndarray]]:
-    """Per layer, the importance of each attention head (heads,) and feed-forward unit (intermediate,):
-    sum over the unit's weights of |w * dL/dw| for the cross-entropy on ``texts`` (first-order Taylor)."""
+    """Per layer, the importance of each attention group (a head; with grouped-query attention a key-value head
+    and its queries) and each feed-forward unit: the sum over its weights of |w * dL/dw| for the cross-entropy on
+    ``texts`` (first-order Taylor)."""
     from trustfm.data.batching import encode_texts, inference_batches, iterate_batches
-    from trustfm.models.structure import bert_layers, head_size
+    from trustfm.models.families import family_of
 
+    adapter = family_of(model.encoder, purpose="pruning")
     model.train(False)
     model.zero_grad(set_to_none=True)
     encoded = encode_texts(tokenizer, list(texts), max_length)
@@ -120,18 +133,11 @@ def taylor_importance(model, tokenizer, texts: Sequence[str], labels: np.ndarray
     for _, batch in iterate_batches(encoded, batches, tokenizer.pad_token_id, labels.astype(np.int64)):
         loss = F.cross_entropy(model(batch["input_ids"], batch["attention_mask"]), batch["labels"], reduction="sum")
         loss.backward()
-    size = head_size(model.encoder)
     heads, units = [], []
     with torch.no_grad():
-        for layer in bert_layers(model.encoder):
-            attention = layer.attention
-            score = sum((lin.weight * lin.weight.grad).abs().sum(dim=1) for lin in
-                        (attention.self.query, attention.self.key, attention.self.value))
-            score = score + (attention.output.dense.weight * attention.output.dense.weight.grad).abs().sum(dim=0)
-            heads.append(score.reshape(-1, size).sum(dim=1).numpy())
-            unit = (layer.intermediate.dense.weight * layer.intermediate.dense.weight.grad).abs().sum(dim=1)
-            unit = unit + (layer.output.dense.weight * layer.output.dense.weight.grad).abs().sum(dim=0)
-            units.append(unit.numpy())
+        for layer in adapter.layers(model.encoder):
+            heads.append(np.array([float(_slice_scores(g)) for g in adapter.head_groups(model.encoder, layer)]))
+            units.append(np.array([float(_slice_scores(u)) for u in adapter.ffn_units(layer)]))
     model.zero_grad(set_to_none=True)
     return heads, units
 

@@ -233,7 +233,10 @@ def _load_whole(folder: Path, meta: dict) -> TextClassifier:
     from trustfm.models.structure import apply_structure
 
     config = AutoConfig.from_pretrained(folder, local_files_only=True)
-    encoder = AutoModel.from_config(config, attn_implementation="sdpa")
+    try:
+        encoder = AutoModel.from_config(config, attn_implementation="sdpa")
+    except (ValueError, ImportError):  # some architectures have no SDPA path (DeBERTa); the eager one is always there
+        encoder = AutoModel.from_config(config, attn_implementation="eager")
     if meta.get("structure"):
         apply_structure(encoder, meta["structure"])
     model = TextClassifier(encoder, len(meta["label_names"]), pooling=meta["pooling"], dropout=meta.get("dropout", 0.1))
