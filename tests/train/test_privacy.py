@@ -299,3 +299,54 @@ def test_dp_micro_batches_train_exactly_like_whole_poisson_batches(dp_config, tm
         assert torch.allclose(value, weights[10**6][name], atol=1e-5), name
     base = load_file(str(next(Path(dp_config["model.name_or_path"]).glob("*.safetensors"))))
     assert any(not torch.equal(value, base[name]) for name, value in weights[4].items() if name in base)  # it trained
+
+
+@pytest.mark.parametrize("family", ["gpt2", "qwen2", "modernbert", "deberta-v2", "distilbert"])
+def test_bookkeeping_clipping_equals_per_example_clipping_on_every_family(family, tmp_path):
+    """GPT-2's Conv1D and Llama-style RMS norms too: the clipped sum equals clipping each example's own gradient."""
+    import copy
+
+    import torch
+
+    from tiny_families import build_tiny_model
+    from trustfm.config import ModelConfig
+    from trustfm.models import build_classifier
+    from trustfm.train.dp_clipping import BookkeepingClipper
+    from trustfm.train.privacy import set_dp_trainable
+
+    folder = build_tiny_model(family, tmp_path / family)
+    torch.manual_seed(0)
+    model, tokenizer = build_classifier(ModelConfig(name_or_path=str(folder), dropout=0.0), ["a", "b"])
+    dp = load_config(None, {"privacy.dp": {"epsilon": 8.0}}).privacy.dp
+    set_dp_trainable(model, dp)
+    for name, p in model.named_parameters():  # word and position tables stay frozen (set_dp_trainable's rule)
+        if "embed" in name or name.startswith("encoder.wte") or name.startswith("encoder.wpe"):
+            p.requires_grad_(False)
+    model.dropout.p = 0.0
+    model.train()
+    batch = tokenizer(["the product was great", "awful, slow refund and rude support", "i love it",
+                       "the delivery was fast and the item perfect"], padding=True, return_tensors="pt")
+    ids, mask, labels = batch["input_ids"], batch["attention_mask"], torch.tensor([1, 0, 1, 1])
+    reference = copy.deepcopy(model)
+    params = {n: p for n, p in reference.named_parameters() if p.requires_grad}
+    expected = {n: torch.zeros_like(p) for n, p in params.items()}
+    for i in range(len(labels)):  # each example's own gradient, clipped to 0.5, summed
+        reference.zero_grad()
+        torch.nn.functional.cross_entropy(reference(ids[i:i + 1], mask[i:i + 1]), labels[i:i + 1]).backward()
+        grads = {n: p.grad.detach().clone() if p.grad is not None else torch.zeros_like(p) for n, p in params.items()}
+        norm = torch.sqrt(sum(g.pow(2).sum() for g in grads.values()))
+        for n, g in grads.items():
+            expected[n] += g * min(1.0, 0.5 / (float(norm) + 1e-6))
+    clipper = BookkeepingClipper(model, max_grad_norm=0.5).attach()
+    names = {id(p): n for n, p in model.named_parameters()}
+    torch.nn.functional.cross_entropy(model(ids, mask), labels, reduction="sum").backward()
+    if family == "deberta-v2":  # its key and query projections also read the shared relative position embeddings
+        with pytest.raises(ValueError, match="cannot split .*attention.self.* gradient per example"):
+            clipper.clipped_sum()
+        return
+    got = {names[id(p)]: g for p, g in clipper.clipped_sum().items()}
+    clipper.detach()
+    assert set(got) == {n for n, g in expected.items()}
+    scale = max(v.abs().max() for v in expected.values())
+    for name, value in expected.items():
+        assert torch.allclose(got[name], value, atol=1e-5 * scale, rtol=1e-3), name

@@ -127,7 +127,9 @@ class ModelConfig(_Strict):
     )
     pretrained: bool = Field(True, description="start an image model from its shipped ImageNet weights (false: "
                                                "from random weights, to measure what pretraining gives)")
-    pooling: Literal["mean", "cls"] = "mean"
+    pooling: Literal["auto", "mean", "cls", "last"] = Field(
+        "auto", description="how token states become one text vector: mean over real tokens, the first token, or "
+                            "the last real token; auto: last for a causal decoder (GPT-2, Llama, Qwen2), else mean")
     dropout: float = Field(0.1, ge=0.0, lt=1.0, description="dropout in the encoder and before the head")
     label_descriptions: dict[str, list[str]] | None = Field(
         None,

@@ -28,6 +28,7 @@ MODEL_META = "trustfm_model.json"
 HEAD_FILE = "head.safetensors"
 STATE_FILE = "classifier.safetensors"  # the whole classifier's weights, for pruned and int8 models
 FORMATS = ("torch", "torch-int8", "onnx")
+POOLINGS = ("auto", "mean", "cls", "last")
 
 
 class TextClassifier(nn.Module):
@@ -38,12 +39,17 @@ class TextClassifier(nn.Module):
     attributions) reach the model.
     """
 
-    def __init__(self, encoder: nn.Module, num_labels: int, *, pooling: str = "mean", dropout: float = 0.1):
+    def __init__(self, encoder: nn.Module, num_labels: int, *, pooling: str = "auto", dropout: float = 0.1):
         super().__init__()
-        if pooling not in ("mean", "cls"):
-            raise ValueError(f"pooling must be 'mean' or 'cls', not {pooling!r}")
+        if pooling not in POOLINGS:
+            raise ValueError(f"pooling must be one of {', '.join(POOLINGS)}, not {pooling!r}")
+        if pooling == "auto":
+            from trustfm.models.families import is_decoder
+
+            # a causal decoder's last real token is the only one that has read the whole text
+            pooling = "last" if is_decoder(encoder) else "mean"
         self.encoder = encoder
-        self.pooling = pooling
+        self.pooling = pooling  # resolved: mean, cls or last
         self.dropout = nn.Dropout(dropout)
         self.head = nn.Linear(encoder.config.hidden_size, num_labels)
         nn.init.normal_(self.head.weight, std=0.02)
@@ -68,6 +74,13 @@ class TextClassifier(nn.Module):
         ).last_hidden_state
         if self.pooling == "cls":
             return out[:, 0]
+        if self.pooling == "last":
+            if attention_mask is None:
+                return out[:, -1]
+            # the last position whose mask is 1: right padding or left padding alike
+            positions = torch.arange(1, out.shape[1] + 1, device=out.device)
+            last = (attention_mask * positions).argmax(dim=1)
+            return out[torch.arange(out.shape[0], device=out.device), last]
         if attention_mask is None:
             return out.mean(dim=1)
         mask = attention_mask.unsqueeze(-1).to(out.dtype)

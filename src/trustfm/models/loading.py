@@ -82,7 +82,9 @@ def load_encoder(path: Path, *, allow_pickle: bool, dropout: float | None = None
     use_safetensors = check_weight_format(path, allow_pickle=allow_pickle)
     config = AutoConfig.from_pretrained(path, local_files_only=True)
     if dropout is not None:
-        for name in ("hidden_dropout_prob", "attention_probs_dropout_prob", "dropout", "attention_dropout"):
+        # each family names its dropouts its own way (BERT, DistilBERT, GPT-2, ModernBERT, Llama/Qwen2)
+        for name in ("hidden_dropout_prob", "attention_probs_dropout_prob", "dropout", "attention_dropout",
+                     "resid_pdrop", "embd_pdrop", "attn_pdrop", "embedding_dropout", "mlp_dropout"):
             if hasattr(config, name):
                 setattr(config, name, dropout)
     try:

@@ -21,8 +21,10 @@ hooks keep each trainable layer's input ``a`` (b, t, in) and output gradient
 
 So the step costs about one plain step plus the norms (Bu et al., 2023,
 "Differentially private optimization on large model at small cost"). Supported
-trainable layers: ``nn.Linear`` (this covers LoRA adapters) and
-``nn.LayerNorm``; anything else is refused by name. The result equals Opacus's
+trainable layers: ``nn.Linear`` (this covers LoRA adapters), GPT-2's ``Conv1D``
+(a linear layer with its weight stored transposed), ``nn.LayerNorm`` and RMS
+norms (``nn.RMSNorm``, and the Llama/Qwen2 kind with a ``variance_epsilon``);
+anything else is refused by name. The result equals Opacus's
 clipped sum up to float rounding (tested against ``DPOptimizer``).
 """
 
@@ -32,6 +34,22 @@ import torch
 from torch import nn
 
 SUPPORTED = (nn.Linear, nn.LayerNorm)
+
+
+def _linear_like(module: nn.Module) -> bool:
+    """nn.Linear, or GPT-2's Conv1D (y = x W + b with W stored (in, out))."""
+    return isinstance(module, nn.Linear) or type(module).__name__ == "Conv1D"
+
+
+def _rms_norm(module: nn.Module) -> bool:
+    """An RMS norm: y = w * x / sqrt(mean(x^2) + eps), no bias (nn.RMSNorm, LlamaRMSNorm, Qwen2RMSNorm)."""
+    return isinstance(module, getattr(nn, "RMSNorm", ())) or (
+        hasattr(module, "variance_epsilon") and getattr(module, "bias", None) is None
+        and getattr(module, "weight", None) is not None and module.weight.dim() == 1)
+
+
+def _supported(module: nn.Module) -> bool:
+    return isinstance(module, SUPPORTED) or _linear_like(module) or _rms_norm(module)
 
 
 class BookkeepingClipper:
@@ -63,9 +81,9 @@ class BookkeepingClipper:
             own = [p for p in module.parameters(recurse=False) if p.requires_grad]
             if not own:
                 continue
-            if not isinstance(module, SUPPORTED):
+            if not _supported(module):
                 raise ValueError(
-                    f"book-keeping DP clipping supports trainable nn.Linear and nn.LayerNorm only; "
+                    f"book-keeping DP clipping supports trainable linear layers and layer or RMS norms only; "
                     f"{name} is a trainable {type(module).__name__}. Freeze it or use privacy.dp.clipping: opacus")
             owners[name] = module
         if not owners:
@@ -134,13 +152,23 @@ class BookkeepingClipper:
     def _captured(self) -> list[tuple]:
         """``(module, a, g, hat)`` per captured forward: (b, t, d) float views, and LayerNorm's normalised input."""
         captured = []
-        for _, module in self.layers:
+        # the batch: the first axis of most captured inputs (every example's tokens)
+        sizes = [a.shape[0] for entries in self._saved.values() for a, g in entries if g is not None]
+        batch = max(set(sizes), key=sizes.count) if sizes else None
+        for name, module in self.layers:
             # a layer whose output does not reach the loss has no gradient: it contributes nothing
             for a, g in self._saved.get(module, []):
                 if g is None:
                     continue
+                if a.shape[0] != batch:
+                    # an input every example shares (DeBERTa's relative position embeddings through its key and
+                    # query projections): what each example contributes to the gradient cannot be told apart
+                    raise ValueError(f"book-keeping DP clipping cannot split {name}'s gradient per example: the layer "
+                                     "also reads an input every example shares (relative position embeddings). "
+                                     "Train the head only under DP on this family (privacy.dp.trainable: head)")
                 a, g = _flat(a.float(), g.float())
-                hat = _layer_norm_hat(module, a) if isinstance(module, nn.LayerNorm) else None
+                hat = (_layer_norm_hat(module, a) if isinstance(module, nn.LayerNorm)
+                       else _rms_norm_hat(module, a) if _rms_norm(module) else None)
                 captured.append((module, a, g, hat))
         if not captured:
             raise RuntimeError("no gradient was captured: call this after backward of a training-mode forward")
@@ -159,6 +187,12 @@ def _layer_norm_hat(module: nn.LayerNorm, a: torch.Tensor) -> torch.Tensor:
     return torch.nn.functional.layer_norm(a, module.normalized_shape, None, None, module.eps)
 
 
+def _rms_norm_hat(module: nn.Module, a: torch.Tensor) -> torch.Tensor:
+    """The RMS-normalised input (what an RMS norm's weight multiplies)."""
+    eps = getattr(module, "variance_epsilon", None) or getattr(module, "eps", None) or 1e-6
+    return a * torch.rsqrt(a.pow(2).mean(dim=-1, keepdim=True) + eps)
+
+
 def _trained(p, trains: set[int]) -> bool:
     return p is not None and id(p) in trains
 
@@ -170,7 +204,7 @@ def _norms(captured: list[tuple], trains: set[int]) -> torch.Tensor:
     grams: dict[tuple, torch.Tensor] = {}
     total = torch.zeros(captured[0][1].shape[0], dtype=torch.float32, device=captured[0][1].device)
     for module, a, g, hat in captured:
-        if isinstance(module, nn.Linear):
+        if _linear_like(module):
             if _trained(module.weight, trains):
                 t, d_in, d_out = a.shape[1], a.shape[2], g.shape[2]
                 if t * t * (d_in + d_out) <= t * d_in * d_out:
@@ -181,9 +215,9 @@ def _norms(captured: list[tuple], trains: set[int]) -> torch.Tensor:
                     total += (grams[key] * torch.bmm(g, g.transpose(1, 2))).sum(dim=(1, 2))
                 else:
                     total += torch.bmm(g.transpose(1, 2), a).pow(2).sum(dim=(1, 2))
-        elif _trained(module.weight, trains):  # LayerNorm
+        elif _trained(module.weight, trains):  # a layer or RMS norm
             total += (g * hat).sum(dim=1).pow(2).sum(dim=1)
-        if _trained(module.bias, trains):
+        if _trained(getattr(module, "bias", None), trains):
             total += g.sum(dim=1).pow(2).sum(dim=1)
     return total.clamp_min(0).sqrt()
 
@@ -194,15 +228,16 @@ def _weighted_grads(module: nn.Module, a: torch.Tensor, g: torch.Tensor, hat: to
     f = factors.view(-1, 1, 1)
     grads = {}
     if _trained(module.weight, trains):
-        if isinstance(module, nn.Linear):
+        if _linear_like(module):
             # the factors scale whichever of input and output gradient is smaller
             if a.shape[-1] <= g.shape[-1]:
                 a, gw = a * f, g
             else:
                 gw = g * f
-            grads[module.weight] = gw.reshape(-1, gw.shape[-1]).T @ a.reshape(-1, a.shape[-1])
+            grad = gw.reshape(-1, gw.shape[-1]).T @ a.reshape(-1, a.shape[-1])  # (out, in)
+            grads[module.weight] = grad if isinstance(module, nn.Linear) else grad.T  # Conv1D stores (in, out)
         else:
             grads[module.weight] = factors @ (g * hat).sum(dim=1)
-    if _trained(module.bias, trains):
+    if _trained(getattr(module, "bias", None), trains):
         grads[module.bias] = factors @ g.sum(dim=1)
     return {p: v.to(p.dtype).view_as(p) for p, v in grads.items()}

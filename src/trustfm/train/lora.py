@@ -14,14 +14,15 @@ import copy
 
 from torch import nn
 
-DEFAULT_TARGETS = ("query", "value")
-
-
-def add_lora(model: nn.Module, *, rank: int = 8, alpha: float = 16.0, targets=DEFAULT_TARGETS) -> int:
-    """Inject LoRA adapters (no dropout) into ``model.encoder``'s ``targets`` layers; returns trainable parameters."""
+def add_lora(model: nn.Module, *, rank: int = 8, alpha: float = 16.0, targets=None) -> int:
+    """Inject LoRA adapters (no dropout) into ``model.encoder``'s ``targets`` layers (default: its family's query
+    and value projections, :mod:`trustfm.models.families`); returns trainable parameters."""
     from trustfm._deps import optional_import
+    from trustfm.models.families import family_of
 
     peft = optional_import("peft", "privacy")
+    if targets is None:
+        targets = family_of(model.encoder, purpose="LoRA").lora_targets
     for p in model.parameters():
         p.requires_grad_(False)
     config = peft.LoraConfig(r=rank, lora_alpha=alpha, lora_dropout=0.0, target_modules=list(targets), bias="none")

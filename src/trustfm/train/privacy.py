@@ -92,7 +92,11 @@ def set_trainable(model, trainable: str, *, top_layers: int = 2, lora_rank: int 
             p.requires_grad_(False)
         for p in model.head.parameters():
             p.requires_grad_(True)
-        layers = model.encoder.encoder.layer if trainable in ("top_layers", "bias") else []
+        layers = []
+        if trainable in ("top_layers", "bias"):
+            from trustfm.models.families import family_of
+
+            layers = family_of(model.encoder, purpose=f"trainable: {trainable}").layers(model.encoder)
         if trainable == "top_layers":
             for layer in layers[max(0, len(layers) - top_layers):]:
                 for p in layer.parameters():
@@ -115,6 +119,14 @@ def set_dp_trainable(model, dp) -> int:
     for name, p in model.named_parameters():
         if any(part in f".{name}" for part in (".pooler.", ".embeddings.")):
             p.requires_grad_(False)
+    encoder = getattr(model, "encoder", None)
+    if (dp.trainable != "head" and getattr(getattr(encoder, "config", None), "relative_attention", False)
+            and getattr(encoder.config, "model_type", "") in ("deberta-v2", "deberta")):
+        from trustfm.errors import ConfigError
+
+        raise ConfigError(f"privacy.dp.trainable: {dp.trainable} on DeBERTa: its attention projections also read the "
+                          "relative position embeddings every example shares, so no per-example gradient of them "
+                          "exists to clip; train the head only under DP (privacy.dp.trainable: head)")
     return set_trainable(model, dp.trainable, top_layers=dp.top_layers, lora_rank=dp.lora_rank,
                          lora_alpha=dp.lora_alpha)
 
