@@ -142,3 +142,26 @@ def test_audit_all_gate_and_report_show_everything_in_chromium(trained, tmp_path
         assert "PASS" in gate and "accuracy >= 0.5" in gate
         assert "explanations" in page.locator("#audits").inner_text()
         browser.close()
+
+
+@pytest.mark.parametrize("family", ["bert", "roberta", "deberta-v2", "gpt2"])
+def test_explanations_read_in_words_for_every_kind_of_tokenizer(family, tmp_path):
+    """WordPiece, byte-level BPE (an encoder's and a decoder's) and SentencePiece Unigram: words, not pieces."""
+    import torch
+
+    from tiny_families import build_tiny_model
+    from trustfm.audit.explanations.methods import make_explainer
+    from trustfm.models.classifier import TextClassifier
+    from trustfm.models.loading import load_encoder
+
+    encoder, tokenizer = load_encoder(build_tiny_model(family, tmp_path / family), allow_pickle=False)
+    torch.manual_seed(0)
+    model = TextClassifier(encoder, 2).eval()
+    text = "the refund was disappointing, truly"
+    assert len(tokenizer.tokenize(text)) > 5  # the tokenizer splits the words into pieces
+    for method in ("occlusion", "integrated_gradients"):
+        attribution = make_explainer(method, model, tokenizer, max_length=32).explain(text, ["neg", "pos"])
+        assert attribution.words[:3] == ["the", "refund", "was"], (family, attribution.words)
+        assert "truly" in attribution.words and len(attribution.word_scores) == len(attribution.words)
+        # a word's score is its pieces' summed score
+        assert sum(attribution.word_scores) == pytest.approx(sum(attribution.scores), abs=1e-6)

@@ -17,6 +17,7 @@ def reported_run(tiny_model_dir, tiny_data, tmp_path_factory):
     out = tmp_path_factory.mktemp("gate") / "run"
     result = run("train", "--data", tiny_data, "--model", tiny_model_dir, "--group-column", "group", "--epochs", "2",
                  "--learning-rate", "3e-3", "--max-length", "32", "--quiet", "--set", "evaluate.bootstrap_samples=100",
+               "--set", "fairness.min_group_size=5",
                  "-o", out)
     assert result.returncode == 0, result.stderr
     assert run("audit", "fairness", out, "--sensitive", "group").returncode == 0

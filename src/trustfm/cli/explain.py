@@ -64,11 +64,9 @@ def explain(
     from rich.text import Text
 
     for r in results:
-        peak = max((abs(s) for s in r.scores), default=1.0) or 1.0
+        peak = max((abs(s) for s in r.word_scores), default=1.0) or 1.0
         line = Text(f"{r.method:>22} → {r.target} ({r.target_probability:.3f}): ")
-        for token, score in zip(r.tokens, r.scores):
-            if token.startswith("[") and token.endswith("]"):
-                continue
+        for token, score in zip(r.words, r.word_scores):
             strength = int(255 * (1 - min(abs(score) / peak, 1.0)))
             colour = f"rgb(255,{strength},{strength})" if score > 0 else f"rgb({strength},{strength},255)"
             line.append(token + " ", style=f"on {colour}")

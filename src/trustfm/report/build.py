@@ -68,18 +68,20 @@ def collect_report(run_dir: str | Path) -> dict:
 
 
 def highlight_tokens(attribution: dict) -> str:
-    """Tokens as spans shaded by attribution: red pushes towards the target class, blue away."""
+    """Words (tokens, for results written before words were recorded) as spans shaded by attribution: red pushes
+    towards the target class, blue away."""
     from markupsafe import Markup, escape
 
-    scores = attribution["scores"]
+    words = attribution.get("words")
+    units, scores = (words, attribution["word_scores"]) if words else (attribution["tokens"], attribution["scores"])
     peak = max((abs(s) for s in scores), default=0.0) or 1.0
     parts = []
-    for token, score in zip(attribution["tokens"], scores):
-        if token.startswith("[") and token.endswith("]"):
+    for token, score in zip(units, scores):
+        if not words and token.startswith("[") and token.endswith("]"):
             continue
         alpha = min(abs(score) / peak, 1.0)
         rgb = "192,57,43" if score > 0 else "41,98,255"
-        text = token[2:] if token.startswith("##") else " " + token
+        text = token[2:] if not words and token.startswith("##") else " " + token
         parts.append(f'<span class="tok" title="{score:+.4f}" style="background: rgba({rgb},{alpha:.2f})">{escape(text)}</span>')
     return Markup("".join(parts))
 

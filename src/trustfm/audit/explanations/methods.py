@@ -44,6 +44,10 @@ class TokenAttribution(BaseModel):
     method: str
     target: str
     target_probability: float
+    # the text's words (as written in it) with the summed scores of their tokens: what reports and the CLI show,
+    # so a byte-level BPE or SentencePiece model's explanation reads in words, not in pieces of them
+    words: list[str] = []
+    word_scores: list[float] = []
 
 
 class _Explainer:
@@ -87,9 +91,33 @@ class _Explainer:
         probs = self.proba(ids)[0]
         target = int(probs.argmax()) if target is None else target
         scores = self.attribute([text], [target])[0]
+        words = self.words(text, scores)
         return TokenAttribution(text=text, tokens=self.tokenizer.convert_ids_to_tokens(ids[0].tolist()),
                                 scores=[float(s) for s in scores], method=self.method, target=label_names[target],
-                                target_probability=float(probs[target]))
+                                target_probability=float(probs[target]), words=[w for w, _ in words],
+                                word_scores=[v for _, v in words])
+
+    def words(self, text: str, scores: np.ndarray) -> list[tuple[str, float]]:
+        """``text``'s words with the summed scores of their tokens (special tokens left out): the words are the
+        tokenizer's own pre-tokenisation (WordPiece, byte-level BPE and SentencePiece alike), read from the text
+        through the tokens' character offsets."""
+        encoding = self.tokenizer(text, truncation=True, max_length=self.max_length, return_offsets_mapping=True)
+        try:
+            word_ids = encoding.word_ids()
+        except ValueError:  # a slow (Python) tokenizer keeps no word ids: merge WordPiece's ## pieces
+            return _wordpiece_words(self.tokenizer.convert_ids_to_tokens(encoding["input_ids"]), scores)
+        spans: list[list] = []
+        current = None
+        for i, (word, (start, end)) in enumerate(zip(word_ids, encoding["offset_mapping"])):
+            if word is None:
+                current = None
+                continue
+            if word != current:
+                spans.append([start, end, 0.0])
+                current = word
+            spans[-1][1] = max(spans[-1][1], end)
+            spans[-1][2] += float(scores[i])
+        return [(text[a:b].strip(), score) for a, b, score in spans if text[a:b].strip()]
 
     def _attribute(self, ids: torch.Tensor, target: int) -> np.ndarray:
         raise NotImplementedError
@@ -288,7 +316,7 @@ class GlobalExplanation(BaseModel):
     not_sliced: dict[str, str]  # slice kind -> why it is missing
 
 
-def _words(tokens: list[str], scores: np.ndarray) -> list[tuple[str, float]]:
+def _wordpiece_words(tokens: list[str], scores: np.ndarray) -> list[tuple[str, float]]:
     """Merge word pieces (##xx) into words, summing their scores; drop special tokens."""
     words: list[tuple[str, float]] = []
     for token, score in zip(tokens, scores):
@@ -308,10 +336,8 @@ def global_explanation(
     """Aggregate attributions towards each text's predicted class into per-class term rankings."""
     sums: dict[tuple[int, str], list[float]] = {}
     for text, target in zip(texts, predicted):
-        ids = explainer.encode(text)
-        tokens = explainer.tokenizer.convert_ids_to_tokens(ids[0].tolist())
         scores = explainer.attribute([text], [int(target)])[0]
-        words = _words(tokens, scores)
+        words = explainer.words(text, scores)
         grams = [(w, s) for w, s in words] + [
             (f"{a} {b}", sa + sb) for (a, sa), (b, sb) in zip(words, words[1:])
         ]
