@@ -30,6 +30,16 @@ def train_and_evaluate(config: RunConfig, *, resume: bool = False, show_progress
     return _evaluate_trained(paths, show_progress=show_progress)
 
 
+def import_and_evaluate(model_dir: Path, config: RunConfig, *, allow_pickle: bool = False,
+                        show_progress: bool = True) -> RunPaths:
+    """A checkpoint trained elsewhere as a run folder (:func:`~trustfm.train.importing.import_checkpoint`),
+    evaluated on its test file, with the monitoring reference saved: from here on it is audited like any run."""
+    from trustfm.train.importing import import_checkpoint
+
+    root = import_checkpoint(model_dir, config, allow_pickle=allow_pickle)
+    return _evaluate_trained(RunPaths(root), show_progress=show_progress)
+
+
 def _evaluate_trained(paths: RunPaths, *, show_progress: bool) -> RunPaths:
     """After training: the test-split evaluation and the monitoring reference, from one context (one model load
     and data preparation for both)."""

@@ -147,6 +147,14 @@ class AuditContext:
         return ([part.texts[i] for i in rows], self.data.label_ids(part)[rows],
                 f"{part.file} ({len(rows)} {self.eval_split} {unit})")
 
+    def why_no_training_rows(self, needs: str) -> str | None:
+        """None when the run has training rows; else why an audit that ``needs`` them (e.g. "fitting the detector")
+        cannot run: a model imported without its training data."""
+        if len(self.data.train):
+            return None
+        return (f"{needs} needs the model's training rows, and this model was imported without them: import it "
+                "again with --data TRAINING_FILE")
+
     def why_not_differentiable(self, needs: str, instead: str) -> str | None:
         """None when the run's model is a float torch model gradients flow through, else the reason an audit that
         ``needs`` them cannot run (e.g. needs "white-box attacks need the model's gradients", instead "attack its

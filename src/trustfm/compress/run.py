@@ -151,6 +151,10 @@ def _student_rows(ctx, settings: CompressionSettings):
         train = ctx.data.train
         texts, gold = list(train.texts), ctx.data.label_ids(train).astype(np.int64)
     texts += unlabelled
+    if not texts:
+        raise ConfigError(f"{ctx.paths.root} has no training rows to train a {settings.method} student on (an "
+                          "imported model without its training data): give texts to learn from with --unlabelled "
+                          "PATH")
     gold = np.concatenate([gold, np.full(len(unlabelled), -1, dtype=np.int64)])
     logits, _ = ctx.predictor.logits_and_embeddings(texts)
     return SoftLabels(texts=texts, gold=gold, teacher_logits=logits)
@@ -212,9 +216,14 @@ def build_child_model(ctx, settings: CompressionSettings, model_dir: Path, *, wo
         from torch import nn
 
         quantized = copy.deepcopy(model)
-        # the encoder's linear layers; the 2-class head is tiny and stays float
+        # the encoder's linear layers; the head is tiny and stays float
+        head = quantized.head
+        linear = [m for m in quantized.encoder.modules() if isinstance(m, nn.Linear) and m is not head]
+        if not linear:
+            raise ConfigError(f"torch-int8 quantises linear layers, and this {quantized.encoder.config.model_type} "
+                              "model has none (its projections are Conv1D): compress it with onnx-int8")
         quantize_(quantized, Int8DynamicActivationInt8WeightConfig(),
-                  filter_fn=lambda module, name: isinstance(module, nn.Linear) and name.startswith("encoder."))
+                  filter_fn=lambda module, name: isinstance(module, nn.Linear) and module is not head)
         save_classifier(quantized, tokenizer, model_dir, label_names=parent.label_names,
                         extra={**meta, "format": "torch-int8"})
         return {"engine": f"torchao {torchao.__version__}",
@@ -223,7 +232,7 @@ def build_child_model(ctx, settings: CompressionSettings, model_dir: Path, *, wo
     if method == "distill":
         from trustfm.compress.student import init_student
 
-        student, chosen = init_student(model, settings.layers or max(1, len(model.encoder.encoder.layer) // 2))
+        student, chosen = init_student(model, settings.layers)
         trained = _train_student(ctx, student, rows, settings, epochs=settings.epochs or 3, workdir=workdir,
                                  show_progress=show_progress)
         save_classifier(student, tokenizer, model_dir, label_names=parent.label_names, extra=meta)
@@ -234,6 +243,9 @@ def build_child_model(ctx, settings: CompressionSettings, model_dir: Path, *, wo
 
     student = copy.deepcopy(model)
     validation = ctx.data.validation if len(ctx.data.validation) else ctx.data.train
+    if not len(validation):
+        raise ConfigError(f"{ctx.paths.root} has no validation or training rows to rank heads and units on (an "
+                          "imported model without its data): import it with --data or --validation-data")
     structure = prune_model(student, tokenizer, validation.texts, ctx.data.label_ids(validation),
                             fraction=settings.fraction, max_length=parent.max_length)
     trained = _train_student(ctx, student, rows, settings, epochs=settings.epochs or 1, workdir=workdir,
@@ -244,18 +256,25 @@ def build_child_model(ctx, settings: CompressionSettings, model_dir: Path, *, wo
             "importance": "first-order Taylor |w * dL/dw| on the validation split", "training": trained}
 
 
+SPEED_ARM_SECONDS = 0.3  # each arm of a round repeats its call until it has run at least this long
+
+
 def speed_ratios(parent, child, texts, *, rounds: int = SPEED_ROUNDS) -> list[float]:
-    """Per round, the seconds ``parent(texts)`` takes over the seconds ``child(texts)`` takes (the two arms
-    alternated, each warmed up once first): > 1 where the child is faster."""
+    """Per round, the seconds per call of ``parent(texts)`` over those of ``child(texts)`` (the two arms
+    alternated, each warmed up once first, each repeated until it has run :data:`SPEED_ARM_SECONDS`, so a small
+    set is not timed at the clock's noise): > 1 where the child is faster."""
+
+    def per_call(predict) -> float:
+        calls, started = 0, time.perf_counter()
+        while True:
+            predict(texts)
+            calls += 1
+            elapsed = time.perf_counter() - started
+            if elapsed >= SPEED_ARM_SECONDS:
+                return elapsed / calls
+
     parent(texts[:8]), child(texts[:8])
-    ratios = []
-    for _ in range(rounds):
-        started = time.perf_counter()
-        parent(texts)
-        middle = time.perf_counter()
-        child(texts)
-        ratios.append((middle - started) / max(time.perf_counter() - middle, 1e-9))
-    return ratios
+    return [per_call(parent) / max(per_call(child), 1e-9) for _ in range(rounds)]
 
 
 def check_fidelity(ctx, model_dir: Path, settings: CompressionSettings) -> Fidelity:

@@ -90,14 +90,16 @@ def teacher_layers(num_layers: int, keep: int) -> list[int]:
     return [int(math.floor(i * num_layers / keep)) for i in range(keep)]
 
 
-def init_student(teacher, keep_layers: int):
-    """A copy of ``teacher`` (a TextClassifier) with only :func:`teacher_layers` of its encoder layers; a family
-    whose layers trustfm cannot address is refused in one line (:mod:`trustfm.models.families`)."""
+def init_student(teacher, keep_layers: int | None = None):
+    """A copy of ``teacher`` (a TextClassifier) with only :func:`teacher_layers` of its encoder layers (default:
+    half of them); a family whose layers trustfm cannot address is refused in one line
+    (:mod:`trustfm.models.families`)."""
     from trustfm.models.families import family_of
 
     adapter = family_of(teacher.encoder, purpose="distillation")
     student = copy.deepcopy(teacher)
-    chosen = teacher_layers(len(adapter.layers(student.encoder)), keep_layers)
+    depth = len(adapter.layers(student.encoder))
+    chosen = teacher_layers(depth, keep_layers or max(1, depth // 2))
     adapter.keep_layers(student.encoder, chosen)
     return student, chosen
 

@@ -110,6 +110,9 @@ class DataConfig(_Strict):
     id_column: str | None = None
     group_columns: list[str] = Field(default_factory=list)
     max_length: int = Field(128, ge=8, le=4096, description="tokens per text, special tokens included")
+    classes: list[str] | None = Field(None, description="the model's classes in its output order, when the model "
+                                                        "fixes them (an imported checkpoint's id2label); default: "
+                                                        "the training labels, sorted")
     min_class_rows: int = Field(10, ge=1, description="a class with fewer training rows is a problem (rare_class)")
     split: SplitConfig = Field(default_factory=SplitConfig)
     on_problem: ProblemPolicies = Field(default_factory=ProblemPolicies)

@@ -156,19 +156,25 @@ def drop_rare_classes(part: LabelledTexts, config: DataConfig) -> LabelledTexts:
 
 def prepare_data(config: DataConfig, *, seed: int) -> PreparedData:
     """Load the configured files, validate them, and split what is not given."""
-    if config.train is None:
+    if config.train is None and not (config.classes and config.test):
         raise ConfigError("data.train is not set: give a training file (--data PATH)")
-    train_all = load_labelled(config.train, config)
-    if len(train_all) == 0:
-        raise DataError("no usable rows after validation", file=str(config.train))
-    train_all = drop_rare_classes(train_all, config)
-    names = label_order(train_all.labels)
+    if config.train is None:
+        # a model trained elsewhere, audited without its training data: its classes are the model's
+        names = list(config.classes)
+        train_all = LabelledTexts(file="(no training data)", texts=[], labels=[], rows=np.zeros(0, dtype=np.int64))
+        hashes, rejected = {}, []
+    else:
+        train_all = load_labelled(config.train, config, known_labels=config.classes)
+        if len(train_all) == 0:
+            raise DataError("no usable rows after validation", file=str(config.train))
+        train_all = drop_rare_classes(train_all, config)
+        names = list(config.classes) if config.classes else label_order(train_all.labels)
+        hashes = {str(config.train): train_all.source_sha256 or file_sha256(config.train)}
+        rejected = list(train_all.rejected)
     if len(names) < 2:
         raise DataError(
             f"needs at least two classes, found {names}", file=str(config.train), column=config.label_column
         )
-    hashes = {str(config.train): train_all.source_sha256 or file_sha256(config.train)}
-    rejected = list(train_all.rejected)
 
     loaded: dict[str, LabelledTexts] = {}
     for role in ("validation", "test"):
@@ -186,7 +192,7 @@ def prepare_data(config: DataConfig, *, seed: int) -> PreparedData:
         validation=config.split.validation if want_val else 0.0,
         test=config.split.test if want_test else 0.0,
         seed=split_seed,
-    )
+    ) if len(train_all) else (np.zeros(0, dtype=np.int64),) * 3
     holdout = None
     if config.split.holdout > 0:
         # carved from what training would get, after validation and test: those splits stay as they were
@@ -203,7 +209,7 @@ def prepare_data(config: DataConfig, *, seed: int) -> PreparedData:
         train_all.rows_in += extra.rows_in  # read rows add up with the rejections
     validation = loaded.get("validation") or train_all.subset(val_idx)
     test = loaded.get("test") or train_all.subset(test_idx)
-    if len(validation) == 0:
+    if len(validation) == 0 and config.split.validation > 0 and config.train is not None:
         raise DataError(
             "validation split is empty: give data.validation or raise data.split.validation",
             file=str(config.train),

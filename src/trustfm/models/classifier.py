@@ -177,12 +177,17 @@ def save_classifier(
     folder = Path(folder)
     extra = extra or {}
     whole = "structure" in extra or extra.get("format") == "torch-int8"
+    from trustfm.models.hf_classifier import ARCHITECTURE, HFSequenceClassifier
+
+    imported = isinstance(model, HFSequenceClassifier)
     with atomic_path(folder) as tmp:
         tmp.mkdir()
         if whole:
             tensors, header = _flat_state(model.state_dict())
             model.encoder.config.save_pretrained(tmp)
             save_file(tensors, str(tmp / STATE_FILE), metadata=header)
+        elif imported:  # a checkpoint trained elsewhere keeps its own layout, head included
+            model.model.save_pretrained(tmp, safe_serialization=True)
         else:
             model.encoder.save_pretrained(tmp, safe_serialization=True)
             save_file({k: v.detach().contiguous() for k, v in model.head.state_dict().items()}, str(tmp / HEAD_FILE))
@@ -190,7 +195,8 @@ def save_classifier(
         meta = {
             "label_names": list(label_names),
             "pooling": model.pooling,
-            "dropout": model.dropout.p,
+            "dropout": model.dropout.p if isinstance(model.dropout, nn.Dropout) else 0.0,
+            **({"architecture": ARCHITECTURE} if imported else {}),
             **extra,
         }
         (tmp / MODEL_META).write_text(json.dumps(meta, indent=2), encoding="utf-8")
@@ -213,6 +219,10 @@ def load_classifier(folder: str | Path):
         raise ConfigError(f"{folder} holds a {fmt} model, which has no torch form: load it with Predictor")
     if (folder / STATE_FILE).is_file():
         return _load_whole(folder, meta), _load_tokenizer(folder), meta
+    if meta.get("architecture") == "hf-sequence-classification":
+        from trustfm.models.hf_classifier import load_hf_classifier
+
+        return load_hf_classifier(folder), _load_tokenizer(folder), meta
     encoder, tokenizer = load_encoder(folder, allow_pickle=False)
     model = TextClassifier(
         encoder, len(meta["label_names"]), pooling=meta["pooling"], dropout=meta.get("dropout", 0.1)
@@ -246,17 +256,26 @@ def _load_whole(folder: Path, meta: dict) -> TextClassifier:
     from trustfm.models.structure import apply_structure
 
     config = AutoConfig.from_pretrained(folder, local_files_only=True)
-    try:
-        encoder = AutoModel.from_config(config, attn_implementation="sdpa")
-    except (ValueError, ImportError):  # some architectures have no SDPA path (DeBERTa); the eager one is always there
-        encoder = AutoModel.from_config(config, attn_implementation="eager")
+    if meta.get("architecture") == "hf-sequence-classification":
+        from trustfm.models.hf_classifier import load_hf_classifier
+
+        model = load_hf_classifier(folder, config=config)
+        encoder = model.encoder
+    else:
+        try:
+            encoder = AutoModel.from_config(config, attn_implementation="sdpa")
+        except (ValueError, ImportError):  # some families have no SDPA path (DeBERTa); the eager one is always there
+            encoder = AutoModel.from_config(config, attn_implementation="eager")
+        model = None
     if meta.get("structure"):
         apply_structure(encoder, meta["structure"])
-    model = TextClassifier(encoder, len(meta["label_names"]), pooling=meta["pooling"], dropout=meta.get("dropout", 0.1))
+    if model is None:
+        model = TextClassifier(encoder, len(meta["label_names"]), pooling=meta["pooling"],
+                               dropout=meta.get("dropout", 0.1))
     tensors = load_file(str(folder / STATE_FILE))
     with safe_open(str(folder / STATE_FILE), "pt") as handle:
         header = handle.metadata()
-    if meta.get("format") == "torch-int8":
+    if meta.get("format") == "torch-int8" and header is not None:
         from torchao.prototype.safetensors.safetensors_support import unflatten_tensor_state_dict
 
         tensors, _ = unflatten_tensor_state_dict(tensors, header)

@@ -71,6 +71,24 @@ def check_weight_format(path: Path, *, allow_pickle: bool) -> bool:
     return False
 
 
+# loggers of libraries Transformers imports on the way (torchao, when installed, reports the CUDA kernels it cannot
+# load on a CPU machine, and torch's pytree a deprecation meant for torchao's developers)
+NOISY_LOGGERS = ("torchao", "torch.utils._pytree")
+
+
+def quiet_transformers() -> None:
+    """Silence Transformers' info logging and its progress bars (nothing is downloaded here; "Loading weights" is
+    not the user's business), and the warnings of the libraries it imports that are not the user's to act on."""
+    import logging
+
+    for name in NOISY_LOGGERS:
+        logging.getLogger(name).setLevel(logging.ERROR)
+    import transformers
+
+    transformers.utils.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
+
+
 def load_encoder(path: Path, *, allow_pickle: bool, dropout: float | None = None):
     """Load (encoder, tokenizer) from a local folder, offline.
 

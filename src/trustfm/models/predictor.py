@@ -15,27 +15,10 @@ from typing import Sequence
 import numpy as np
 
 from trustfm.errors import ConfigError
+from trustfm.models.loading import quiet_transformers  # noqa: F401 - imported from here by other stages
 
 PRECISIONS = ("fp32", "bf16", "auto")
 IMAGE_CACHE = 4096  # decoded images a Predictor keeps (96 px: 27 KB each)
-
-
-# loggers of libraries Transformers imports on the way (torchao, when installed, reports the CUDA kernels it cannot
-# load on a CPU machine, and torch's pytree a deprecation meant for torchao's developers)
-NOISY_LOGGERS = ("torchao", "torch.utils._pytree")
-
-
-def quiet_transformers() -> None:
-    """Silence Transformers' info logging and download progress bars (nothing is downloaded here), and the
-    warnings of the libraries it imports that are not the user's to act on."""
-    import logging
-
-    for name in NOISY_LOGGERS:
-        logging.getLogger(name).setLevel(logging.ERROR)
-    import transformers
-
-    transformers.utils.logging.set_verbosity_error()
-    transformers.utils.logging.disable_progress_bar()
 
 
 class Predictor:
@@ -282,10 +265,16 @@ class Predictor:
         if self.inputs is not None:
             size = self.inputs.config.size
             return self.inputs.encode(list(rng.integers(0, 256, (rows, size, size, 3), dtype=np.uint8)))
-        vocab = self.tokenizer.vocab_size
-        specials = [self.tokenizer.cls_token_id, self.tokenizer.sep_token_id]
-        lengths = np.linspace(1, self.max_length - 2, rows).astype(int)
-        ids = [np.array([specials[0], *rng.integers(1000, vocab, n), specials[1]], dtype=np.int64) for n in lengths]
+        # ordinary tokens of any vocabulary (a small one's too), wrapped the way the tokenizer wraps a text (a
+        # decoder's tokenizer adds nothing)
+        special = set(self.tokenizer.all_special_ids)
+        ordinary = np.array([i for i in range(self.tokenizer.vocab_size) if i not in special], dtype=np.int64)
+        empty = list(self.tokenizer("")["input_ids"])  # the special tokens around every text ([CLS] ... [SEP])
+        starts = {self.tokenizer.cls_token_id, self.tokenizer.bos_token_id} - {None}
+        prefix = empty[:1] if empty and empty[0] in starts else []
+        suffix = empty[len(prefix):]
+        lengths = np.linspace(1, self.max_length - len(empty), rows).astype(int)
+        ids = [np.array([*prefix, *rng.choice(ordinary, n), *suffix], dtype=np.int64) for n in lengths]
         return EncodedTexts(input_ids=[ids[i] for i in rng.permutation(rows)], max_length=self.max_length,
                             truncated=np.zeros(rows, dtype=bool))
 

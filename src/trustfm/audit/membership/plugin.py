@@ -56,7 +56,8 @@ NO_NON_MEMBERS = ("non-members must come from the training file's distribution, 
 
 
 def _why_not(ctx: AuditContext, options: dict) -> str | None:
-    return NO_NON_MEMBERS if non_member_source(ctx) is None else None
+    return (ctx.why_no_training_rows("membership inference")
+            or (NO_NON_MEMBERS if non_member_source(ctx) is None else None))
 
 
 def _dedupe(texts: list[str], labels: list[str], train_texts: list[str]) -> tuple[list[str], list[str], dict]:

@@ -18,9 +18,9 @@ from trustfm.errors import ConfigError
 
 
 def _needs_ood_data(ctx: AuditContext, options: dict) -> str | None:
-    if options.get("ood_data"):
-        return None
-    return "needs out-of-distribution data: run `trustfm audit ood RUN_DIR --ood-data PATH`"
+    if not options.get("ood_data"):
+        return "needs out-of-distribution data: run `trustfm audit ood RUN_DIR --ood-data PATH`"
+    return ctx.why_no_training_rows("fitting the Mahalanobis detector")
 
 
 @register_audit("ood", "out-of-distribution detection (max-softmax, energy, Mahalanobis)",
@@ -36,6 +36,9 @@ def audit_ood_run(
     if ood_data is None:
         raise ConfigError("give --ood-data PATH: texts that are not from the training distribution")
     ctx = as_context(run, show_progress=show_progress)
+    reason = ctx.why_no_training_rows("fitting the Mahalanobis detector")
+    if reason:
+        raise ConfigError(reason)
     runner, config, data = ctx.predictor, ctx.config, ctx.data
     rng = np.random.default_rng(config.seed)
     fit_rows = rng.permutation(len(data.train))[:max_fit_rows]
