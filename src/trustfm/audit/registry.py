@@ -36,6 +36,13 @@ class AuditSpec:
     why_not_applicable: Callable | None = None  # (ctx, options) -> None when it can run, else the reason
     results: tuple[type, ...] = ()  # the Result models it writes (their kinds become known to every reader)
     modalities: tuple[str, ...] = ("text",)  # the data.modality values it can audit
+    # the options that bound how many examples it reads (``max_texts``, ``max_images``, ...): ``audit --all
+    # --max-examples N`` sets each of them to N
+    budget: tuple[str, ...] = ()
+
+    def budget_options(self, examples: int | None) -> dict:
+        """This audit's budget options set to ``examples`` (none when ``examples`` is None)."""
+        return {} if examples is None else dict.fromkeys(self.budget, examples)
 
     def reason_not_applicable(self, ctx, options: dict) -> str | None:
         """Why this audit cannot run on ``ctx``'s run with ``options`` (None: it can)."""
@@ -49,12 +56,13 @@ _AUDITS: dict[str, AuditSpec] = {}
 
 
 def register_audit(name: str, description: str, *, results: tuple[type, ...] = (),
-                   why_not_applicable: Callable | None = None,
-                   modalities: tuple[str, ...] = ("text",)) -> Callable[[Callable], Callable]:
+                   why_not_applicable: Callable | None = None, modalities: tuple[str, ...] = ("text",),
+                   budget: tuple[str, ...] = ()) -> Callable[[Callable], Callable]:
     """Decorator: ``@register_audit("fairness", "...", results=(FairnessResult,))`` on the audit's run function.
 
     ``modalities``: the kinds of model input it audits (``text``, ``image``). The returned function refuses, with
-    one line, a run whose modality it does not audit, however it is called.
+    one line, a run whose modality it does not audit, however it is called. ``budget``: its keyword options that
+    bound how many examples it reads (see :meth:`AuditSpec.budget_options`).
     """
 
     def wrap(func: Callable) -> Callable:
@@ -66,7 +74,8 @@ def register_audit(name: str, description: str, *, results: tuple[type, ...] = (
             _check_modality(name, run, modalities)
             return func(run, *args, **kwargs)
 
-        _AUDITS[name] = AuditSpec(name, description, run, why_not_applicable, tuple(results), tuple(modalities))
+        _AUDITS[name] = AuditSpec(name, description, run, why_not_applicable, tuple(results), tuple(modalities),
+                                  tuple(budget))
         return run
 
     return wrap

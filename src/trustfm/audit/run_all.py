@@ -37,14 +37,16 @@ class AuditSummary(Result):
         return {}
 
 
-def run_all_audits(run_dir: str | Path, *, options: dict[str, dict] | None = None,
+def run_all_audits(run_dir: str | Path, *, options: dict[str, dict] | None = None, max_examples: int | None = None,
                    show_progress: bool = False) -> AuditSummary:
     """Each registered audit in registration order, all on one :class:`AuditContext` (the model is loaded
     and the data prepared once); a user error in one does not stop the rest.
 
     ``options``: keyword options per audit name (e.g. ``{"attacks": {"max_texts": 100}}``). Each audit's
     ``why_not_applicable(ctx, options)`` sees its options, so one that supplies what the audit needs (``ood_data``,
-    ``rules``, ``members``) makes it apply.
+    ``rules``, ``members``) makes it apply. ``max_examples`` bounds every audit's examples (texts, images, rows:
+    each audit's declared budget options); ``options`` win over it. One line is logged per finished audit, so a
+    long run shows progress when its output goes to a file.
     """
     from trustfm.audit.context import AuditContext
     from trustfm.audit.registry import registered_audits
@@ -53,7 +55,7 @@ def run_all_audits(run_dir: str | Path, *, options: dict[str, dict] | None = Non
     paths = ctx.paths
     statuses = []
     for name, spec in registered_audits().items():
-        given = (options or {}).get(name, {})
+        given = {**spec.budget_options(max_examples), **(options or {}).get(name, {})}
         reason = spec.reason_not_applicable(ctx, given)
         if reason:
             statuses.append(AuditStatus(audit=name, description=spec.description, status="not applicable", reason=reason))
@@ -67,6 +69,7 @@ def run_all_audits(run_dir: str | Path, *, options: dict[str, dict] | None = Non
             continue
         statuses.append(AuditStatus(audit=name, description=spec.description, status="ran", results=sorted(written),
                                     seconds=round(time.perf_counter() - started, 2)))
+        log.info("audit %s: ran in %.1f s (%s)", name, statuses[-1].seconds, ", ".join(sorted(written)))
     summary = AuditSummary(run_dir=str(paths.root), finished=now_iso(), audits=statuses)
     write_json_atomic(paths.result("audits"), summary.model_dump(mode="json"))
     return summary

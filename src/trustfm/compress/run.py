@@ -256,7 +256,7 @@ def build_child_model(ctx, settings: CompressionSettings, model_dir: Path, *, wo
             "importance": "first-order Taylor |w * dL/dw| on the validation split", "training": trained}
 
 
-SPEED_ARM_SECONDS = 0.3  # each arm of a round repeats its call until it has run at least this long
+SPEED_ARM_SECONDS = 0.2  # each arm of a round repeats its call until it has run at least this long
 
 
 def speed_ratios(parent, child, texts, *, rounds: int = SPEED_ROUNDS) -> list[float]:

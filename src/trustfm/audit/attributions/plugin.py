@@ -15,7 +15,7 @@ def _needs_torch_model(ctx: AuditContext, options: dict) -> str | None:
 
 
 @register_audit("attributions", "pixel attributions (integrated gradients, saliency) with deletion faithfulness",
-                results=(AttributionResult,), why_not_applicable=_needs_torch_model, modalities=("image",))
+                results=(AttributionResult,), why_not_applicable=_needs_torch_model, modalities=("image",), budget=("max_images",))
 def audit_attributions_run(run: str | Path | AuditContext, *, max_images: int = 64,
                            methods: tuple[str, ...] = METHODS, examples: int = 4, deletion_baseline: str = "median",
                            show_progress: bool = False) -> dict[str, object]:

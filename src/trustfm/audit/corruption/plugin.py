@@ -10,7 +10,7 @@ from trustfm.audit.registry import register_audit
 
 
 @register_audit("corruption", "image corruptions (noise, blur, JPEG, brightness) at five severities, ImageNet-C style",
-                results=(CorruptionResult,), modalities=("image",))
+                results=(CorruptionResult,), modalities=("image",), budget=("max_images",))
 def audit_corruption_run(run: str | Path | AuditContext, *, max_images: int = 500,
                          corruptions: tuple[str, ...] = tuple(CORRUPTIONS), examples: int = 2,
                          show_progress: bool = False) -> dict[str, object]:

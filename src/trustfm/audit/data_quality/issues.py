@@ -77,13 +77,15 @@ def embed(texts: Sequence[str], *, model_name_or_path: str = "default", max_leng
     return features / np.linalg.norm(features, axis=1, keepdims=True).clip(1e-12)
 
 
-def embed_images(paths: Sequence[str], *, image_config) -> np.ndarray:
-    """Average-pooled features of the pretrained (ImageNet) image backbone, L2-normalised, shape (n, 1280)."""
+def embed_images(paths: Sequence[str], *, image_config, model_name_or_path: str = "default") -> np.ndarray:
+    """Pooled features of the run's pretrained image backbone (the shipped ImageNet EfficientNet, or a vision
+    transformer's folder), L2-normalised, shape (n, features)."""
     from trustfm.models.image import build_image_classifier
     from trustfm.models.inference import predict_logits_and_features
     from trustfm.models.inputs import ImageInputs
 
-    model = build_image_classifier(num_labels=2, image_size=image_config.size, pretrained=True, dropout=0.0)
+    model = build_image_classifier(num_labels=2, image_size=image_config.size, pretrained=True, dropout=0.0,
+                                   name_or_path=model_name_or_path)
     encoded = ImageInputs(image_config).encode(list(paths))
     _, features = predict_logits_and_features(model, encoded, pad_id=0, batch_size=64)
     return features / np.linalg.norm(features, axis=1, keepdims=True).clip(1e-12)
@@ -95,7 +97,7 @@ def pretrained_features(config):
     from functools import partial
 
     if config.data.modality == "image":
-        return partial(embed_images, image_config=config.data.image)
+        return partial(embed_images, image_config=config.data.image, model_name_or_path=config.model.name_or_path)
     return partial(embed, model_name_or_path=config.model.name_or_path, max_length=config.data.max_length)
 
 

@@ -79,7 +79,7 @@ def _needs_torch_model(ctx: AuditContext, options: dict) -> str | None:
 
 
 @register_audit("explanations", "token attributions (IG, occlusion, KernelSHAP) with ERASER faithfulness, global terms, error slices",
-                results=(ExplanationReport, ExplanationTexts), why_not_applicable=_needs_torch_model)
+                results=(ExplanationReport, ExplanationTexts), why_not_applicable=_needs_torch_model, budget=("faithfulness_texts", "global_texts"))
 def explain_run(
     run: str | Path | AuditContext, *, texts: Sequence[str] | None = None, faithfulness_texts: int = 20,
     global_texts: int = 150, examples: int = 5, methods: Sequence[str] = ("integrated_gradients", "occlusion",

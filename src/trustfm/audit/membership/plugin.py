@@ -110,7 +110,7 @@ def _train_reference(ctx: AuditContext, texts: list[str], labels: list[str], wor
 
 
 @register_audit("membership", "membership inference: loss threshold and reference-calibrated (LiRA-offline style)",
-                results=(MembershipInferenceResult,), why_not_applicable=_why_not, modalities=("text", "image"))
+                results=(MembershipInferenceResult,), why_not_applicable=_why_not, modalities=("text", "image"), budget=("max_rows",))
 def audit_membership_run(run: str | Path | AuditContext, *, max_rows: int = 500, keep_reference_models: bool = False,
                          show_progress: bool = False) -> dict[str, object]:
     from trustfm.audit.membership.attacks import cross_entropy, log_odds_true_label, score_attack

@@ -10,7 +10,7 @@ from trustfm.audit.registry import register_audit
 
 
 @register_audit("robustness", "perturbation suite: typos, casing, Unicode tricks, names, numbers, negation",
-                results=(PerturbationResult,))
+                results=(PerturbationResult,), budget=("max_texts",))
 def audit_robustness_run(run: str | Path | AuditContext, *, max_texts: int = 500,
                          show_progress: bool = False) -> dict[str, object]:
     from trustfm.audit.robustness.perturb import perturbation_suite
