@@ -182,3 +182,37 @@ def test_bad_image_input_gets_one_clear_line(lifecycle, tmp_path):
     assert not (tmp_path / "r1").exists() and not (tmp_path / "r3").exists()
     predicted = run_cli(["audit", "robustness", run])
     assert predicted.returncode != 0 and "audits that apply: " in predicted.stderr
+
+
+def test_a_vision_transformer_goes_through_the_same_image_lifecycle(lifecycle, tmp_path):
+    """A tiny random-weight ViT (built from a config here): train, every image audit with gradients and
+    attributions, report, verify, compress, serve an image."""
+    import torch
+    from transformers import ViTConfig, ViTModel
+
+    _, table, _, _ = lifecycle
+    torch.manual_seed(0)
+    ViTModel(ViTConfig(image_size=32, patch_size=8, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                       intermediate_size=64)).save_pretrained(tmp_path / "vit")
+    run = tmp_path / "run"
+    trained = run_cli(["train", "--data", table, "--output-dir", run, "--modality", "image", "--model", tmp_path / "vit",
+                       *set_flags(FLAGS)])
+    assert trained.returncode == 0, trained.stderr
+    meta = json.loads((run / "model" / "trustfm_model.json").read_text())
+    assert meta["architecture"] == "hf-vision:vit"
+    audited = run_cli(["audit", run, "--all", "--max-examples", "10", "--format", "json"])
+    assert audited.returncode == 0, audited.stderr
+    statuses = {a["audit"]: a["status"] for a in json.loads(audited.stdout)["audits"]}
+    assert {statuses[a] for a in ("corruption", "adversarial", "attributions", "fairness", "data_quality")} == {"ran"}
+    attributions = json.loads((run / "results" / "attributions.json").read_text())
+    assert attributions["methods"][0]["deletion_auc"]["value"] >= 0  # pixel gradients reach the input
+    assert run_cli(["report", run]).returncode == 0
+    assert run_cli(["verify", run / "report.html"]).returncode == 0
+    assert run_cli(["compress", run, "--method", "onnx", "--output", tmp_path / "onnx"]).returncode == 0
+    server = Server(run, "--no-auth")
+    try:
+        sent = base64.b64encode((table.parent / "images" / "0000.png").read_bytes()).decode()
+        answer = post_json(server, "/v1/predict", {"images": [sent]})
+        assert answer.status_code == 200 and answer.json()["predictions"][0]["label"] in {"circle", "square", "triangle"}
+    finally:
+        server.stop()

@@ -318,6 +318,25 @@ def test_bookkeeping_clipping_equals_per_example_clipping_on_every_family(family
     torch.manual_seed(0)
     model, tokenizer = build_classifier(ModelConfig(name_or_path=str(folder), dropout=0.0), ["a", "b"])
     dp = load_config(None, {"privacy.dp": {"epsilon": 8.0}}).privacy.dp
+    if family == "deberta-v2":  # its key and query projections also read the shared relative position embeddings
+        from trustfm.errors import ConfigError
+
+        with pytest.raises(ConfigError, match="relative position embeddings every example shares"):
+            set_dp_trainable(model, dp)
+        # and the clipper itself refuses a layer that reads an input every example shares
+        for p in model.parameters():
+            p.requires_grad_(False)
+        layer = model.encoder.encoder.layer[0].attention.self
+        for p in [*layer.query_proj.parameters(), *(layer.pos_key_proj.parameters() if layer.pos_key_proj else [])]:
+            p.requires_grad_(True)
+        clipper = BookkeepingClipper(model, max_grad_norm=0.5).attach()
+        model.train()
+        batch = tokenizer(["the product was great", "awful and rude"], padding=True, return_tensors="pt")
+        torch.nn.functional.cross_entropy(model(batch["input_ids"], batch["attention_mask"]),
+                                          torch.tensor([1, 0]), reduction="sum").backward()
+        with pytest.raises(ValueError, match="cannot split .* gradient per example"):
+            clipper.clipped_sum()
+        return
     set_dp_trainable(model, dp)
     for name, p in model.named_parameters():  # word and position tables stay frozen (set_dp_trainable's rule)
         if "embed" in name or name.startswith("encoder.wte") or name.startswith("encoder.wpe"):
@@ -340,10 +359,6 @@ def test_bookkeeping_clipping_equals_per_example_clipping_on_every_family(family
     clipper = BookkeepingClipper(model, max_grad_norm=0.5).attach()
     names = {id(p): n for n, p in model.named_parameters()}
     torch.nn.functional.cross_entropy(model(ids, mask), labels, reduction="sum").backward()
-    if family == "deberta-v2":  # its key and query projections also read the shared relative position embeddings
-        with pytest.raises(ValueError, match="cannot split .*attention.self.* gradient per example"):
-            clipper.clipped_sum()
-        return
     got = {names[id(p)]: g for p, g in clipper.clipped_sum().items()}
     clipper.detach()
     assert set(got) == {n for n, g in expected.items()}

@@ -44,7 +44,10 @@ def checkpoint_classes(model_dir: Path) -> tuple[list[str], str]:
         raise ConfigError(f"{model_dir} holds a {', '.join(architectures) or config.get('model_type', 'model')} "
                           "checkpoint, not a sequence classifier (*ForSequenceClassification): fine-tune it with "
                           "`trustfm train --model` instead")
-    id2label = config.get("id2label") or {}
+    from transformers import AutoConfig
+
+    # Transformers leaves its default names (LABEL_0, ...) out of config.json: its config object has them back
+    id2label = config.get("id2label") or AutoConfig.from_pretrained(model_dir, local_files_only=True).id2label
     try:
         names = [str(id2label[k]) for k in sorted(id2label, key=int)]
     except (ValueError, TypeError):
