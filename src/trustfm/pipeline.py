@@ -40,6 +40,15 @@ def import_and_evaluate(model_dir: Path, config: RunConfig, *, allow_pickle: boo
     return _evaluate_trained(RunPaths(root), show_progress=show_progress)
 
 
+def import_endpoint_and_evaluate(spec, config: RunConfig, *, show_progress: bool = True) -> RunPaths:
+    """A classifier behind an HTTP endpoint as a run folder (:func:`~trustfm.train.importing.import_endpoint`),
+    evaluated on its test file through its answers."""
+    from trustfm.train.importing import import_endpoint
+
+    root = import_endpoint(spec, config)
+    return _evaluate_trained(RunPaths(root), show_progress=show_progress)
+
+
 def _evaluate_trained(paths: RunPaths, *, show_progress: bool) -> RunPaths:
     """After training: the test-split evaluation and the monitoring reference, from one context (one model load
     and data preparation for both)."""

@@ -120,3 +120,124 @@ def test_what_is_not_a_classifier_or_holds_pickle_only_is_one_clear_line(tmp_pat
     wrong = write_csv(tmp_path / "wrong.csv", [{**r, "label": "maybe"} for r in make_rows(20)])
     mislabelled = run_cli(["import", checkpoint, "-o", tmp_path / "c", "--test-data", wrong])
     assert mislabelled.returncode == 2 and "['maybe'] are not classes of the checkpoint" in mislabelled.stderr
+
+
+class _PipelineApp:
+    """A plain FastAPI app wrapping a Transformers text-classification pipeline, on a real loopback port: the KServe
+    v2 inference protocol, and a JSON API of its own (for the template protocol). It counts the texts it is sent
+    and requires a bearer token."""
+
+    def __init__(self, checkpoint, token: str):
+        import threading
+
+        import uvicorn
+        from fastapi import FastAPI, Header, HTTPException
+        from transformers import pipeline
+
+        from conftest import free_port
+
+        classify = pipeline("text-classification", model=str(checkpoint), top_k=None)
+        app, self.received = FastAPI(), []
+
+        def scores(texts):
+            self.received.extend(texts)
+            return [{item["label"]: item["score"] for item in row} for row in classify(list(texts))]
+
+        def check(authorization):
+            if authorization != f"Bearer {token}":
+                raise HTTPException(401, "bad token")
+
+        @app.post("/v2/models/{name}/infer")
+        def infer(name: str, body: dict, authorization: str = Header(None)):
+            check(authorization)
+            rows = scores(body["inputs"][0]["data"])
+            return {"model_name": name, "outputs": [{"name": "probabilities", "shape": [len(rows), 2],
+                                                     "datatype": "FP32",
+                                                     "data": [r[c] for r in rows for c in ("neg", "pos")]}]}
+
+        @app.post("/classify")
+        def own(body: dict, authorization: str = Header(None)):
+            check(authorization)
+            return {"results": [{"scores": s} for s in scores(body["documents"])]}
+
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="error"))
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+        self.thread.start()
+        import time
+
+        import httpx
+
+        for _ in range(100):
+            try:
+                httpx.get(f"{self.url}/docs", timeout=1)
+                return
+            except httpx.TransportError:
+                time.sleep(0.1)
+
+    def close(self):
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+
+
+def _disparities(run):
+    fairness = json.loads((run / "results" / "fairness.json").read_text())
+    robustness = json.loads((run / "results" / "robustness.json").read_text())
+    return fairness["slices"][0]["disparities"], [t["flip_rate"] for t in robustness["tests"]]
+
+
+def test_a_model_behind_an_endpoint_is_audited_through_its_answers_with_the_same_numbers(imported, tmp_path,
+                                                                                        monkeypatch):
+    """KServe v2, a template of a plain JSON API, and another trustfm service: the same predictions give the same
+    fairness and robustness numbers as auditing the model from its folder; each text is sent once."""
+    root, checkpoint, _, _ = imported
+    test, flags = root / "test.csv", ["--group-column", "group", "--quiet", "--set", "evaluate.bootstrap_samples=30",
+                                      "--set", "fairness.min_group_size=5"]
+    audit = ["--max-examples", "10", "--format", "json"]
+    assert run_cli(["audit", root / "run", "--all", *audit]).returncode == 0
+    expected = _disparities(root / "run")
+    monkeypatch.setenv("ENDPOINT_TOKEN", "s3cret-token")
+    app = _PipelineApp(checkpoint, "s3cret-token")
+    template = tmp_path / "template.yaml"
+    template.write_text('path: /classify\nrequest: {documents: "{{texts}}"}\nprobabilities: "results[*].scores"\n')
+    try:
+        for name, extra in (("kserve", ["--protocol", "kserve-v2", "--endpoint-config", _kserve(tmp_path)]),
+                            ("template", ["--protocol", "template", "--endpoint-config", template])):
+            run = tmp_path / name
+            done = run_cli(["import", "--endpoint", app.url, "--auth-env", "ENDPOINT_TOKEN", "--classes", "neg,pos",
+                            "-o", run, "--test-data", test, *extra, *flags])
+            assert done.returncode == 0, done.stderr
+            audited = run_cli(["audit", run, "--all", *audit])
+            assert audited.returncode == 0, audited.stderr
+            summary = json.loads(audited.stdout)
+            statuses = {a["audit"]: a["status"] for a in summary["audits"]}
+            assert statuses["fairness"] == statuses["robustness"] == statuses["attacks"] == "ran"
+            assert statuses["explanations"] == "not applicable"  # gradients: a black box has none
+            assert _disparities(run) == expected, name
+            assert summary["endpoint"]["cache_hits"] > 0 and summary["endpoint"]["requests"] > 0
+            assert "s3cret-token" not in json.dumps([p.read_text() for p in run.rglob("*.json")] + [done.stderr])
+        assert len(app.received) > 0
+    finally:
+        app.close()
+    # trustfm's own protocol: another trustfm service (its classes come from /v1/model)
+    key = run_cli(["serve", "keys", "create", root / "run", "--name", "auditor"]).stdout.strip()
+    monkeypatch.setenv("ENDPOINT_TOKEN", key)
+    server = Server(root / "run")
+    try:
+        run = tmp_path / "trustfm"
+        done = run_cli(["import", "--endpoint", server.url, "--auth-env", "ENDPOINT_TOKEN", "-o", run,
+                        "--test-data", test, *flags])
+        assert done.returncode == 0, done.stderr
+        assert run_cli(["audit", run, "--all", *audit]).returncode == 0
+        assert _disparities(run) == expected
+    finally:
+        server.stop()
+    refused = run_cli(["serve", run, "--port", "0"])
+    assert refused.returncode == 2 and "served where it lives" in refused.stderr
+
+
+def _kserve(tmp_path):
+    path = tmp_path / "kserve.yaml"
+    path.write_text("model: tiny-roberta\ninput_name: text\noutput_name: probabilities\n")
+    return path

@@ -100,7 +100,7 @@ class AuditContext:
             recorded = self.run_info.data_hashes
             if recorded and recorded != data.file_hashes:
                 raise DataError(f"data files changed since training (hashes differ from {self.paths.run_info})")
-            if data_config.on_problem.too_long != "truncate":
+            if data_config.on_problem.too_long != "truncate" and self.predictor.tokenizer is not None:
                 # the rows training dropped (or refused) as too long are not judged either
                 from trustfm.data.prepare import apply_length_policies
 
@@ -155,10 +155,17 @@ class AuditContext:
         return (f"{needs} needs the model's training rows, and this model was imported without them: import it "
                 "again with --data TRAINING_FILE")
 
+    def why_black_box(self, needs: str) -> str | None:
+        """None unless the run's model is reachable only over HTTP; then why an audit that ``needs`` (e.g. "the
+        data-quality audit needs the model's encoder") cannot run."""
+        return f"{needs}, and this model is a black box behind an endpoint" if self.predictor.black_box else None
+
     def why_not_differentiable(self, needs: str, instead: str) -> str | None:
         """None when the run's model is a float torch model gradients flow through, else the reason an audit that
         ``needs`` them cannot run (e.g. needs "white-box attacks need the model's gradients", instead "attack its
         torch parent instead")."""
+        if self.predictor.black_box:
+            return f"{needs}, and this model is a black box behind an endpoint (only its answers are seen)"
         fmt = self.predictor.format
         return None if fmt == "torch" else f"{needs}, and this run's model is {fmt}: {instead}"
 

@@ -31,6 +31,8 @@ class AuditSummary(Result):
     run_dir: str
     finished: str
     audits: list[AuditStatus]
+    # a model behind an endpoint: what auditing it cost (requests, texts sent, texts answered from the cache)
+    endpoint: dict[str, int] | None = None
 
     def metrics(self) -> dict[str, float]:
         """None: the summary records which audits ran, not numbers."""
@@ -70,6 +72,7 @@ def run_all_audits(run_dir: str | Path, *, options: dict[str, dict] | None = Non
         statuses.append(AuditStatus(audit=name, description=spec.description, status="ran", results=sorted(written),
                                     seconds=round(time.perf_counter() - started, 2)))
         log.info("audit %s: ran in %.1f s (%s)", name, statuses[-1].seconds, ", ".join(sorted(written)))
-    summary = AuditSummary(run_dir=str(paths.root), finished=now_iso(), audits=statuses)
+    summary = AuditSummary(run_dir=str(paths.root), finished=now_iso(), audits=statuses,
+                           endpoint=ctx.predictor.remote.stats() if ctx.predictor.black_box else None)
     write_json_atomic(paths.result("audits"), summary.model_dump(mode="json"))
     return summary

@@ -333,6 +333,8 @@ def compress_run(run_dir: str | Path, *, settings: CompressionSettings, output_d
     parent_info = ctx.run_info
     if parent_info.status != "complete":
         raise ConfigError(f"{ctx.paths.root} is not a complete run (status {parent_info.status}): finish it first")
+    if ctx.predictor.black_box:
+        raise ConfigError(f"{ctx.paths.root} is a model behind an endpoint: it has no weights here to compress")
     if ctx.predictor.format != "torch":
         raise ConfigError(f"{ctx.paths.root} holds a {ctx.predictor.format} model; compress its torch parent "
                           f"({(parent_info.model_extra or {}).get('compression', {}).get('parent', 'the run it came from')})")

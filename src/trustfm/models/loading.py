@@ -132,7 +132,9 @@ def model_weight_hashes(folder: Path) -> dict[str, str]:
     """
     from trustfm.data.prepare import file_sha256
 
-    files = [p for p in [*folder.glob("*.safetensors"), *folder.glob("*.onnx")] if not p.name.startswith("ood_detector")]
+    # an endpoint's model folder holds no weights: its spec (endpoint.json) is what names the model
+    files = [p for p in [*folder.glob("*.safetensors"), *folder.glob("*.onnx"), *folder.glob("endpoint.json")]
+             if not p.name.startswith("ood_detector")]
     return {p.name: file_sha256(p) for p in sorted(files)}
 
 

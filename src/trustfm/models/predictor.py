@@ -72,7 +72,13 @@ class Predictor:
         self.modality: str = meta.get("modality", "text")
         self.onnx = None
         self.inputs = None
-        if self.modality == "image":
+        self.remote = None  # an EndpointClient: a model reachable only over HTTP (format "endpoint")
+        if self.format == "endpoint":
+            from trustfm.models.endpoint import EndpointClient, EndpointSpec
+
+            self.model, self.tokenizer = None, None
+            self.remote = EndpointClient(EndpointSpec.model_validate(meta["endpoint"]))
+        elif self.modality == "image":
             from trustfm.config.schema import ImageConfig
             from trustfm.models.inputs import ImageInputs
 
@@ -127,6 +133,11 @@ class Predictor:
     @property
     def pad_id(self) -> int:
         return self.tokenizer.pad_token_id if self.tokenizer is not None else 0
+
+    @property
+    def black_box(self) -> bool:
+        """True for a model reachable only through its answers (an endpoint): no weights, no embeddings."""
+        return self.remote is not None
 
     @property
     def num_labels(self) -> int:
@@ -193,6 +204,9 @@ class Predictor:
     def predict_proba(self, texts: Sequence[str], *, precision: str | None = None,
                       show_progress: bool = False) -> np.ndarray:
         """Class probabilities, float32 array (n, num_labels), rows in input order; each row sums to 1."""
+        if self.remote is not None:
+            self.last_truncated = np.zeros(len(texts), dtype=bool)  # the endpoint's own tokenizer is unknown
+            return self.remote.predict_proba(list(texts))
         if self.onnx is not None:
             from trustfm.models.onnx_session import softmax
 
@@ -209,7 +223,11 @@ class Predictor:
 
     def logits_and_embeddings(self, texts: Sequence[str], *, precision: str | None = None
                               ) -> tuple[np.ndarray, np.ndarray]:
-        """Logits (n, num_labels) and pooled encoder embeddings (n, hidden), float32, rows in input order."""
+        """Logits (n, num_labels) and pooled encoder embeddings (n, hidden), float32, rows in input order. A model
+        behind an endpoint gives its log-probabilities and no embedding (n, 0): it shows nothing of its insides."""
+        if self.remote is not None:
+            proba = self.predict_proba(texts)
+            return np.log(np.clip(proba, 1e-12, 1.0)), np.zeros((len(proba), 0), dtype=np.float32)
         encoded = self._encode(texts)
         if self.onnx is not None:
             return self._onnx_outputs(encoded)

@@ -131,7 +131,9 @@ def build_reference(run: "str | Path | AuditContext") -> Reference:
     arrays = {"confidences": np.sort(confidences).astype(np.float64), "lengths": np.sort(lengths),
               "embeddings": embeddings[sample].astype(np.float32),
               "embedding_mean": embeddings.mean(axis=0).astype(np.float64),
-              "embedding_cov": np.cov(embeddings, rowvar=False).astype(np.float32)}
+              # a black-box model has no embeddings (n, 0): an empty covariance, and no embedding drift later
+              "embedding_cov": (np.cov(embeddings, rowvar=False).astype(np.float32) if embeddings.shape[1]
+                                else np.zeros((0, 0), dtype=np.float32))}
     json_path, npz_path = reference_paths(ctx.paths.root)
     json_path.parent.mkdir(parents=True, exist_ok=True)
     np.savez_compressed(npz_path, **arrays)

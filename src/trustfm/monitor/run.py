@@ -178,12 +178,13 @@ def monitor_run(run_dir: str | Path, *, log_url: str, window: str = "1h", alerts
 
         predictor, config = Predictor.from_run(run_dir), load_config(existing_run(run_dir).config)
         config_seed = config.seed
-    if predictor is not None and predictor.modality != "image":
+    if predictor is not None and predictor.modality != "image" and not predictor.black_box:
         _judge_pending_again(result, reference, log_url, spec, embed=predictor.embed, seed=config_seed, now=now)
     for start, end, rows in windows:
         part = logged.take(rows)
         judged = evaluate_window(reference, part, start=start.isoformat(), end=end.isoformat(),
-                                 embed=predictor.embed, bootstrap_samples=config.evaluate.bootstrap_samples,
+                                 embed=None if predictor.black_box else predictor.embed,
+                                 bootstrap_samples=config.evaluate.bootstrap_samples,
                                  confidence=config.evaluate.confidence, seed=config_seed,
                                  images=predictor.modality == "image")
         result.windows.append(judged)

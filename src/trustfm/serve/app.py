@@ -35,6 +35,10 @@ def check_model_files(run_dir: Path) -> dict[str, str]:
     from trustfm.runs import RunRecord, existing_run
 
     paths = existing_run(run_dir)
+    meta_path = paths.model / "trustfm_model.json"
+    if meta_path.is_file() and json.loads(meta_path.read_text(encoding="utf-8")).get("format") == "endpoint":
+        raise ConfigError(f"{paths.root} is a model behind an endpoint: it is served where it lives; trustfm audits "
+                          "it through its answers")
     recorded = RunRecord.load(paths).model_sha256 or {}
     actual = model_weight_hashes(paths.model)
     changed = sorted(name for name in recorded if actual.get(name) != recorded[name])

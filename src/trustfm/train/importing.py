@@ -9,6 +9,10 @@ Provenance says plainly what is known: the checkpoint's hashes, where it came fr
 What only training could record -- the training data (unless given, and then as the importer states it), the
 training procedure, any differential privacy or mitigation -- is recorded as unknown (``imported.unknown``), and
 the report and model card say so; nothing is guessed.
+
+``import_endpoint``: a classifier reachable only over HTTP (:mod:`trustfm.models.endpoint`) becomes a run folder
+the same way; its model folder holds the endpoint's spec (no secret: the token stays in the environment), whose
+hash stands for the model, and the audits that need only its answers run on it.
 """
 
 from __future__ import annotations
@@ -168,3 +172,63 @@ def _truncated(model_dir: Path, data, max_length: int) -> dict[str, int]:
     tokenizer = AutoTokenizer.from_pretrained(model_dir, local_files_only=True)
     return {role: int(encode_texts(tokenizer, part.texts, max_length).truncated.sum())
             for role, part in data.parts().items() if len(part)}
+
+
+def import_endpoint(spec, config) -> Path:
+    """Write the run folder ``config.output_dir`` for the remote classifier ``spec`` (an
+    :class:`~trustfm.models.endpoint.EndpointSpec`); returns its root. ``config.data`` names the files to audit it
+    on (a test file, and the training file where the user has it)."""
+    from trustfm.config.load import dump_config
+    from trustfm.data.prepare import prepare_data
+    from trustfm.fileio import atomic_path, write_json_atomic
+    from trustfm.models.classifier import MODEL_META
+    from trustfm.models.endpoint import ENDPOINT_FILE, EndpointClient
+    from trustfm.models.loading import model_weight_hashes
+    from trustfm.runs import RunPaths, RunRecord, now_iso, package_versions
+    from trustfm.train.run import write_rejections
+
+    if config.data.test is None:
+        raise ConfigError("give --test-data: the labelled file the endpoint's model is audited on")
+    client = EndpointClient(spec)  # resolves the classes (a trustfm service names them) and checks the token
+    spec = client.spec
+    labels, first_file = _data_labels(config.data)
+    classes, note = _resolve_classes(spec.classes, labels, first_file)
+    spec = spec.model_copy(update={"classes": classes})
+    data_config = config.data.model_copy(update={"classes": classes, "split": config.data.split.model_copy(
+        update={"validation": 0.0, "test": 0.0})})
+    config = config.model_copy(update={"data": data_config, "model": config.model.model_copy(
+        update={"name_or_path": spec.url})})
+    paths = RunPaths(Path(config.output_dir))
+    if paths.root.exists() and any(paths.root.iterdir()):
+        raise ConfigError(f"{paths.root} exists and is not empty: choose another output folder")
+    started = now_iso()
+    data = prepare_data(data_config, seed=config.seed)
+    with atomic_path(paths.root) as tmp:
+        tmp.mkdir()
+        run = RunPaths(tmp)
+        run.model.mkdir()
+        write_json_atomic(run.model / ENDPOINT_FILE, spec.model_dump(mode="json"))
+        write_json_atomic(run.model / MODEL_META, {"format": "endpoint", "label_names": classes,
+                                                   "max_length": data_config.max_length,
+                                                   "endpoint": spec.model_dump(mode="json")})
+        dump_config(config, run.config)
+        record = RunRecord(status="complete", started=started, finished=now_iso(), seed=config.seed,
+                           versions=package_versions(), data_hashes=data.file_hashes,
+                           base_model={"name_or_path": spec.url, "path": spec.url, "weights_sha256": {}},
+                           label_names=classes, rows={"read": data.rows_read, "rejected": len(data.rejected),
+                                                      **data.counts(), "augmented": 0},
+                           model_sha256=model_weight_hashes(run.model))
+        record.imported = {  # type: ignore[attr-defined]
+            "source": spec.url, "architecture": f"black box behind an HTTP endpoint ({spec.protocol} protocol)",
+            "model_type": "unknown", "weights": "none here: only the endpoint's answers are seen",
+            "training_data": (f"{config.data.train}, as stated by whoever imported the model" if config.data.train
+                              else "unknown"),
+            "unknown": ["the model itself: its architecture and weights (the same URL may answer with another model "
+                        "tomorrow)", *UNKNOWN_WHEN_IMPORTED] + ([] if config.data.train else ["training data"]),
+            **({"classes": note} if note else {}),
+        }
+        record.save(run)
+        (tmp / "results").mkdir()
+        write_rejections(run.rejected, data.rejected)
+    log.info("imported the endpoint %s as %s", spec.url, paths.root)
+    return paths.root

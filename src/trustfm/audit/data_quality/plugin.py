@@ -43,7 +43,9 @@ class DataQualityResult(Result):
 
 @register_audit("data_quality", "label issues, duplicates and train/test leakage in the run's data (rows, never texts)",
                 results=(DataQualityResult,), modalities=("text", "image"),
-                why_not_applicable=lambda ctx, options: ctx.why_no_training_rows("the data-quality audit"), budget=("max_rows",))
+                why_not_applicable=lambda ctx, options: (
+                    ctx.why_black_box("the data-quality audit embeds texts with the model's own encoder")
+                    or ctx.why_no_training_rows("the data-quality audit")), budget=("max_rows",))
 def audit_data_quality_run(run: str | Path | AuditContext, *, max_rows: int = 5000, near_threshold: float = 0.97,
                            show_progress: bool = False) -> dict[str, object]:
     """Find label issues and duplicates in up to ``max_rows`` training rows (a seeded sample) and leaks from the

@@ -56,7 +56,8 @@ NO_NON_MEMBERS = ("non-members must come from the training file's distribution, 
 
 
 def _why_not(ctx: AuditContext, options: dict) -> str | None:
-    return (ctx.why_no_training_rows("membership inference")
+    return (ctx.why_black_box("the reference-calibrated attack trains reference models with the model's recipe")
+            or ctx.why_no_training_rows("membership inference")
             or (NO_NON_MEMBERS if non_member_source(ctx) is None else None))
 
 

@@ -36,15 +36,18 @@ def audit_ood_run(
     if ood_data is None:
         raise ConfigError("give --ood-data PATH: texts that are not from the training distribution")
     ctx = as_context(run, show_progress=show_progress)
-    reason = ctx.why_no_training_rows("fitting the Mahalanobis detector")
-    if reason:
-        raise ConfigError(reason)
     runner, config, data = ctx.predictor, ctx.config, ctx.data
-    rng = np.random.default_rng(config.seed)
-    fit_rows = rng.permutation(len(data.train))[:max_fit_rows]
-    train_texts = [data.train.texts[i] for i in fit_rows]
-    _, train_features = runner.logits_and_embeddings(train_texts)
-    detector = MahalanobisDetector().fit(train_features, data.label_ids(data.train)[fit_rows])
+    # a model behind an endpoint shows its probabilities only: the confidence detector alone applies to it
+    detector = None
+    if not runner.black_box:
+        reason = ctx.why_no_training_rows("fitting the Mahalanobis detector")
+        if reason:
+            raise ConfigError(reason)
+        rng = np.random.default_rng(config.seed)
+        fit_rows = rng.permutation(len(data.train))[:max_fit_rows]
+        train_texts = [data.train.texts[i] for i in fit_rows]
+        _, train_features = runner.logits_and_embeddings(train_texts)
+        detector = MahalanobisDetector().fit(train_features, data.label_ids(data.train)[fit_rows])
 
     test = ctx.eval_part
     column = ood_text_column or config.data.text_column
@@ -58,12 +61,14 @@ def audit_ood_run(
     scores = {}
     for side, texts in (("in", test.texts), ("out", ood.texts)):
         logits, features = runner.logits_and_embeddings(texts)
-        scores[side] = {"max_softmax": max_softmax_score(logits), "energy": energy_score(logits),
-                        "mahalanobis": detector.score(features)}
+        scores[side] = {"max_softmax": max_softmax_score(logits)}
+        if detector is not None:
+            scores[side].update(energy=energy_score(logits), mahalanobis=detector.score(features))
     result = ood_separation(scores["in"], scores["out"], in_name=f"{test.file} (test split)", out_name=str(ood_data),
                             bootstrap_samples=min(ctx.bootstrap.samples, 500),
                             confidence=ctx.bootstrap.confidence, seed=ctx.bootstrap.seed)
-    threshold = next(d.threshold_at_95_tpr for d in result.detectors if d.detector == "mahalanobis")
-    detector.save(ctx.paths.model, threshold=threshold)
+    if detector is not None:
+        threshold = next(d.threshold_at_95_tpr for d in result.detectors if d.detector == "mahalanobis")
+        detector.save(ctx.paths.model, threshold=threshold)
     ctx.save("ood", result)
     return {"ood": result}
