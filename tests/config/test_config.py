@@ -53,3 +53,21 @@ def test_resolved_config_round_trips(tmp_path):
 def test_split_fractions_must_leave_training_rows():
     with pytest.raises(ConfigError):
         load_config(None, {"data.split.validation": 0.5, "data.split.test": 0.45})
+
+
+def test_a_key_given_twice_and_a_seed_out_of_range_are_config_errors(tmp_path):
+    from conftest import run_cli
+
+    twice = tmp_path / "run.yaml"
+    twice.write_text("train:\n  epochs: 2\ndata:\n  train: x.csv\ntrain:\n  epochs: 3\n")
+    result = run_cli(["train", twice])
+    assert result.returncode == 2 and "key 'train' appears twice (lines 1 and 5)" in result.stderr
+    from trustfm.report.policy import load_policy
+
+    policy = tmp_path / "policy.yaml"
+    policy.write_text("rules:\n  - accuracy >= 0.5\nrules:\n  - accuracy >= 0.9\n")
+    with pytest.raises(ConfigError, match="key 'rules' appears twice"):
+        load_policy(policy)
+    big = run_cli(["train", "--data", twice, "--seed", "123456789012345678901234567890"])
+    assert big.returncode == 2 and "seed" in big.stderr and "4294967295" in big.stderr
+    assert "This is a bug" not in big.stderr

@@ -57,6 +57,8 @@ def test_predict_needs_a_key_and_answers_in_order(served_run, server):
 
 @pytest.mark.parametrize("case, body, headers, status", [
     ("empty list", {"texts": []}, {}, 422),
+    ("an empty text", {"texts": ["fine", ""]}, {}, 422),
+    ("a blank text", {"texts": ["  \n\t "]}, {}, 422),
     ("too many texts", {"texts": ["x"] * 300}, {}, 413),
     ("text too long", {"texts": ["a" * 20_000]}, {}, 413),
     ("body over 1 MB", {"texts": ["a" * 1_100_000]}, {}, 413),
@@ -70,6 +72,17 @@ def test_bad_requests_get_a_clear_4xx(served_run, server, case, body, headers, s
     response = _post(server, "/v1/predict", body, key=served_run[1], **headers)
     assert response.status_code == status, (case, response.text)
     assert set(response.json()) == {"error", "detail"} and response.json()["detail"]
+    if case == "an empty text":
+        assert "texts[1] is empty or blank" in response.json()["detail"]
+
+
+def test_predict_and_explain_share_one_rule_for_empty_and_too_long_texts(served_run, server):
+    key = served_run[1]
+    for path, body in (("/v1/predict", {"texts": [" "]}), ("/v1/explain", {"text": " "})):
+        response = _post(server, path, body, key=key)
+        assert response.status_code == 422 and "empty or blank" in response.json()["detail"], path
+    long = _post(server, "/v1/explain", {"text": "a" * 20_000}, key=key)
+    assert long.status_code == 413 and long.json()["detail"].startswith("text has 20000 characters")
 
 
 def test_personal_data_never_reaches_the_log_metrics_or_output(served_run, server, postgres_url):

@@ -45,6 +45,32 @@ def _set_path(tree: dict, dotted: str, value: Any) -> None:
     node[parts[-1]] = value
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """YAML's safe loader, refusing a mapping that names one key twice (plain YAML keeps the last silently)."""
+
+
+def _unique_mapping(loader, node, deep=False):
+    seen: dict = {}
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=deep)
+        try:
+            first = seen.setdefault(key, key_node.start_mark.line + 1)
+        except TypeError:  # an unhashable key: the constructor below says what is wrong with it
+            continue
+        if first != key_node.start_mark.line + 1:
+            raise ConfigError(f"key '{key}' appears twice (lines {first} and {key_node.start_mark.line + 1}): keep "
+                              "one; YAML would silently drop the first")
+    return yaml.SafeLoader.construct_mapping(loader, node, deep=deep)
+
+
+_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _unique_mapping)
+
+
+def load_yaml(text: str):
+    """``text`` as YAML (the safe subset), refusing duplicate keys with both line numbers (ConfigError)."""
+    return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
+
+
 def read_yaml_mapping(path: str | Path, *, what: str) -> dict:
     """A YAML file whose top level is a mapping (config, policy, rules); one-line :class:`ConfigError` otherwise.
 
@@ -56,7 +82,9 @@ def read_yaml_mapping(path: str | Path, *, what: str) -> dict:
     if not path.is_file():
         raise ConfigError(f"{what} {path} is not a file")
     try:
-        loaded = yaml.safe_load(path.read_bytes().decode("utf-8"))
+        loaded = load_yaml(path.read_bytes().decode("utf-8"))
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
     except UnicodeDecodeError as exc:
         raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start}); is it a {what}?") from None
     except yaml.YAMLError as exc:

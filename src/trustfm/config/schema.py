@@ -28,7 +28,8 @@ class SplitConfig(_Strict):
                                                             "(after validation and test): the membership audit's "
                                                             "non-members, from the training file's own distribution")
     seed: int | None = Field(
-        None, description="seed of the split (default: the run's seed); fix it so runs with other seeds share a test split"
+        None, ge=0, le=2**32 - 1,
+        description="seed of the split (default: the run's seed); fix it so runs with other seeds share a test split"
     )
 
     @model_validator(mode="after")
@@ -443,7 +444,8 @@ class TuneConfig(_Strict):
 class RunConfig(_Strict):
     """The whole run, as written in one YAML file."""
 
-    seed: int = 42
+    seed: int = Field(42, ge=0, le=2**32 - 1, description="seed for split, initialisation and batch order "
+                                                          "(0 to 4294967295: numpy's and torch's range)")
     output_dir: Path = Path("runs/latest")
     task: Literal["sentiment", "toxicity", "hate_speech", "other"] | None = Field(
         None, description="what the labels mean; audits whose assumptions need a task check it (undeclared: "

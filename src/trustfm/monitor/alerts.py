@@ -127,9 +127,13 @@ def load_alert_config(path: str | Path) -> AlertConfig:
     """Read and validate an alerts YAML file; one ConfigError line naming the file and field otherwise."""
     import yaml
 
+    from trustfm.config.load import load_yaml
+
     path = Path(path)
     try:
-        document = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        document = load_yaml(path.read_text(encoding="utf-8")) or {}
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read ({exc.strerror})") from None
     except yaml.YAMLError as exc:

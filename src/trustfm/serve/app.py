@@ -354,13 +354,15 @@ def create_app(run_dir: str | Path, settings: ServeSettings | None = None, *, ex
                     return _error(415, "unsupported_media_type", "send the body as application/json")
         return await call_next(request)
 
-    def _limit_texts(texts: list[str]) -> list[str] | Any:
+    def _limit_texts(texts: list[str], *, one: str | None = None) -> list[str] | Any:
+        """``texts`` within the limits, or the 413 answer; ``one`` names the field of a request of one text."""
         if len(texts) > settings.max_texts_per_request:
             return _error(413, "too_many_texts", f"{len(texts)} texts; at most {settings.max_texts_per_request} "
                                                  "per request")
         long = [i for i, t in enumerate(texts) if len(t) > settings.max_chars_per_text]
         if long and settings.too_long == "reject":
-            return _error(413, "text_too_long", f"texts[{long[0]}] has {len(texts[long[0]])} characters; at most "
+            where = one or f"texts[{long[0]}]"
+            return _error(413, "text_too_long", f"{where} has {len(texts[long[0]])} characters; at most "
                                                 f"{settings.max_chars_per_text} per text")
         return [t[:settings.max_chars_per_text] for t in texts]
 
@@ -446,7 +448,7 @@ def create_app(run_dir: str | Path, settings: ServeSettings | None = None, *, ex
         if state["model"].predictor.modality != "text":
             return _error(422, "invalid_request", "/v1/explain scores the words of a text; this model classifies "
                                                   "images (its attributions are in the run's attributions audit)")
-        texts = _limit_texts([body.text])
+        texts = _limit_texts([body.text], one="text")
         if not isinstance(texts, list):
             return texts
         # on the model's own thread: the model is not shared between threads

@@ -24,6 +24,9 @@ class PredictRequest(BaseModel):
     def _one_kind_of_input(self):
         if (self.texts is None) == (self.images is None):
             raise ValueError("send either texts or images")
+        blank = next((i for i, t in enumerate(self.texts or []) if not t.strip()), None)
+        if blank is not None:
+            raise ValueError(f"texts[{blank}] is empty or blank: there is nothing to classify")
         inputs = self.texts if self.texts is not None else self.images
         if self.groups is not None and len(self.groups) != len(inputs):
             raise ValueError(f"groups has {len(self.groups)} entries for {len(inputs)} inputs")
@@ -51,6 +54,12 @@ class ExplainRequest(BaseModel):
 
     text: StrictStr = Field(..., min_length=1)
     max_words: int = Field(64, ge=1, le=256, description="words scored, from the start")
+
+    @model_validator(mode="after")
+    def _not_blank(self):
+        if not self.text.strip():
+            raise ValueError("text is empty or blank: there is nothing to explain")
+        return self
 
 
 class WordAttribution(BaseModel):
