@@ -27,6 +27,18 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
+def _isolated_home() -> str:
+    # tests never write outside their temporary folders: ~/.trustfm (privacy ledger, signing key) included
+    import tempfile
+
+    home = tempfile.mkdtemp(prefix="trustfm-home-")
+    os.environ["HOME"] = home
+    return home
+
+
+TEST_HOME = _isolated_home()
+
+
 def _session_signing_key() -> str:
     # reports are signed; tests sign with a throw-away key instead of creating ~/.trustfm
     import tempfile

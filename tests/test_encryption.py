@@ -54,6 +54,7 @@ def test_encrypted_redacted_copy_trains_and_checkpoints_are_encrypted(tiny_model
     run_dir = tmp_path / "run"
     train = run_cli(["train", "--data", str(out), "--model", str(tiny_model_dir), "--epochs", "1",
                                   "--max-length", "32", "--quiet", "--set", "privacy.encrypt_checkpoints=true",
+                                  "--set", "train.keep_checkpoints=true",
                                   "--set", "evaluate.bootstrap_samples=10", "-o", str(run_dir)],
                            capture_output=True, text=True, env=env)
     assert train.returncode == 0, train.stderr

@@ -41,3 +41,5 @@ def test_help_shows_config_keys_and_flags_without_a_type():
         assert text in result.stdout, f"{text} missing from train --help"
     quiet = next(line for line in result.stdout.splitlines() if "--quiet" in line)
     assert "<bool>" not in quiet
+    assert "\\[" not in result.stdout  # Typer's Rich escapes stay out of the plain help
+    assert "[required]" in run_cli(["gate", "--help"], env={**os.environ, "COLUMNS": "200"}).stdout

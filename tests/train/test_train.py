@@ -184,3 +184,18 @@ def test_row_counts_add_up_per_split_and_every_policy_applies_to_every_split(tin
     # the audits judge the same test rows training kept
     evaluated = json.loads(paths.result("performance").read_text())
     assert evaluated["n"] == 39
+
+
+def test_a_complete_run_keeps_its_model_not_its_training_checkpoint(tiny_config):
+    from pathlib import Path
+
+    from conftest import TEST_HOME, run_cli, set_flags
+
+    run = Path(tiny_config["output_dir"])
+    assert run_cli(["train", "--quiet", *set_flags({**tiny_config, "train.epochs": 1})]).returncode == 0
+    assert (run / "model" / "model.safetensors").is_file() and not (run / "checkpoints").exists()
+    kept = run.with_name("kept")
+    assert run_cli(["train", "--quiet", *set_flags({**tiny_config, "train.epochs": 1, "output_dir": str(kept),
+                                                     "train.keep_checkpoints": True})]).returncode == 0
+    assert (kept / "checkpoints" / "last.pt").is_file()
+    assert str(Path.home()) == TEST_HOME  # the suite writes nothing under the real home

@@ -75,6 +75,16 @@ def _usage_errors() -> tuple[type[BaseException], ...]:
     return tuple(e for e in errors if e is not None)
 
 
+def _plain_option_help() -> None:
+    """Typer escapes the brackets of ``[default: ...]`` and ``[required]`` for Rich even when Rich markup is off
+    (``rich_markup_mode=None``, as here), and the plain help then shows ``\\[required]``: keep them plain."""
+    try:
+        from typer import rich_utils
+    except ImportError:  # no Rich: nothing is escaped
+        return
+    rich_utils.escape_before_html_export = lambda text: text.strip()
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns (and, from the console script, exits with) the exit code."""
     from rich.markup import escape
@@ -84,6 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     _register()
+    _plain_option_help()
     from trustfm.cli._output import configure_logging, error_console
 
     collapser = configure_logging()

@@ -196,6 +196,9 @@ class TrainConfig(_Strict):
     )
     num_threads: int | None = Field(None, ge=1, description="torch CPU threads; default: all cores")
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
+    keep_checkpoints: bool = Field(False, description="keep checkpoints/ (the resumable training state) once the "
+                                                     "run is complete; by default it is removed then (the model is "
+                                                     "in model/)")
 
 
 class EvaluateConfig(_Strict):

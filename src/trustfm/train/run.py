@@ -195,5 +195,8 @@ def _train_locked(config: RunConfig, paths: RunPaths, *, created: bool, resume: 
     info.status = "complete"
     info.finished = now_iso()
     info.save(paths)
+    if not config.train.keep_checkpoints:
+        # the resumable state (optimiser moments: twice the model's size) is of no use once the run is complete
+        shutil.rmtree(paths.checkpoints, ignore_errors=True)
     return paths
 
