@@ -120,6 +120,8 @@ def test_audit_all_gate_and_report_show_everything_in_chromium(trained, tmp_path
     assert explained.returncode == 0
     assert json.loads(explained.stdout) == json.loads((run_dir / "results" / "explanation-texts.json").read_text())
     assert json.loads(explained.stdout)["attributions"][0]["method"] == "integrated_gradients"
+    piped = run_cli(["explain", str(run_dir), "--text", "the service was great"], env=env)  # stdout is not a tty
+    assert piped.returncode == 0 and "great (" in piped.stdout and "service (" in piped.stdout
     assert run_cli(["report", str(run_dir)], env=env).returncode == 0
     card = (run_dir / "model_card.md").read_text()
     for heading in ("Intended use", "Out-of-scope use", "Training data and provenance", "Metrics", "Per-group results",

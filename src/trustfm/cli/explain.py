@@ -61,8 +61,15 @@ def explain(
     if output_format is OutputFormat.json:
         emit_json(saved.model_dump(mode="json"))
         return
+    import sys
+
     from rich.text import Text
 
+    if not sys.stdout.isatty():  # a file or a pipe gets no colours: the scores themselves, one word each
+        for r in results:
+            typer.echo(f"{r.method} → {r.target} ({r.target_probability:.3f}): "
+                       + " ".join(f"{w} ({v:+.3f})" for w, v in zip(r.words, r.word_scores)))
+        return
     for r in results:
         peak = max((abs(s) for s in r.word_scores), default=1.0) or 1.0
         line = Text(f"{r.method:>22} → {r.target} ({r.target_probability:.3f}): ")

@@ -102,6 +102,7 @@ def _show(result, new: int) -> None:
     if result.reaudit is not None:
         r = result.reaudit
         typer.echo(f"re-audit on {r.n} labelled answers: accuracy {_fmt(r.performance['accuracy'], 4)} "
-                   f"(training {r.training['accuracy']:.4f}), macro-F1 {_fmt(r.performance['macro_f1'], 4)}; "
+                   f"(at release, {r.reference_split} split: {r.training['accuracy']:.4f}), macro-F1 "
+                   f"{_fmt(r.performance['macro_f1'], 4)}; "
                    f"{r.note}")
     typer.echo("written: results/monitoring.json (trustfm report plots the windows)")

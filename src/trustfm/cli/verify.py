@@ -29,7 +29,9 @@ def verify(
     if output_format is OutputFormat.json:
         emit_json(result.model_dump(mode="json"))
     else:
-        page = "page as signed" if result.html_checked else "page NOT checked or changed"
+        changed = any("report.html was changed" in p for p in result.problems)
+        page = ("page as signed" if result.html_checked else
+                "page CHANGED since signing" if changed else "page not checked")
         rows = table(f"verify {report}: signature {'valid' if result.signature_valid else 'INVALID'}; {page}",
                      ["role", "file", "status"])
         for f in result.files:

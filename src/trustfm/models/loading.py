@@ -95,6 +95,7 @@ def load_encoder(path: Path, *, allow_pickle: bool, dropout: float | None = None
     ``dropout`` overrides the encoder's hidden and attention dropout when given.
     """
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    quiet_transformers()  # its "Loading weights" bars are not the user's business
     from transformers import AutoConfig, AutoModel, AutoTokenizer
 
     use_safetensors = check_weight_format(path, allow_pickle=allow_pickle)

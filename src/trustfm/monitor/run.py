@@ -35,8 +35,9 @@ class Reaudit(BaseModel):
     n: int
     performance: dict  # a PerformanceResult document (kind performance)
     fairness: dict | None  # a FairnessResult document (kind fairness), None without groups
-    training: dict[str, float]
+    training: dict[str, float]  # the reference profile's numbers at release (on ``reference_split``)
     note: str = ""
+    reference_split: str = "validation"  # the split the reference profile was measured on
 
 
 class MonitoringResult(Result):
@@ -280,7 +281,7 @@ def reaudit_feedback(logged, reference, *, run_dir: Path) -> Reaudit:
     note = f"groups from {source}" if fairness is not None else "no groups: fairness not re-audited"
     return Reaudit(n=n, performance=performance.model_dump(mode="json"),
                    fairness=None if fairness is None else fairness.model_dump(mode="json"),
-                   training=reference.profile.metrics, note=note)
+                   training=reference.profile.metrics, note=note, reference_split=reference.profile.split)
 
 
 class MonitorGauges:
