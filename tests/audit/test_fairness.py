@@ -304,3 +304,22 @@ def test_more_than_two_classes_are_audited_one_vs_rest_without_a_silent_positive
     assert "selection_rate" not in sl.groups[0].metrics  # no class is "the" positive one
     metrics = result.metrics()
     assert "g.dp_difference" in metrics and "g.demographic_parity_difference.sadness" in metrics
+
+
+def test_colour_words_are_swapped_only_where_they_name_people_and_hashtags_keep_their_names():
+    import numpy as np
+
+    from trustfm.data.perturbations import names
+
+    terms = IdentityTerms.default()
+    assert terms.counterfactuals("I wear black to work", "race_ethnicity") == []
+    assert terms.colour_uses("I wear black to work, in the white house", "race_ethnicity") == 2
+    assert ("white", "a white woman spoke") in terms.counterfactuals("a black woman spoke", "race_ethnicity")
+    rewritten = dict(terms.counterfactuals("a black woman wore black", "race_ethnicity"))
+    assert rewritten["white"] == "a white woman wore black"  # the colour stays
+    result = counterfactual_audit(["I wear black", "a black man smiled"], lambda t: np.full((len(t), 2), 0.5),
+                                  ["neg", "pos"], bootstrap_samples=0, axes=["race_ethnicity"])
+    assert result.left_alone == {"race_ethnicity": 1}
+    rng = np.random.default_rng(0)
+    assert "#Sleep" in names("Time to #Sleep, said John", rng) and "John" not in names("Time to #Sleep, said John", rng)
+    assert names("#Sleep well @Anna http://Example.com", rng) is None

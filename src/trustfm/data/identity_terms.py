@@ -20,6 +20,25 @@ _NOT_A_NOUN_NEXT = {
 }
 
 
+# identity terms that are also colours: an identity term only where they name people
+_COLOUR_TERMS = {"black", "white"}
+_PERSON_NOUNS = re.compile(
+    r"\s+(?:[a-z]+\s+)?(man|men|woman|women|people|person|persons|folks?|guys?|girls?|boys?|kids?|child|children|"
+    r"teens?|teenagers?|adults?|community|communities|family|families|neighbou?rs?|friends?|students?|americans?|"
+    r"voters?|athletes?|actors?|actress(?:es)?|directors?|writers?|artists?|customers?|workers?|doctors?|nurses?|"
+    r"lady|ladies|gentlem[ae]n|individuals?|citizens?|residents?|patients?|neighbou?rhoods?|lives|culture|"
+    r"americans?|britons?|europeans?|africans?)\b", re.I)
+
+
+def _names_people(text: str, match: re.Match) -> bool:
+    """Whether the term of ``match`` names people: every term does, except a colour word (black, white), which
+    does where a person noun follows (at most one word between: "a black woman", "black British voters")."""
+    term = match.group(3).lower()
+    if term not in _COLOUR_TERMS:
+        return True
+    return bool(_PERSON_NOUNS.match(text, match.end()))
+
+
 def _match_case(replacement: str, original: str) -> str:
     if original.isupper() and len(original) > 1:
         return replacement.upper()
@@ -87,9 +106,18 @@ class IdentityTerms:
 
         return cls(yaml.safe_load(Path(path).read_text(encoding="utf-8")))
 
+    def _mentions(self, text: str, axis: str) -> list[re.Match]:
+        """Matches of ``axis``'s terms used as identity terms: a colour word (black, white) only where it names
+        people (the next word is a person noun, or the plural form), so "wear black" is left alone."""
+        return [m for m in self.axes[axis].pattern.finditer(text) if _names_people(text, m)]
+
+    def colour_uses(self, text: str, axis: str) -> int:
+        """How many of ``axis``'s terms in ``text`` were left alone because they do not name people."""
+        return sum(1 for m in self.axes[axis].pattern.finditer(text) if not _names_people(text, m))
+
     def find(self, text: str, axis: str) -> list[str]:
         """Identity terms of ``axis`` in ``text`` (lower case, in order of appearance)."""
-        return [m.group(3).lower() for m in self.axes[axis].pattern.finditer(text)]
+        return [m.group(3).lower() for m in self._mentions(text, axis)]
 
     def counterfactuals(self, text: str, axis: str, max_variants: int = 4) -> list[tuple[str, str]]:
         """Rewritten texts as ``(target_term, text)``; ``[]`` when the text has no term of the axis.
@@ -99,12 +127,14 @@ class IdentityTerms:
         term found with each other term, up to ``max_variants`` of them.
         """
         spec = self.axes[axis]
-        found = list(spec.pattern.finditer(text))
+        found = self._mentions(text, axis)
         if not found:
             return []
         if spec.kind == "pairs":
 
             def swap(m: re.Match) -> str:
+                if not _names_people(text, m):
+                    return m.group(0)
                 word = m.group(3)
                 choice = spec.counterpart[word.lower()][0]
                 if word.lower() == "her":
@@ -121,7 +151,7 @@ class IdentityTerms:
         for target in spec.counterpart[source][:max_variants]:
             rewritten = spec.pattern.sub(
                 lambda m: _with_article(m.group(1), m.group(2) or "", _match_case(target, m.group(3)))
-                if m.group(3).lower() == source
+                if m.group(3).lower() == source and _names_people(text, m)
                 else m.group(0),
                 text,
             )

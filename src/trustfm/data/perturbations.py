@@ -34,8 +34,18 @@ _COPULA = re.compile(r"\b(is|was|are|were|'s|am)\b(?!\s+(not|n't)\b)", re.I)
 _WORD = re.compile(r"[A-Za-z]{4,}")
 
 
+# hashtags, handles and links: renaming or misspelling inside them changes what they point at, not how a person
+# wrote; the word perturbations leave them alone (a text with nothing else to edit is not perturbed)
+_PROTECTED = re.compile(r"(?:https?://|www\.)\S+|[#@]\w+")
+
+
+def _unprotected(text: str, matches) -> list[re.Match]:
+    spans = [m.span() for m in _PROTECTED.finditer(text)]
+    return [m for m in matches if not any(start <= m.start() < end for start, end in spans)]
+
+
 def _pick_word(text: str, rng) -> re.Match | None:
-    words = list(_WORD.finditer(text))
+    words = _unprotected(text, _WORD.finditer(text))
     return words[rng.integers(len(words))] if words else None
 
 
@@ -114,14 +124,17 @@ def zero_width(text, rng):
 
 
 def names(text, rng):
-    found = [n for n in _FIRST_NAMES if re.search(rf"\b{n}\b", text)]
+    found = [n for n in _FIRST_NAMES if _unprotected(text, re.finditer(rf"\b{n}\b", text))]
     if not found:
-        capitalised = re.search(r"(?<![.!?]\s)(?<!^)\b([A-Z][a-z]{2,})\b", text)
+        capitalised = _unprotected(text, re.finditer(r"(?<![.!?]\s)(?<!^)\b([A-Z][a-z]{2,})\b", text))
         if not capitalised:
             return None
-        found = [capitalised.group(1)]
+        found = [capitalised[0].group(1)]
     other = [n for n in _FIRST_NAMES if n != found[0]]
-    return re.sub(rf"\b{found[0]}\b", other[int(rng.integers(len(other)))], text)
+    replacement = other[int(rng.integers(len(other)))]
+    spans = [m.span() for m in _PROTECTED.finditer(text)]
+    return re.sub(rf"\b{found[0]}\b", lambda m: m.group(0) if any(a <= m.start() < b for a, b in spans)
+                  else replacement, text)
 
 
 def numbers(text, rng):

@@ -49,6 +49,8 @@ class CounterfactualResult(Result):
     label_names: list[str]
     axes: list[AxisResult]
     skipped_axes: dict[str, str]  # axis -> why it has no result
+    # axis -> uses of its terms left alone because they do not name people ("wear black": a colour word)
+    left_alone: dict[str, int] = {}
     examples_withheld_for_pii: int = 0  # example texts left out because they contain personal data
 
     def metrics(self) -> dict[str, float]:
@@ -88,12 +90,15 @@ def counterfactual_audit(
             raise ValueError(f"positive label(s) {unknown} are not among {list(label_names)}")
         pos = [list(label_names).index(p) for p in wanted]
     rng = np.random.default_rng(seed)
-    results, skipped = [], {}
+    results, skipped, left_alone = [], {}, {}
     for axis in axes or list(terms.axes):
         if axis not in terms.axes:
             raise ValueError(f"unknown axis {axis!r}; have {sorted(terms.axes)}")
         sources: list[int] = []
         pairs: list[tuple[int, str, str, str]] = []  # (source index, source term, target term, text)
+        left = sum(terms.colour_uses(text, axis) for text in texts)
+        if left:
+            left_alone[axis] = left
         for i, text in enumerate(texts):
             variants = terms.counterfactuals(text, axis, max_variants)
             if not variants:
@@ -147,7 +152,7 @@ def counterfactual_audit(
             )
         )
     return CounterfactualResult(dataset=dataset, positive_label=positive_label, label_names=list(label_names),
-                                axes=results, skipped_axes=skipped)
+                                axes=results, skipped_axes=skipped, left_alone=left_alone)
 
 
 def _cluster_intervals(owner, clusters, flipped, change, samples, confidence, rng) -> tuple[Interval, Interval]:
