@@ -117,6 +117,10 @@ def test_kill_then_resume_retries_the_killed_trial(tune_config, tmp_path):
     retried = [t for t in result["trials"] if t["number"] > 1 and t["params"]["train.learning_rate"] ==
                pytest.approx(params["learning_rate"]) and t["params"]["train.batch_size"] == params["batch_size"]]
     assert len(retried) == 1  # ...its settings were tried again
+    # the book-keeping says what happened: one failure (killed), its run folder abandoned, every trial's time
+    assert result["counts"]["interrupted"] == 1 and result["counts"]["fail"] == 1
+    assert json.loads((study / "trials" / "0001" / "run.json").read_text())["status"] == "abandoned"
+    assert result["trial_seconds"] == pytest.approx(sum(t["seconds"] for t in result["trials"]), abs=0.05)
     refused = _tune(config)
     assert refused.returncode != 0 and "already holds a study" in refused.stderr and "--resume" in refused.stderr
 

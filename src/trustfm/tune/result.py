@@ -50,12 +50,13 @@ class TuneResult(Result):
     constraints: list[str]
     trials_planned: float  # with DP: the mean of the random trial count
     trials: list[TrialRecord]  # empty in a DP study's released copy (the guarantee covers the chosen output only)
-    counts: dict[str, int] = {}  # complete, pruned, failed, running
+    counts: dict[str, int] = {}  # complete, pruned, fail (killed ones included), running, interrupted (killed)
     front: list[int] = []  # trial numbers: the best trial, or the Pareto front of feasible trials
     importances: dict[str, dict[str, float]] = {}  # objective metric -> parameter -> share (sums to 1)
     chosen: ChosenTrial | None = None
     privacy: dict | None = None  # a DP search: method, epsilon, delta, expected trials, ledger
     seconds: float | None = None  # wall time of this process' share of the search
+    trial_seconds: float | None = None  # every counted trial's own seconds, whichever process ran it (resumes too)
     finished: str | None = None
 
     def metrics(self) -> dict[str, float]:

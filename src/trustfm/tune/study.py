@@ -233,9 +233,25 @@ def retry_interrupted(study, plan: StudyPlan) -> list[int]:
                 continue  # another process is working on it
             storage.set_trial_user_attr(trial._trial_id, INTERRUPTED, True)
             storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
+            _mark_abandoned(plan.trial_dir(trial.number))
             study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number}, skip_if_exists=False)
             retried.append(trial.number)
     return retried
+
+
+def _mark_abandoned(run_dir: Path) -> None:
+    """A killed trial's run folder says so (``status: abandoned``): it is retried in a new trial, never finished."""
+    from trustfm.runs import RunPaths, RunRecord
+
+    paths = RunPaths(run_dir)
+    if paths.run_info.is_file():
+        record = RunRecord.load(paths)
+        if record.status == "running":
+            record.status = "abandoned"
+            record.finished = now_iso()
+            data = record.model_dump(mode="json", exclude_none=True)
+            data["abandoned"] = "the process running this tuning trial was killed; the study retried its settings"
+            RunRecord.model_validate(data).save(paths)
 
 
 def _counted(trial) -> bool:
@@ -425,10 +441,14 @@ def trial_record(trial) -> TrialRecord:
 
 def summarise_study(study, plan: StudyPlan, *, seconds: float | None = None, importances: bool = True) -> TuneResult:
     """The study as a :class:`TuneResult`: every counted trial, the front of feasible trials, the importances."""
-    trials = [trial_record(t) for t in study.get_trials(deepcopy=False) if _counted(t)]
+    every = study.get_trials(deepcopy=False)
+    trials = [trial_record(t) for t in every if _counted(t)]
     counts = {"complete": 0, "pruned": 0, "fail": 0, "running": 0}
     for t in trials:
         counts[t.state] = counts.get(t.state, 0) + 1
+    # killed trials (retried, so outside the budget) are failures too: the journal marks them so
+    counts["interrupted"] = sum(1 for t in every if t.user_attrs.get(INTERRUPTED))
+    counts["fail"] += counts["interrupted"]
     return TuneResult(
         study_name=plan.study_name, study_dir=str(plan.study_dir), journal=str(plan.journal),
         sampler=plan.tune.sampler, pruner=plan.tune.pruner if plan.tune.pruner == "none" or plan.optuna_prunes
@@ -440,7 +460,8 @@ def summarise_study(study, plan: StudyPlan, *, seconds: float | None = None, imp
         front=sorted(t.number for t in study.best_trials),
         importances=param_importances(study, plan) if importances else {},
         privacy=plan.privacy.as_dict() if plan.privacy else None,
-        seconds=round(seconds, 2) if seconds is not None else None, finished=now_iso())
+        seconds=round(seconds, 2) if seconds is not None else None, finished=now_iso(),
+        trial_seconds=round(sum(t.seconds or 0.0 for t in trials), 2))
 
 
 def param_importances(study, plan: StudyPlan) -> dict[str, dict[str, float]]:
