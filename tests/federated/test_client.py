@@ -53,5 +53,6 @@ def test_a_poisoned_client_flips_its_labels_and_scales_its_update(shard_and_conf
     start = float_state(poisoned.model)
     outcome = poisoned.fit(start, server_round=1)
     sent = sum(float(((outcome.state[k] - start[k]) ** 2).sum()) for k in start) ** 0.5
-    assert sent == pytest.approx(10.0 * outcome.metrics["update-norm"], rel=1e-3)
-    assert honest.fit(start, server_round=1).metrics["update-norm"] > 0
+    # the logged norm is what was sent: the operator sees the boost (10x an honest client's, roughly)
+    assert outcome.metrics["update-norm"] == pytest.approx(sent, rel=1e-3)
+    assert outcome.metrics["update-norm"] > 4 * honest.fit(start, server_round=1).metrics["update-norm"] > 0

@@ -8,7 +8,7 @@ from typing import Optional
 import typer
 
 from trustfm.cli import app
-from trustfm.cli._output import FORMAT_OPTION, OutputFormat, emit_json, metrics_table, print_rich
+from trustfm.cli._output import FORMAT_OPTION, OutputFormat, emit_json, metrics_table, print_rich, table
 
 
 @app.command()
@@ -40,15 +40,26 @@ def federate(
 
     cfg = load_config(config, overrides_from_flags(dict(locals()), set_))
     paths = federate_and_evaluate(cfg, superlink=superlink, show_progress=not quiet)
+    poisoning = None
     if poisoning_check:
         from trustfm.federated.poisoning import poisoning_check as check
 
-        check(cfg, paths.root, rules=[r.strip() for r in poisoning_check.split(",") if r.strip()],
-              show_progress=not quiet)
+        poisoning = check(cfg, paths.root, rules=[r.strip() for r in poisoning_check.split(",") if r.strip()],
+                          show_progress=not quiet)
     result = load_result(paths.result("federated"))
+    for flag in result.flags():
+        typer.echo(f"warning: {flag}", err=True)
     if output_format is OutputFormat.json:
         emit_json(result.model_dump(mode="json"))
         return
+    if poisoning is not None:
+        attack = poisoning.attack
+        rows = table(f"poisoning check: {attack.get('clients')} {attack.get('attack')} client(s), "
+                     f"{poisoning.split} split (results/federated-poisoning.json)",
+                     ["rule", "accuracy clean", "accuracy poisoned", "drop"])
+        for r in poisoning.rules:
+            rows.add_row(r.rule, f"{r.clean_accuracy:.4f}", f"{r.poisoned_accuracy:.4f}", f"{r.accuracy_drop:+.4f}")
+        print_rich(rows)
     rows = [(name, f"{value:.0f}" if value == int(value) and "accuracy" not in name else f"{value:.4f}")
             for name, value in result.metrics().items()]
     print_rich(metrics_table(f"federated {result.strategy}, {result.clients} clients — {paths.root}", rows))

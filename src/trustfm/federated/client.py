@@ -178,13 +178,15 @@ class ClientTrainer:
                             validation_metrics=quick_metrics, save_best=lambda m: None)
         local = float_state(self.model)
         update = {k: local[k] - global_state[k] for k in local}
-        metrics = {"train-loss": float(state.history[-1]["train_loss"]), "update-norm": update_norm(update)}
+        metrics = {"train-loss": float(state.history[-1]["train_loss"])}
         if self.shard.poisoned and fed.poison.attack == "scaled_update":
             # model replacement (Bagdasaryan et al. 2020): a boosted update that dominates a mean
             update = {k: v * fed.poison.scale for k, v in update.items()}
         if fed.client_dp is not None and fed.client_dp.mode == "local":
             update = privatise_local_update(update, noise_multiplier=fed.client_dp.noise_multiplier,
                                             clipping_norm=fed.client_dp.clipping_norm)
+        # the norm of what is sent (after any scaling or local noise): what the server, and its operator, see
+        metrics["update-norm"] = update_norm(update)
         if dpsgd is not None:
             metrics["example-epsilon"] = dpsgd.epsilon_spent()
         return FitOutcome(state={k: global_state[k] + update[k] for k in update}, examples=len(self.train_labels),

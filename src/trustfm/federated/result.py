@@ -58,6 +58,7 @@ class FederatedResult(Result):
     # client_evaluation {client: {accuracy, macro_f1, loss, examples}}, validation {accuracy, macro_f1, loss}, seconds
     validation_accuracy: float | None = None  # final global model on the run's validation split
     validation_macro_f1: float | None = None
+    validation_majority_share: float | None = None  # share of validation answers in the most answered class
     worst_client_accuracy: float | None = None
     mean_client_accuracy: float | None = None
     client_accuracy_gap: float | None = None  # best minus worst client accuracy
@@ -82,4 +83,9 @@ class FederatedResult(Result):
         if self.poison:
             flags.append(f"trained with {self.poison['clients']} poisoned client(s) ({self.poison['attack']}): "
                          "an attack experiment, not a model to release")
+        if self.validation_majority_share is not None and self.validation_majority_share >= 0.95:
+            cause = (" (the client-level DP noise may be too strong for this many clients and rounds: more clients "
+                     "per round, fewer rounds or a larger epsilon)" if self.privacy is not None else "")
+            flags.append(f"the global model answers one class for {self.validation_majority_share:.0%} of the "
+                         f"validation rows: it has collapsed{cause}")
         return flags

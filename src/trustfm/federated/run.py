@@ -202,6 +202,8 @@ def run_server(grid, run_dir: Path, *, mode: str) -> FederatedResult:
         model.load_state_dict(arrays.to_torch_state_dict(), strict=False)
         proba = predict_proba(model, val_enc, pad_id=tokenizer.pad_token_id, batch_size=config.train.eval_batch_size)
         validation[server_round] = scores = quick_metrics(val_labels, proba)
+        # how constant the global model is: client-level DP noise can leave one that answers one class
+        scores["majority_share"] = float(np.bincount(proba.argmax(axis=1)).max() / max(len(proba), 1))
         answered = f"; {len(strategy.rounds[-1].get('clients', []))} of {strategy.rounds[-1]['asked']} clients " \
                    "answered" if strategy.rounds else ""
         log.info("round %d/%d: validation accuracy %.4f, macro-F1 %.4f%s", server_round, fed.rounds,
@@ -234,6 +236,7 @@ def run_server(grid, run_dir: Path, *, mode: str) -> FederatedResult:
         poison=fed.poison.model_dump(mode="json") if fed.poison else None,
         client_records=_client_records(shards, final_eval), rounds=rounds,
         validation_accuracy=last.get("accuracy"), validation_macro_f1=last.get("macro_f1"),
+        validation_majority_share=last.get("majority_share"),
         worst_client_accuracy=min(accuracies) if accuracies else None,
         mean_client_accuracy=float(np.mean(accuracies)) if accuracies else None,
         client_accuracy_gap=max(accuracies) - min(accuracies) if accuracies else None,
