@@ -34,10 +34,14 @@ def tune(
     from trustfm.config import load_config
     from trustfm.pipeline import tune_and_select
 
+    import sys
+
     cfg = load_config(config, overrides_from_flags(dict(locals()), set_))
-    live = None if quiet or output_format is OutputFormat.json else _live_table(cfg)
+    live = None if quiet or output_format is OutputFormat.json or not sys.stderr.isatty() else _live_table(cfg)
     if live is None:
-        result = tune_and_select(cfg, resume=resume, show_progress=False)
+        # no terminal to redraw a table on (a file or a pipe): one line per finished trial instead
+        result = tune_and_select(cfg, resume=resume, show_progress=False,
+                                 on_trial=None if quiet else _trial_line)
     else:
         with live, _quiet_stage_logs():
             result = tune_and_select(cfg, resume=resume, show_progress=False,
@@ -47,6 +51,14 @@ def tune(
         return
     print_rich(trials_table(result))
     _print_outcome(result)
+
+
+def _trial_line(record, study) -> None:
+    """One line per finished trial: state, objective values, constraints, seconds (stderr)."""
+    values = ", ".join(f"{o['metric']} {v:.4f}" for o, v in zip(study.objectives, record.values or []))
+    met = "" if record.feasible is None else (", constraints met" if record.feasible else ", constraints violated")
+    typer.echo(f"trial {record.number}: {record.state}{': ' + values if values else ''}{met}"
+               f" ({record.seconds or 0:.0f} s)", err=True)
 
 
 def _live_table(cfg):

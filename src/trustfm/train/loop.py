@@ -9,8 +9,10 @@ state is checkpointed, so a resumed run repeats an uninterrupted one exactly.
 
 from __future__ import annotations
 
+import logging
 import math
 import os
+import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -26,6 +28,8 @@ from trustfm.models.inference import predict_proba
 from trustfm.models.inputs import model_input_tensors
 from trustfm.progress import progress_bar
 from trustfm.train.callbacks import Callback
+
+log = logging.getLogger("trustfm.train")
 
 CHECKPOINT_FILE = "last.pt"
 
@@ -300,6 +304,11 @@ class FineTuner:
                     self.should_stop = True
                     self.state.stopped_early = epoch < cfg.epochs
                 self._call("on_epoch_end", record)
+                if self.show_progress and not sys.stderr.isatty():
+                    # no progress bar in a file or a pipe: one line per finished epoch instead
+                    log.info("epoch %d/%d: train loss %.4f, validation macro-F1 %.4f%s (%.0f s)", epoch, cfg.epochs,
+                             record["train_loss"], scores.get("macro_f1", float("nan")),
+                             " (best so far)" if improved else "", elapsed)
                 if checkpoint_dir is not None:
                     self._checkpoint(checkpoint_dir)
         self._call("on_fit_end")
