@@ -31,10 +31,18 @@ def demo(
                  ["metric", "baseline", "mitigated", "change"])
     rows.add_row("accuracy", fmt_interval(comparison["accuracy_before"]), fmt_interval(comparison["accuracy_after"]),
                  f"{comparison['accuracy_change']:+.3f}")
-    for row in comparison["rows"]:
-        if row["slice"] == "gender" and row["metric"] in ("demographic_parity_difference", "tpr_gap", "fpr_gap"):
-            rows.add_row(row["metric"], fmt_interval(row["before"]), fmt_interval(row["after"]), f"{row['change']:+.3f}")
+    shown = [row for row in comparison["rows"] if row["slice"] == "gender"
+             and row["metric"] in ("demographic_parity_difference", "tpr_gap", "fpr_gap")]
+    for row in shown:
+        rows.add_row(row["metric"], fmt_interval(row["before"]), fmt_interval(row["after"]), f"{row['change']:+.3f}")
     print_rich(rows)
+    # the lesson of the tour in one line: a mitigation moves one gap, and may move others and accuracy too
+    narrowed = [r["metric"] for r in shown if r["change"] < 0]
+    widened = [f"{r['metric']} ({r['change']:+.3f})" for r in shown if r["change"] > 0]
+    typer.echo(f"trade-off: re-weighting narrowed {', '.join(narrowed) or 'no gap'}"
+               + (f", widened {', '.join(widened)}" if widened else "")
+               + f", and moved accuracy by {comparison['accuracy_change']:+.3f}: a passing gate does not mean every "
+               "gap closed; read the rows above")
     gates = table("release policy (src/trustfm/data/demo/policy.yaml)", ["run", "rule", "value", "result"])
     for name, gate in summary["gate"].items():
         for outcome in gate["outcomes"]:
