@@ -34,7 +34,7 @@ def test_a_family_trains_audits_compresses_and_serves(family, data, tmp_path):
     _ok(run_cli(["train", "--data", data, "--id-column", "id", "--group-column", "group", "--model", model,
                  "--epochs", "1", "--learning-rate", "3e-3", "--batch-size", "16", "--max-length", "32", "--quiet",
                  "--set", "evaluate.bootstrap_samples=30", "--set", "fairness.min_group_size=5", "-o", run]), "train")
-    audited = run_cli(["audit", run, "--all", "--max-examples", "8", "--format", "json"])
+    audited = run_cli(["audit", run, "--all", "--max-examples", "10", "--format", "json"])
     _ok(audited, "audit --all")
     statuses = {a["audit"]: a["status"] for a in json.loads(audited.stdout)["audits"]}
     assert {k: statuses[k] for k in ("performance", "fairness", "robustness", "explanations", "attacks",

@@ -97,7 +97,7 @@ def test_without_training_data_the_training_audits_say_why_and_default_label_nam
     record = json.loads((tmp_path / "run" / "run.json").read_text())
     assert record["label_names"] == ["0", "1"] and "LABEL_0..LABEL_1" in record["imported"]["classes"]
     assert "training data" in record["imported"]["unknown"]
-    audited = json.loads(run_cli(["audit", tmp_path / "run", "--all", "--max-examples", "8", "--format",
+    audited = json.loads(run_cli(["audit", tmp_path / "run", "--all", "--max-examples", "10", "--format",
                                   "json"]).stdout)
     reasons = {a["audit"]: a.get("reason") or "" for a in audited["audits"]}
     assert "imported without them" in reasons["membership"] and "imported without them" in reasons["data_quality"]

@@ -128,6 +128,9 @@ def audit_membership_run(run: str | Path | AuditContext, *, max_rows: int = 500,
     rng = np.random.default_rng(config.seed)
     source_texts, source_labels, non_members_from = source
     non_texts, non_labels, removed = _dedupe(source_texts, source_labels, data.train.texts)
+    if max_rows < 10:
+        raise ConfigError(f"membership audit: max_rows {max_rows} is below the 10 members and 10 non-members an "
+                          "attack needs")
     n = min(max_rows, len(non_texts), len(data.train))
     if n < 10:
         raise ConfigError(f"membership audit: only {n} non-member rows after removing duplicates of training rows "
