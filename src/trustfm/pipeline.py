@@ -71,13 +71,15 @@ DEMO_AUDIT_BUDGETS = {
 }
 
 
-def demo_flow(output_dir: Path, *, epochs: int | None = None, show_progress: bool = True) -> dict:
+def demo_flow(output_dir: Path, *, epochs: int | None = None, max_examples: int | None = None,
+              show_progress: bool = True) -> dict:
     """The product tour on the embedded demo set and the default model, as a user would run it.
 
     1. train a baseline and evaluate it; 2. run every audit that applies on it; 3. train again with
     Kamiran–Calders re-weighting (the mitigation for the planted gender bias); 4. audit the mitigated run's
     fairness against the baseline; 5. write both reports; 6. check both against the demo release policy.
     Returns what to look at: run folders, report paths, the fairness before/after and the gate outcomes.
+    ``max_examples`` caps every audit's examples below the tour's own budgets (a quicker tour).
     """
     from importlib import resources
 
@@ -98,7 +100,10 @@ def demo_flow(output_dir: Path, *, epochs: int | None = None, show_progress: boo
                 overrides["train.epochs"] = epochs
             train_and_evaluate(load_config(config_path, overrides), show_progress=show_progress)
             if name == "baseline":
-                run_all_audits(run_dir, options=DEMO_AUDIT_BUDGETS, show_progress=show_progress)
+                budgets = DEMO_AUDIT_BUDGETS if max_examples is None else {
+                    audit: {k: min(v, max_examples) for k, v in options.items()}
+                    for audit, options in DEMO_AUDIT_BUDGETS.items()}
+                run_all_audits(run_dir, options=budgets, max_examples=max_examples, show_progress=show_progress)
             else:
                 written = audit_fairness_run(run_dir, compare=runs["baseline"], show_progress=show_progress)
                 summary["fairness_comparison"] = written["fairness-comparison"].model_dump(mode="json")

@@ -16,13 +16,15 @@ def demo(
     output_dir: Path = typer.Option(Path("runs/demo"), "--output-dir", "-o",
                                     help="folder for the demo's two runs (baseline/, mitigated/)"),
     epochs: Optional[int] = typer.Option(None, help="training epochs of both runs (default: the demo config's)"),
+    max_examples: Optional[int] = typer.Option(None, "--max-examples", min=10, help="at most this many texts or "
+                                               "rows per audit (a quicker tour; default: the tour's own budgets)"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bars"),
     output_format: OutputFormat = FORMAT_OPTION,
 ) -> None:
     """Train, audit everything, mitigate the planted bias, re-audit, report and gate — on the demo set."""
     from trustfm.pipeline import demo_flow
 
-    summary = demo_flow(output_dir, epochs=epochs, show_progress=not quiet)
+    summary = demo_flow(output_dir, epochs=epochs, max_examples=max_examples, show_progress=not quiet)
     if output_format is OutputFormat.json:
         emit_json(summary)
         return
