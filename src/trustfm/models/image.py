@@ -59,18 +59,17 @@ def _backbone(image_size: int) -> nn.Module:
     return EfficientNet.from_name(ARCHITECTURE, image_size=image_size)
 
 
-class ImageClassifier(nn.Module):
-    """``forward(pixel_values) -> logits`` (batch, num_labels); ``pixel_values`` float in [0, 1], (batch, 3, s, s)."""
+class _PixelClassifier(nn.Module):
+    """What every image classifier shares: ``pixel_values`` in [0, 1] normalised inside (``mean``, ``std``), a
+    pooled feature vector (the subclass's ``pooled``), dropout and a linear head."""
 
-    def __init__(self, backbone: nn.Module, num_labels: int, *, dropout: float = 0.2, image_size: int = 96):
+    def __init__(self, features: int, num_labels: int, *, dropout: float, image_size: int, mean, std):
         super().__init__()
-        backbone._fc = nn.Identity()  # the ImageNet head is replaced by ours
-        self.backbone = backbone
         self.image_size = image_size
-        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
-        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1), persistent=False)
         self.dropout = nn.Dropout(dropout)
-        self.head = nn.Linear(FEATURES, num_labels)
+        self.head = nn.Linear(features, num_labels)
         nn.init.normal_(self.head.weight, std=0.01)
         nn.init.zeros_(self.head.bias)
 
@@ -79,12 +78,25 @@ class ImageClassifier(nn.Module):
         return self.head.out_features
 
     def pooled(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        """Average-pooled backbone features, shape (batch, 1280)."""
-        features = self.backbone.extract_features((pixel_values - self.mean) / self.std)
-        return features.mean(dim=(2, 3))
+        raise NotImplementedError
 
     def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
         return self.head(self.dropout(self.pooled(pixel_values)))
+
+
+class ImageClassifier(_PixelClassifier):
+    """``forward(pixel_values) -> logits`` (batch, num_labels); ``pixel_values`` float in [0, 1], (batch, 3, s, s)."""
+
+    def __init__(self, backbone: nn.Module, num_labels: int, *, dropout: float = 0.2, image_size: int = 96):
+        super().__init__(FEATURES, num_labels, dropout=dropout, image_size=image_size, mean=IMAGENET_MEAN,
+                         std=IMAGENET_STD)
+        backbone._fc = nn.Identity()  # the ImageNet head is replaced by ours
+        self.backbone = backbone
+
+    def pooled(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        """Average-pooled backbone features, shape (batch, 1280)."""
+        features = self.backbone.extract_features((pixel_values - self.mean) / self.std)
+        return features.mean(dim=(2, 3))
 
     def train(self, mode: bool = True) -> "ImageClassifier":
         super().train(mode)
@@ -95,26 +107,15 @@ class ImageClassifier(nn.Module):
         return self
 
 
-class VisionTransformerClassifier(nn.Module):
+class VisionTransformerClassifier(_PixelClassifier):
     """``forward(pixel_values) -> logits`` (batch, num_labels) of a Transformers vision backbone (ViT, DeiT, Swin,
     ...) with trustfm's head; ``pixel_values`` float in [0, 1], (batch, 3, s, s)."""
 
     def __init__(self, backbone: nn.Module, num_labels: int, *, dropout: float = 0.1, image_size: int = 224,
                  mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5)):
-        super().__init__()
+        features = backbone.num_features if hasattr(backbone, "num_features") else backbone.config.hidden_size
+        super().__init__(features, num_labels, dropout=dropout, image_size=image_size, mean=mean, std=std)
         self.backbone = backbone
-        self.image_size = image_size
-        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1), persistent=False)
-        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1), persistent=False)
-        self.dropout = nn.Dropout(dropout)
-        self.head = nn.Linear(backbone.config.hidden_size if not hasattr(backbone, "num_features")
-                              else backbone.num_features, num_labels)
-        nn.init.normal_(self.head.weight, std=0.01)
-        nn.init.zeros_(self.head.bias)
-
-    @property
-    def num_labels(self) -> int:
-        return self.head.out_features
 
     def pooled(self, pixel_values: torch.Tensor) -> torch.Tensor:
         """The backbone's pooled output (Swin: its average pool), else its first token's state: (batch, features)."""
@@ -123,9 +124,6 @@ class VisionTransformerClassifier(nn.Module):
         out = self.backbone(pixel_values=(pixel_values - self.mean) / self.std, **options)
         pooled = getattr(out, "pooler_output", None)
         return pooled if pooled is not None and pooled.dim() == 2 else out.last_hidden_state[:, 0]
-
-    def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        return self.head(self.dropout(self.pooled(pixel_values)))
 
 
 def _normalisation(folder: Path) -> tuple[tuple, tuple]:

@@ -324,6 +324,23 @@ def _worst_class(per_class: dict[str, np.ndarray], metric: str) -> np.ndarray:
         return np.nanmin(stacked, axis=-1) if metric.endswith("_ratio") else np.nanmax(stacked, axis=-1)
 
 
+def _collect_gaps(into: dict, per_class: dict, suffix: str | None, gaps: dict) -> None:
+    """Add one target's gaps to ``into``: as they are in the binary framing (``suffix`` None); one-vs-rest, as
+    ``<gap>.<class>`` (kept in ``per_class`` for the headline), and the class-free ones (accuracy) as they are."""
+    if suffix is None:
+        into.update(gaps)
+        return
+    per_class[suffix] = gaps
+    into.update({_key(m, suffix): gaps[m] for m in CLASS_GAPS})
+    into.update({m: gaps[m] for m in DISPARITIES if m not in CLASS_GAPS})
+
+
+def _headline_gaps(into: dict, per_class: dict) -> None:
+    """One-vs-rest: each gap's headline is the worst class's (see :func:`_worst_class`)."""
+    for metric in CLASS_GAPS if per_class else ():
+        into[metric] = _worst_class({c: np.asarray(v[metric]) for c, v in per_class.items()}, metric)
+
+
 def _audit_slice(name, values, y_true, y_pred, targets, k, draws, min_group_size, confidence) -> FairnessSlice:
     """One sensitive column: per-group metrics and the gaps over the judged groups, for each (class suffix, class
     id) of ``targets`` (one target with suffix None in the binary framing)."""
@@ -359,16 +376,9 @@ def _audit_slice(name, values, y_true, y_pred, targets, k, draws, min_group_size
             class_disparities = dict.fromkeys(DISPARITIES, float("nan"))
         for group, metrics in group_points.items():
             points[group].update({_key(m, suffix) if m in CLASS_RATES else m: v for m, v in metrics.items()})
-        if suffix is None:
-            disparity_points.update(class_disparities)
-        else:
-            per_class_points[suffix] = class_disparities
-            disparity_points.update({_key(m, suffix): class_disparities[m] for m in CLASS_GAPS})
-            disparity_points.update({m: class_disparities[m] for m in DISPARITIES if m not in CLASS_GAPS})
-    if per_class_points:
-        for metric in CLASS_GAPS:
-            disparity_points[metric] = float(_worst_class(
-                {c: np.asarray(v[metric]) for c, v in per_class_points.items()}, metric))
+        _collect_gaps(disparity_points, per_class_points, suffix, class_disparities)
+    _headline_gaps(disparity_points, per_class_points)
+    disparity_points = {m: float(v) for m, v in disparity_points.items()}
     metric_names = list(next(iter(points.values())))
     boot_stats = boot_disp = None
     if draws is not None:
@@ -382,15 +392,8 @@ def _audit_slice(name, values, y_true, y_pred, targets, k, draws, min_group_size
                 class_stats = _group_stats(confusion, c)
                 stats.update({_key(m, suffix) if m in CLASS_RATES else m: v for m, v in class_stats.items()})
                 if enough:
-                    class_gaps = gaps(class_stats)
-                    if suffix is None:
-                        disp.update(class_gaps)
-                    else:
-                        per_class[suffix] = class_gaps
-                        disp.update({_key(m, suffix): class_gaps[m] for m in CLASS_GAPS})
-                        disp.update({m: class_gaps[m] for m in DISPARITIES if m not in CLASS_GAPS})
-            for metric in CLASS_GAPS if per_class else ():
-                disp[metric] = _worst_class({c: v[metric] for c, v in per_class.items()}, metric)
+                    _collect_gaps(disp, per_class, suffix, gaps(class_stats))
+            _headline_gaps(disp, per_class)
             stats_chunks.append(stats)
             disp_chunks.append(disp)
         boot_stats = {m: np.concatenate([c[m] for c in stats_chunks]) for m in metric_names}
