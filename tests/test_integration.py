@@ -24,6 +24,7 @@ def test_demo_runs_the_whole_flow_and_the_mitigation_reduces_the_planted_gap(tmp
         assert Path(summary["runs"][name]["report"]).is_file()
     baseline = json.loads((out / "baseline" / "report.json").read_text())
     assert baseline["provenance"]["config"]["data"]["group_columns"] == ["gender"]
+    assert "Base model: all-MiniLM-L6-v2 (the default" in (out / "baseline" / "model_card.md").read_text()
     base = baseline["provenance"]["base_model"]
     assert base["name_or_path"] == "default" and "model.safetensors" in base["weights_sha256"]
     # every audit that applies ran on the baseline, and the report has a section for each

