@@ -26,14 +26,17 @@ def _log(run: Path):
 
 
 def test_same_config_and_seed_give_the_same_metrics(tiny_config, tmp_path):
-    first = train_and_evaluate(load_config(None, {**tiny_config, "output_dir": str(tmp_path / "a")}), show_progress=False)
-    second = train_and_evaluate(load_config(None, {**tiny_config, "output_dir": str(tmp_path / "b")}), show_progress=False)
+    # the thread count is pinned: another count sums in another order (recorded as run.json training.threads)
+    pinned = {**tiny_config, "train.num_threads": 2}
+    first = train_and_evaluate(load_config(None, {**pinned, "output_dir": str(tmp_path / "a")}), show_progress=False)
+    second = train_and_evaluate(load_config(None, {**pinned, "output_dir": str(tmp_path / "b")}), show_progress=False)
     a, b = read_json(first.result("performance")), read_json(second.result("performance"))
     assert a == b
     assert _strip_times(_log(first.root)) == _strip_times(_log(second.root))
     info = read_json(first.run_info)
     assert info["status"] == "complete"
     assert info["training"]["epochs_completed"] == 3
+    assert info["training"]["threads"] == 2
     assert a["accuracy"]["value"] > 0.9  # the synthetic task is separable
 
 
@@ -123,11 +126,9 @@ def test_resume_after_sigkill_finishes_with_the_same_metrics(tiny_model_dir, tmp
         "--data", str(data), "--model", str(tiny_model_dir), "--epochs", "3", "--batch-size", "8",
         "--max-length", "32", "--learning-rate", "1e-3", "--set", "evaluate.bootstrap_samples=100", "--quiet",
     ]
+    # the killed run chooses its threads from the idle cores; the straight run is pinned to that choice below
     cli = [sys.executable, "-m", "trustfm.cli"]
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    straight = tmp_path / "straight"
-    subprocess.run(cli + ["train", *common, "-o", str(straight)], check=True, env=env, capture_output=True)
-
     killed = tmp_path / "killed"
     process = subprocess.Popen(cli + ["train", *common, "-o", str(killed)], env=env,
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -143,6 +144,10 @@ def test_resume_after_sigkill_finishes_with_the_same_metrics(tiny_model_dir, tmp
 
     resumed = subprocess.run(cli + ["train", "--resume", str(killed), "--quiet"], env=env, capture_output=True, text=True)
     assert resumed.returncode == 0, resumed.stderr
+    threads = read_json(killed / "run.json")["training"]["threads"]  # kept from the checkpoint, not chosen again
+    straight = tmp_path / "straight"
+    subprocess.run(cli + ["train", *common, "--set", f"train.num_threads={threads}", "-o", str(straight)],
+                   check=True, env=env, capture_output=True)
     assert read_json(killed / "results" / "performance.json") == read_json(straight / "results" / "performance.json")
     assert _strip_times(_log(killed)) == _strip_times(_log(straight))
     assert read_json(killed / "run.json")["model_sha256"] == read_json(straight / "run.json")["model_sha256"]

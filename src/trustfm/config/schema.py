@@ -194,7 +194,7 @@ class TrainConfig(_Strict):
     bucket_size: int = Field(
         64, ge=1, description="batches per length bucket; 1 disables length bucketing"
     )
-    num_threads: int | None = Field(None, ge=1, description="torch CPU threads; default: all cores")
+    num_threads: int | None = Field(None, ge=1, description="torch CPU threads; default: the cores idle when training starts (recorded in run.json training.threads)")
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
     keep_checkpoints: bool = Field(False, description="keep checkpoints/ (the resumable training state) once the "
                                                      "run is complete; by default it is removed then (the model is "

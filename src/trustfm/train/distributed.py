@@ -54,8 +54,6 @@ class SyncGradients(Callback):
         self.dpsgd = dpsgd
 
     def on_fit_start(self, trainer) -> None:
-        # the machine's cores are shared by the processes on it
-        torch.set_num_threads(max(1, (os.cpu_count() or 1) // self.world.local_size))
         if self.dpsgd is not None and self.world.rank != 0:
             self.dpsgd.adds_noise = False
         # every process starts from rank 0's weights (they are equal when seeded alike; this makes it certain)

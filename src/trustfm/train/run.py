@@ -190,6 +190,7 @@ def _train_locked(config: RunConfig, paths: RunPaths, *, created: bool, resume: 
         "steps": state.global_step,
         "train_seconds": state.train_seconds,
         "train_samples_per_second": state.train_samples / state.train_seconds if state.train_seconds else None,
+        "threads": state.threads,  # set train.num_threads to it to repeat the run bit for bit
     }
     info.model_sha256 = model_weight_hashes(paths.model)
     info.status = "complete"
