@@ -50,6 +50,15 @@ def test_resolved_config_round_trips(tmp_path):
     assert isinstance(RunConfig().train.epochs, int)
 
 
+def test_an_efficientnet_run_defaults_to_its_own_learning_rate_unless_one_is_given(tmp_path):
+    image = {"data.train": "x.csv", "data.modality": "image"}
+    assert load_config(None, image).train.learning_rate == 1e-3
+    assert load_config(None, {**image, "train.learning_rate": 2e-4}).train.learning_rate == 2e-4
+    assert load_config(None, {"data.train": "x.csv"}).train.learning_rate == 2e-4
+    dump_config(load_config(None, image), tmp_path / "saved.yaml")
+    assert load_config(tmp_path / "saved.yaml").train.learning_rate == 1e-3
+
+
 def test_split_fractions_must_leave_training_rows():
     with pytest.raises(ConfigError):
         load_config(None, {"data.split.validation": 0.5, "data.split.test": 0.45})

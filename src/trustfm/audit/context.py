@@ -78,8 +78,14 @@ class AuditContext:
     @cached_property
     def predictor(self):
         """The run's best model (:class:`~trustfm.models.predictor.Predictor`), loaded once."""
-        from trustfm.models.predictor import Predictor
+        import torch
 
+        from trustfm.models.predictor import Predictor
+        from trustfm.models.threads import auto_threads
+
+        # the cores idle now: with one core busy elsewhere, torch's default (every core) made attacks and
+        # attributions several times slower
+        torch.set_num_threads(auto_threads())
         return Predictor.from_run(self.paths.root)
 
     @property

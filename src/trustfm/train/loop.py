@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import sys
 import time
 import warnings
@@ -27,44 +26,11 @@ from trustfm.config.schema import TrainConfig
 from trustfm.data.batching import EncodedTexts, bucketed_batches, iterate_batches
 from trustfm.models.inference import predict_proba
 from trustfm.models.inputs import model_input_tensors
+from trustfm.models.threads import auto_threads
 from trustfm.progress import progress_bar
 from trustfm.train.callbacks import Callback
 
 log = logging.getLogger("trustfm.train")
-
-
-def idle_cores(*, window_s: float = 0.2) -> float:
-    """How many cores no other work is using right now: the idle share of every core's time over ``window_s``
-    seconds (Linux ``/proc/stat``), times the core count; the core count where that cannot be read."""
-    cores = os.cpu_count() or 1
-
-    def sample() -> tuple[int, int]:
-        with open("/proc/stat", encoding="ascii") as handle:
-            values = [int(v) for v in handle.readline().split()[1:]]
-        return values[3] + values[4], sum(values)  # idle + iowait, total (jiffies)
-
-    try:
-        idle0, total0 = sample()
-        time.sleep(window_s)
-        idle1, total1 = sample()
-    except (OSError, ValueError, IndexError):
-        return float(cores)
-    return cores * (idle1 - idle0) / max(total1 - total0, 1)
-
-
-def auto_threads() -> int:
-    """torch's intra-op threads when ``train.num_threads`` is not set: the cores other work leaves idle when the run
-    starts (at least one); under torchrun, the machine's cores shared evenly among its training processes, which
-    would otherwise count each other as load and choose differently. Recorded in ``run.json`` (``training.threads``)
-    so the run can be repeated bit for bit with ``train.num_threads``.
-
-    Why not always every core: on 2 cores with one busy elsewhere, two threads trained 3.3x slower than one, each
-    operation waiting at a barrier for a thread that is not running (SST-2, MiniLM: 82 s against 25 s an epoch)."""
-    cores = os.cpu_count() or 1
-    local = int(os.environ.get("LOCAL_WORLD_SIZE", "1") or 1)
-    if local > 1:
-        return max(1, cores // local)
-    return max(1, min(cores, round(idle_cores())))
 
 
 CHECKPOINT_FILE = "last.pt"
