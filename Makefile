@@ -8,7 +8,7 @@ export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 export NO_MKDOCS_2_WARNING := 1
 
-.PHONY: demo test venv browser postgres evidently clean
+.PHONY: demo test venv browser postgres evidently jax-privacy clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +30,14 @@ venv: $(VENV)/.installed
 
 evidently: .venv-evidently/.installed
 
+# jax-privacy in an environment of its own (see requirements/jax-privacy.txt): the reference for the canary bound
+.venv-jax-privacy/.installed: requirements/jax-privacy.txt
+	$(PYTHON) -m venv .venv-jax-privacy
+	.venv-jax-privacy/bin/pip install --quiet -r requirements/jax-privacy.txt
+	touch $@
+
+jax-privacy: .venv-jax-privacy/.installed
+
 # headless Chromium for the HTML report test (Debian package; needs root or sudo)
 browser:
 	@command -v chromium >/dev/null 2>&1 || { \
@@ -48,7 +56,7 @@ demo: venv
 	$(BIN)/trustfm demo --output-dir runs/demo
 
 # the layer contracts (pyproject [tool.importlinter]) and the docs site are checked before the suite runs
-test: venv browser postgres evidently
+test: venv browser postgres evidently jax-privacy
 	$(BIN)/lint-imports
 	$(BIN)/mkdocs build --strict --quiet
 	$(BIN)/python -m pytest

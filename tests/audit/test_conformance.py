@@ -43,7 +43,9 @@ def runs(tiny_model_dir, tiny_data, tmp_path_factory):
         "train.batch_size": 16, "train.learning_rate": 3e-3, "evaluate.bootstrap_samples": 50,
         "data.split.seed": 1,
     }
-    run = train_and_evaluate(load_config(None, {**base, "output_dir": str(root / "run")}), show_progress=False).root
+    # with canaries, so that the canary audit has something to audit
+    run = train_and_evaluate(load_config(None, {**base, "output_dir": str(root / "run"), "privacy.audit.canaries": 100}),
+                             show_progress=False).root
     member = train_and_evaluate(load_config(None, {**base, "seed": 7, "output_dir": str(root / "member")}),
                                 show_progress=False).root
     ood = root / "ood.csv"
@@ -66,7 +68,7 @@ def runs(tiny_model_dir, tiny_data, tmp_path_factory):
 def test_every_registered_audit_conforms(runs, image_runs):
     audits = registered_audits()
     assert {"performance", "fairness", "explanations", "robustness", "attacks", "ood", "output_rules", "ensemble",
-            "membership", "data_quality", "corruption", "adversarial", "attributions"} <= set(audits)
+            "membership", "data_quality", "corruption", "adversarial", "attributions", "privacy-canaries"} <= set(audits)
     contexts = {"text": (AuditContext(runs[0]), runs[1]), "image": (AuditContext(image_runs[0]), image_runs[1])}
     image_model = contexts["image"][0].predictor.model
     weights = {k: v.clone() for k, v in image_model.state_dict().items()}
@@ -122,7 +124,7 @@ def test_report_renders_every_kind_in_its_own_section(runs):
     page = html.read_text(encoding="utf-8")
     assert 'class="extra-result"' not in page
     for section in ("fairness", "explanations", "robustness", "attacks", "ood", "output-rules", "ensemble", "membership",
-                    "data-quality"):
+                    "data-quality", "privacy-canaries"):
         assert f'id="{section}' in page, f"no {section} section in the report"
 
 

@@ -24,7 +24,7 @@ BUILTIN_MODULES = (
     "trustfm.audit.explanations.plugin", "trustfm.audit.attacks.plugin", "trustfm.audit.ood.plugin",
     "trustfm.audit.output_rules.plugin", "trustfm.audit.ensemble.plugin", "trustfm.audit.membership.plugin",
     "trustfm.audit.data_quality.plugin", "trustfm.audit.corruption.plugin", "trustfm.audit.adversarial.plugin",
-    "trustfm.audit.attributions.plugin",
+    "trustfm.audit.attributions.plugin", "trustfm.audit.canaries.plugin",
 )
 
 

@@ -36,7 +36,7 @@ app.add_typer(ledger_app, name="ledger")
 def _register() -> None:
     # importing a command module registers its command on ``app`` / ``data_app``
     from trustfm.cli import (  # noqa: F401
-        adjust, audit_all, audit_attacks, audit_compare, audit_extraction, audit_ensemble, audit_fairness, audit_images, audit_membership, audit_ood, audit_output_rules,
+        adjust, audit_all, audit_attacks, audit_canaries, audit_compare, audit_extraction, audit_ensemble, audit_fairness, audit_images, audit_membership, audit_ood, audit_output_rules,
         audit_robustness, compress, data_check, data_images, federate, monitor, serve, data_pii, demo, evaluate, explain, gate, import_model, ledger, predict, report, retrain, train, tune, verify,
     )
 

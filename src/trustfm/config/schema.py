@@ -293,10 +293,28 @@ class DPConfig(_Strict):
     )
 
 
+class CanaryAuditConfig(_Strict):
+    """Canaries for the one-run privacy audit (Steinke, Nasr & Jagielski, NeurIPS 2023; ``trustfm audit
+    privacy-canaries``): ``canaries`` made-up examples, each trained on with probability 1/2 from OS randomness; the
+    draws are sealed in the run folder until the audit reveals them."""
+
+    canaries: int = Field(..., ge=20, le=100_000, description="how many canaries (each kind)")
+    kinds: list[Literal["input", "gradient"]] | None = Field(
+        None, min_length=1,
+        description="input: texts of random words with random labels, trained on as rows; gradient: a gradient of "
+                    "the clipping norm in a random direction of the weights, added to DP-SGD's clipped sum (DP-SGD runs "
+                    "only). "
+                    "Default: input, and gradient too under DP-SGD")
+    words: int = Field(12, ge=2, le=128, description="random words in each input canary")
+    key_file: Path | None = Field(None, description="key that seals the draws (default: $TRUSTFM_CANARY_KEY_FILE, "
+                                                    "else ~/.trustfm/canary-key, made once)")
+
+
 class PrivacyConfig(_Strict):
     """Differential privacy and the per-dataset privacy budget."""
 
     dp: DPConfig | None = None
+    audit: CanaryAuditConfig | None = Field(None, description="canaries for the one-run privacy audit")
     total_epsilon: float | None = Field(
         None, gt=0, description="budget per dataset (by content hash) across runs; a run that would exceed it is refused"
     )
@@ -467,6 +485,31 @@ class RunConfig(_Strict):
                                               "ignored by trustfm train")
     tune: TuneConfig | None = Field(None, description="hyper-parameter search (trustfm tune); ignored by "
                                     "trustfm train")
+
+    @model_validator(mode="after")
+    def _canary_combinations(self) -> "RunConfig":
+        audit = self.privacy.audit
+        if audit is None:
+            return self
+        dp = self.privacy.dp
+        if audit.kinds is None:
+            gradient_ok = dp is not None and dp.trainable != "lora" and dp.clipping == "bookkeeping"
+            audit.kinds = ["input", "gradient"] if gradient_ok else ["input"]
+        refused = [why for why, on in (
+            ("data.modality is image (canaries are texts)", self.data.modality == "image"),
+            ("federated (canary clients are not built yet)", self.federated is not None),
+            (f"fairness.mitigation {self.fairness.mitigation} (the canaries would form a group of their own)",
+             self.fairness.mitigation in ("reweigh", "balanced_sampling")),
+            ("gradient canaries without privacy.dp (they join DP-SGD's clipped sum)",
+             "gradient" in audit.kinds and dp is None),
+            ("gradient canaries with privacy.dp.trainable lora (the adapters are merged into the saved weights)",
+             "gradient" in audit.kinds and dp is not None and dp.trainable == "lora"),
+            ("gradient canaries with privacy.dp.clipping opacus (they join the book-keeping clipper's sum)",
+             "gradient" in audit.kinds and dp is not None and dp.clipping == "opacus"),
+        ) if on]
+        if refused:
+            raise ValueError(f"privacy.audit cannot be used with {refused[0]}")
+        return self
 
     @model_validator(mode="after")
     def _dp_combinations(self) -> "RunConfig":

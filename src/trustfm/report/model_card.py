@@ -71,6 +71,17 @@ def build_model_card(content: dict) -> dict:
     if dp:
         privacy.append(f"DP-SGD: epsilon {dp['epsilon']:.3f} spent (target {dp['target_epsilon']}), delta {dp['delta']:.0e}, "
                        f"{dp['accountant']} accountant; dataset total in the ledger: {dp['dataset_epsilon_spent']:.3f}")
+    canaries = (config.get("privacy") or {}).get("audit")
+    if canaries:
+        privacy.append(f"Canaries for a one-run privacy audit: {canaries['canaries']} of each kind "
+                       f"({', '.join(canaries.get('kinds') or [])}), each trained on with probability 1/2; they are "
+                       "in no data file, no other audit and no evaluation")
+    audited = first("privacy_canaries")
+    if audited:
+        verdict = {"stands": "the DP claim stands", "refuted": "the DP claim is REFUTED",
+                   "none": "no DP claim to test"}[audited["claim"]]
+        privacy.append(f"one-run canary audit: epsilon at least {audited['epsilon_lower_bound']:.3f} at "
+                       f"{audited['confidence']:.0%} confidence, delta {audited['delta']:.0e}: {verdict}")
     for a in (first("membership") or {}).get("attacks", []):
         privacy.append(f"membership inference, {a['attack']}: AUC {_fmt(a['auc'])}, TPR at 1% FPR "
                        f"{_fmt(a['tpr_at_1pct_fpr'])}, empirical epsilon lower bound {a['empirical_epsilon_lower_bound']:.3f}")

@@ -202,6 +202,38 @@ class DifferentialPrivacy(TrustComponent):
         write_json_atomic(setup.paths.result("privacy"), DPAccounting(**privacy).model_dump(mode="json"))
 
 
+class PrivacyCanaries(TrustComponent):
+    """``privacy.audit``: canaries for the one-run privacy audit (:mod:`trustfm.train.canaries`): included input
+    canaries join the training rows, included gradient canaries join DP-SGD's clipped sums."""
+
+    name = "privacy_canaries"
+
+    def __init__(self):
+        self.drawn: dict = {}
+
+    def wrap_train(self, setup, train):
+        import os
+
+        from trustfm.train.canaries import insert_canaries
+
+        if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+            raise ConfigError("privacy.audit: canaries are inserted by one training process; train without "
+                              "torchrun (--nproc 1)")
+        train, self.drawn = insert_canaries(setup, train, setup.config.privacy.audit)
+        # the included canaries are not counted as added rows: their number is kept out of run.json's row counts
+        return train, 0
+
+    def callbacks(self, setup):
+        from trustfm.train.canaries import gradient_canary_callback
+
+        return gradient_canary_callback(setup, self.drawn)
+
+    def after_fit(self, setup):
+        canaries = setup.extra["canaries"]
+        setup.record.privacy_audit = {"canaries": canaries.count, "kinds": canaries.kinds,
+                                      "inclusion": "sealed in canaries/inclusion.sealed until the audit"}
+
+
 class Tracking(TrustComponent):
     """``train.tracking``: TensorBoard and/or MLflow loggers."""
 
@@ -248,6 +280,8 @@ def trust_components(config: RunConfig) -> list[TrustComponent]:
         components.append(PerturbationAugmentation())
     if privacy.dp is not None:
         components.append(DifferentialPrivacy())
+    if privacy.audit is not None:  # after DP-SGD: its callback adds to the gradients DP-SGD has just written
+        components.append(PrivacyCanaries())
     if config.train.tracking.tensorboard or config.train.tracking.mlflow:
         components.append(Tracking())
     if fair.mitigation in ("reweigh", "balanced_sampling"):

@@ -1,0 +1,89 @@
+"""``trustfm audit privacy-canaries``: the one-run privacy audit of a run trained with ``privacy.audit.canaries``.
+
+Scores every canary (:mod:`trustfm.audit.canaries.scoring`), fixes the guesses, only then unseals which canaries
+were trained on (:func:`trustfm.train.canaries.reveal_inclusion`), and turns the right guesses into an epsilon lower
+bound at the stated confidence (:mod:`trustfm.audit.canaries.bound`). Under DP-SGD the bound is set beside the
+accountant's epsilon: a bound above it refutes the claim.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from trustfm.audit.canaries.scoring import (CanaryAuditResult, gradient_canary_scores, input_canary_scores,
+                                            judge)
+from trustfm.audit.context import AuditContext, as_context
+from trustfm.audit.registry import register_audit
+
+NAME = "privacy_canaries"
+
+
+def _why_not(ctx: AuditContext, options: dict) -> str | None:
+    from trustfm.train.canaries import read_canaries
+
+    if read_canaries(ctx.paths) is None:
+        return "the run trained without canaries: retrain with privacy.audit.canaries (e.g. 1000)"
+    return None
+
+
+def _final_projections(ctx: AuditContext, canaries) -> np.ndarray:
+    """The trained weights' projections on the gradient canaries' directions, (count,)."""
+    from trustfm.errors import ConfigError
+    from trustfm.train.canaries import flat_weights, projections
+
+    model = ctx.predictor.model
+    if model is None:
+        raise ConfigError(f"{ctx.paths.root}: gradient canaries are read from the weights, and this run's model is "
+                          f"{ctx.predictor.format}: audit the run it was made from")
+    missing = sorted(set(canaries.gradient_parameters) - dict(model.named_parameters()).keys())
+    if missing:
+        raise ConfigError(f"{ctx.paths.root}: the model has no weight {missing[0]}, which the gradient canaries "
+                          "were drawn over (was the model replaced after training?)")
+    return projections(flat_weights(model, canaries.gradient_parameters), canaries.gradient)
+
+
+@register_audit("privacy-canaries", "one-run privacy audit: canaries trained on at random, guessed, then revealed "
+                "(Steinke et al. 2023); refutes a DP claim the model does not keep",
+                results=(CanaryAuditResult,), why_not_applicable=_why_not)
+def audit_privacy_canaries_run(run: str | Path | AuditContext, *, confidence: float = 0.95,
+                               show_progress: bool = False) -> dict[str, object]:
+    """Audit every kind of canary the run trained with; ``confidence`` of the lower bounds, in (0, 1)."""
+    from trustfm.errors import ConfigError
+    from trustfm.train.canaries import read_canaries, reveal_inclusion
+    from trustfm.train.privacy import default_delta
+
+    if not 0 < confidence < 1:
+        raise ConfigError(f"confidence must be between 0 and 1, not {confidence}")
+    ctx = as_context(run, show_progress=show_progress)
+    canaries = read_canaries(ctx.paths)
+    if canaries is None:
+        raise ConfigError(f"{ctx.paths.root}: {_why_not(ctx, {})}")
+    privacy = getattr(ctx.run_info, "privacy", None) or {}
+    if privacy.get("dp"):
+        delta, delta_source, accounted = float(privacy["delta"]), "the run's DP-SGD delta", privacy.get("epsilon")
+    else:
+        n = (ctx.run_info.rows or {}).get("train", 0)
+        delta, delta_source, accounted = default_delta(max(n, 1)), "the default delta for its training rows", None
+
+    scores: dict[str, tuple[np.ndarray, str]] = {}
+    if canaries.input:
+        index = {name: i for i, name in enumerate(ctx.predictor.label_names)}
+        proba = ctx.predictor.predict_proba([c.text for c in canaries.input])
+        labels = np.array([index[c.label] for c in canaries.input])
+        scores["input"] = (input_canary_scores(proba, labels), "log-odds of the canary's own random label")
+    if canaries.gradient:
+        initial = np.array([c.initial for c in canaries.gradient])
+        scores["gradient"] = (gradient_canary_scores(initial, _final_projections(ctx, canaries)),
+                              "how far the weights moved against the canary's direction")
+    # the guesses are fixed by the scores alone (judge() makes them first); only now are the draws unsealed
+    included = reveal_inclusion(ctx.paths, canaries)
+    audits = [judge(kind, s, included[kind], delta=delta, confidence=confidence, score=what)
+              for kind, (s, what) in scores.items()]
+    bound = max(a.epsilon_lower_bound for a in audits)
+    claim = "none" if accounted is None else ("refuted" if bound > accounted else "stands")
+    result = CanaryAuditResult(confidence=confidence, delta=delta, delta_source=delta_source,
+                               accounted_epsilon=accounted, epsilon_lower_bound=bound, claim=claim, audits=audits)
+    ctx.save(NAME, result)
+    return {NAME: result}
