@@ -68,7 +68,7 @@ def runs(tiny_model_dir, tiny_data, tmp_path_factory):
 def test_every_registered_audit_conforms(runs, image_runs):
     audits = registered_audits()
     assert {"performance", "fairness", "explanations", "robustness", "attacks", "ood", "output_rules", "ensemble",
-            "membership", "data_quality", "corruption", "adversarial", "attributions", "privacy-canaries"} <= set(audits)
+            "membership", "data_quality", "corruption", "adversarial", "attributions", "privacy_canaries"} <= set(audits)
     contexts = {"text": (AuditContext(runs[0]), runs[1]), "image": (AuditContext(image_runs[0]), image_runs[1])}
     image_model = contexts["image"][0].predictor.model
     weights = {k: v.clone() for k, v in image_model.state_dict().items()}

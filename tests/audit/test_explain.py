@@ -111,7 +111,9 @@ def test_audit_all_gate_and_report_show_everything_in_chromium(trained, tmp_path
                         "ensemble": "not applicable", "membership": "ran", "data_quality": "ran",
                         # image audits, not applicable to a text run
                         "corruption": "not applicable", "adversarial": "not applicable",
-                        "attributions": "not applicable"}
+                        "attributions": "not applicable",
+                        # no canaries were trained on
+                        "privacy_canaries": "not applicable"}
     policy = tmp_path / "policy.yaml"
     policy.write_text("name: release\nrules:\n  - accuracy >= 0.5\n  - fairness.group.dp_difference <= 1.0\n")
     assert run_cli(["gate", str(run_dir), "--policy", str(policy)], env=env).returncode == 0

@@ -44,7 +44,7 @@ def _final_projections(ctx: AuditContext, canaries) -> np.ndarray:
     return projections(flat_weights(model, canaries.gradient_parameters), canaries.gradient)
 
 
-@register_audit("privacy-canaries", "one-run privacy audit: canaries trained on at random, guessed, then revealed "
+@register_audit(NAME, "one-run privacy audit: canaries trained on at random, guessed, then revealed "
                 "(Steinke et al. 2023); refutes a DP claim the model does not keep",
                 results=(CanaryAuditResult,), why_not_applicable=_why_not)
 def audit_privacy_canaries_run(run: str | Path | AuditContext, *, confidence: float = 0.95,
