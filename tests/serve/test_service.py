@@ -248,21 +248,6 @@ def test_a_compressed_onnx_run_is_served(parent_run, tmp_path):
         server.stop()
 
 
-def test_the_extraction_watch_counts_distinct_texts_within_its_window_only():
-    from trustfm.serve.app import ExtractionWatch
-
-    now = [0.0]
-    watch = ExtractionWatch(budget=None, alert_texts=100, window_s=60, clock=lambda: now[0])
-    for second in range(50):  # 2 texts a second, one repeated: half distinct, never an alert
-        now[0] = float(second)
-        assert not watch.record("a", ["same", f"new {second}"])
-    now[0] = 1000.0  # the window has passed: what was sent before is forgotten
-    assert not watch.record("a", [f"fresh {i}" for i in range(99)])
-    assert len(watch.recent["a"]) == 99 and len(watch.counts["a"]) == 99
-    assert watch.record("a", ["fresh 99"])  # 100 distinct texts within 60 s: an alert, once per window
-    assert not watch.record("a", ["fresh 100"]) and watch.totals["a"] == 201
-
-
 def test_the_torch_backend_answers_as_the_onnx_export(served_run, server, tmp_path):
     run, key = served_run
     texts = ["good", "the delivery was slow and the support line never answered", "bad stuff", "fine"]

@@ -29,22 +29,24 @@ serve_app.add_typer(keys_app, name="keys")
 app.add_typer(serve_app, name="serve")
 
 KEYS_FILE = typer.Option(None, "--keys-file", help="keys file [default: RUN_DIR/serving/keys.json]")
+STATE_URL = typer.Option(None, "--state-url", help="PostgreSQL URL of the keys shared by replicas (the serve "
+                                                   "settings' state_url); instead of the keys file")
 
 
-def _store(run_dir: Path, keys_file: Optional[Path]):
+def _store(run_dir: Path, keys_file: Optional[Path], state_url: Optional[str]):
     from trustfm.runs import existing_run
-    from trustfm.serve.keys import KeyStore
+    from trustfm.serve.settings import open_key_store
 
     existing_run(run_dir)
-    return KeyStore(keys_file or run_dir / "serving" / "keys.json")
+    return open_key_store(run_dir, keys_file=keys_file, state_url=state_url)
 
 
 @keys_app.command("create")
 def create_key(run_dir: Path = typer.Argument(..., help="the served run folder"),
                name: str = typer.Option(..., "--name", help="who the key is for"),
-               keys_file: Optional[Path] = KEYS_FILE) -> None:
+               keys_file: Optional[Path] = KEYS_FILE, state_url: Optional[str] = STATE_URL) -> None:
     """Create a key and print it once (only its hash is kept)."""
-    key = _store(run_dir, keys_file).create(name)
+    key = _store(run_dir, keys_file, state_url).create(name)
     typer.echo(key)
     typer.echo(f"key '{name}' created; it is shown only now", err=True)
 
@@ -52,17 +54,18 @@ def create_key(run_dir: Path = typer.Argument(..., help="the served run folder")
 @keys_app.command("revoke")
 def revoke_key(run_dir: Path = typer.Argument(..., help="the served run folder"),
                name: str = typer.Argument(..., help="the key's name or id"),
-               keys_file: Optional[Path] = KEYS_FILE) -> None:
-    """Revoke a key; a running service refuses it from its next request."""
-    record = _store(run_dir, keys_file).revoke(name)
+               keys_file: Optional[Path] = KEYS_FILE, state_url: Optional[str] = STATE_URL) -> None:
+    """Revoke a key; a running service refuses it from its next request (replicas: within keys_refresh_s)."""
+    record = _store(run_dir, keys_file, state_url).revoke(name)
     typer.echo(f"revoked key '{record['name']}' ({record['id']})")
 
 
 @keys_app.command("list")
 def list_keys(run_dir: Path = typer.Argument(..., help="the served run folder"),
-              keys_file: Optional[Path] = KEYS_FILE, output_format: OutputFormat = FORMAT_OPTION) -> None:
+              keys_file: Optional[Path] = KEYS_FILE, state_url: Optional[str] = STATE_URL,
+              output_format: OutputFormat = FORMAT_OPTION) -> None:
     """Active keys: id, name, creation time (never the key)."""
-    active = _store(run_dir, keys_file).active()
+    active = _store(run_dir, keys_file, state_url).active()
     if output_format is OutputFormat.json:
         emit_json(active)
         return
@@ -81,6 +84,8 @@ def start(
     workers: Optional[int] = typer.Option(None, "--workers", help="[workers] processes, each with the model"),
     rules: Optional[Path] = typer.Option(None, "--rules", help="[rules] output rules applied to every answer"),
     log_url: Optional[str] = typer.Option(None, "--log-url", help="[log_url] SQLAlchemy URL of the request log"),
+    state_url: Optional[str] = typer.Option(None, "--state-url", help="[state_url] PostgreSQL URL where replicas "
+                                            "share API keys, rate limits, budgets and the extraction watch"),
     backend: Optional[str] = typer.Option(None, "--backend", help="[backend] auto (a torch model exported to ONNX "
                                           "Runtime at start-up, checked against torch), onnx or torch"),
     no_auth: bool = typer.Option(False, "--no-auth", help="serve without API keys (loopback testing only)"),
@@ -101,7 +106,8 @@ def start(
     from trustfm.serve.settings import default_paths
 
     overrides = {k: v for k, v in {"host": host, "port": port, "workers": workers, "rules": rules,
-                                   "log_url": log_url, "backend": backend}.items() if v is not None}
+                                   "log_url": log_url, "state_url": state_url,
+                                   "backend": backend}.items() if v is not None}
     if no_auth:
         overrides["auth"] = False
     if unsigned:

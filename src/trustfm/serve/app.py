@@ -15,13 +15,12 @@ import json
 import logging
 import time
 import uuid
-from collections import Counter, deque
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 from trustfm.errors import ConfigError
-from trustfm.serve.settings import ServeSettings, default_paths
+from trustfm.serve.settings import ServeSettings, default_paths, open_key_store
 
 log = logging.getLogger("trustfm.serve")
 
@@ -47,66 +46,6 @@ def check_model_files(run_dir: Path) -> dict[str, str]:
             f"{', '.join(changed)} differ(s) from the hashes recorded in run.json" if changed
             else "run.json records no model hashes"))
     return actual
-
-
-class ExtractionWatch:
-    """Per key: texts sent (for the query budget) and, over a sliding window, how many and how many distinct.
-
-    Extraction attacks send many distinct texts (each query must teach the surrogate something new); ordinary
-    clients repeat themselves or send few. A key over ``alert_texts`` texts in ``window_s`` seconds with at least
-    95% of them distinct raises one alert per window (logged by key id, never the texts, and counted in metrics).
-    """
-
-    def __init__(self, *, budget: int | None, alert_texts: int, window_s: float, clock=time.monotonic):
-        self.budget, self.alert_texts, self.window_s, self.clock = budget, alert_texts, window_s, clock
-        self.totals: dict[str, int] = {}
-        # per key: (time, text hash) in the window, oldest first, and how often each hash is in it; a request
-        # costs O(its texts + those leaving the window), not O(window): a busy key sends 10^5 texts in 10 minutes
-        self.recent: dict[str, deque[tuple[float, int]]] = {}
-        self.counts: dict[str, Counter] = {}
-        self.alerted_at: dict[str, float] = {}
-
-    def over_budget(self, key: str, texts: int) -> bool:
-        return self.budget is not None and self.totals.get(key, 0) + texts > self.budget
-
-    def record(self, key: str, texts: list[str]) -> bool:
-        """Count ``texts`` for ``key``; True when this raises an extraction alert."""
-        now = self.clock()
-        self.totals[key] = self.totals.get(key, 0) + len(texts)
-        window, counts = self.recent.setdefault(key, deque()), self.counts.setdefault(key, Counter())
-        while window and now - window[0][0] > self.window_s:
-            _, gone = window.popleft()
-            counts[gone] -= 1
-            if not counts[gone]:
-                del counts[gone]
-        for text in texts:
-            window.append((now, hash(text)))
-            counts[hash(text)] += 1
-        if len(window) < self.alert_texts or now - self.alerted_at.get(key, -1e18) < self.window_s:
-            return False
-        if len(counts) >= 0.95 * len(window):
-            self.alerted_at[key] = now
-            return True
-        return False
-
-
-class RateLimiter:
-    """Token bucket per API key: ``per_minute`` requests, refilled continuously, bursts up to the same number."""
-
-    def __init__(self, per_minute: int):
-        self.rate, self.capacity = per_minute / 60.0, float(per_minute)
-        self.buckets: dict[str, tuple[float, float]] = {}
-
-    def allow(self, key: str) -> float:
-        """0 when the request may go ahead, else the seconds until it may."""
-        now = time.monotonic()
-        tokens, last = self.buckets.get(key, (self.capacity, now))
-        tokens = min(self.capacity, tokens + (now - last) * self.rate)
-        if tokens >= 1.0:
-            self.buckets[key] = (tokens - 1.0, now)
-            return 0.0
-        self.buckets[key] = (tokens, now)
-        return (1.0 - tokens) / self.rate
 
 
 class BodyLimit:
@@ -198,6 +137,10 @@ def check_release_gate(run_dir: Path, settings: ServeSettings, *, warn: bool = T
     return {**gate, "overridden": True}
 
 
+class _StateUnavailable(Exception):
+    """The shared state (``state_url``) did not answer: the request gets 503, never a guess."""
+
+
 def _error(status: int, error: str, detail: str, headers: dict | None = None):
     from fastapi.responses import JSONResponse
 
@@ -216,7 +159,7 @@ def create_app(run_dir: str | Path, settings: ServeSettings | None = None, *, ex
     from starlette.exceptions import HTTPException as StarletteHTTPException
 
     from trustfm.serve.batcher import MicroBatcher, QueueFull
-    from trustfm.serve.keys import KeyStore
+    from trustfm.serve.limits import LocalLimits, SharedLimits
     from trustfm.serve.requestlog import RequestLog
     from trustfm.serve.schemas import (ExplainRequest, ExplainResponse, FeedbackRequest, ModelInfo, PredictRequest,
                                        PredictResponse)
@@ -227,7 +170,7 @@ def create_app(run_dir: str | Path, settings: ServeSettings | None = None, *, ex
     from trustfm.models.loading import model_fingerprint
 
     model_hash = model_fingerprint(model_hashes)
-    keys_path, log_url = default_paths(run_dir, settings)
+    _, log_url = default_paths(run_dir, settings)
     gate = check_release_gate(run_dir, settings)
     registry = CollectorRegistry()
     metrics = _metrics(registry)
@@ -262,10 +205,18 @@ def create_app(run_dir: str | Path, settings: ServeSettings | None = None, *, ex
                                max_queue_texts=settings.max_queue_texts, on_batch=on_batch)
         await batcher.start()
         config = load_config(existing_run(run_dir).config)
-        state.update(model=model, batcher=batcher, tokenizer=tokenizer, keys=KeyStore(keys_path),
-                     limiter=RateLimiter(settings.rate_limit_per_minute),
-                     watch=ExtractionWatch(budget=settings.key_query_budget, alert_texts=settings.alert_texts,
-                                           window_s=settings.alert_window_s),
+        def on_alert(key_id: str, texts: int, distinct: int) -> None:
+            metrics["extraction_alerts"].inc()
+            log.warning("possible model extraction: key %s sent %d texts (%d distinct) within %.0f s", key_id,
+                        texts, distinct, settings.alert_window_s)
+
+        limits = (SharedLimits if settings.state_url else LocalLimits)(
+            *([settings.state_url] if settings.state_url else []), per_minute=settings.rate_limit_per_minute,
+            budget=settings.key_query_budget, alert_texts=settings.alert_texts, window_s=settings.alert_window_s,
+            on_alert=on_alert)
+        state.update(model=model, batcher=batcher, tokenizer=tokenizer, limits=limits,
+                     keys=open_key_store(run_dir, keys_file=settings.keys_file, state_url=settings.state_url,
+                                         refresh_s=settings.keys_refresh_s),
                      log=RequestLog(log_url, text_policy=settings.log_text, privacy=config.privacy,
                                     redact_backlog_texts=settings.log_redact_backlog_texts,
                                     salt=_log_salt(run_dir)),
@@ -281,6 +232,8 @@ def create_app(run_dir: str | Path, settings: ServeSettings | None = None, *, ex
         state["ready"] = False
         await batcher.stop()  # in-flight requests finish; their log rows are committed before they answer
         state["log"].close()
+        state["limits"].close()
+        state["keys"].close()
         log.info("stopped: every answered request is in the log")
 
     app = FastAPI(title="trustfm", version="1", lifespan=lifespan,
@@ -329,22 +282,24 @@ def create_app(run_dir: str | Path, settings: ServeSettings | None = None, *, ex
         return response
 
     async def _guarded(request: Request, call_next, path: str):
+        try:
+            return await _checked(request, call_next, path)
+        except _StateUnavailable:
+            return _error(503, "state_unavailable", "the shared key and limit store is unreachable; retry shortly",
+                          {"Retry-After": "1"})
+
+    async def _checked(request: Request, call_next, path: str):
         if path in API_PATHS:
             if settings.auth:
                 keys = state.get("keys")
                 if keys is None:
                     return _error(503, "not_ready", "the service is starting")
-                keys.reload_if_changed()
-                presented = request.headers.get("x-api-key")
-                bearer = request.headers.get("authorization", "")
-                if presented is None and bearer.lower().startswith("bearer "):
-                    presented = bearer[7:].strip()
-                key_id = keys.check(presented)
+                key_id = await _off_loop(_check_key, keys, request)
                 if key_id is None:
                     return _error(401, "unauthorized", "a valid API key is required (Authorization: Bearer KEY)",
                                   {"WWW-Authenticate": "Bearer"})
                 request.state.key_id = key_id
-                wait = state["limiter"].allow(key_id)
+                wait = await _off_loop(state["limits"].allow, key_id)
                 if wait > 0:
                     return _error(429, "rate_limited", f"over {settings.rate_limit_per_minute} requests per minute",
                                   {"Retry-After": str(max(1, round(wait)))})
@@ -353,6 +308,18 @@ def create_app(run_dir: str | Path, settings: ServeSettings | None = None, *, ex
                 if kind != "application/json":
                     return _error(415, "unsupported_media_type", "send the body as application/json")
         return await call_next(request)
+
+    async def _off_loop(func, *args):
+        # the shared state answers over the network: wait for it on a thread, not on the event loop
+        if settings.state_url is None:
+            return func(*args)
+        from sqlalchemy.exc import SQLAlchemyError
+
+        try:
+            return await asyncio.get_running_loop().run_in_executor(None, func, *args)
+        except SQLAlchemyError as exc:
+            log.error("shared state unreachable (%s): answering 503", type(exc).__name__)
+            raise _StateUnavailable from None
 
     def _limit_texts(texts: list[str], *, one: str | None = None) -> list[str] | Any:
         """``texts`` within the limits, or the 413 answer; ``one`` names the field of a request of one text."""
@@ -415,13 +382,15 @@ def create_app(run_dir: str | Path, settings: ServeSettings | None = None, *, ex
                 return texts
             inputs = texts
         key_id = request.state.key_id or "anonymous"
-        if state["watch"].over_budget(key_id, len(texts)):
+        try:
+            within_budget = await _off_loop(state["limits"].spend, key_id, len(texts))
+        except _StateUnavailable:
+            return _error(503, "state_unavailable", "the shared key and limit store is unreachable; retry shortly",
+                          {"Retry-After": "1"})
+        if not within_budget:
             return _error(429, "query_budget_exhausted",
                           f"this key's budget of {settings.key_query_budget} texts is spent")
-        if state["watch"].record(key_id, texts):
-            metrics["extraction_alerts"].inc()
-            log.warning("possible model extraction: key %s sent over %d distinct texts within %.0f s", key_id,
-                        settings.alert_texts, settings.alert_window_s)
+        state["limits"].observe(key_id, texts)
         started = time.perf_counter()
         try:
             answers = await state["batcher"].submit(inputs)
@@ -506,6 +475,16 @@ def create_app(run_dir: str | Path, settings: ServeSettings | None = None, *, ex
         return PlainTextResponse(body, media_type=CONTENT_TYPE_LATEST)
 
     return app
+
+
+def _check_key(keys, request) -> str | None:
+    """The id of the API key the request presents (``X-API-Key`` or ``Authorization: Bearer``), None if none valid."""
+    keys.reload_if_changed()
+    presented = request.headers.get("x-api-key")
+    bearer = request.headers.get("authorization", "")
+    if presented is None and bearer.lower().startswith("bearer "):
+        presented = bearer[7:].strip()
+    return keys.check(presented)
 
 
 def _log_salt(run_dir: Path) -> str:

@@ -69,7 +69,14 @@ def serve_run(run_dir: str | Path, settings: ServeSettings, *, signed_report_ok:
                           "(and `trustfm verify`), or pass --unsigned")
     check_model_files(run_dir)
     check_release_gate(run_dir, settings, warn=False)  # refused here, once, before any worker starts
+    if settings.state_url is not None:
+        from trustfm.serve.settings import open_key_store
+
+        open_key_store(run_dir, state_url=settings.state_url).close()  # reachable, and PostgreSQL: one line if not
     json_logging()
+    if settings.workers > 1 and settings.state_url is None:
+        log.warning("%d workers keep their own rate limits, budgets and extraction watch (each allows the full "
+                    "limit); set state_url to share them", settings.workers)
     ssl = {"ssl_certfile": str(ssl_certfile), "ssl_keyfile": str(ssl_keyfile)} if ssl_certfile else {}
     # log_config=None: uvicorn keeps the JSON handlers set above (its own config would replace them)
     common = dict(host=settings.host, port=settings.port, log_level="warning", access_log=False, log_config=None,

@@ -44,6 +44,11 @@ class ServeSettings(BaseModel):
     # model-extraction defences: texts one key may send over the service's life (None: no cap), and the alert on a
     # key whose traffic looks like extraction (over alert_texts texts in alert_window_s seconds, nearly all distinct)
     key_query_budget: int | None = Field(None, ge=1)
+    # replicas: a PostgreSQL URL (postgresql+psycopg://...) where every replica keeps the API keys, rate limits,
+    # query budgets and the extraction watch, so they hold for the service as a whole; a key created or revoked
+    # there is seen by every replica within keys_refresh_s seconds. None: the keys file and this process's memory
+    state_url: str | None = None
+    keys_refresh_s: float = Field(2.0, gt=0, le=300)
     alert_texts: int = Field(2000, ge=10)
     alert_window_s: float = Field(600.0, gt=0)
     # request log: SQLAlchemy URL (default: SQLite RUN_DIR/serving/requests.db); texts redacted, hashed or not kept
@@ -63,6 +68,17 @@ class ServeSettings(BaseModel):
 # lists it, or the service refuses to start (``trustfm serve`` checks them through ``trustfm verify``)
 SERVED_RUN_FILES = ("model/", "config.yaml", "run.json", "results/gate.json", "monitoring/reference.json",
                     "monitoring/reference.npz")
+
+
+def open_key_store(run_dir: Path, *, keys_file: Path | None = None, state_url: str | None = None,
+                   refresh_s: float = 2.0):
+    """The service's API keys: shared in the database at ``state_url`` when given, else the keys file
+    (``keys_file``, default ``RUN_DIR/serving/keys.json``)."""
+    from trustfm.serve.keys import DatabaseKeyStore, KeyStore
+
+    if state_url is not None:
+        return DatabaseKeyStore(state_url, refresh_s=refresh_s)
+    return KeyStore(keys_file or run_dir / "serving" / "keys.json")
 
 
 def default_paths(run_dir: Path, settings: ServeSettings) -> tuple[Path, str]:
