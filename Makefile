@@ -8,7 +8,7 @@ export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 export NO_MKDOCS_2_WARNING := 1
 
-.PHONY: demo test venv browser postgres evidently jax-privacy clean
+.PHONY: demo test venv browser postgres ops evidently jax-privacy clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -51,12 +51,21 @@ postgres:
 	  SUDO=$$( [ "$$(id -u)" = 0 ] && echo "" || echo sudo ); \
 	  $$SUDO apt-get update -qq && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; }
 
+# nginx, Prometheus (with promtool) and Alertmanager for the multi-replica deployment tests (Debian packages;
+# each test starts its own on loopback; the packages' own services are not used)
+ops:
+	@{ command -v nginx || test -x /usr/sbin/nginx; } >/dev/null 2>&1 && command -v promtool >/dev/null 2>&1 \
+	  && command -v prometheus-alertmanager >/dev/null 2>&1 || { \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] && echo "" || echo sudo ); \
+	  $$SUDO apt-get update -qq && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	    --no-install-recommends nginx prometheus prometheus-alertmanager >/dev/null; }
+
 demo: venv
 	rm -rf runs/demo
 	$(BIN)/trustfm demo --output-dir runs/demo
 
 # the layer contracts (pyproject [tool.importlinter]) and the docs site are checked before the suite runs
-test: venv browser postgres evidently jax-privacy
+test: venv browser postgres ops evidently jax-privacy
 	$(BIN)/lint-imports
 	$(BIN)/mkdocs build --strict --quiet
 	$(BIN)/python -m pytest

@@ -261,10 +261,15 @@ class Server:
     """``trustfm serve RUN --port P ARGS...`` in a child process, ready when this returns; ``stop()`` sends
     SIGTERM and returns (exit code, output)."""
 
-    def __init__(self, run, *args):
+    def __init__(self, run, *args, wait: bool = True):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.process = start_cli(["serve", str(run), "--port", str(self.port), *args])
+        if wait:
+            self.wait_ready()
+
+    def wait_ready(self) -> None:
+        """Return once ``/readyz`` answers 200 (AssertionError with the output if the server exits first)."""
         for _ in range(300):
             if self.process.poll() is not None:
                 raise AssertionError(f"server exited: {self.process.stderr.read()[-2000:]}")
@@ -381,3 +386,64 @@ def bomb_png(path: Path, width: int = 50_000, height: int = 50_000) -> Path:
     body = zlib.compress(b"\x00" * 1024)
     path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", body) + chunk(b"IEND", b""))
     return path
+
+
+# --- the operators' tools of a multi-replica deployment (Debian's nginx, prometheus, prometheus-alertmanager),
+# run from the files in deploy/ with their loopback ports replaced by free ones
+
+
+def ops_binary(name: str) -> str:
+    """The path of ``name`` (nginx, prometheus, promtool, prometheus-alertmanager); in CI a missing one fails
+    the test, elsewhere it is skipped with the reason."""
+    found = shutil.which(name) or next((p for p in (f"/usr/sbin/{name}", f"/usr/bin/{name}") if os.path.exists(p)),
+                                       None)
+    if found is None:
+        if os.environ.get("CI"):
+            pytest.fail(f"{name} is not installed: .ci/run (make test, target ops) installs it from Debian")
+        pytest.skip(f"{name} is not installed (Debian: apt-get install nginx prometheus prometheus-alertmanager)")
+    return found
+
+
+def deploy_file(relative: str, folder: Path, replacements: dict[str, str]) -> Path:
+    """deploy/RELATIVE copied into ``folder`` with each ``replacements`` key replaced by its value (every key
+    must occur: the test runs the shipped file, not another)."""
+    text = (REPO / "deploy" / relative).read_text(encoding="utf-8")
+    for old, new in replacements.items():
+        assert old in text, f"{old!r} is not in deploy/{relative}"
+        text = text.replace(old, new)
+    target = folder / Path(relative).name
+    target.write_text(text, encoding="utf-8")
+    return target
+
+
+class Background:
+    """A child process (an operator's tool) with its output in a file; ``stop()`` terminates it."""
+
+    def __init__(self, args: list[str], *, log: Path, cwd: Path | None = None):
+        self.log = log
+        self._handle = log.open("w")
+        self.process = subprocess.Popen([str(a) for a in args], stdout=self._handle, stderr=subprocess.STDOUT,
+                                        cwd=cwd)
+
+    def wait_http(self, url: str, *, seconds: float = 30) -> None:
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise AssertionError(f"{self.process.args[0]} exited: {self.log.read_text()[-2000:]}")
+            try:
+                if httpx.get(url, timeout=1).status_code < 500:
+                    return
+            except httpx.TransportError:
+                pass
+            time.sleep(0.1)
+        raise AssertionError(f"{url} did not answer: {self.log.read_text()[-2000:]}")
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self._handle.close()

@@ -25,12 +25,19 @@ def monitor(
                                                           "feedback-labelled answers"),
     metrics_port: Optional[int] = typer.Option(None, "--metrics-port", help="serve Prometheus gauges of the "
                                                                             "latest window and alerts on this port"),
+    export_rules: Optional[Path] = typer.Option(None, "--export-rules", help="write the --alerts rules (and the "
+                                                "service's own) as a Prometheus rules file, then stop; with "
+                                                "--every, rules over several windows become a duration"),
     output_format: OutputFormat = FORMAT_OPTION,
 ) -> None:
     """Compare new windows of production answers with the run's reference profile; raise and resolve alerts."""
     import time
 
     from trustfm.monitor.alerts import AlertConfig, load_alert_config, parse_duration
+
+    if export_rules is not None:
+        _export_rules(alerts_file, export_rules, every)
+        return
     from trustfm.monitor.run import MonitorGauges, NoCompleteWindow, monitor_run
     from trustfm.serve.settings import ServeSettings, default_paths
 
@@ -69,6 +76,22 @@ def monitor(
         if pause is None:
             return
         time.sleep(pause)
+
+
+def _export_rules(alerts_file: Path | None, output: Path, every: str | None) -> None:
+    import yaml
+
+    from trustfm.fileio import write_text_atomic
+    from trustfm.monitor.alerts import AlertConfig, load_alert_config, parse_duration
+    from trustfm.monitor.prometheus import prometheus_rules
+
+    alerts = load_alert_config(alerts_file) if alerts_file is not None else AlertConfig()
+    pause = None if every is None else parse_duration(every, field="--every")
+    document = prometheus_rules(alerts, every=pause)
+    header = (f"# Prometheus alerting rules written by `trustfm monitor --export-rules` from "
+              f"{alerts_file.name if alerts_file else 'no trustfm rules'}; check with `promtool check rules`\n")
+    write_text_atomic(output, header + yaml.safe_dump(document, sort_keys=False, width=120))
+    typer.echo(f"written: {output} ({sum(len(g['rules']) for g in document['groups'])} rules)")
 
 
 def _fmt(value, digits: int = 3) -> str:
