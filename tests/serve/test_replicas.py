@@ -40,9 +40,11 @@ def deployment(parent_run, postgres_url, tmp_path_factory):
     shutil.copytree(parent_run, run)
     assert run_cli(["report", str(run)]).returncode == 0
     url = _database(postgres_url, "replicas")
-    settings = folder / "serve.yaml"
-    settings.write_text(json.dumps({"state_url": url, "log_url": url, "rate_limit_per_minute": RATE_PER_MINUTE,
-                                    "keys_refresh_s": REFRESH_S, "backend": "torch"}))
+    settings = deploy_file("serve.yaml", folder, {
+        "postgresql+psycopg://trustfm@127.0.0.1:5432/trustfm": url, "keys_refresh_s: 2": f"keys_refresh_s: {REFRESH_S}",
+        "rate_limit_per_minute: 600": f"rate_limit_per_minute: {RATE_PER_MINUTE}"})
+    with settings.open("a") as handle:
+        handle.write("backend: torch  # starts faster than the checked ONNX export; the limits are the same\n")
     replicas = [Server(run, "--config", settings, wait=False) for _ in range(2)]
     for replica in replicas:
         replica.wait_ready()
