@@ -14,6 +14,12 @@ SQLite with group commit and PII redaction in batches behind the answers), ``tru
 model, as a LitServe user serves it) and ``litserve-onnx`` (LitServe on the same ONNX Runtime graph trustfm
 serves) (benchmarks/_serve_baselines.py). An arm with errors or non-2xx answers is reported with its count.
 
+Replicas (``--arms trustfm-pglog,trustfm-shared,trustfm-2replicas``; a throw-away PostgreSQL with durable
+commits): ``trustfm-pglog`` is one replica logging to PostgreSQL with the keys file and in-memory limits,
+``trustfm-shared`` the same with keys, limits and the extraction watch in PostgreSQL (``state_url``): their ratio
+is the cost of the shared state. ``trustfm-2replicas`` is two shared replicas behind nginx
+(deploy/nginx/trustfm.conf), on the same machine (the same total CPU) as the one-replica arms.
+
 The redaction runs behind the answers at a lower CPU priority, so under saturation it falls behind. After each
 level the benchmark waits until every logged text is redacted and reports ``drain_s`` and ``sustained_rps``:
 requests / (load seconds + drain seconds), the rate at which every answered text is also redacted in the log.
@@ -24,10 +30,10 @@ Usage: python benchmarks/serve_load.py [--run runs/sst2-acceptance] [--rounds 3]
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -40,7 +46,10 @@ import httpx
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
+from _ops import free_port, postgres_cluster, start_nginx  # noqa: E402
 from _sst2 import sst2_dev_sample, train_sst2_model  # noqa: E402
+
+SHARED_ARMS = ("trustfm-pglog", "trustfm-shared", "trustfm-2replicas")
 
 LUA = r"""
 local bodies = {}
@@ -60,13 +69,18 @@ end
 """
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+def start(arm: str, run: Path, port: int, workdir: Path, database: str | None) -> tuple[list, list[int]]:
+    """Start ``arm`` listening on ``port``: (its processes, the ports of its trustfm replicas)."""
+    if arm == "trustfm-2replicas":
+        replicas = [free_port(), free_port()]
+        processes = [start_server("trustfm-shared", run, p, workdir, database)[0] for p in replicas]
+        processes.append(start_nginx(replicas, port, workdir / f"nginx-{port}"))
+        _wait_ready(arm, processes[-1], port, "/healthz")
+        return processes, replicas
+    return start_server(arm, run, port, workdir, database)
 
 
-def start(arm: str, run: Path, port: int, workdir: Path) -> subprocess.Popen:
+def start_server(arm: str, run: Path, port: int, workdir: Path, database: str | None) -> tuple[list, list[int]]:
     python = sys.executable
     if arm == "trustfm-int8":
         run = workdir / "int8"
@@ -75,29 +89,37 @@ def start(arm: str, run: Path, port: int, workdir: Path) -> subprocess.Popen:
         log_text = "hash" if arm == "trustfm-hashlog" else "redacted"
         workers = 2 if arm == "trustfm-2workers" else 1
         backend = "torch" if arm == "trustfm-torch" else "auto"
+        log_url = database if arm in SHARED_ARMS else f"sqlite:///{workdir / (arm + '.db')}"
+        state = f"state_url: {database}\n" if arm == "trustfm-shared" else ""
         config.write_text(f"log_text: {log_text}\nrate_limit_per_minute: 100000000\nmax_queue_texts: 100000\n"
-                          f"workers: {workers}\nbackend: {backend}\n")
+                          f"workers: {workers}\nbackend: {backend}\n{state}")
         command = [python, "-m", "trustfm.cli", "serve", str(run), "--port", str(port), "--config", str(config),
-                   "--log-url", f"sqlite:///{workdir / (arm + '.db')}"]
+                   "--log-url", log_url]
     else:
         command = [python, str(HERE / "_serve_baselines.py"), arm, str(run), str(port)]
     # a session of its own: LitServe's worker processes outlive a terminated parent unless the group is ended
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
                                start_new_session=True)
     ready = "/readyz" if arm.startswith("trustfm") else ("/health" if arm.startswith("litserve") else "/docs")
+    _wait_ready(arm, process, port, ready)
+    return [process], [port] if arm.startswith("trustfm") else []
+
+
+def _wait_ready(arm: str, process: subprocess.Popen, port: int, ready: str) -> None:
     for _ in range(600):
         if process.poll() is not None:
-            raise SystemExit(f"{arm} exited: {process.stderr.read()[-1500:]}")
+            raise SystemExit(f"{arm} exited: {process.stderr.read()[-1500:] if process.stderr else ''}")
         try:
             if httpx.get(f"http://127.0.0.1:{port}{ready}", timeout=1).status_code == 200:
-                return process
+                return
         except httpx.TransportError:
             pass
         time.sleep(0.2)
     raise SystemExit(f"{arm} did not start")
 
 
-def drive(arm: str, port: int, connections: int, seconds: int, bodies: Path, key: str, script: Path) -> dict:
+def drive(arm: str, port: int, connections: int, seconds: int, bodies: Path, key: str, script: Path,
+          replicas: list[int]) -> dict:
     path = "/predict" if arm.startswith("litserve") else "/v1/predict"
     headers = ["-H", "Content-Type: application/json"]
     if arm.startswith("trustfm"):
@@ -107,7 +129,7 @@ def drive(arm: str, port: int, connections: int, seconds: int, bodies: Path, key
                           str(bodies)], capture_output=True, text=True, check=True).stdout
     result = json.loads(out.strip().splitlines()[-1])
     result["throughput"] = result["requests"] / result["seconds"]
-    result["drain_s"] = drain(port) if arm.startswith("trustfm") else 0.0
+    result["drain_s"] = sum(drain(p) for p in replicas)
     result["sustained"] = result["requests"] / (result["seconds"] + result["drain_s"])
     return result
 
@@ -124,6 +146,22 @@ def drain(port: int) -> float:
         time.sleep(0.05)
 
 
+def stop_group(process: subprocess.Popen) -> None:
+    """SIGTERM the process's group, then SIGKILL what is left of it."""
+    import signal
+
+    os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout=60)
+    finally:
+        os.killpg(process.pid, signal.SIGKILL) if process.poll() is None else None
+        time.sleep(0.5)
+        try:
+            os.killpg(process.pid, signal.SIGKILL)  # stragglers of the group
+        except ProcessLookupError:
+            pass
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--run", type=Path, default=Path("runs/sst2-acceptance"))
@@ -133,6 +171,12 @@ def main() -> None:
     parser.add_argument("--arms", default="trustfm,trustfm-hashlog,naive,litserve")
     parser.add_argument("--int8-run", type=Path, default=None, help="an onnx-int8 child of --run: adds trustfm-int8")
     args = parser.parse_args()
+    with contextlib.ExitStack() as stack:
+        database = stack.enter_context(postgres_cluster()) if set(args.arms.split(",")) & set(SHARED_ARMS) else None
+        run_benchmark(args, database)
+
+
+def run_benchmark(args, database: str | None) -> None:
     if shutil.which("wrk") is None:
         raise SystemExit("needs wrk (Debian: apt-get install wrk)")
     if args.rounds < 3:
@@ -145,6 +189,15 @@ def main() -> None:
     subprocess.run([sys.executable, "-m", "trustfm.cli", "report", str(run)], check=True, capture_output=True)
     key = subprocess.run([sys.executable, "-m", "trustfm.cli", "serve", "keys", "create", str(run), "--name", "bench"],
                          check=True, capture_output=True, text=True).stdout.strip()
+    if database is not None:
+        # the same key in the shared store: its id and hash copied, so one key works for every arm
+        from trustfm.serve.keys import DatabaseKeyStore, KeyStore
+
+        shared = DatabaseKeyStore(database)
+        for record in KeyStore(run / "serving" / "keys.json").records.values():
+            shared.records[record["id"]] = dict(record)
+            shared._save(record)
+        shared.close()
     arms = args.arms.split(",")
     if args.int8_run is not None:
         # the child keeps its parent link; the same key file serves both (copied, hashes only)
@@ -164,26 +217,16 @@ def main() -> None:
     for r in range(args.rounds):
         for arm in (arms if r % 2 == 0 else arms[::-1]):
             port = free_port()
-            process = start(arm, run, port, workdir)
+            processes, replicas = start(arm, run, port, workdir, database)
+            body = bodies["text" if arm.startswith("litserve") else "texts"]
             try:
-                drive(arm, port, 8, 2, bodies["text" if arm.startswith("litserve") else "texts"], key, script)  # warm-up
+                drive(arm, port, 8, 2, body, key, script, replicas)  # warm-up
                 for connections in levels:
-                    results[(arm, connections)].append(drive(arm, port, connections, args.seconds,
-                                                             bodies["text" if arm.startswith("litserve") else "texts"], key,
-                                                             script))
+                    results[(arm, connections)].append(drive(arm, port, connections, args.seconds, body, key, script,
+                                                             replicas))
             finally:
-                import signal
-
-                os.killpg(process.pid, signal.SIGTERM)
-                try:
-                    process.wait(timeout=60)
-                finally:
-                    os.killpg(process.pid, signal.SIGKILL) if process.poll() is None else None
-                    time.sleep(0.5)
-                    try:
-                        os.killpg(process.pid, signal.SIGKILL)  # stragglers of the group
-                    except ProcessLookupError:
-                        pass
+                for process in processes:
+                    stop_group(process)
     for (arm, connections), rows in results.items():
         print(json.dumps({"benchmark": "serve_load", "arm": arm, "connections": connections,
                           "throughput_rps": round(statistics.median(r["throughput"] for r in rows), 1),
@@ -196,6 +239,8 @@ def main() -> None:
     pairs = [(mine, other) for mine in arms if mine.startswith("trustfm") and mine != "trustfm-int8"
              for other in arms if not other.startswith("trustfm")]
     pairs += [("trustfm-int8", "trustfm")] if "trustfm-int8" in arms else []
+    pairs += [(mine, other) for mine, other in (("trustfm-shared", "trustfm-pglog"),
+                                                ("trustfm-2replicas", "trustfm-shared")) if {mine, other} <= set(arms)]
     for mine, other in pairs:
         for connections in levels:
             ours, theirs = results[(mine, connections)], results[(other, connections)]

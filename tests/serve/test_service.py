@@ -6,6 +6,7 @@ import json
 import shutil
 import signal
 import time
+from pathlib import Path
 
 import httpx
 import pytest
@@ -13,6 +14,10 @@ from sqlalchemy import create_engine, text
 
 from conftest import Server, free_port, run_cli
 from conftest import post_json as _post
+
+
+def server_run_name(server) -> str:
+    return httpx.get(f"{server.url}/openapi.json").json()["info"]["description"].rsplit(" ", 1)[-1].rstrip(".")
 
 
 PLANTED = ["write to jane.doe@example.com about it, terrible", "call 415-555-0132 now, it was great"]
@@ -52,7 +57,10 @@ def test_predict_needs_a_key_and_answers_in_order(served_run, server):
     info = httpx.get(f"{server.url}/v1/model", headers={"X-API-Key": key}).json()
     assert info["classes"] == ["neg", "pos"] and info["format"] == "torch" and info["report_signed"]
     assert info["backend"] == "onnxruntime"  # auto: the checked ONNX export of the signed torch weights
-    assert "/v1/predict" in httpx.get(f"{server.url}/openapi.json").json()["paths"]
+    schema = httpx.get(f"{server.url}/openapi.json").json()
+    schema["info"]["description"] = schema["info"]["description"].replace(server_run_name(server), "RUN")
+    # the published contract, as committed: a change to it is a deliberate change of this file
+    assert schema == json.loads((Path(__file__).parent / "openapi.json").read_text())
 
 
 @pytest.mark.parametrize("case, body, headers, status", [
@@ -344,3 +352,31 @@ def test_no_generated_request_gets_a_server_error(server, served_run):
             assert response.status_code < 500, (case.method, case.path, response.status_code, response.text[:300])
 
         check()
+
+
+def test_the_state_store_and_limits_are_dependencies_a_test_can_replace(served_run, tmp_path):
+    """Routes reach the keys and limits only through their dependencies: replacing them changes the service."""
+    from fastapi.testclient import TestClient
+
+    from trustfm.serve.app import create_app
+    from trustfm.serve.deps import key_limits, key_store
+    from trustfm.serve.keys import KeyStore
+    from trustfm.serve.limits import LocalLimits
+    from trustfm.serve.settings import ServeSettings
+
+    run, alice = served_run
+    app = create_app(run, ServeSettings(log_url=f"sqlite:///{tmp_path / 'log.db'}"))
+    other_keys = KeyStore(tmp_path / "other-keys.json")
+    carol = other_keys.create("carol")
+    strict = LocalLimits(per_minute=60, budget=3, alert_texts=10, window_s=60, on_alert=lambda *a: None)
+    app.dependency_overrides[key_store] = lambda request: other_keys
+    app.dependency_overrides[key_limits] = lambda request: strict
+    with TestClient(app) as client:
+        def ask(key, texts):
+            return client.post("/v1/predict", json={"texts": texts}, headers={"Authorization": f"Bearer {key}"})
+
+        assert ask(alice, ["good"]).status_code == 401  # the run's own key file is not consulted
+        assert ask(carol, ["good", "bad"]).status_code == 200
+        refused = ask(carol, ["fine", "fine"])
+        assert refused.status_code == 429 and refused.json()["error"] == "query_budget_exhausted"
+    assert strict.totals[carol.split("_")[1]] == 2
