@@ -73,7 +73,7 @@ def start(arm: str, run: Path, port: int, workdir: Path, database: str | None) -
     """Start ``arm`` listening on ``port``: (its processes, the ports of its trustfm replicas)."""
     if arm == "trustfm-2replicas":
         replicas = [free_port(), free_port()]
-        processes = [start_server("trustfm-shared", run, p, workdir, database)[0] for p in replicas]
+        processes = [start_server("trustfm-shared", run, p, workdir, database)[0][0] for p in replicas]
         processes.append(start_nginx(replicas, port, workdir / f"nginx-{port}"))
         _wait_ready(arm, processes[-1], port, "/healthz")
         return processes, replicas

@@ -97,8 +97,10 @@ def test_a_keys_rate_limit_holds_across_replicas(deployment):
     elapsed = time.monotonic() - started
     admitted, refill = statuses.count(200), elapsed * RATE_PER_MINUTE / 60
     assert set(statuses) == {200, 429}
-    # one bucket for the service: 240 at once plus the refill meanwhile, never 2 x 240 from two replicas
-    assert RATE_PER_MINUTE <= admitted <= RATE_PER_MINUTE + refill + 2, (admitted, refill)
+    # one bucket for the service: 240 at once plus the refill meanwhile, never 2 x 240 from two replicas; each
+    # replica takes tokens 4 at a time (1/50 of the bucket), so a few may be left unused in a replica's lease
+    lease = RATE_PER_MINUTE // 50
+    assert RATE_PER_MINUTE - 2 * lease <= admitted <= RATE_PER_MINUTE + refill + 2, (admitted, refill)
     assert set(upstreams) == {f"127.0.0.1:{r.port}" for r in replicas}  # both replicas answered
 
 

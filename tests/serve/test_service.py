@@ -369,8 +369,8 @@ def test_the_state_store_and_limits_are_dependencies_a_test_can_replace(served_r
     other_keys = KeyStore(tmp_path / "other-keys.json")
     carol = other_keys.create("carol")
     strict = LocalLimits(per_minute=60, budget=3, alert_texts=10, window_s=60, on_alert=lambda *a: None)
-    app.dependency_overrides[key_store] = lambda request: other_keys
-    app.dependency_overrides[key_limits] = lambda request: strict
+    app.dependency_overrides[key_store] = lambda: other_keys
+    app.dependency_overrides[key_limits] = lambda: strict
     with TestClient(app) as client:
         def ask(key, texts):
             return client.post("/v1/predict", json={"texts": texts}, headers={"Authorization": f"Bearer {key}"})

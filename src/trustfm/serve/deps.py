@@ -70,7 +70,14 @@ def api_key(request: Request) -> str | None:
 
 
 def _resolved(request: Request, dependency):
-    return request.app.dependency_overrides.get(dependency, dependency)(request)
+    """``dependency``'s value for ``request``, through ``app.dependency_overrides`` (an override may take the
+    request or nothing, as FastAPI allows for one without sub-dependencies)."""
+    override = request.app.dependency_overrides.get(dependency)
+    if override is None:
+        return dependency(request)
+    import inspect
+
+    return override(request) if inspect.signature(override).parameters else override()
 
 
 async def off_loop(state: ServiceState, func, *args):
@@ -104,11 +111,15 @@ async def authenticate(request: Request) -> str:
     keys = _resolved(request, key_store)
     if keys is None:
         raise ApiError(503, "not_ready", "the service is starting")
-    key_id = await off_loop(state, _check_key, keys, request)
+    # the shared store is re-read every keys_refresh_s; between reads the check needs no network
+    key_id = await off_loop(state, _check_key, keys, request) if keys.refresh_due() else _check_key(keys, request)
     if key_id is None:
         raise ApiError(401, "unauthorized", "a valid API key is required (Authorization: Bearer KEY)",
                        {"WWW-Authenticate": "Bearer"})
-    wait = await off_loop(state, _resolved(request, key_limits).allow, key_id)
+    limits = _resolved(request, key_limits)
+    wait = limits.try_allow(key_id)  # a token this process holds: no network
+    if wait is None:
+        wait = await off_loop(state, limits.allow, key_id)
     if wait > 0:
         raise ApiError(429, "rate_limited", f"over {state.settings.rate_limit_per_minute} requests per minute",
                        {"Retry-After": str(max(1, round(wait)))})

@@ -50,6 +50,11 @@ class _Keys:
     def close(self) -> None:
         """Release what the store holds open (a database pool)."""
 
+    def refresh_due(self) -> bool:
+        """True when the next :meth:`reload_if_changed` waits on the network (callers then call it off the event
+        loop)."""
+        return False
+
     def create(self, name: str) -> str:
         """A new key for ``name`` (returned once, never stored)."""
         from trustfm.runs import now_iso
@@ -171,9 +176,12 @@ class DatabaseKeyStore(_Keys):
             connection.execute(statement.on_conflict_do_update(index_elements=["id"],
                                                                set_={"revoked": statement.excluded.revoked}))
 
+    def refresh_due(self) -> bool:
+        return self._clock() - self._loaded_at >= self.refresh_s
+
     def reload_if_changed(self) -> None:
         """Re-read the records when ``refresh_s`` seconds have passed since the last read."""
-        if self._clock() - self._loaded_at >= self.refresh_s:
+        if self.refresh_due():
             self._load()
 
     def close(self) -> None:

@@ -33,10 +33,15 @@ class Limits:
     """``allow`` (rate), ``spend`` (budget), ``observe`` (extraction watch) per API key id."""
 
     shared = False  # True: the state lives outside this process (calls may wait on the network)
+    budget: int | None = None  # texts one key may send over the service's life (None: no cap)
 
     def allow(self, key_id: str) -> float:
         """0 when a request by ``key_id`` may go ahead now, else the seconds until it may (nothing is spent)."""
         raise NotImplementedError
+
+    def try_allow(self, key_id: str) -> float | None:
+        """:meth:`allow` when it needs no waiting on the network (the event loop calls it directly), else None."""
+        return None if self.shared else self.allow(key_id)
 
     def spend(self, key_id: str, texts: int) -> bool:
         """Count ``texts`` against ``key_id``'s query budget; False (and nothing counted) when they would exceed it."""
@@ -137,10 +142,13 @@ def stable_text_hash(text: str) -> int:
                           "big") >> 1
 
 
-def shared_engine(url: str, *, what: str):
+def shared_engine(url: str, *, what: str, counters: bool = False):
     """A SQLAlchemy engine on the PostgreSQL at ``url``; ConfigError (one line, password masked) otherwise.
 
     Shared state needs a server every replica reaches and row locks that serialise concurrent updates: PostgreSQL.
+    ``counters``: for the per-request limits. Each statement commits on its own (autocommit: one round trip, not
+    three), and without waiting for the WAL to reach disk (``synchronous_commit off``): a database crash may
+    forget the last fraction of a second of spending, never corrupt it, and every request stops paying an fsync.
     """
     from sqlalchemy import create_engine
     from sqlalchemy.engine import make_url
@@ -154,14 +162,26 @@ def shared_engine(url: str, *, what: str):
         raise ConfigError(f"{what}: shared state needs PostgreSQL (postgresql+psycopg://...), not "
                           f"{parsed.get_backend_name()}; a single process keeps its state without state_url")
     # pool sized for the threads that call it (the event loop's executor and the watch's flusher)
-    return create_engine(url, pool_pre_ping=True, pool_size=8, max_overflow=8)
+    if not counters:
+        return create_engine(url, pool_pre_ping=True, pool_size=8, max_overflow=8)
+    from sqlalchemy import event
+
+    engine = create_engine(url, pool_pre_ping=True, pool_size=8, max_overflow=8, isolation_level="AUTOCOMMIT")
+
+    @event.listens_for(engine, "connect")
+    def _no_fsync_wait(connection, _record):
+        cursor = connection.cursor()
+        cursor.execute("SET synchronous_commit TO OFF")
+        cursor.close()
+
+    return engine
 
 
 def shared_tables(metadata):
     """The shared-state tables: ``trustfm_api_keys`` (hashes, never keys), ``trustfm_key_usage`` (one row per key:
     its token bucket, texts spent, last extraction alert) and ``trustfm_watch_texts`` (per key, a 63-bit hash of
     each text sent and when, kept for the watch window only; never a text)."""
-    from sqlalchemy import BigInteger, Boolean, Column, Float, Index, String, Table
+    from sqlalchemy import BigInteger, Column, Float, Index, String, Table
 
     keys = Table("trustfm_api_keys", metadata,
                  Column("id", String(16), primary_key=True),
@@ -174,7 +194,7 @@ def shared_tables(metadata):
                   Column("key_id", String(16), primary_key=True),
                   Column("tokens", Float, nullable=False),
                   Column("refilled_at", Float, nullable=False),  # the database's clock, epoch seconds
-                  Column("allowed", Boolean, nullable=False),
+                  Column("granted", Float, nullable=False),  # tokens the last lease took
                   Column("texts_total", BigInteger, nullable=False),
                   Column("alerted_at", Float))
     watch = Table("trustfm_watch_texts", metadata,
@@ -201,19 +221,21 @@ def create_shared_tables(engine, *, what: str):
 
 
 _NOW = "extract(epoch from clock_timestamp())"
-_ALLOW = f"""
-INSERT INTO trustfm_key_usage AS u (key_id, tokens, refilled_at, allowed, texts_total)
-VALUES (:key, :capacity - 1, {_NOW}, true, 0)
+# take up to :lease whole tokens from the key's bucket at once (refilled by the database's clock first); every
+# SET expression reads the row as it was, so AVAILABLE is the same in each
+_AVAILABLE = f"least(:capacity, u.tokens + ({_NOW} - u.refilled_at) * :rate)"
+_LEASE = f"""
+INSERT INTO trustfm_key_usage AS u (key_id, tokens, refilled_at, granted, texts_total)
+VALUES (:key, :capacity - least(:lease, floor(:capacity)), {_NOW}, least(:lease, floor(:capacity)), 0)
 ON CONFLICT (key_id) DO UPDATE SET
-  allowed = least(:capacity, u.tokens + ({_NOW} - u.refilled_at) * :rate) >= 1,
-  tokens = least(:capacity, u.tokens + ({_NOW} - u.refilled_at) * :rate)
-           - CASE WHEN least(:capacity, u.tokens + ({_NOW} - u.refilled_at) * :rate) >= 1 THEN 1 ELSE 0 END,
+  granted = least(:lease, floor({_AVAILABLE})),
+  tokens = {_AVAILABLE} - least(:lease, floor({_AVAILABLE})),
   refilled_at = {_NOW}
-RETURNING allowed, tokens
+RETURNING granted, tokens
 """
 _SPEND = f"""
-INSERT INTO trustfm_key_usage AS u (key_id, tokens, refilled_at, allowed, texts_total)
-VALUES (:key, :capacity, {_NOW}, true, :texts)
+INSERT INTO trustfm_key_usage AS u (key_id, tokens, refilled_at, granted, texts_total)
+VALUES (:key, :capacity, {_NOW}, 0, :texts)
 ON CONFLICT (key_id) DO UPDATE SET texts_total = u.texts_total + :texts
 WHERE u.texts_total + :texts <= :budget
 RETURNING texts_total
@@ -224,8 +246,8 @@ WHERE key_id = ANY(:keys) AND seen_at > {_NOW} - :window
 GROUP BY key_id
 """
 _CLAIM_ALERT = f"""
-INSERT INTO trustfm_key_usage AS u (key_id, tokens, refilled_at, allowed, texts_total, alerted_at)
-VALUES (:key, :capacity, {_NOW}, true, 0, {_NOW})
+INSERT INTO trustfm_key_usage AS u (key_id, tokens, refilled_at, granted, texts_total, alerted_at)
+VALUES (:key, :capacity, {_NOW}, 0, 0, {_NOW})
 ON CONFLICT (key_id) DO UPDATE SET alerted_at = {_NOW}
 WHERE u.alerted_at IS NULL OR u.alerted_at < {_NOW} - :window
 RETURNING key_id
@@ -236,7 +258,9 @@ class SharedLimits(Limits):
     """The limits in PostgreSQL, for every replica together.
 
     - Rate: one token bucket per key in ``trustfm_key_usage``, refilled by the database's clock and updated by one
-      ``INSERT ... ON CONFLICT DO UPDATE`` (the row lock serialises replicas): exact across replicas.
+      ``INSERT ... ON CONFLICT DO UPDATE`` (the row lock serialises replicas). A replica takes ``lease`` tokens
+      at a time (default: 1/50 of the bucket) and spends them within ``lease_s`` seconds: never more than the
+      limit across replicas, and at most ``replicas x lease`` fewer.
     - Budget: texts spent per key, added in one conditional update: never over the budget, across replicas.
     - Extraction watch: each replica buffers (key, text hash) pairs and, every ``flush_s`` seconds, writes them
       and counts each active key's texts and distinct texts over the window from every replica's rows; the
@@ -247,25 +271,50 @@ class SharedLimits(Limits):
     shared = True
 
     def __init__(self, url: str, *, per_minute: int, budget: int | None, alert_texts: int, window_s: float,
-                 on_alert: AlertCallback, flush_s: float = 2.0):
-        self.engine = shared_engine(url, what="state_url")
+                 on_alert: AlertCallback, flush_s: float = 2.0, lease: int | None = None, lease_s: float = 1.0):
+        self.engine = shared_engine(url, what="state_url", counters=True)
         _, self.usage, self.watch_table = create_shared_tables(self.engine, what="state_url")
         self.rate, self.capacity = per_minute / 60.0, float(per_minute)
         self.budget, self.alert_texts, self.window_s = budget, alert_texts, window_s
         self.on_alert, self.flush_s = on_alert, flush_s
+        # tokens are taken from the shared bucket a few at a time and spent here: one database call per `lease`
+        # requests of a busy key instead of one per request. The service's limit still holds (a leased token left
+        # the bucket); a key may get up to (replicas x lease - 1) fewer than its limit while leases are held
+        self.lease = max(1, int(self.capacity // 50)) if lease is None else lease
+        self.lease_s = lease_s
+        self._leases: dict[str, tuple[int, float]] = {}
         self._buffer: list[dict] = []
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._flusher = threading.Thread(target=self._flush_loop, name="trustfm-watch", daemon=True)
         self._flusher.start()
 
+    def try_allow(self, key_id: str) -> float | None:
+        """0 when this replica holds a leased token for ``key_id`` (taken, no database call); None otherwise."""
+        with self._lock:
+            held, until = self._leases.get(key_id, (0, 0.0))
+            if held >= 1 and time.monotonic() < until:
+                self._leases[key_id] = (held - 1, until)
+                return 0.0
+        return None
+
     def allow(self, key_id: str) -> float:
         from sqlalchemy import text
 
-        with self.engine.begin() as connection:
-            allowed, tokens = connection.execute(text(_ALLOW), dict(
-                key=key_id, capacity=self.capacity, rate=self.rate)).one()
-        return 0.0 if allowed else (1.0 - tokens) / self.rate
+        if self.try_allow(key_id) == 0.0:
+            return 0.0
+        with self.engine.connect() as connection:
+            granted, tokens = connection.execute(text(_LEASE), dict(
+                key=key_id, capacity=self.capacity, rate=self.rate, lease=self.lease)).one()
+        if granted < 1:
+            return (1.0 - tokens) / self.rate
+        with self._lock:
+            # one token for this request; the rest held here for lease_s at most (then forgotten, not returned),
+            # added to what another thread may have leased meanwhile
+            held, until = self._leases.get(key_id, (0, 0.0))
+            now = time.monotonic()
+            self._leases[key_id] = ((held if now < until else 0) + int(granted) - 1, now + self.lease_s)
+        return 0.0
 
     def spend(self, key_id: str, texts: int) -> bool:
         from sqlalchemy import text
@@ -274,7 +323,7 @@ class SharedLimits(Limits):
             return True
         if texts > self.budget:
             return False
-        with self.engine.begin() as connection:
+        with self.engine.connect() as connection:
             row = connection.execute(text(_SPEND), dict(key=key_id, capacity=self.capacity, texts=texts,
                                                         budget=self.budget)).first()
         return row is not None
@@ -303,7 +352,7 @@ class SharedLimits(Limits):
         for key_id, total, distinct in counts:
             if total < self.alert_texts or distinct < DISTINCT_SHARE * total:
                 continue
-            with self.engine.begin() as connection:
+            with self.engine.connect() as connection:
                 claimed = connection.execute(text(_CLAIM_ALERT), dict(
                     key=key_id, capacity=self.capacity, window=self.window_s)).first()
             if claimed is not None:

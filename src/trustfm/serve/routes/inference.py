@@ -71,9 +71,8 @@ async def predict(body: PredictRequest, request: Request, state: ServiceState = 
     else:
         texts = inputs = limit_texts(state, body.texts)
     budget_key = key_id or "anonymous"
-    if not await off_loop(state, limits.spend, budget_key, len(texts)):
-        raise ApiError(429, "query_budget_exhausted",
-                       f"this key's budget of {state.settings.key_query_budget} texts is spent")
+    if limits.budget is not None and not await off_loop(state, limits.spend, budget_key, len(texts)):
+        raise ApiError(429, "query_budget_exhausted", f"this key's budget of {limits.budget} texts is spent")
     limits.observe(budget_key, texts)
     started = time.perf_counter()
     try:
