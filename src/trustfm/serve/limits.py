@@ -259,8 +259,8 @@ class SharedLimits(Limits):
 
     - Rate: one token bucket per key in ``trustfm_key_usage``, refilled by the database's clock and updated by one
       ``INSERT ... ON CONFLICT DO UPDATE`` (the row lock serialises replicas). A replica takes ``lease`` tokens
-      at a time (default: 1/50 of the bucket) and spends them within ``lease_s`` seconds: never more than the
-      limit across replicas, and at most ``replicas x lease`` fewer.
+      at a time (default: 1/50 of the bucket, at most 16) and spends them within ``lease_s`` seconds: never
+      more than the limit across replicas, and at most ``replicas x lease`` fewer.
     - Budget: texts spent per key, added in one conditional update: never over the budget, across replicas.
     - Extraction watch: each replica buffers (key, text hash) pairs and, every ``flush_s`` seconds, writes them
       and counts each active key's texts and distinct texts over the window from every replica's rows; the
@@ -280,7 +280,7 @@ class SharedLimits(Limits):
         # tokens are taken from the shared bucket a few at a time and spent here: one database call per `lease`
         # requests of a busy key instead of one per request. The service's limit still holds (a leased token left
         # the bucket); a key may get up to (replicas x lease - 1) fewer than its limit while leases are held
-        self.lease = max(1, int(self.capacity // 50)) if lease is None else lease
+        self.lease = min(16, max(1, int(self.capacity // 50))) if lease is None else lease
         self.lease_s = lease_s
         self._leases: dict[str, tuple[int, float]] = {}
         self._buffer: list[dict] = []
