@@ -153,3 +153,23 @@ def test_shared_state_refuses_what_is_not_postgresql(tmp_path):
         DatabaseKeyStore(f"sqlite:///{tmp_path / 'x.db'}")
     with pytest.raises(ConfigError, match="cannot open the database"):
         DatabaseKeyStore("postgresql+psycopg://nobody@127.0.0.1:1/none")
+
+
+def test_the_watch_keeps_text_hashes_for_its_window_only(postgres_url):
+    from sqlalchemy import create_engine, text
+
+    one = _shared(postgres_url, window_s=0.5)
+    try:
+        one.observe("quiet-key", ["a", "b"])
+        one.flush()
+        engine = create_engine(postgres_url)
+        count = "SELECT count(*) FROM trustfm_watch_texts WHERE key_id = 'quiet-key'"
+        with engine.connect() as connection:
+            assert connection.execute(text(count)).scalar_one() == 2
+        time.sleep(0.6)
+        one.flush()  # nothing new from anyone: the quiet key's hashes still go
+        with engine.connect() as connection:
+            assert connection.execute(text(count)).scalar_one() == 0
+        engine.dispose()
+    finally:
+        one.close()

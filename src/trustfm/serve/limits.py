@@ -201,7 +201,8 @@ def shared_tables(metadata):
                   Column("key_id", String(16), nullable=False),
                   Column("text_hash", BigInteger, nullable=False),
                   Column("seen_at", Float, nullable=False),
-                  Index("trustfm_watch_key_time", "key_id", "seen_at"))
+                  Index("trustfm_watch_key_time", "key_id", "seen_at"),
+                  Index("trustfm_watch_time", "seen_at"))
     return keys, usage, watch
 
 
@@ -338,15 +339,16 @@ class SharedLimits(Limits):
 
         with self._lock:
             rows, self._buffer = self._buffer, []
-        if not rows:
-            return
         keys = sorted({r["key_id"] for r in rows})
         with self.engine.begin() as connection:
+            # every key's hashes leave once the window has passed, a key gone quiet included
+            connection.execute(text("DELETE FROM trustfm_watch_texts "
+                                    "WHERE seen_at <= extract(epoch from clock_timestamp()) - :window"),
+                               dict(window=self.window_s))
+            if not rows:
+                return
             connection.execute(self.watch_table.insert().values(
                 seen_at=text("extract(epoch from clock_timestamp())")), rows)
-            connection.execute(text("DELETE FROM trustfm_watch_texts WHERE key_id = ANY(:keys) AND "
-                                    "seen_at <= extract(epoch from clock_timestamp()) - :window"),
-                               dict(keys=keys, window=self.window_s))
             counts = connection.execute(text(_WINDOW_COUNTS).bindparams(bindparam("keys")),
                                         dict(keys=keys, window=self.window_s)).all()
         for key_id, total, distinct in counts:
