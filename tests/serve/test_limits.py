@@ -3,6 +3,7 @@ real PostgreSQL: two ``SharedLimits`` stand for two replicas)."""
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 
@@ -45,6 +46,17 @@ def test_the_text_hash_is_the_same_in_every_process():
     assert int(other) == stable_text_hash("a text") and 0 <= stable_text_hash("a text") < 2 ** 63
 
 
+@contextlib.contextmanager
+def _two_replicas(url, alerts=None, **options):
+    """Two ``SharedLimits`` on one database, as two replicas hold them; closed after."""
+    one, two = _shared(url, alerts, **options), _shared(url, alerts, **options)
+    try:
+        yield one, two
+    finally:
+        one.close()
+        two.close()
+
+
 def _shared(url, alerts=None, **options):
     from trustfm.serve.limits import SharedLimits
 
@@ -57,9 +69,8 @@ def _shared(url, alerts=None, **options):
 def test_a_rate_limit_holds_for_two_replicas_together(postgres_url, lease):
     # 60 per minute, bursts of 60: two replicas hammering one key admit 60 (+ the refill meanwhile), not 120;
     # leasing tokens a few at a time changes how often the database is asked, not the limit
-    one, two = _shared(postgres_url, lease=lease), _shared(postgres_url, lease=lease)
     key = f"rate-key-{lease}"
-    try:
+    with _two_replicas(postgres_url, lease=lease) as (one, two):
         admitted, started = [], time.monotonic()
 
         def hammer(limits):
@@ -77,14 +88,10 @@ def test_a_rate_limit_holds_for_two_replicas_together(postgres_url, lease):
         assert wait == 0 or two.allow(key) == 0  # a second's refill
         assert 0 < one.allow(key) <= 1.0 or 0 < two.allow(key) <= 1.0  # then the next token is a second away
         assert two.allow("another-key") == 0  # keys are separate
-    finally:
-        one.close()
-        two.close()
 
 
 def test_a_query_budget_holds_for_two_replicas_together(postgres_url):
-    one, two = _shared(postgres_url, budget=100), _shared(postgres_url, budget=100)
-    try:
+    with _two_replicas(postgres_url, budget=100) as (one, two):
         spent = []
         threads = [threading.Thread(target=lambda x=x: spent.extend(7 for _ in range(20) if x.spend("budget-key", 7)))
                    for x in (one, two)]
@@ -95,15 +102,11 @@ def test_a_query_budget_holds_for_two_replicas_together(postgres_url):
         assert sum(spent) == 98  # 14 requests of 7 fit in 100, whichever replica took them
         assert one.spend("budget-key", 2) and not two.spend("budget-key", 1)
         assert not one.spend("fresh-key", 101) and one.spend("fresh-key", 100)
-    finally:
-        one.close()
-        two.close()
 
 
 def test_an_extraction_spread_over_replicas_is_seen_and_alerted_once(postgres_url):
     alerts = []
-    one, two = _shared(postgres_url, alerts), _shared(postgres_url, alerts)
-    try:
+    with _two_replicas(postgres_url, alerts) as (one, two):
         for i in range(30):  # 30 distinct texts through each replica: neither alone reaches 50
             one.observe("spread-key", [f"probe {i}"])
             two.observe("spread-key", [f"probe {30 + i}"])
@@ -116,9 +119,6 @@ def test_an_extraction_spread_over_replicas_is_seen_and_alerted_once(postgres_ur
         two.observe("spread-key", ["probe 61"])
         two.flush()
         assert len(alerts) == 1  # one alert per key and window, service-wide
-    finally:
-        one.close()
-        two.close()
 
 
 def test_a_key_revoked_on_one_replica_is_refused_by_the_other_within_the_refresh(postgres_url):
