@@ -14,7 +14,11 @@ grouping, so the ratio against its best setting is printed too.
 The arms alternate over ``--rounds`` rounds (order reversed every other round);
 each ratio is taken within a round, and the median with its range is printed.
 
-Prints one JSON line. Usage: python benchmarks/finetune_throughput.py [--n 4000] [--rounds 3]
+``--size bert-base``: the same on a BERT-base-sized encoder (12 layers, 768 wide, 110 M parameters) with
+random weights, built here from its config and saved once (with the default model's WordPiece tokenizer, the
+same vocabulary), so both arms start from the same weights. Nothing is downloaded.
+
+Prints one JSON line. Usage: python benchmarks/finetune_throughput.py [--n 4000] [--rounds 3] [--size bert-base]
 """
 
 from __future__ import annotations
@@ -45,7 +49,25 @@ def load_rows(path: Path) -> tuple[list[str], list[int]]:
     return [t.strip() for t in frame["sentence"]], [int(x) for x in frame["label"]]
 
 
-def run_trainer(texts, labels, strategy: str, threads: int) -> float:
+def bert_base_folder(folder: Path) -> Path:
+    """A BERT-base-sized encoder with random weights (seeded) and the default model's tokenizer, in ``folder``."""
+    import shutil
+
+    import torch
+    from transformers import BertConfig, BertModel
+
+    from trustfm.models import default_model_dir
+
+    torch.manual_seed(SEED)
+    BertModel(BertConfig(vocab_size=30522, hidden_size=768, num_hidden_layers=12, num_attention_heads=12,
+                         intermediate_size=3072, max_position_embeddings=512)).save_pretrained(folder)
+    for name in ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json"):
+        if (default_model_dir() / name).exists():
+            shutil.copy(default_model_dir() / name, folder / name)
+    return folder
+
+
+def run_trainer(texts, labels, strategy: str, threads: int, model_dir: Path | None = None) -> float:
     import datasets
     import torch
     from transformers import (AutoModelForSequenceClassification, AutoTokenizer, DataCollatorWithPadding,
@@ -57,7 +79,7 @@ def run_trainer(texts, labels, strategy: str, threads: int) -> float:
     hf_logging.set_verbosity_error()
     torch.set_num_threads(threads)
     torch.manual_seed(SEED)
-    path = default_model_dir()
+    path = model_dir or default_model_dir()
     tokenizer = AutoTokenizer.from_pretrained(path)
     model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=2)
     ds = datasets.Dataset.from_dict({"text": texts, "label": labels})
@@ -77,7 +99,7 @@ def run_trainer(texts, labels, strategy: str, threads: int) -> float:
         return time.perf_counter() - started
 
 
-def run_trustfm(texts, labels, threads: int) -> float:
+def run_trustfm(texts, labels, threads: int, model_dir: Path | None = None) -> float:
     import numpy as np
 
     from trustfm.metrics import quick_metrics
@@ -88,7 +110,8 @@ def run_trustfm(texts, labels, threads: int) -> float:
     from trustfm.train.loop import seed_everything
 
     seed_everything(SEED)
-    model, tokenizer = build_classifier(ModelConfig(), ["0", "1"])
+    model, tokenizer = build_classifier(ModelConfig(name_or_path=str(model_dir)) if model_dir else ModelConfig(),
+                                        ["0", "1"])
     encoded = encode_texts(tokenizer, texts, MAX_LEN)
     y = np.asarray(labels)
     val = encode_texts(tokenizer, texts[:64], MAX_LEN)
@@ -107,17 +130,21 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--rounds", type=int, default=3, help="rounds of alternated arms (at least 3)")
     parser.add_argument("--skip-group-by-length", action="store_true")
+    parser.add_argument("--size", choices=("minilm", "bert-base"), default="minilm",
+                        help="the default model, or a BERT-base-sized one with random weights")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         texts, labels = load_rows(sample_sst2_train(args.n, SEED, Path(tmp) / "train.tsv"))
-    arms = {"hf_trainer": lambda: run_trainer(texts, labels, "random", args.threads),
-            "trustfm": lambda: run_trustfm(texts, labels, args.threads)}
-    if not args.skip_group_by_length:
-        arms["hf_trainer_group_by_length"] = lambda: run_trainer(texts, labels, "group_by_length", args.threads)
-    seconds = alternate(arms, args.rounds)
+        model_dir = bert_base_folder(Path(tmp) / "bert-base") if args.size == "bert-base" else None
+        arms = {"hf_trainer": lambda: run_trainer(texts, labels, "random", args.threads, model_dir),
+                "trustfm": lambda: run_trustfm(texts, labels, args.threads, model_dir)}
+        if not args.skip_group_by_length:
+            arms["hf_trainer_group_by_length"] = lambda: run_trainer(texts, labels, "group_by_length", args.threads,
+                                                                     model_dir)
+        seconds = alternate(arms, args.rounds)
     result = {
         "benchmark": "finetune_throughput",
-        "model": "all-MiniLM-L6-v2",
+        "model": "all-MiniLM-L6-v2" if args.size == "minilm" else "BERT-base size (random weights, 110 M)",
         "data": f"sst2 train, {args.n} random sentences",
         "batch_size": BATCH,
         "max_length": MAX_LEN,
