@@ -121,7 +121,7 @@ def test_early_stopping_stops_and_keeps_the_best_epoch(tiny_config):
 
 
 def test_resume_after_sigkill_finishes_with_the_same_metrics(tiny_model_dir, tmp_path):
-    data = write_csv(tmp_path / "train.csv", make_rows(3000, seed=2))
+    data = write_csv(tmp_path / "train.csv", make_rows(1500, seed=2))
     common = [
         "--data", str(data), "--model", str(tiny_model_dir), "--epochs", "3", "--batch-size", "8",
         "--max-length", "32", "--learning-rate", "1e-3", "--set", "evaluate.bootstrap_samples=100", "--quiet",
