@@ -211,10 +211,12 @@ def create_shared_tables(engine, *, what: str):
     from sqlalchemy import MetaData
     from sqlalchemy.exc import SQLAlchemyError
 
+    from trustfm.serve.dbschema import create_tables
+
     metadata = MetaData()
     tables = shared_tables(metadata)
     try:
-        metadata.create_all(engine)
+        create_tables(metadata, engine)
     except SQLAlchemyError as exc:
         raise ConfigError(f"{what} {engine.url.render_as_string(hide_password=True)}: cannot open the database "
                           f"({type(exc).__name__})") from None

@@ -125,7 +125,9 @@ class RequestLog:
                     cursor.execute("PRAGMA synchronous=NORMAL")
                     cursor.execute("PRAGMA busy_timeout=10000")
                     cursor.close()
-            self.metadata.create_all(self.engine)
+            from trustfm.serve.dbschema import create_tables
+
+            create_tables(self.metadata, self.engine)  # replicas starting together on one database
         except (SQLAlchemyError, ImportError, ValueError) as exc:
             raise ConfigError(f"request log {self.safe_url}: cannot open the database ({type(exc).__name__})") from None
 
