@@ -279,8 +279,15 @@ def _workers(parent: int) -> list[str]:
     from pathlib import Path
 
     children = subprocess.run(["ps", "-o", "pid=", "--ppid", str(parent)], capture_output=True, text=True).stdout.split()
-    return [pid for pid in children
-            if b"resource_tracker" not in Path(f"/proc/{pid}/cmdline").read_bytes()]
+    workers = []
+    for pid in children:
+        try:
+            command = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except FileNotFoundError:  # gone between ps and here (the killed worker): not a worker any more
+            continue
+        if b"resource_tracker" not in command:
+            workers.append(pid)
+    return workers
 
 
 def test_a_killed_worker_is_replaced_and_no_acknowledged_request_is_lost(served_run, postgres_url):
