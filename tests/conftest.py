@@ -257,6 +257,18 @@ def postgres_url(tmp_path_factory):
         shutil.rmtree(root, ignore_errors=True)
 
 
+def fresh_database(postgres_url: str, name: str) -> str:
+    """The URL of a new, empty database ``name`` in the cluster of ``postgres_url`` (dropped first if there)."""
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(postgres_url, isolation_level="AUTOCOMMIT")
+    with engine.connect() as connection:
+        connection.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+    engine.dispose()
+    return postgres_url.rsplit("/", 1)[0] + f"/{name}"
+
+
 class Server:
     """``trustfm serve RUN --port P ARGS...`` in a child process, ready when this returns; ``stop()`` sends
     SIGTERM and returns (exit code, output)."""

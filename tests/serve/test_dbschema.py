@@ -7,14 +7,7 @@ import threading
 import pytest
 from sqlalchemy import create_engine, text
 
-
-def _fresh_database(postgres_url: str, name: str) -> str:
-    engine = create_engine(postgres_url, isolation_level="AUTOCOMMIT")
-    with engine.connect() as connection:
-        connection.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
-        connection.execute(text(f'CREATE DATABASE "{name}"'))
-    engine.dispose()
-    return postgres_url.rsplit("/", 1)[0] + f"/{name}"
+from conftest import fresh_database
 
 
 def _together(open_one, n: int = 6) -> list[BaseException]:
@@ -48,7 +41,7 @@ def test_request_logs_and_shared_state_opened_together_all_start(postgres_url, t
         url = f"sqlite:///{tmp_path / 'log.db'}"
         assert _together(lambda: open_log(url)) == []
         return
-    url = _fresh_database(postgres_url, "ddl_race")
+    url = fresh_database(postgres_url, "ddl_race")
     assert _together(lambda: open_log(url)) == []
     assert _together(lambda: DatabaseKeyStore(url).close()) == []
     engine = create_engine(url)

@@ -4,7 +4,6 @@ request log in a real PostgreSQL, driven under load on loopback as an operator r
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import signal
 import threading
@@ -14,21 +13,11 @@ import httpx
 import pytest
 from sqlalchemy import create_engine, text
 
-from conftest import Background, Server, deploy_file, free_port, ops_binary, run_cli
+from conftest import Background, Server, deploy_file, free_port, fresh_database, ops_binary, run_cli
 
 RATE_PER_MINUTE = 240
 REFRESH_S = 1.0
 PLANTED = ["mail jane.doe@example.com, it broke", "ring 415-555-0132, great service"]
-
-
-def _database(postgres_url: str, name: str) -> str:
-    """A fresh database of its own in the test cluster (the request log of other tests holds the same model)."""
-    engine = create_engine(postgres_url, isolation_level="AUTOCOMMIT")
-    with engine.connect() as connection:
-        connection.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
-        connection.execute(text(f'CREATE DATABASE "{name}"'))
-    engine.dispose()
-    return postgres_url.rsplit("/", 1)[0] + f"/{name}"
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +28,7 @@ def deployment(parent_run, postgres_url, tmp_path_factory):
     run = folder / "run"
     shutil.copytree(parent_run, run)
     assert run_cli(["report", str(run)]).returncode == 0
-    url = _database(postgres_url, "replicas")
+    url = fresh_database(postgres_url, "replicas")
     settings = deploy_file("serve.yaml", folder, {
         "postgresql+psycopg://trustfm@127.0.0.1:5432/trustfm": url, "keys_refresh_s: 2": f"keys_refresh_s: {REFRESH_S}",
         "rate_limit_per_minute: 600": f"rate_limit_per_minute: {RATE_PER_MINUTE}"})
