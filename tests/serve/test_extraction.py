@@ -7,7 +7,7 @@ import shutil
 
 import pytest
 
-from conftest import make_rows, run_cli, write_csv
+from conftest import Server, make_rows, run_cli, write_csv
 from trustfm.errors import ConfigError
 from trustfm.serve.extraction import ExtractionResult, audit_extraction_run
 
@@ -45,3 +45,47 @@ def test_the_report_renders_it_and_bad_requests_are_clear(attacked):
         audit_extraction_run(run, attacker_texts=public, budgets=(20, 500))
     bad = run_cli(["audit", "extraction", str(run), "--attacker-texts", str(public), "--defences", "magic"])
     assert bad.returncode == 2 and "unknown defences" in bad.stderr
+
+
+def test_a_model_behind_an_endpoint_is_attacked_as_it_is_served(parent_run, tmp_path, monkeypatch):
+    """A run imported from another trustfm service that discloses the top label only and caps each key at 110
+    texts: the attack goes to that endpoint with its token; the refusals and what top-1 answers teach are measured,
+    the alert is not observable, and trustfm's own defences cannot be switched on a foreign endpoint."""
+    served = tmp_path / "served"
+    shutil.copytree(parent_run, served)
+    assert run_cli(["report", served]).returncode == 0
+    key = run_cli(["serve", "keys", "create", served, "--name", "auditor"]).stdout.strip()
+    settings = tmp_path / "serve.yaml"
+    settings.write_text("disclosure: top1\nkey_query_budget: 110\n")
+    test = write_csv(tmp_path / "test.csv", make_rows(40, seed=3))
+    public = write_csv(tmp_path / "public.csv", make_rows(60, seed=11))
+    monkeypatch.setenv("ENDPOINT_TOKEN", key)
+    server = Server(served, "--config", settings)
+    try:
+        run = tmp_path / "imported"
+        done = run_cli(["import", "--endpoint", server.url, "--auth-env", "ENDPOINT_TOKEN", "-o", run,
+                        "--test-data", test, "--quiet"])
+        assert done.returncode == 0, done.stderr
+        local = run_cli(["audit", "extraction", run, "--attacker-texts", public, "--defences", "top1"])
+        assert local.returncode == 2 and "attacked as it is served" in local.stderr
+        audited = run_cli(["audit", "extraction", run, "--attacker-texts", public, "--budgets", "20,60",
+                           "--format", "json"])
+        assert audited.returncode == 0, audited.stderr
+    finally:
+        server.stop()
+    result = ExtractionResult.model_validate_json(audited.stdout)
+    # the budget of 110 texts: 40 for the import's evaluation, 40 for the audit's own predictions of the same rows
+    # (a new process, a new cache), then 30 of the attacker's, sent 10 at a time; the rest are refused (429)
+    assert [(p.defence, p.budget, p.answered) for p in result.points] == [("as-served", 20, 20),
+                                                                          ("as-served", 60, 30)]
+    assert result.alerts == {"as-served": None} and result.key_query_budget is None
+    assert result.requests >= 3 and server.url in result.target
+    assert 0.5 <= result.points[1].agreement.value <= 1.0
+    assert "as-served.alert" not in result.metrics()
+    assert key not in audited.stdout + (run / "results" / "extraction.json").read_text()
+    assert run_cli(["report", run]).returncode == 0
+    page = (run / "report.html").read_text(encoding="utf-8")
+    assert "attacked as it is served" in page and "not observable" in page
+    refused = run_cli(["audit", "extraction", parent_run, "--attacker-texts", public, "--budgets", "20",
+                       "--defences", "as-served"])
+    assert refused.returncode == 2 and "is for a run imported from an endpoint" in refused.stderr

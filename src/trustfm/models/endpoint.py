@@ -36,6 +36,10 @@ from trustfm.errors import ConfigError
 ENDPOINT_FILE = "endpoint.json"  # the spec in the run's model folder (no secret: the token stays in the environment)
 
 
+class EndpointRefused(ConfigError):
+    """The endpoint kept answering 429 (too many requests, or a query budget spent) after every retry."""
+
+
 class EndpointSpec(BaseModel):
     """How to ask a remote classifier for probabilities (see the module docstring)."""
 
@@ -151,7 +155,8 @@ class EndpointClient:
                 return response.json()
             except json.JSONDecodeError:
                 raise ConfigError(f"endpoint {host} answered something that is not JSON") from None
-        raise ConfigError(f"endpoint {host} did not answer after {self.spec.retries + 1} tries ({reason})")
+        error = EndpointRefused if reason == "HTTP 429" else ConfigError
+        raise error(f"endpoint {host} did not answer after {self.spec.retries + 1} tries ({reason})")
 
     def _model_classes(self) -> list[str]:
         info = self._call("GET", f"{self.spec.url.rstrip('/')}/v1/model")
@@ -165,7 +170,8 @@ class EndpointClient:
         spec, base = self.spec, self.spec.url.rstrip("/")
         if spec.protocol == "trustfm":
             answer = self._call("POST", f"{base}/v1/predict", {"texts": texts})
-            rows = [[p["probabilities"][c] for c in spec.classes] for p in answer["predictions"]]
+            # a service that discloses the top label only, or rounds, leaves classes out: they count as 0
+            rows = [[p["probabilities"].get(c, 0.0) for c in spec.classes] for p in answer["predictions"]]
         elif spec.protocol == "kserve-v2":
             body = {"inputs": [{"name": spec.input_name, "shape": [len(texts)], "datatype": "BYTES", "data": texts}]}
             answer = self._call("POST", f"{base}/v2/models/{spec.model}/infer", body)

@@ -10,6 +10,11 @@ gold labels, each with its bootstrap interval, at each budget.
 Defences measured, one service per defence: ``full`` probabilities (none), ``rounded`` (one decimal), ``top1``
 (the label only), and ``budget`` (a per-key query budget: the attacker is refused past it). Whether the service's
 extraction alert fired is recorded for each.
+
+A run imported from an endpoint (``trustfm import --endpoint``) is attacked where it lives, with the endpoint's own
+token, as one defence: ``as-served`` (whatever the endpoint discloses and refuses; trustfm cannot switch its
+defences). A 429 that outlasts the retries counts as a refusal: the rest of the attacker's texts go unanswered.
+Whether the endpoint's owner was alerted is not observable from outside (``None``).
 """
 
 from __future__ import annotations
@@ -26,10 +31,11 @@ from trustfm.errors import ConfigError
 from trustfm.results import Interval, Result
 
 DEFENCES = ("full", "rounded", "top1", "budget")
+AS_SERVED = "as-served"  # the one defence of a model behind a foreign endpoint: its own
 
 
 class ExtractionPoint(BaseModel):
-    defence: str  # full | rounded | top1 | budget
+    defence: str  # full | rounded | top1 | budget | as-served
     budget: int  # queries the attacker meant to send
     answered: int  # queries the service answered (fewer under a query budget)
     agreement: Interval  # surrogate vs model predictions on the evaluation split, in [0, 1]
@@ -46,8 +52,11 @@ class ExtractionResult(Result):
     model_accuracy: float  # the model itself on the same rows, for scale
     surrogate: str
     points: list[ExtractionPoint]
-    alerts: dict[str, bool]  # defence -> whether the service's extraction alert fired during the attack
-    key_query_budget: int
+    # defence -> whether the service's extraction alert fired during the attack; None: not observable (an endpoint)
+    alerts: dict[str, bool | None]
+    key_query_budget: int | None  # the budget defence's cap; None when no budget defence was set up
+    target: str = "the run's model, served by trustfm on loopback (one service per defence)"
+    requests: int | None = None  # HTTP requests the attack sent to a foreign endpoint
 
     def metrics(self) -> dict[str, float]:
         """``<defence>.<budget>.agreement`` and ``.surrogate_accuracy``, and ``<defence>.alert``."""
@@ -59,7 +68,7 @@ class ExtractionResult(Result):
                 if interval.low is not None:
                     out[f"{p.defence}.{p.budget}.{key}.low"] = interval.low
                     out[f"{p.defence}.{p.budget}.{key}.high"] = interval.high
-        out.update({f"{d}.alert": float(v) for d, v in self.alerts.items()})
+        out.update({f"{d}.alert": float(v) for d, v in self.alerts.items() if v is not None})
         return out
 
 
@@ -111,6 +120,23 @@ def _attack(url: str, key: str, texts: Sequence[str], *, batch: int = 10) -> lis
     return answers
 
 
+def _attack_endpoint(spec, texts: Sequence[str], *, batch: int = 10) -> tuple[list[dict | None], int]:
+    """Send ``texts`` to a foreign endpoint ``batch`` at a time through a client of its own (nothing cached from
+    the audit's predictions); the answers, None from the first refusal on, and the requests sent."""
+    from trustfm.models.endpoint import EndpointClient, EndpointRefused
+
+    client = EndpointClient(spec)
+    answers: list[dict | None] = []
+    for start in range(0, len(texts), batch):
+        try:
+            proba = client.predict_proba(list(texts[start:start + batch]))
+        except EndpointRefused:
+            answers += [None] * (len(texts) - start)
+            break
+        answers += [{"probabilities": dict(zip(client.spec.classes, map(float, row)))} for row in proba]
+    return answers, client.requests
+
+
 def fit_surrogate(texts: Sequence[str], answers: Sequence[dict], label_names: Sequence[str], *, seed: int):
     """TF-IDF (words and bigrams) + logistic regression on the answers: soft labels when probabilities are
     disclosed (a text counts in each class with its probability), the label alone otherwise."""
@@ -135,27 +161,66 @@ def fit_surrogate(texts: Sequence[str], answers: Sequence[dict], label_names: Se
     return model
 
 
-def audit_extraction_run(run_dir: str | Path, *, attacker_texts: str | Path, text_column: str | None = None,
-                         budgets: Sequence[int] = (100, 300, 1000), defences: Sequence[str] = DEFENCES,
-                         key_query_budget: int | None = None, alert_texts: int = 2000, eval_rows: int = 1000,
-                         show_progress: bool = False) -> ExtractionResult:
-    """Attack the served model of ``run_dir`` with ``attacker_texts`` at each budget, under each defence;
-    writes ``results/extraction.json``. ``key_query_budget`` (default: the smallest budget) caps the ``budget``
-    defence; ``alert_texts`` is the service's extraction-alert threshold (its default: 2,000 texts in 10 minutes)."""
+def _attack_loopback(run_dir: Path, queries: Sequence[str], defences: Sequence[str], *, cap: int,
+                     alert_texts: int) -> tuple[dict[str, list[dict | None]], dict[str, bool]]:
+    """Serve ``run_dir`` once per defence on loopback and attack it with ``queries``: the answers per defence
+    (None where refused) and whether the service's extraction alert fired."""
     import tempfile
 
-    from trustfm.audit.context import AuditContext
-    from trustfm.data.io import read_table
+    import httpx
+
     from trustfm.serve.keys import KeyStore
     from trustfm.serve.settings import ServeSettings
 
-    unknown = [d for d in defences if d not in DEFENCES]
-    if unknown:
-        raise ConfigError(f"unknown defences {unknown}; have {list(DEFENCES)}")
+    answers, alerts = {}, {}
+    with tempfile.TemporaryDirectory(prefix="trustfm-extraction-") as work:
+        for defence in defences:
+            keys = KeyStore(Path(work) / f"keys-{defence}.json")
+            key = keys.create("attacker")
+            settings = ServeSettings(
+                disclosure={"rounded": "rounded", "top1": "top1"}.get(defence, "full"), digits=1,
+                keys_file=keys.path, log_url=f"sqlite:///{Path(work) / f'log-{defence}.db'}", log_text="none",
+                rate_limit_per_minute=10 ** 9, require_signed_report=False,
+                allow_failed_gate=True,  # an audit of the model's exposure, not a release
+                key_query_budget=cap if defence == "budget" else None,
+                alert_texts=alert_texts)
+            with _LoopbackService(run_dir, settings) as service:
+                url = f"http://127.0.0.1:{service.port}"
+                answers[defence] = _attack(url, key, queries)
+                metrics_text = httpx.get(f"{url}/metrics", timeout=30).text
+            alerts[defence] = any(line.startswith("trustfm_extraction_alerts_total") and float(line.split()[-1]) > 0
+                                  for line in metrics_text.splitlines())
+    return answers, alerts
+
+
+def audit_extraction_run(run_dir: str | Path, *, attacker_texts: str | Path, text_column: str | None = None,
+                         budgets: Sequence[int] = (100, 300, 1000), defences: Sequence[str] | None = None,
+                         key_query_budget: int | None = None, alert_texts: int = 2000, eval_rows: int = 1000,
+                         show_progress: bool = False) -> ExtractionResult:
+    """Attack the served model of ``run_dir`` with ``attacker_texts`` at each budget, under each defence (default:
+    all four; ``as-served`` only for a model behind an endpoint); writes ``results/extraction.json``.
+    ``key_query_budget`` (default: the smallest budget) caps the ``budget`` defence; ``alert_texts`` is the
+    service's extraction-alert threshold (its default: 2,000 texts in 10 minutes)."""
+    from trustfm.audit.context import AuditContext
+    from trustfm.data.io import read_table
+
     budgets = sorted({int(b) for b in budgets})
     if not budgets or budgets[0] < 10:
         raise ConfigError("--budgets: give query budgets of at least 10")
     ctx = AuditContext(run_dir, show_progress=show_progress)
+    remote = ctx.predictor.remote if ctx.predictor.black_box else None
+    if remote is not None:
+        defences = list(defences or [AS_SERVED])
+        if defences != [AS_SERVED]:
+            raise ConfigError(f"this run's model is behind an endpoint and is attacked as it is served "
+                              f"(--defences {AS_SERVED}): trustfm cannot switch that endpoint's defences")
+    else:
+        defences = list(defences or DEFENCES)
+        unknown = [d for d in defences if d not in DEFENCES]
+        if unknown:
+            raise ConfigError(f"unknown defences {unknown}; have {list(DEFENCES)}"
+                              + (f" ({AS_SERVED} is for a run imported from an endpoint)" if AS_SERVED in unknown
+                                 else ""))
     frame = read_table(Path(attacker_texts))
     column = text_column or ctx.config.data.text_column
     if column not in frame.columns:
@@ -173,40 +238,30 @@ def audit_extraction_run(run_dir: str | Path, *, attacker_texts: str | Path, tex
     gold = ctx.data.label_ids(part)[rows]
     names = ctx.predictor.label_names
     model_pred = ctx.predictor.predict_proba(eval_texts).argmax(1)
-    cap = key_query_budget or budgets[0]
-    points, alerts = [], {}
-    with tempfile.TemporaryDirectory(prefix="trustfm-extraction-") as work:
-        for defence in defences:
-            keys = KeyStore(Path(work) / f"keys-{defence}.json")
-            key = keys.create("attacker")
-            settings = ServeSettings(
-                disclosure={"rounded": "rounded", "top1": "top1"}.get(defence, "full"), digits=1,
-                keys_file=keys.path, log_url=f"sqlite:///{Path(work) / f'log-{defence}.db'}", log_text="none",
-                rate_limit_per_minute=10 ** 9, require_signed_report=False,
-                allow_failed_gate=True,  # an audit of the model's exposure, not a release
-                key_query_budget=cap if defence == "budget" else None,
-                alert_texts=alert_texts)
-            with _LoopbackService(ctx.paths.root, settings) as service:
-                url = f"http://127.0.0.1:{service.port}"
-                answers = _attack(url, key, queries)
-                import httpx
-
-                metrics_text = httpx.get(f"{url}/metrics", timeout=30).text
-            alerts[defence] = any(line.startswith("trustfm_extraction_alerts_total") and float(line.split()[-1]) > 0
-                                  for line in metrics_text.splitlines())
-            for budget in budgets:
-                answered = [(t, a) for t, a in zip(queries[:budget], answers[:budget]) if a is not None]
-                surrogate = fit_surrogate([t for t, _ in answered], [a for _, a in answered], names,
-                                          seed=ctx.config.seed) if answered else None
-                predicted = surrogate.predict(eval_texts) if surrogate is not None else np.full(len(eval_texts), -1)
-                points.append(ExtractionPoint(
-                    defence=defence, budget=budget, answered=len(answered),
-                    agreement=ctx.bootstrap.mean((predicted == model_pred).astype(float)),
-                    surrogate_accuracy=ctx.bootstrap.mean((predicted == gold).astype(float))))
+    if remote is not None:
+        attack, requests = _attack_endpoint(remote.spec, queries)
+        answers, alerts, cap = {AS_SERVED: attack}, {AS_SERVED: None}, None
+        target = f"the model behind {remote.spec.url} ({remote.spec.protocol} protocol), attacked as it is served"
+    else:
+        cap, requests = key_query_budget or budgets[0], None
+        answers, alerts = _attack_loopback(ctx.paths.root, queries, defences, cap=cap, alert_texts=alert_texts)
+        target = ExtractionResult.model_fields["target"].default
+    points = []
+    for defence in defences:
+        for budget in budgets:
+            answered = [(t, a) for t, a in zip(queries[:budget], answers[defence][:budget]) if a is not None]
+            surrogate = fit_surrogate([t for t, _ in answered], [a for _, a in answered], names,
+                                      seed=ctx.config.seed) if answered else None
+            predicted = surrogate.predict(eval_texts) if surrogate is not None else np.full(len(eval_texts), -1)
+            points.append(ExtractionPoint(
+                defence=defence, budget=budget, answered=len(answered),
+                agreement=ctx.bootstrap.mean((predicted == model_pred).astype(float)),
+                surrogate_accuracy=ctx.bootstrap.mean((predicted == gold).astype(float))))
     result = ExtractionResult(
         attacker_texts=f"{attacker_texts} ({len(pool)} texts, column '{column}')",
         evaluated_on=f"{part.file} ({ctx.eval_split} split, {len(rows)} rows)",
         model_accuracy=float((model_pred == gold).mean()), surrogate="TF-IDF words+bigrams, logistic regression",
-        points=points, alerts=alerts, key_query_budget=cap)
+        points=points, alerts=alerts, key_query_budget=cap if "budget" in defences else None, target=target,
+        requests=requests)
     ctx.save("extraction", result)
     return result
