@@ -165,7 +165,10 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=DP_TRAINING["train.epochs"])
     parser.add_argument("--epsilons", type=float, nargs="+", default=[8.0, 3.0])
     parser.add_argument("--dp-learning-rate", type=float, default=DP_LEARNING_RATE)
+    parser.add_argument("--trainable", default=DP_SETTINGS["trainable"], help="privacy.dp.trainable of the DP runs")
+    parser.add_argument("--top-layers", type=int, default=DP_SETTINGS["top_layers"])
     args = parser.parse_args()
+    dp_settings = {"trainable": args.trainable, "top_layers": args.top_layers}
     from trustfm.runs import read_json
 
     line = {"benchmark": "dp_overhead"}
@@ -183,10 +186,10 @@ def main() -> None:
     runs = {"non_private": training}
     for epsilon in args.epsilons:
         runs[f"epsilon_{epsilon:g}"] = {**training, "train.learning_rate": args.dp_learning_rate,
-                                      "privacy.dp": {"epsilon": float(epsilon), **DP_SETTINGS},
+                                      "privacy.dp": {"epsilon": float(epsilon), **dp_settings},
                                       "privacy.ledger": str(args.out / "ledger.jsonl")}
     line["training"] = {"train_sentences": args.train_sentences or "all", **training,
-                        "dp": {**DP_SETTINGS, "learning_rate": args.dp_learning_rate}}
+                        "dp": {**dp_settings, "learning_rate": args.dp_learning_rate}}
     for name, overrides in runs.items():
         run = args.out / name
         if read_json(run / "run.json").get("status") != "complete" if (run / "run.json").exists() else True:
@@ -205,8 +208,34 @@ def main() -> None:
                       "dev_accuracy_95ci": [round(accuracy["low"], 4), round(accuracy["high"], 4)],
                       "epsilon_spent": round(privacy["epsilon"], 3), "delta": privacy["delta"],
                       "noise_multiplier": round(privacy["noise_multiplier"], 3),
-                      "gap_points": round(100 * (line["non_private"]["dev_accuracy"] - accuracy["value"]), 2)}
+                      "gap_points": round(100 * (line["non_private"]["dev_accuracy"] - accuracy["value"]), 2),
+                      "gap_points_95ci": paired_gap_interval(args.out / "non_private", run)}
     print(json.dumps(line))
+
+
+def paired_gap_interval(reference: Path, private: Path, *, resamples: int = 2000, seed: int = 0) -> list[float]:
+    """95% percentile interval of the accuracy gap (points, reference minus private) on SST-2 dev, by a paired
+    bootstrap: both models' answers on the same resampled sentences."""
+    import csv
+
+    import numpy as np
+
+    from _sst2 import SST2
+    from trustfm.audit.context import AuditContext
+
+    with (SST2 / "dev.tsv").open(encoding="utf-8") as handle:
+        rows = list(csv.reader(handle, delimiter="\t", quoting=csv.QUOTE_NONE))[1:]
+    texts, gold = [r[0] for r in rows], np.asarray([int(r[1]) for r in rows])
+    correct = []
+    for run in (reference, private):
+        predictor = AuditContext(run).predictor
+        names = [str(n) for n in predictor.label_names]
+        predicted = np.asarray([int(names[i]) for i in predictor.predict_proba(texts).argmax(1)])
+        correct.append((predicted == gold).astype(float))
+    difference = correct[0] - correct[1]
+    draws = np.random.default_rng(seed).integers(0, len(difference), (resamples, len(difference)))
+    means = 100 * difference[draws].mean(axis=1)
+    return [round(float(np.quantile(means, 0.025)), 2), round(float(np.quantile(means, 0.975)), 2)]
 
 
 if __name__ == "__main__":

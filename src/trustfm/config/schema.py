@@ -299,12 +299,14 @@ class CanaryAuditConfig(_Strict):
     draws are sealed in the run folder until the audit reveals them."""
 
     canaries: int = Field(..., ge=20, le=100_000, description="how many canaries (each kind)")
-    kinds: list[Literal["input", "gradient"]] | None = Field(
+    kinds: list[Literal["input", "gradient", "client"]] | None = Field(
         None, min_length=1,
         description="input: texts of random words with random labels, trained on as rows; gradient: a gradient of "
                     "the clipping norm in a random direction of the weights, added to DP-SGD's clipped sum (DP-SGD runs "
-                    "only). "
-                    "Default: input, and gradient too under DP-SGD")
+                    "only); client: a made-up federated client whose update is the clipping norm in a random "
+                    "direction, sampled like the others into the server's private mean (federated runs with "
+                    "client_dp mode server only). "
+                    "Default: input, and gradient too under DP-SGD; client in a federated run")
     words: int = Field(12, ge=2, le=128, description="random words in each input canary")
     key_file: Path | None = Field(None, description="key that seals the draws (default: $TRUSTFM_CANARY_KEY_FILE, "
                                                     "else ~/.trustfm/canary-key, made once)")
@@ -492,12 +494,18 @@ class RunConfig(_Strict):
         if audit is None:
             return self
         dp = self.privacy.dp
+        fed = self.federated
         if audit.kinds is None:
             gradient_ok = dp is not None and dp.trainable != "lora" and dp.clipping == "bookkeeping"
-            audit.kinds = ["input", "gradient"] if gradient_ok else ["input"]
+            audit.kinds = ["client"] if fed is not None else ["input", "gradient"] if gradient_ok else ["input"]
         refused = [why for why, on in (
-            ("data.modality is image (canaries are texts)", self.data.modality == "image"),
-            ("federated (canary clients are not built yet)", self.federated is not None),
+            ("data.modality is image (canaries are texts)", self.data.modality == "image" and fed is None),
+            ("input or gradient canaries in a federated run (kinds: [client]: canary clients)",
+             fed is not None and audit.kinds != ["client"]),
+            ("client canaries outside a federated run (they are made-up federated clients)",
+             fed is None and "client" in audit.kinds),
+            ("client canaries without federated.client_dp mode server (they join the server's private mean)",
+             fed is not None and (fed.client_dp is None or fed.client_dp.mode != "server")),
             (f"fairness.mitigation {self.fairness.mitigation} (the canaries would form a group of their own)",
              self.fairness.mitigation in ("reweigh", "balanced_sampling")),
             ("gradient canaries without privacy.dp (they join DP-SGD's clipped sum)",

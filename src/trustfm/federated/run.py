@@ -175,6 +175,7 @@ def run_server(grid, run_dir: Path, *, mode: str) -> FederatedResult:
     from trustfm.config import load_config
     from trustfm.data.batching import encode_texts
     from trustfm.data.prepare import prepare_data
+    from trustfm.federated.canaries import start_canary_clients
     from trustfm.federated.client import client_shards, float_state
     from trustfm.federated.strategy import TrustStrategy
     from trustfm.metrics import quick_metrics
@@ -210,7 +211,8 @@ def run_server(grid, run_dir: Path, *, mode: str) -> FederatedResult:
                  scores["accuracy"], scores["macro_f1"], answered)
         return MetricRecord(scores)
 
-    strategy = TrustStrategy(config)
+    canary_clients = start_canary_clients(paths, config, model)
+    strategy = TrustStrategy(config, canary_clients=canary_clients)
     labels = ConfigRecord({"labels": list(data.label_names)})
     initial = ArrayRecord(torch_state_dict=float_state(model))
     outcome = strategy.start(grid, initial, num_rounds=fed.rounds, timeout=fed.round_timeout,
@@ -252,6 +254,9 @@ def run_server(grid, run_dir: Path, *, mode: str) -> FederatedResult:
                           "dataset_total_epsilon": config.privacy.total_epsilon}
     record.training = {"rounds_completed": completed, "train_seconds": result.seconds,
                        "best_validation_metric": result.validation_macro_f1}
+    if canary_clients is not None:
+        record.privacy_audit = {"canaries": canary_clients.canaries.count, "kinds": canary_clients.canaries.kinds,
+                                "inclusion": "sealed in canaries/inclusion.sealed until the audit"}
     record.model_sha256 = model_weight_hashes(paths.model)
     record.status = "complete"
     record.finished = now_iso()

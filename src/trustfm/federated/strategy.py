@@ -53,11 +53,15 @@ class TrustStrategy(Strategy):
     """A Flower strategy (``start(grid, ...)`` runs the rounds) recording each round in ``self.rounds``.
 
     ``wait_for_clients_s``: how long round 1 waits for all ``federated.clients`` nodes to connect.
+    ``canary_clients``: a :class:`~trustfm.federated.canaries.CanaryClients` whose sampled updates join the
+    server's private mean each round (``privacy.audit``); what they sent is in no record.
     """
 
-    def __init__(self, config: RunConfig, *, wait_for_clients_s: float = 120.0):
+    def __init__(self, config: RunConfig, *, wait_for_clients_s: float = 120.0, canary_clients=None):
         fed = config.federated
         self.config = config
+        # privacy.audit: made-up clients that join the private mean (trustfm.federated.canaries); never recorded
+        self.canary_clients = canary_clients
         self.inner = aggregation_rule(config)
         self.wait_for_clients_s = wait_for_clients_s
         # client sampling: seeded for reproducible non-private runs; secret under client-level DP, whose guarantee
@@ -151,6 +155,8 @@ class TrustStrategy(Strategy):
             # a round with no client still releases (noise only): the accountant counts every round
             updates = [{k: v - self._global[k] for k, v in m.content["arrays"].to_torch_state_dict().items()}
                        for m, _, _ in valid]
+            if self.canary_clients is not None:
+                updates += self.canary_clients.updates(self._global)
             mean = private_mean(updates, template=self._global,
                                 expected_clients=self.config.federated.fraction * self.config.federated.clients,
                                 noise_multiplier=dp.noise_multiplier, clipping_norm=dp.clipping_norm)

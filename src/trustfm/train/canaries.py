@@ -198,28 +198,52 @@ class GradientCanaries(Callback):
                 offset += p.numel()
 
 
+def new_canary_set(audit) -> CanarySet:
+    """An empty public canary set for ``privacy.audit`` (the sealing key made once, where it is kept)."""
+    sealed_with = key_path(audit.key_file)
+    _key(sealed_with, create=True)
+    return CanarySet(count=audit.canaries, kinds=list(audit.kinds), words=audit.words, sealed_with=str(sealed_with))
+
+
+def seal_draws(paths: RunPaths, canaries: CanarySet) -> dict[str, np.ndarray]:
+    """Draw each canary's inclusion (a fair coin from OS randomness, per kind), seal the draws under the key and
+    write the public file; the draws, bool (count,) by kind, stay in memory only."""
+    from trustfm.encryption import write_encrypted
+
+    drawn = {kind: np.array([secrets.randbits(1) == 1 for _ in range(canaries.count)]) for kind in canaries.kinds}
+    folder = canary_folder(paths)
+    folder.mkdir(parents=True, exist_ok=True)
+    write_encrypted(folder / SEALED_FILE, json.dumps({k: v.tolist() for k, v in drawn.items()}).encode(),
+                    _key(Path(canaries.sealed_with), create=False))
+    save_canaries(paths, canaries)
+    return drawn
+
+
+def save_canaries(paths: RunPaths, canaries: CanarySet) -> None:
+    write_json_atomic(canary_folder(paths) / PUBLIC_FILE, canaries.model_dump(mode="json"))
+
+
+def direction_canaries(count: int) -> list[GradientCanary]:
+    """``count`` canaries along distinct random directions (secret seeds), starting projections still 0."""
+    seeds: set[int] = set()
+    while len(seeds) < count:
+        seeds.add(secrets.randbits(62))
+    return [GradientCanary(seed=seed, initial=0.0) for seed in sorted(seeds)]
+
+
 def insert_canaries(setup, train, audit) -> tuple[object, dict]:
     """Draw (or, on ``--resume``, read back) the run's canaries, seal the inclusion draws, and return the
     training rows with the included input canaries appended, and the draws (kept in memory only)."""
-    paths, folder = setup.paths, canary_folder(setup.paths)
+    paths = setup.paths
     existing = read_canaries(paths)
     if existing is not None and setup.resume:
         canaries, drawn = existing, reveal_inclusion(paths, existing)
     else:
-        from trustfm.encryption import write_encrypted
-
-        sealed_with = key_path(audit.key_file)
-        key = _key(sealed_with, create=True)
-        rng = np.random.default_rng(secrets.randbits(128))
-        canaries = CanarySet(count=audit.canaries, kinds=list(audit.kinds), words=audit.words,
-                             sealed_with=str(sealed_with))
+        canaries = new_canary_set(audit)
         if "input" in audit.kinds:
             canaries.input = draw_input_canaries(setup.tokenizer, setup.data.label_names, count=audit.canaries,
-                                                 words=audit.words, rng=rng)
-        drawn = {kind: np.array([secrets.randbits(1) == 1 for _ in range(audit.canaries)]) for kind in audit.kinds}
-        folder.mkdir(parents=True, exist_ok=True)
-        write_encrypted(folder / SEALED_FILE, json.dumps({k: v.tolist() for k, v in drawn.items()}).encode(), key)
-        write_json_atomic(folder / PUBLIC_FILE, canaries.model_dump(mode="json"))
+                                                 words=audit.words, rng=np.random.default_rng(secrets.randbits(128)))
+        drawn = seal_draws(paths, canaries)
     setup.extra["canaries"] = canaries
     if "input" not in canaries.kinds:
         return train, drawn
@@ -239,11 +263,6 @@ def gradient_canary_callback(setup, drawn: dict) -> list[Callback]:
         return []
     dpsgd = setup.extra["dpsgd"]
     if not canaries.gradient:
-        seeds: set[int] = set()
-        while len(seeds) < canaries.count:  # distinct directions
-            seeds.add(secrets.randbits(62))
-        canaries.gradient = [GradientCanary(seed=seed, initial=0.0) for seed in sorted(seeds)]
+        canaries.gradient = direction_canaries(canaries.count)
         canaries.gradient_norm = dpsgd.max_grad_norm
-    folder = canary_folder(setup.paths)
-    return [GradientCanaries(dpsgd, canaries, drawn["gradient"],
-                             save=lambda: write_json_atomic(folder / PUBLIC_FILE, canaries.model_dump(mode="json")))]
+    return [GradientCanaries(dpsgd, canaries, drawn["gradient"], save=lambda: save_canaries(setup.paths, canaries))]

@@ -3,7 +3,8 @@
 Scores every canary (:mod:`trustfm.audit.canaries.scoring`), fixes the guesses, only then unseals which canaries
 were trained on (:func:`trustfm.train.canaries.reveal_inclusion`), and turns the right guesses into an epsilon lower
 bound at the stated confidence (:mod:`trustfm.audit.canaries.bound`). Under DP-SGD the bound is set beside the
-accountant's epsilon: a bound above it refutes the claim.
+accountant's epsilon, and in a federated run with canary clients (:mod:`trustfm.federated.canaries`) beside the
+client-level epsilon: a bound above it refutes the claim.
 """
 
 from __future__ import annotations
@@ -12,8 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from trustfm.audit.canaries.scoring import (CanaryAuditResult, gradient_canary_scores, input_canary_scores,
-                                            judge)
+from trustfm.audit.canaries.scoring import (CanaryAuditResult, client_canary_scores, gradient_canary_scores,
+                                            input_canary_scores, judge)
 from trustfm.audit.context import AuditContext, as_context
 from trustfm.audit.registry import register_audit
 
@@ -61,7 +62,11 @@ def audit_privacy_canaries_run(run: str | Path | AuditContext, *, confidence: fl
     if canaries is None:
         raise ConfigError(f"{ctx.paths.root}: {_why_not(ctx, {})}")
     privacy = getattr(ctx.run_info, "privacy", None) or {}
-    if privacy.get("dp"):
+    federated = privacy.get("federated") or {}
+    if "client" in canaries.kinds:  # canary clients test the client-level guarantee
+        delta, delta_source = float(federated["client_delta"]), "the run's client-level delta"
+        accounted = federated["client_epsilon"]
+    elif privacy.get("dp"):
         delta, delta_source, accounted = float(privacy["delta"]), "the run's DP-SGD delta", privacy.get("epsilon")
     else:
         n = (ctx.run_info.rows or {}).get("train", 0)
@@ -73,7 +78,11 @@ def audit_privacy_canaries_run(run: str | Path | AuditContext, *, confidence: fl
         proba = ctx.predictor.predict_proba([c.text for c in canaries.input])
         labels = np.array([index[c.label] for c in canaries.input])
         scores["input"] = (input_canary_scores(proba, labels), "log-odds of the canary's own random label")
-    if canaries.gradient:
+    if canaries.gradient and "client" in canaries.kinds:
+        initial = np.array([c.initial for c in canaries.gradient])
+        scores["client"] = (client_canary_scores(initial, _final_projections(ctx, canaries)),
+                            "how far the global weights moved along the canary client's update")
+    elif canaries.gradient:
         initial = np.array([c.initial for c in canaries.gradient])
         scores["gradient"] = (gradient_canary_scores(initial, _final_projections(ctx, canaries)),
                               "how far the weights moved against the canary's direction")

@@ -1,7 +1,8 @@
 """Scores, guesses and the result of the one-run canary audit: plain functions over the model's outputs.
 
 A canary's score says how much the model looks as if it was trained on it: an input canary's log-odds of its own
-(random) label, how far the weights moved against a gradient canary's direction (its gradient pushes them back).
+(random) label, how far the weights moved against a gradient canary's direction (its gradient pushes them back),
+how far the global weights moved along a canary client's direction (its update pushes them forward).
 The auditor guesses "in" for the highest scores (and, in the two-sided plans, "out" for as many lowest), abstaining
 on the rest, for a few plans fixed in advance; the significance is split evenly among them (Bonferroni), so taking
 the best of them keeps the stated confidence. One-sided plans matter under DP-SGD: a canary that was included but
@@ -34,7 +35,7 @@ class GuessOutcome(BaseModel):
 class CanaryKindAudit(BaseModel):
     """One kind of canary, after the reveal."""
 
-    canary_kind: Literal["input", "gradient"]
+    canary_kind: Literal["input", "gradient", "client"]
     canaries: int
     included: int  # how many were trained on (revealed by the audit)
     score: str  # what the score measures
@@ -86,6 +87,12 @@ def gradient_canary_scores(initial: np.ndarray, final: np.ndarray) -> np.ndarray
     """How far the weights moved against each canary's direction: the starting weights' projection on it minus
     the trained weights', ``initial - final`` (n,)."""
     return np.asarray(initial, dtype=np.float64) - np.asarray(final, dtype=np.float64)
+
+
+def client_canary_scores(initial: np.ndarray, final: np.ndarray) -> np.ndarray:
+    """How far the global weights moved along each canary client's direction (its update pushes them forward):
+    the trained weights' projection minus the starting weights', ``final - initial`` (n,)."""
+    return np.asarray(final, dtype=np.float64) - np.asarray(initial, dtype=np.float64)
 
 
 def make_guesses(scores: np.ndarray, guessed_in: int, guessed_out: int) -> np.ndarray:
