@@ -140,12 +140,13 @@ def test_two_processes_share_one_study(tune_config, tmp_path):
     assert all((tmp_path / "study" / "trials" / f"{n:04d}" / "model").is_dir() for n in numbers)
 
 
-def test_dp_search_is_charged_as_a_whole_and_refused_over_budget(tune_config, tmp_path):
+def test_dp_search_is_charged_as_a_whole_audited_with_shared_canaries_and_refused_over_budget(tune_config, tmp_path):
     from trustfm.config import load_config
     from trustfm.tune.study import StudyPlan
 
     ledger = tmp_path / "ledger.jsonl"
-    private = {"privacy": {"dp": {"epsilon": 4.0, "trainable": "head"}, "total_epsilon": 9.0}}
+    private = {"privacy": {"dp": {"epsilon": 4.0, "trainable": "head"}, "total_epsilon": 9.0,
+                           "audit": {"canaries": 100}}}
     config = tune_config(sampler="random", pruner="none", trials=2, config=private)
     plan = StudyPlan(load_config(config))
     assert 9.0 / 2 < plan.privacy.epsilon < 9.0  # the budget holds one search, not two
@@ -162,6 +163,17 @@ def test_dp_search_is_charged_as_a_whole_and_refused_over_budget(tune_config, tm
     assert len(trial_entries) == len(result["trials"]) >= 1
     released = json.loads((tmp_path / "study" / "selected" / "results" / "tune.json").read_text())
     assert released["trials"] == [] and released["chosen"]["trial"] is None and released["privacy"]["epsilon"] > 0
+    # every trial trained on the study's canaries with the same sealed draws; the released run's audit is set
+    # beside the whole search's epsilon, not the chosen trial's
+    sealed = (tmp_path / "study" / "canaries" / "inclusion.sealed").read_bytes()
+    assert all((t / "canaries" / "inclusion.sealed").read_bytes() == sealed
+               for t in (tmp_path / "study" / "trials").iterdir() if t.is_dir())
+    audited = run_cli(["audit", "privacy-canaries", tmp_path / "study" / "selected", "--format", "json"])
+    assert audited.returncode == 0, audited.stderr
+    canary_audit = json.loads(audited.stdout)
+    assert canary_audit["accounted_epsilon"] == pytest.approx(plan.privacy.epsilon) and canary_audit["claim"] == "stands"
+    assert canary_audit["accounted_by"].startswith("the whole DP search")
+    assert {a["canary_kind"] for a in canary_audit["audits"]} == {"input", "gradient"}
     report = run_cli(["report", tmp_path / "study" / "selected"])
     assert report.returncode == 0 and "Privacy of the search" in (tmp_path / "study" / "selected" /
                                                                   "report.html").read_text()

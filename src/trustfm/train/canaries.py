@@ -66,6 +66,7 @@ class CanarySet(BaseModel):
     gradient_norm: float | None = None  # the DP-SGD clipping norm each gradient canary has
     gradient_parameters: list[str] = []  # the weights the directions run over, flattened in this order
     sealed_with: str  # the key file's path (where the audit finds the key), never the key
+    shared_by: str | None = None  # the study whose trials all train on these canaries (trustfm.tune.canaries)
 
 
 def canary_folder(paths: RunPaths) -> Path:
@@ -236,7 +237,7 @@ def insert_canaries(setup, train, audit) -> tuple[object, dict]:
     training rows with the included input canaries appended, and the draws (kept in memory only)."""
     paths = setup.paths
     existing = read_canaries(paths)
-    if existing is not None and setup.resume:
+    if existing is not None and (setup.resume or existing.shared_by):  # resumed, or a search's trial
         canaries, drawn = existing, reveal_inclusion(paths, existing)
     else:
         canaries = new_canary_set(audit)

@@ -161,7 +161,8 @@ class DifferentialPrivacy(TrustComponent):
 
         config, model = setup.config, setup.model
         dp = config.privacy.dp
-        n_train = len(setup.train)
+        canary_rows = setup.extra.get("canary_rows", 0)  # ride along: the plan is the run's without them
+        n_train = len(setup.train) - canary_rows
         delta = dp.delta if dp.delta is not None else default_delta(n_train)
         if delta >= 1.0 / n_train:
             raise ConfigError(f"privacy.dp.delta {delta:g} is not below 1/N = {1.0 / n_train:g} ({n_train} training rows)")
@@ -180,7 +181,7 @@ class DifferentialPrivacy(TrustComponent):
         }
         setup.record.save(setup.paths)
         self.dpsgd = DPSGD(epsilon=dp.epsilon, delta=delta, max_grad_norm=dp.max_grad_norm, n_train=n_train,
-                           accountant=dp.accountant, clipping=dp.clipping)
+                           accountant=dp.accountant, clipping=dp.clipping, extra_rows=canary_rows)
         setup.extra["dpsgd"] = self.dpsgd  # data parallelism combines its noisy gradients across processes
         return [self.dpsgd]
 
@@ -219,7 +220,9 @@ class PrivacyCanaries(TrustComponent):
         if int(os.environ.get("WORLD_SIZE", "1")) > 1:
             raise ConfigError("privacy.audit: canaries are inserted by one training process; train without "
                               "torchrun (--nproc 1)")
+        before = len(train)
         train, self.drawn = insert_canaries(setup, train, setup.config.privacy.audit)
+        setup.extra["canary_rows"] = len(train) - before  # appended last: DP-SGD samples them, plans without them
         # the included canaries are not counted as added rows: their number is kept out of run.json's row counts
         return train, 0
 

@@ -136,11 +136,13 @@ class DPSGD(Callback):
 
     def __init__(self, *, epsilon: float, delta: float, max_grad_norm: float, n_train: int, accountant: str = "rdp",
                  clipping: str = "bookkeeping", micro_batch_size: int = 32, secret_seed: int | None = None,
-                 planned_epochs: int | None = None):
+                 planned_epochs: int | None = None, extra_rows: int = 0):
         """``secret_seed`` (tests only) makes the sampling and noise reproducible, and so not secret: see
         :mod:`trustfm.train.dp_noise`. ``planned_epochs``: the epochs the target epsilon must cover (default: the
         trainer's); a federated client fits once per round, so it plans for every round's epochs and carries the
-        accountant's history from round to round (``state_dict``)."""
+        accountant's history from round to round (``state_dict``). ``extra_rows``: rows after the ``n_train``
+        planned ones (a privacy audit's included input canaries), sampled with the same rate but left out of the
+        plan: the steps, the noise and the accounting are those of the run without them."""
         if clipping not in ("bookkeeping", "opacus"):
             raise ValueError(f"clipping must be bookkeeping or opacus, not {clipping!r}")
         from trustfm.train.dp_noise import SecretRandomness
@@ -151,6 +153,7 @@ class DPSGD(Callback):
         self.delta = delta
         self.max_grad_norm = max_grad_norm
         self.n_train = n_train
+        self.extra_rows = extra_rows
         self.accountant_name = accountant
         self.planned_epochs = planned_epochs
         self.adds_noise = True  # False on data-parallel ranks other than 0: the noise is added once
@@ -248,7 +251,8 @@ class DPSGD(Callback):
 
     def on_epoch_batches(self, trainer, epoch: int, batches: list[np.ndarray]) -> list[np.ndarray]:
         # Poisson sampling: every row joins every step's batch with probability q, independently
-        picked = self.randomness.poisson_batches(self.n_train, self.sample_rate, round(1.0 / self.sample_rate))
+        picked = self.randomness.poisson_batches(self.n_train + self.extra_rows, self.sample_rate,
+                                                 round(1.0 / self.sample_rate))
         return [b for b in picked if len(b)]  # an empty batch is data-independent; skipping it leaks nothing
 
     def on_step_end(self, trainer, record: dict) -> None:

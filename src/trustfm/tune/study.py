@@ -33,6 +33,7 @@ from trustfm.config import RunConfig
 from trustfm.errors import ConfigError, TrustfmError
 from trustfm.fileio import exclusive_lock
 from trustfm.runs import now_iso
+from trustfm.tune.canaries import share_study_canaries
 from trustfm.tune.objectives import Objective
 from trustfm.tune.result import TrialRecord, TuneResult
 
@@ -293,6 +294,7 @@ def tune_study(config: RunConfig, *, resume: bool = False, show_progress: bool =
     # a DP search is charged before its study exists: refused over budget, it leaves nothing behind
     ledger_key = _charge_search(plan) if plan.privacy is not None else None
     study = open_study(plan, resume=resume)
+    share_study_canaries(plan)  # privacy.audit: one set of canaries for every trial
     retry_interrupted(study, plan)
     budget = _budget(study, plan)
     started = time.perf_counter()
@@ -331,6 +333,7 @@ def _run_and_tell(study, plan: StudyPlan, trial, *, show_progress: bool) -> None
     from optuna.trial import TrialState
 
     from trustfm.tune.objectives import check_metrics_exist, judge_constraint
+    from trustfm.tune.canaries import seed_trial_canaries
     from trustfm.tune.trial import run_trial
 
     params = {d.key: d.suggest(trial) for d in plan.dims}
@@ -348,6 +351,7 @@ def _run_and_tell(study, plan: StudyPlan, trial, *, show_progress: bool) -> None
 
     trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
     record = {"study": str(plan.study_dir), "study_name": plan.study_name, "trial": trial.number, "params": params}
+    seed_trial_canaries(plan, trial.number)
     try:
         outcome = run_trial(plan.trial_config(trial.number, params), metric=plan.prune_metric,
                             should_prune=should_prune, record=record, audits=plan.audits,

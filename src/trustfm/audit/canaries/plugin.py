@@ -3,8 +3,9 @@
 Scores every canary (:mod:`trustfm.audit.canaries.scoring`), fixes the guesses, only then unseals which canaries
 were trained on (:func:`trustfm.train.canaries.reveal_inclusion`), and turns the right guesses into an epsilon lower
 bound at the stated confidence (:mod:`trustfm.audit.canaries.bound`). Under DP-SGD the bound is set beside the
-accountant's epsilon, and in a federated run with canary clients (:mod:`trustfm.federated.canaries`) beside the
-client-level epsilon: a bound above it refutes the claim.
+accountant's epsilon, in a federated run with canary clients (:mod:`trustfm.federated.canaries`) beside the
+client-level epsilon, and in the released run of a DP search whose trials shared their canaries
+(:mod:`trustfm.tune.canaries`) beside the whole search's epsilon: a bound above it refutes the claim.
 """
 
 from __future__ import annotations
@@ -27,6 +28,18 @@ def _why_not(ctx: AuditContext, options: dict) -> str | None:
     if read_canaries(ctx.paths) is None:
         return "the run trained without canaries: retrain with privacy.audit.canaries (e.g. 1000)"
     return None
+
+
+def _search_privacy(ctx: AuditContext) -> dict | None:
+    """The whole search's accounting when this run is the released output of a DP search (``tune --select``),
+    else None (a trial on its own is judged by its own epsilon)."""
+    from trustfm.runs import read_json
+
+    tuning = getattr(ctx.run_info, "tuning", None) or {}
+    released = ctx.paths.result("tune")
+    if not tuning.get("private_search") or not released.exists():
+        return None
+    return read_json(released).get("privacy")
 
 
 def _final_projections(ctx: AuditContext, canaries) -> np.ndarray:
@@ -63,14 +76,20 @@ def audit_privacy_canaries_run(run: str | Path | AuditContext, *, confidence: fl
         raise ConfigError(f"{ctx.paths.root}: {_why_not(ctx, {})}")
     privacy = getattr(ctx.run_info, "privacy", None) or {}
     federated = privacy.get("federated") or {}
-    if "client" in canaries.kinds:  # canary clients test the client-level guarantee
+    search = _search_privacy(ctx) if canaries.shared_by else None
+    if search is not None:  # the released run of a DP search: its guarantee is the whole search's
+        delta, delta_source = float(search["delta"]), "the DP search's delta"
+        accounted, source = search["epsilon"], "the whole DP search (Papernot & Steinke), which released this run"
+    elif "client" in canaries.kinds:  # canary clients test the client-level guarantee
         delta, delta_source = float(federated["client_delta"]), "the run's client-level delta"
-        accounted = federated["client_epsilon"]
+        accounted, source = federated["client_epsilon"], "client-level DP of the federated run"
     elif privacy.get("dp"):
         delta, delta_source, accounted = float(privacy["delta"]), "the run's DP-SGD delta", privacy.get("epsilon")
+        source = "the run's DP-SGD accountant"
     else:
         n = (ctx.run_info.rows or {}).get("train", 0)
         delta, delta_source, accounted = default_delta(max(n, 1)), "the default delta for its training rows", None
+        source = None
 
     scores: dict[str, tuple[np.ndarray, str]] = {}
     if canaries.input:
@@ -93,6 +112,6 @@ def audit_privacy_canaries_run(run: str | Path | AuditContext, *, confidence: fl
     bound = max(a.epsilon_lower_bound for a in audits)
     claim = "none" if accounted is None else ("refuted" if bound > accounted else "stands")
     result = CanaryAuditResult(confidence=confidence, delta=delta, delta_source=delta_source,
-                               accounted_epsilon=accounted, epsilon_lower_bound=bound, claim=claim, audits=audits)
+                               accounted_epsilon=accounted, accounted_by=source, epsilon_lower_bound=bound, claim=claim, audits=audits)
     ctx.save(NAME, result)
     return {NAME: result}

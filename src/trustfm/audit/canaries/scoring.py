@@ -57,6 +57,7 @@ class CanaryAuditResult(Result):
     delta: float  # the delta the bound is stated at (the run's own under DP-SGD)
     delta_source: str
     accounted_epsilon: float | None  # the accountant's, None when the run trained without DP
+    accounted_by: str | None = None  # whose epsilon: one DP-SGD run, client-level DP, or a whole DP search
     epsilon_lower_bound: float  # the largest over the kinds
     claim: Literal["stands", "refuted", "none"]  # none: no DP claim to test
     audits: list[CanaryKindAudit]
