@@ -265,5 +265,5 @@ def gradient_canary_callback(setup, drawn: dict) -> list[Callback]:
     dpsgd = setup.extra["dpsgd"]
     if not canaries.gradient:
         canaries.gradient = direction_canaries(canaries.count)
-        canaries.gradient_norm = dpsgd.max_grad_norm
+    canaries.gradient_norm = dpsgd.max_grad_norm  # a search's trials may differ in it
     return [GradientCanaries(dpsgd, canaries, drawn["gradient"], save=lambda: save_canaries(setup.paths, canaries))]

@@ -22,6 +22,16 @@ from trustfm.train.canaries import (FOLDER, PUBLIC_FILE, direction_canaries, dra
 
 def share_study_canaries(plan) -> None:
     """Draw the study's canaries into ``STUDY/canaries`` once (``privacy.audit``; kept as they are on resume)."""
+    from trustfm.fileio import exclusive_lock
+
+    if plan.config.privacy.audit is None:
+        return
+    # processes joining one study draw once: the first holds the lock, the others find its canaries
+    with exclusive_lock(plan.study_dir / ".canaries.lock"):
+        _draw(plan)
+
+
+def _draw(plan) -> None:
     import secrets
 
     from transformers import AutoTokenizer
@@ -31,7 +41,7 @@ def share_study_canaries(plan) -> None:
 
     config, study = plan.config, RunPaths(plan.study_dir)
     audit = config.privacy.audit
-    if audit is None or read_canaries(study) is not None:
+    if read_canaries(study) is not None:
         return
     canaries = new_canary_set(audit)
     canaries.shared_by = str(plan.study_dir)
@@ -52,5 +62,5 @@ def seed_trial_canaries(plan, number: int) -> None:
     if not (source / PUBLIC_FILE).exists():
         return
     target = plan.trial_dir(number) / FOLDER
-    if not target.exists():  # a retried trial keeps what it adopted
+    if not target.exists():
         shutil.copytree(source, target)
