@@ -175,8 +175,9 @@ def test_dp_search_is_charged_as_a_whole_audited_with_shared_canaries_and_refuse
     assert canary_audit["accounted_by"].startswith("the whole DP search")
     assert {a["canary_kind"] for a in canary_audit["audits"]} == {"input", "gradient"}
     report = run_cli(["report", tmp_path / "study" / "selected"])
-    assert report.returncode == 0 and "Privacy of the search" in (tmp_path / "study" / "selected" /
-                                                                  "report.html").read_text()
+    page = (tmp_path / "study" / "selected" / "report.html").read_text()
+    assert report.returncode == 0 and "Privacy of the search" in page
+    assert "The accounted epsilon is that of the whole DP search" in page
     # a second search on the same data would pass the budget: refused before any trial, with its cost
     again = tune_config(name="again", sampler="random", pruner="none", trials=2, config=private)
     refused = _tune(again, ledger=ledger)
