@@ -85,6 +85,13 @@ def test_the_imported_run_is_audited_reported_verified_and_served(imported):
     child = root / "int8"
     done = run_cli(["compress", run, "--method", "onnx-int8", "--min-agreement", "0", "-o", child])
     assert done.returncode == 0, done.stderr
+    # no validation split: the student's best epoch is chosen on its own held-out rows, never on the test split
+    student = root / "student"
+    done = run_cli(["compress", run, "--method", "distill", "--layers", "1", "--epochs", "1", "--min-agreement", "0",
+                    "-o", student])
+    assert done.returncode == 0, done.stderr
+    training = json.loads((student / "run.json").read_text())["compression"]["training"]
+    assert training["selected_on"].startswith("8 of the student's rows held out") and training["rows"] == 72
 
 
 def test_without_training_data_the_training_audits_say_why_and_default_label_names_map_to_indices(tmp_path):

@@ -165,15 +165,33 @@ def _train_student(ctx, student, rows, settings: CompressionSettings, *, epochs:
     from trustfm.compress.student import train_student
 
     config = ctx.config
-    validation = ctx.data.validation if len(ctx.data.validation) else ctx.data.test
+    rows, validation, selected_on = _selection_rows(ctx, rows)
     train_config = config.train.model_copy(update={"epochs": epochs})
-    state = train_student(student, ctx.predictor.tokenizer, rows, (validation.texts, ctx.data.label_ids(validation)),
+    state = train_student(student, ctx.predictor.tokenizer, rows, validation,
                           train_config=train_config, max_length=config.data.max_length, seed=config.seed,
                           temperature=settings.temperature, alpha=settings.alpha, checkpoint_dir=workdir / "checkpoints",
                           show_progress=show_progress)
     return {"rows": len(rows.texts), "unlabelled_rows": int((rows.gold < 0).sum()), "epochs": state.epoch,
             "best_epoch": state.best_epoch, "best_validation_macro_f1": state.best_metric,
-            "train_seconds": round(state.train_seconds, 1)}
+            "selected_on": selected_on, "train_seconds": round(state.train_seconds, 1)}
+
+
+def _selection_rows(ctx, rows):
+    """(training rows, (texts, label ids) the best epoch is chosen on, what those are). The validation split
+    where the run has one; else (an imported model) a tenth of the student's own rows, held out and judged
+    against the teacher's labels: the test split is what the child is audited on, so it never picks the epoch."""
+    from trustfm.compress.student import SoftLabels
+
+    if len(ctx.data.validation):
+        part = ctx.data.validation
+        return rows, (part.texts, ctx.data.label_ids(part)), "the validation split (macro-F1 against gold labels)"
+    order = np.random.default_rng(ctx.config.seed).permutation(len(rows.texts))
+    held, kept = np.sort(order[:max(1, len(order) // 10)]), np.sort(order[max(1, len(order) // 10):])
+    train = SoftLabels(texts=[rows.texts[i] for i in kept], gold=rows.gold[kept],
+                       teacher_logits=rows.teacher_logits[kept])
+    validation = ([rows.texts[i] for i in held], rows.teacher_logits[held].argmax(axis=1))
+    return train, validation, (f"{len(held)} of the student's rows held out (macro-F1 against the teacher's "
+                               "labels; the run has no validation split)")
 
 
 def build_child_model(ctx, settings: CompressionSettings, model_dir: Path, *, workdir: Path,
