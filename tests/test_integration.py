@@ -17,7 +17,7 @@ ENV = {**os.environ, "HF_HUB_OFFLINE": "1"}
 def test_demo_runs_the_whole_flow_and_the_mitigation_reduces_the_planted_gap(tmp_path):
     out = tmp_path / "demo"
     # the tour as `make demo` runs it, with smaller audit budgets: the suite's longest test stays short
-    result = run_cli(["demo", "-o", str(out), "--quiet", "--format", "json", "--max-examples", "40"], env=ENV)
+    result = run_cli(["demo", "-o", str(out), "--quiet", "--format", "json", "--max-examples", "20"], env=ENV)
     assert result.returncode == 0, result.stderr
     summary = json.loads(result.stdout)
     for name in ("baseline", "mitigated"):
@@ -71,7 +71,7 @@ def test_tweeteval_style_label_column_missing_exits_3(tmp_path):
 
 def test_throughput_benchmark_smoke():
     shared_data("sst2", "train.tsv")
-    result = subprocess.run([sys.executable, str(REPO / "benchmarks" / "finetune_throughput.py"), "--n", "96",
+    result = subprocess.run([sys.executable, str(REPO / "benchmarks" / "finetune_throughput.py"), "--n", "32",
                              "--skip-group-by-length"], capture_output=True, text=True, env=ENV)
     assert result.returncode == 0, result.stderr
     line = json.loads(result.stdout.strip().splitlines()[-1])

@@ -66,8 +66,8 @@ def test_a_model_behind_an_endpoint_is_attacked_as_it_is_served(parent_run, tmp_
         done = run_cli(["import", "--endpoint", server.url, "--auth-env", "ENDPOINT_TOKEN", "-o", run,
                         "--test-data", test, "--quiet"])
         assert done.returncode == 0, done.stderr
-        local = run_cli(["audit", "extraction", run, "--attacker-texts", public, "--defences", "top1"])
-        assert local.returncode == 2 and "attacked as it is served" in local.stderr
+        with pytest.raises(ConfigError, match="attacked as it is served"):
+            audit_extraction_run(run, attacker_texts=public, budgets=(20,), defences=("top1",))
         audited = run_cli(["audit", "extraction", run, "--attacker-texts", public, "--budgets", "20,60",
                            "--format", "json"])
         assert audited.returncode == 0, audited.stderr
@@ -86,6 +86,5 @@ def test_a_model_behind_an_endpoint_is_attacked_as_it_is_served(parent_run, tmp_
     assert run_cli(["report", run]).returncode == 0
     page = (run / "report.html").read_text(encoding="utf-8")
     assert "attacked as it is served" in page and "not observable" in page
-    refused = run_cli(["audit", "extraction", parent_run, "--attacker-texts", public, "--budgets", "20",
-                       "--defences", "as-served"])
-    assert refused.returncode == 2 and "is for a run imported from an endpoint" in refused.stderr
+    with pytest.raises(ConfigError, match="is for a run imported from an endpoint"):
+        audit_extraction_run(parent_run, attacker_texts=public, budgets=(20,), defences=("as-served",))
