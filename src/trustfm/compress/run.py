@@ -186,7 +186,8 @@ def _selection_rows(ctx, rows):
         part = ctx.data.validation
         return rows, (part.texts, ctx.data.label_ids(part)), "the validation split (macro-F1 against gold labels)"
     order = np.random.default_rng(ctx.config.seed).permutation(len(rows.texts))
-    held, kept = np.sort(order[:max(1, len(order) // 10)]), np.sort(order[max(1, len(order) // 10):])
+    cut = max(1, len(order) // 10)
+    held, kept = np.sort(order[:cut]), np.sort(order[cut:])
     train = SoftLabels(texts=[rows.texts[i] for i in kept], gold=rows.gold[kept],
                        teacher_logits=rows.teacher_logits[kept])
     validation = ([rows.texts[i] for i in held], rows.teacher_logits[held].argmax(axis=1))

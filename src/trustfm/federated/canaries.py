@@ -38,15 +38,13 @@ class CanaryClients:
         sampled = [c for c, u in zip(self.included, self._rng.random(len(self.included))) if u < self.sample_rate]
         names = self.canaries.gradient_parameters
         size = sum(template[name].numel() for name in names)
+        untouched = {k: torch.zeros_like(t) for k, t in template.items() if k not in names}
         out = []
         for canary in sampled:
             direction = canary_direction(canary.seed, size) * self.canaries.gradient_norm
-            update, offset = {k: torch.zeros_like(t) for k, t in template.items()}, 0
-            for name in names:
-                n = template[name].numel()
-                update[name] = direction[offset:offset + n].reshape(template[name].shape).to(template[name].dtype)
-                offset += n
-            out.append(update)
+            parts = direction.split([template[name].numel() for name in names])
+            out.append({**untouched, **{name: part.view_as(template[name]).to(template[name].dtype)
+                                        for name, part in zip(names, parts)}})
         return out
 
 
@@ -58,9 +56,7 @@ def start_canary_clients(paths: RunPaths, config, model: torch.nn.Module) -> Can
         return None
     fed = config.federated
     canaries = new_canary_set(audit)
-    state = model.state_dict()
-    canaries.gradient_parameters = [name for name, p in model.named_parameters()
-                                    if name in state and p.is_floating_point()]
+    canaries.gradient_parameters = [name for name, p in model.named_parameters() if p.is_floating_point()]
     canaries.gradient = direction_canaries(audit.canaries)
     canaries.gradient_norm = fed.client_dp.clipping_norm
     start = flat_weights(model, canaries.gradient_parameters)

@@ -255,8 +255,7 @@ def run_server(grid, run_dir: Path, *, mode: str) -> FederatedResult:
     record.training = {"rounds_completed": completed, "train_seconds": result.seconds,
                        "best_validation_metric": result.validation_macro_f1}
     if canary_clients is not None:
-        record.privacy_audit = {"canaries": canary_clients.canaries.count, "kinds": canary_clients.canaries.kinds,
-                                "inclusion": "sealed in canaries/inclusion.sealed until the audit"}
+        record.privacy_audit = canary_clients.canaries.run_record()
     record.model_sha256 = model_weight_hashes(paths.model)
     record.status = "complete"
     record.finished = now_iso()

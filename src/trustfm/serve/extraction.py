@@ -32,6 +32,7 @@ from trustfm.results import Interval, Result
 
 DEFENCES = ("full", "rounded", "top1", "budget")
 AS_SERVED = "as-served"  # the one defence of a model behind a foreign endpoint: its own
+LOOPBACK_TARGET = "the run's model, served by trustfm on loopback (one service per defence)"
 
 
 class ExtractionPoint(BaseModel):
@@ -55,7 +56,7 @@ class ExtractionResult(Result):
     # defence -> whether the service's extraction alert fired during the attack; None: not observable (an endpoint)
     alerts: dict[str, bool | None]
     key_query_budget: int | None  # the budget defence's cap; None when no budget defence was set up
-    target: str = "the run's model, served by trustfm on loopback (one service per defence)"
+    target: str = LOOPBACK_TARGET
     requests: int | None = None  # HTTP requests the attack sent to a foreign endpoint
 
     def metrics(self) -> dict[str, float]:
@@ -245,7 +246,7 @@ def audit_extraction_run(run_dir: str | Path, *, attacker_texts: str | Path, tex
     else:
         cap, requests = key_query_budget or budgets[0], None
         answers, alerts = _attack_loopback(ctx.paths.root, queries, defences, cap=cap, alert_texts=alert_texts)
-        target = ExtractionResult.model_fields["target"].default
+        target = LOOPBACK_TARGET
     points = []
     for defence in defences:
         for budget in budgets:

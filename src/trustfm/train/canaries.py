@@ -68,6 +68,11 @@ class CanarySet(BaseModel):
     sealed_with: str  # the key file's path (where the audit finds the key), never the key
     shared_by: str | None = None  # the study whose trials all train on these canaries (trustfm.tune.canaries)
 
+    def run_record(self) -> dict:
+        """What ``run.json`` says of the canaries (``privacy_audit``): how many, which kinds, never the draws."""
+        return {"canaries": self.count, "kinds": self.kinds,
+                "inclusion": f"sealed in {FOLDER}/{SEALED_FILE} until the audit"}
+
 
 def canary_folder(paths: RunPaths) -> Path:
     return paths.root / FOLDER
@@ -123,9 +128,10 @@ def _vocabulary_words(tokenizer) -> list[str]:
     return sorted(words)
 
 
-def draw_input_canaries(tokenizer, label_names: list[str], *, count: int, words: int,
-                        rng: np.random.Generator) -> list[InputCanary]:
-    """``count`` texts of ``words`` random vocabulary words, each with a label drawn uniformly."""
+def draw_input_canaries(tokenizer, label_names: list[str], *, count: int, words: int) -> list[InputCanary]:
+    """``count`` texts of ``words`` random vocabulary words, each with a label drawn uniformly, from OS randomness
+    (never the run's seed, which is in its config)."""
+    rng = np.random.default_rng(secrets.randbits(128))
     vocabulary = _vocabulary_words(tokenizer)
     if len(vocabulary) < 100:
         raise ConfigError(f"privacy.audit: the tokenizer holds {len(vocabulary)} whole words; input canaries need "
@@ -243,7 +249,7 @@ def insert_canaries(setup, train, audit) -> tuple[object, dict]:
         canaries = new_canary_set(audit)
         if "input" in audit.kinds:
             canaries.input = draw_input_canaries(setup.tokenizer, setup.data.label_names, count=audit.canaries,
-                                                 words=audit.words, rng=np.random.default_rng(secrets.randbits(128)))
+                                                 words=audit.words)
         drawn = seal_draws(paths, canaries)
     setup.extra["canaries"] = canaries
     if "input" not in canaries.kinds:

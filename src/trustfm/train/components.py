@@ -233,8 +233,7 @@ class PrivacyCanaries(TrustComponent):
 
     def after_fit(self, setup):
         canaries = setup.extra["canaries"]
-        setup.record.privacy_audit = {"canaries": canaries.count, "kinds": canaries.kinds,
-                                      "inclusion": "sealed in canaries/inclusion.sealed until the audit"}
+        setup.record.privacy_audit = canaries.run_record()
 
 
 class Tracking(TrustComponent):

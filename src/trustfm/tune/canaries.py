@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import shutil
 
-import numpy as np
-
 from trustfm.runs import RunPaths
 from trustfm.train.canaries import (FOLDER, PUBLIC_FILE, direction_canaries, draw_input_canaries, new_canary_set,
                                     read_canaries, seal_draws)
@@ -32,8 +30,6 @@ def share_study_canaries(plan) -> None:
 
 
 def _draw(plan) -> None:
-    import secrets
-
     from transformers import AutoTokenizer
 
     from trustfm.data.prepare import prepare_data
@@ -48,8 +44,7 @@ def _draw(plan) -> None:
     if "input" in audit.kinds:
         labels = prepare_data(config.data, seed=config.seed).label_names
         tokenizer = AutoTokenizer.from_pretrained(resolve_model_dir(config.model.name_or_path), local_files_only=True)
-        canaries.input = draw_input_canaries(tokenizer, labels, count=audit.canaries, words=audit.words,
-                                             rng=np.random.default_rng(secrets.randbits(128)))
+        canaries.input = draw_input_canaries(tokenizer, labels, count=audit.canaries, words=audit.words)
     if "gradient" in audit.kinds:
         canaries.gradient = direction_canaries(audit.canaries)
     study.root.mkdir(parents=True, exist_ok=True)

@@ -97,14 +97,14 @@ def audit_privacy_canaries_run(run: str | Path | AuditContext, *, confidence: fl
         proba = ctx.predictor.predict_proba([c.text for c in canaries.input])
         labels = np.array([index[c.label] for c in canaries.input])
         scores["input"] = (input_canary_scores(proba, labels), "log-odds of the canary's own random label")
-    if canaries.gradient and "client" in canaries.kinds:
-        initial = np.array([c.initial for c in canaries.gradient])
-        scores["client"] = (client_canary_scores(initial, _final_projections(ctx, canaries)),
-                            "how far the global weights moved along the canary client's update")
-    elif canaries.gradient:
-        initial = np.array([c.initial for c in canaries.gradient])
-        scores["gradient"] = (gradient_canary_scores(initial, _final_projections(ctx, canaries)),
-                              "how far the weights moved against the canary's direction")
+    if canaries.gradient:  # directions: a DP-SGD gradient pushes the weights back, a client's update forward
+        initial, final = np.array([c.initial for c in canaries.gradient]), _final_projections(ctx, canaries)
+        if "client" in canaries.kinds:
+            scores["client"] = (client_canary_scores(initial, final),
+                                "how far the global weights moved along the canary client's update")
+        else:
+            scores["gradient"] = (gradient_canary_scores(initial, final),
+                                  "how far the weights moved against the canary's direction")
     # the guesses are fixed by the scores alone (judge() makes them first); only now are the draws unsealed
     included = reveal_inclusion(ctx.paths, canaries)
     audits = [judge(kind, s, included[kind], delta=delta, confidence=confidence, score=what)
