@@ -167,6 +167,10 @@ def main() -> None:
     parser.add_argument("--dp-learning-rate", type=float, default=DP_LEARNING_RATE)
     parser.add_argument("--trainable", default=DP_SETTINGS["trainable"], help="privacy.dp.trainable of the DP runs")
     parser.add_argument("--top-layers", type=int, default=DP_SETTINGS["top_layers"])
+    parser.add_argument("--ema-decay", type=float, default=None,
+                        help="train.ema_decay of the DP runs (a moving average of the weights; default: none)")
+    parser.add_argument("--ema-non-private", action="store_true",
+                        help="the non-private run averages its weights the same way")
     args = parser.parse_args()
     dp_settings = {"trainable": args.trainable, "top_layers": args.top_layers}
     from trustfm.runs import read_json
@@ -183,13 +187,16 @@ def main() -> None:
         print(json.dumps(line))
         return
     training = {**DP_TRAINING, "train.batch_size": args.batch_size, "train.epochs": args.epochs}
-    runs = {"non_private": training}
+    averaging = {} if args.ema_decay is None else {"train.ema_decay": args.ema_decay}
+    runs = {"non_private": {**training, **(averaging if args.ema_non_private else {})}}
     for epsilon in args.epsilons:
-        runs[f"epsilon_{epsilon:g}"] = {**training, "train.learning_rate": args.dp_learning_rate,
+        runs[f"epsilon_{epsilon:g}"] = {**training, **averaging, "train.learning_rate": args.dp_learning_rate,
                                       "privacy.dp": {"epsilon": float(epsilon), **dp_settings},
                                       "privacy.ledger": str(args.out / "ledger.jsonl")}
     line["training"] = {"train_sentences": args.train_sentences or "all", **training,
-                        "dp": {**dp_settings, "learning_rate": args.dp_learning_rate}}
+                        "dp": {**dp_settings, "learning_rate": args.dp_learning_rate, **averaging}}
+    if args.ema_non_private:
+        line["training"]["non_private"] = averaging
     for name, overrides in runs.items():
         run = args.out / name
         if read_json(run / "run.json").get("status") != "complete" if (run / "run.json").exists() else True:

@@ -196,6 +196,10 @@ class TrainConfig(_Strict):
     bucket_size: int = Field(
         64, ge=1, description="batches per length bucket; 1 disables length bucketing"
     )
+    ema_decay: float | None = Field(
+        None, gt=0, lt=1, description="evaluate and save an exponential moving average of the trained weights, with "
+        "this decay per step (e.g. 0.99), instead of the last weights; under DP-SGD it averages out part of the "
+        "noise at no privacy cost (post-processing)")
     num_threads: int | None = Field(None, ge=1, description="torch CPU threads; default: the cores idle when training starts (recorded in run.json training.threads)")
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
     keep_checkpoints: bool = Field(False, description="keep checkpoints/ (the resumable training state) once the "
@@ -517,6 +521,13 @@ class RunConfig(_Strict):
         ) if on]
         if refused:
             raise ValueError(f"privacy.audit cannot be used with {refused[0]}")
+        return self
+
+    @model_validator(mode="after")
+    def _weight_averaging_in_one_process(self) -> "RunConfig":
+        if self.train.ema_decay is not None and self.federated is not None:
+            raise ValueError("train.ema_decay cannot be used with federated: the server averages the clients' "
+                             "updates, and a client's moving average would start again at every round")
         return self
 
     @model_validator(mode="after")

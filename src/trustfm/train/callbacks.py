@@ -20,6 +20,9 @@ callbacks, not forks of the loop. The hooks, in call order:
   clipping; data parallelism averages the processes' gradients here.
 - ``on_before_optimizer_step(trainer)``: after gradient clipping.
 - ``on_step_end(trainer, record)``: ``record`` is the step's log dict.
+- ``on_validation_start(trainer)`` / ``on_validation_end(trainer)``: around the
+  epoch's validation and best-checkpoint save; weight averaging swaps its
+  averaged weights in and back out here.
 - ``on_epoch_end(trainer, record)``: ``record`` holds the validation metrics.
 - ``on_fit_end(trainer)``
 
@@ -59,6 +62,10 @@ class Callback:
     def on_before_optimizer_step(self, trainer) -> None: ...
 
     def on_step_end(self, trainer, record: dict) -> None: ...
+
+    def on_validation_start(self, trainer) -> None: ...
+
+    def on_validation_end(self, trainer) -> None: ...
 
     def on_epoch_end(self, trainer, record: dict) -> None: ...
 

@@ -265,6 +265,26 @@ class CheckpointEncryption(TrustComponent):
         return {"encryption_key": load_key(setup.config.privacy.key_file)}
 
 
+class WeightAveragingComponent(TrustComponent):
+    """``train.ema_decay``: validation and the saved model use a moving average of the weights
+    (:mod:`trustfm.train.averaging`); ``run.json`` says so."""
+
+    name = "weight_averaging"
+
+    def __init__(self):
+        self.averaging = None
+
+    def callbacks(self, setup):
+        from trustfm.train.averaging import WeightAveraging
+
+        self.averaging = WeightAveraging(setup.config.train.ema_decay)
+        return [self.averaging]
+
+    def after_fit(self, setup):
+        setup.record.weight_averaging = {"method": "ema", "decay": self.averaging.decay,
+                                         "steps_averaged": self.averaging.updates}
+
+
 def trust_components(config: RunConfig) -> list[TrustComponent]:
     """The components the config turns on, in the order their hooks run.
 
@@ -292,6 +312,8 @@ def trust_components(config: RunConfig) -> list[TrustComponent]:
         components.append(RobustTraining())
     if privacy.encrypt_checkpoints:
         components.append(CheckpointEncryption())
+    if config.train.ema_decay is not None:
+        components.append(WeightAveragingComponent())
     from trustfm.train.distributed import DataParallel, world
 
     here = world()

@@ -291,6 +291,7 @@ class FineTuner:
                 progress.update(task, completed=len(batches))
                 self.state.train_seconds += elapsed
                 self.state.train_samples += seen
+                self._call("on_validation_start")
                 proba = predict_proba(model, validation, pad_id=pad_id, batch_size=cfg.eval_batch_size)
                 scores = validation_metrics(validation_labels, proba)
                 record = {
@@ -305,6 +306,7 @@ class FineTuner:
                 record["improved"] = improved
                 if improved:
                     save_best(model)
+                self._call("on_validation_end")
                 self.state.epoch = epoch
                 self.state.history.append(record)
                 if stop_cfg is not None and self.state.epochs_without_improvement >= stop_cfg.patience:
