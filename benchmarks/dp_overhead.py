@@ -190,7 +190,9 @@ def main() -> None:
     averaging = {} if args.ema_decay is None else {"train.ema_decay": args.ema_decay}
     runs = {"non_private": {**training, **(averaging if args.ema_non_private else {})}}
     for epsilon in args.epsilons:
+        # with averaging the DP runs keep their last checkpoint: its raw weights are scored beside the average
         runs[f"epsilon_{epsilon:g}"] = {**training, **averaging, "train.learning_rate": args.dp_learning_rate,
+                                      **({"train.keep_checkpoints": True} if averaging else {}),
                                       "privacy.dp": {"epsilon": float(epsilon), **dp_settings},
                                       "privacy.ledger": str(args.out / "ledger.jsonl")}
     line["training"] = {"train_sentences": args.train_sentences or "all", **training,
@@ -216,13 +218,20 @@ def main() -> None:
                       "epsilon_spent": round(privacy["epsilon"], 3), "delta": privacy["delta"],
                       "noise_multiplier": round(privacy["noise_multiplier"], 3),
                       "gap_points": round(100 * (line["non_private"]["dev_accuracy"] - accuracy["value"]), 2),
-                      "gap_points_95ci": paired_gap_interval(args.out / "non_private", run)}
+                      "gap_points_95ci": paired_gap_interval(dev_correct(args.out / "non_private"),
+                                                             dev_correct(run))}
+        if averaging:
+            # the same run's last raw weights against its average: a paired comparison, free of the draw's noise
+            raw, averaged = dev_correct(run, raw_weights=True), dev_correct(run)
+            line[name]["raw_weights"] = {"dev_accuracy": round(float(raw.mean()), 4),
+                                         "averaging_gain_points": round(100 * float((averaged - raw).mean()), 2),
+                                         "averaging_gain_points_95ci": paired_gap_interval(averaged, raw)}
     print(json.dumps(line))
 
 
-def paired_gap_interval(reference: Path, private: Path, *, resamples: int = 2000, seed: int = 0) -> list[float]:
-    """95% percentile interval of the accuracy gap (points, reference minus private) on SST-2 dev, by a paired
-    bootstrap: both models' answers on the same resampled sentences."""
+def dev_correct(run: Path, *, raw_weights: bool = False):
+    """1.0 where the run's model answers an SST-2 dev sentence right, else 0.0 (shape (872,)); ``raw_weights``:
+    the last training step's weights from the kept checkpoint instead of the saved (averaged) model."""
     import csv
 
     import numpy as np
@@ -233,13 +242,25 @@ def paired_gap_interval(reference: Path, private: Path, *, resamples: int = 2000
     with (SST2 / "dev.tsv").open(encoding="utf-8") as handle:
         rows = list(csv.reader(handle, delimiter="\t", quoting=csv.QUOTE_NONE))[1:]
     texts, gold = [r[0] for r in rows], np.asarray([int(r[1]) for r in rows])
-    correct = []
-    for run in (reference, private):
-        predictor = AuditContext(run).predictor
-        names = [str(n) for n in predictor.label_names]
-        predicted = np.asarray([int(names[i]) for i in predictor.predict_proba(texts).argmax(1)])
-        correct.append((predicted == gold).astype(float))
-    difference = correct[0] - correct[1]
+    predictor = AuditContext(run).predictor
+    if raw_weights:
+        import torch
+
+        from trustfm.train.loop import CHECKPOINT_FILE
+
+        saved = torch.load(run / "checkpoints" / CHECKPOINT_FILE, weights_only=True)
+        predictor.model.load_state_dict(saved["model"])
+    names = [str(n) for n in predictor.label_names]
+    predicted = np.asarray([int(names[i]) for i in predictor.predict_proba(texts).argmax(1)])
+    return (predicted == gold).astype(float)
+
+
+def paired_gap_interval(reference, other, *, resamples: int = 2000, seed: int = 0) -> list[float]:
+    """95% percentile interval of the accuracy gap (points, reference minus other) on SST-2 dev, by a paired
+    bootstrap over the two models' per-sentence correctness (``dev_correct``) on the same resampled sentences."""
+    import numpy as np
+
+    difference = reference - other
     draws = np.random.default_rng(seed).integers(0, len(difference), (resamples, len(difference)))
     means = 100 * difference[draws].mean(axis=1)
     return [round(float(np.quantile(means, 0.025)), 2), round(float(np.quantile(means, 0.975)), 2)]

@@ -134,10 +134,8 @@ def test_dp_sgd_with_its_noise_cut_is_caught(tiny_config, tmp_path, monkeypatch)
 
 
 def test_without_dp_the_canaries_show_a_large_epsilon(tiny_config, tmp_path):
-    # six epochs: in three the tiny model memorised the random-label canaries well in most draws but not all
-    # (ROC-AUC 0.76 once, 0.997 usually); the draws come from OS randomness, so the test must hold for any
     # 300 canaries (150 or so trained on beside the 400 rows): with 1,000 the tiny model memorised them unevenly,
-    # ROC-AUC 0.76-0.99 over the draws, which come from OS randomness; the test must hold for any draw
+    # ROC-AUC 0.76-0.99 over the draws; the draws come from OS randomness, so the test must hold for any draw
     run = _canary_run(tiny_config, tmp_path, "open", **{"privacy.audit.canaries": 300})
     done = run_cli(["audit", "privacy-canaries", str(run), "--format", "json"])
     assert done.returncode == 0, done.stderr

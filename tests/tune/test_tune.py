@@ -1,5 +1,6 @@
 """``trustfm tune`` as a user runs it: search under constraints, select, then audit, report and gate the output run;
-pruning; kill and resume; two processes on one study; a DP search charged as a whole; the refusals."""
+pruning; kill and resume; two processes on one study; a DP search charged as a whole, whose canary audit can fail;
+the refusals."""
 
 import json
 import os
@@ -184,6 +185,30 @@ def test_dp_search_is_charged_as_a_whole_audited_with_shared_canaries_and_refuse
     assert refused.returncode != 0 and not (tmp_path / "again").exists()
     assert "the search would cost epsilon" in refused.stderr and "privacy budget" in refused.stderr
     assert "Traceback" not in refused.stderr
+
+
+def test_a_dp_search_whose_noise_was_cut_is_caught_by_the_released_runs_canary_audit(tune_config, tmp_path,
+                                                                                      monkeypatch):
+    from trustfm.config import load_config
+    from trustfm.pipeline import tune_and_select
+    from trustfm.train import dp_noise
+
+    private = {"privacy": {"dp": {"epsilon": 2.0, "delta": 1e-6, "trainable": "all"}, "ledger": str(tmp_path / "l"),
+                           "audit": {"canaries": 1000}},
+               "train": {"batch_size": 16, "learning_rate": 3e-3, "epochs": 2, "num_threads": 1}}
+    config = load_config(tune_config(sampler="random", pruner="none", trials=2, config=private,
+                                     space={"train.learning_rate": {"choice": [2e-3, 3e-3]}}))
+    # the product has no switch for this: every trial's noise is cut twentyfold, the accountant does not know
+    original = dp_noise.SecretRandomness.gaussian_
+    monkeypatch.setattr(dp_noise.SecretRandomness, "gaussian_", lambda self, out, std: original(self, out, std / 20))
+    result = tune_and_select(config, select="best", show_progress=False)
+    monkeypatch.undo()
+    audited = run_cli(["audit", "privacy-canaries", tmp_path / "study" / "selected", "--format", "json"])
+    assert audited.returncode == 4, audited.stderr
+    canary_audit = json.loads(audited.stdout)
+    assert canary_audit["accounted_epsilon"] == pytest.approx(result.privacy["epsilon"])
+    assert canary_audit["accounted_by"].startswith("the whole DP search")
+    assert canary_audit["claim"] == "refuted" and canary_audit["epsilon_lower_bound"] > result.privacy["epsilon"]
 
 
 @pytest.mark.parametrize("tune, message", [
