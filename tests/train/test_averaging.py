@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import make_rows
+from conftest import make_rows, run_cli
 from trustfm.config import ModelConfig, load_config
 from trustfm.pipeline import train_and_evaluate
 from trustfm.runs import read_json
@@ -103,6 +103,8 @@ def test_a_dp_run_with_averaging_records_it_and_federated_runs_refuse_it(tiny_co
                                show_progress=False)
     record = read_json(paths.run_info)
     assert record["weight_averaging"] == {"method": "ema", "decay": 0.9, "steps_averaged": record["training"]["steps"]}
+    assert run_cli(["report", str(paths.root)]).returncode == 0
+    assert "moving average over the steps (EMA, decay 0.9)" in (paths.root / "model_card.md").read_text()
     from trustfm.errors import ConfigError
 
     with pytest.raises(ConfigError, match="train.ema_decay cannot be used with federated"):

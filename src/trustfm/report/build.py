@@ -63,7 +63,8 @@ def collect_report(run_dir: str | Path) -> dict:
             "truncated": info.get("truncated", {}),
             "rejected_by_kind": rejected_counts,
         },
-        "training": {**info.get("training", {}), "epochs": epochs},
+        "training": {**info.get("training", {}), "epochs": epochs,
+                     "weight_averaging": info.get("weight_averaging")},  # train.ema_decay: what was saved
         "results": results,
     }
 

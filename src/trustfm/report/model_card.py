@@ -114,7 +114,9 @@ def build_model_card(content: dict) -> dict:
     training = ([f"Training: unknown (trained outside trustfm); unknown as well: {', '.join(imported['unknown'])}"]
                 if imported else
                 [f"Training: {content['training'].get('epochs_completed')} epoch(s), best epoch "
-                 f"{content['training'].get('best_epoch')}, seed {provenance.get('seed')}"])
+                 f"{content['training'].get('best_epoch')}, seed {provenance.get('seed')}"
+                 + (f"; the saved weights are a moving average over the steps (EMA, decay {averaged['decay']:g})"
+                    if (averaged := content["training"].get("weight_averaging")) else "")])
     column = (f"Image column '{data.get('image', {}).get('column', 'image')}'" if images
               else f"Text column '{data.get('text_column')}'")
     return {
