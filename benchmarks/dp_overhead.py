@@ -169,8 +169,6 @@ def main() -> None:
     parser.add_argument("--top-layers", type=int, default=DP_SETTINGS["top_layers"])
     parser.add_argument("--ema-decay", type=float, default=None,
                         help="train.ema_decay of the DP runs (a moving average of the weights; default: none)")
-    parser.add_argument("--ema-non-private", action="store_true",
-                        help="the non-private run averages its weights the same way")
     args = parser.parse_args()
     dp_settings = {"trainable": args.trainable, "top_layers": args.top_layers}
     from trustfm.runs import read_json
@@ -188,7 +186,7 @@ def main() -> None:
         return
     training = {**DP_TRAINING, "train.batch_size": args.batch_size, "train.epochs": args.epochs}
     averaging = {} if args.ema_decay is None else {"train.ema_decay": args.ema_decay}
-    runs = {"non_private": {**training, **(averaging if args.ema_non_private else {})}}
+    runs = {"non_private": training}
     for epsilon in args.epsilons:
         # with averaging the DP runs keep their last checkpoint: its raw weights are scored beside the average
         runs[f"epsilon_{epsilon:g}"] = {**training, **averaging, "train.learning_rate": args.dp_learning_rate,
@@ -197,8 +195,6 @@ def main() -> None:
                                       "privacy.ledger": str(args.out / "ledger.jsonl")}
     line["training"] = {"train_sentences": args.train_sentences or "all", **training,
                         "dp": {**dp_settings, "learning_rate": args.dp_learning_rate, **averaging}}
-    if args.ema_non_private:
-        line["training"]["non_private"] = averaging
     for name, overrides in runs.items():
         run = args.out / name
         if read_json(run / "run.json").get("status") != "complete" if (run / "run.json").exists() else True:
@@ -211,21 +207,22 @@ def main() -> None:
         if name == "non_private":
             line["non_private"] = {"dev_accuracy": round(accuracy["value"], 4), "steps": steps,
                                    "dev_accuracy_95ci": [round(accuracy["low"], 4), round(accuracy["high"], 4)]}
+            reference = dev_correct(run)  # scored once, paired with every private run
             continue
         privacy = read_json(run / "results" / "privacy.json")
+        private = dev_correct(run)
         line[name] = {"dev_accuracy": round(accuracy["value"], 4), "steps": steps,
                       "dev_accuracy_95ci": [round(accuracy["low"], 4), round(accuracy["high"], 4)],
                       "epsilon_spent": round(privacy["epsilon"], 3), "delta": privacy["delta"],
                       "noise_multiplier": round(privacy["noise_multiplier"], 3),
                       "gap_points": round(100 * (line["non_private"]["dev_accuracy"] - accuracy["value"]), 2),
-                      "gap_points_95ci": paired_gap_interval(dev_correct(args.out / "non_private"),
-                                                             dev_correct(run))}
+                      "gap_points_95ci": paired_gap_interval(reference, private)}
         if averaging:
             # the same run's last raw weights against its average: a paired comparison, free of the draw's noise
-            raw, averaged = dev_correct(run, raw_weights=True), dev_correct(run)
+            raw = dev_correct(run, raw_weights=True)
             line[name]["raw_weights"] = {"dev_accuracy": round(float(raw.mean()), 4),
-                                         "averaging_gain_points": round(100 * float((averaged - raw).mean()), 2),
-                                         "averaging_gain_points_95ci": paired_gap_interval(averaged, raw)}
+                                         "averaging_gain_points": round(100 * float((private - raw).mean()), 2),
+                                         "averaging_gain_points_95ci": paired_gap_interval(private, raw)}
     print(json.dumps(line))
 
 

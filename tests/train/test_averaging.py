@@ -24,18 +24,18 @@ class Trajectory(Callback):
         self.at_epoch_end: list[list[torch.Tensor]] = []
         self.stop_after_epoch = stop_after_epoch
 
-    def _weights(self, trainer=None):
+    def weights(self):
         return [p.detach().clone() for p in self.parameters]
 
     def on_fit_start(self, trainer):
         self.parameters = [p for g in trainer.optimizer.param_groups for p in g["params"]]
-        self.start = self._weights(trainer)
+        self.start = self.weights()
 
     def on_step_end(self, trainer, record):
-        self.steps.append(self._weights(trainer))
+        self.steps.append(self.weights())
 
     def on_epoch_end(self, trainer, record):
-        self.at_epoch_end.append(self._weights(trainer))
+        self.at_epoch_end.append(self.weights())
         if record["epoch"] == self.stop_after_epoch:
             trainer.should_stop = True  # as if killed after this epoch's checkpoint
 
@@ -72,7 +72,7 @@ def test_validation_saving_and_the_final_model_use_the_average_while_training_go
         tiny_config):
     trajectory, saved = Trajectory(), []
     _fit(tiny_config, [trajectory, WeightAveraging(DECAY)],
-                 save_best=lambda m: saved.append(trajectory._weights()))
+                 save_best=lambda m: saved.append(trajectory.weights()))
     steps_per_epoch = len(trajectory.steps) // 2
     after_one = _expected_average(trajectory.start, trajectory.steps[:steps_per_epoch])
     after_two = _expected_average(trajectory.start, trajectory.steps)

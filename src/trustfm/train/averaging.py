@@ -40,27 +40,28 @@ class WeightAveraging(Callback):
         self.decay = decay
         self.updates = 0
         self.average: list[torch.Tensor] | None = None
-        self._parameters: list[torch.nn.Parameter] = []
+        self._weights: list[torch.Tensor] = []  # detached views of the trained parameters (same storage)
 
     def on_fit_start(self, trainer) -> None:
-        # what the optimizer steps (a DP clipper turns requires_grad off on the parameters it trains)
-        self._parameters = [p for group in trainer.optimizer.param_groups for p in group["params"]]
+        # what the optimizer steps (a DP clipper turns requires_grad off on the parameters it trains); the
+        # optimizer updates them in place, so views taken once follow every step
+        self._weights = [p.detach() for group in trainer.optimizer.param_groups for p in group["params"]]
         if self.average is None:
-            self.average = [p.detach().clone() for p in self._parameters]
-        elif [a.shape for a in self.average] != [p.shape for p in self._parameters]:
+            self.average = [w.clone() for w in self._weights]
+        elif [a.shape for a in self.average] != [w.shape for w in self._weights]:
             raise ValueError("the checkpoint's weight average does not match the model's trained parameters")
 
     @torch.no_grad()
     def on_step_end(self, trainer, record: dict) -> None:
         self.updates += 1
         decay = min(self.decay, (1 + self.updates) / (10 + self.updates))
-        torch._foreach_lerp_(self.average, [p.detach() for p in self._parameters], 1.0 - decay)
+        torch._foreach_lerp_(self.average, self._weights, 1.0 - decay)
 
     @torch.no_grad()
     def _swap(self) -> None:
-        for averaged, parameter in zip(self.average, self._parameters):
-            held = parameter.detach().clone()
-            parameter.copy_(averaged)
+        for averaged, weights in zip(self.average, self._weights):
+            held = weights.clone()
+            weights.copy_(averaged)
             averaged.copy_(held)
 
     def on_validation_start(self, trainer) -> None:
@@ -71,8 +72,7 @@ class WeightAveraging(Callback):
 
     @torch.no_grad()
     def on_fit_end(self, trainer) -> None:
-        for averaged, parameter in zip(self.average, self._parameters):
-            parameter.copy_(averaged)
+        torch._foreach_copy_(self._weights, self.average)
 
     def state_dict(self) -> dict[str, Any]:
         return {"updates": self.updates, "average": [a.clone() for a in self.average or []]}
